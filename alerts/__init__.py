@@ -1,0 +1,1 @@
+"""Alerts: alarms, rules, topology correlation, silences, routing, escalation, notifiers."""

@@ -1,0 +1,1 @@
+"""Analytics: feature windows, scikit-learn style detectors, streaming scoring, evaluation."""

@@ -1,0 +1,1 @@
+"""Collectors: one module per telemetry source (SNMP, traps, NVML, NPU, Prometheus scrape)."""

@@ -1,0 +1,1 @@
+"""The NOC console (Dash)."""

@@ -1,0 +1,26 @@
+"""Cooling: CRAC/CRAH air handlers, in-row coolers and liquid CDUs."""
+
+from dcops.catalogue.types import Kind, Measurement, Metric
+
+G, S = Kind.GAUGE, Kind.STATE
+_SRC = ("snmp", "sim")
+
+MEASUREMENTS = (
+    Measurement("cooling", ("site", "hall", "device", "index"), "A CRAC/CRAH, in-row unit or CDU."),
+)
+
+METRICS = (
+    Metric("cooling_running", "cooling", "state", S, "1 when the unit is running and cooling.", _SRC, ((0, "stopped"), (1, "running"))),
+    Metric("cooling_supply_temp_degc", "cooling", "degC", G, "Supply (cold) air or coolant temperature.", _SRC),
+    Metric("cooling_return_temp_degc", "cooling", "degC", G, "Return (hot) air or coolant temperature.", _SRC),
+    Metric("cooling_setpoint_degc", "cooling", "degC", G, "Supply temperature setpoint.", _SRC),
+    Metric("cooling_fan_pct", "cooling", "%", G, "Fan speed.", _SRC),
+    Metric("cooling_airflow_m3h", "cooling", "m3/h", G, "Air flow.", _SRC),
+    Metric("cooling_load_w", "cooling", "W", G, "Heat removed.", _SRC),
+    Metric("cooling_capacity_w", "cooling", "W", G, "Available cooling capacity now.", _SRC),
+    Metric("cooling_power_w", "cooling", "W", G, "Electrical power the unit draws.", _SRC),
+    Metric("cooling_filter_dp_pa", "cooling", "Pa", G, "Pressure drop across the air filter.", _SRC),
+    Metric("cooling_humidity_pct", "cooling", "%RH", G, "Return air relative humidity.", _SRC),
+    Metric("cooling_flow_lpm", "cooling", "l/min", G, "Coolant flow (CDU).", _SRC),
+    Metric("cooling_pressure_kpa", "cooling", "kPa", G, "Coolant pressure (CDU).", _SRC),
+)

@@ -1,0 +1,22 @@
+"""Event kinds: discrete things that happen, as opposed to periodic samples."""
+
+from types import MappingProxyType
+
+EVENT_KINDS = MappingProxyType({
+    "xid": "An NVIDIA XID error reported by the driver (attributes: xid, meaning, action).",
+    "accel_lost": "An accelerator stopped answering (GPU fallen off the bus, NPU reset).",
+    "accel_recovered": "A lost accelerator answers again.",
+    "snmp_trap": "An SNMP trap or inform (attributes: trap_oid, mapped name).",
+    "agent_unreachable": "A polled agent (SNMP, exporter) stopped answering.",
+    "agent_recovered": "A polled agent answers again.",
+    "ups_on_battery": "A UPS switched to battery.",
+    "ups_on_utility": "A UPS returned to utility power.",
+    "breaker_trip": "A PDU breaker tripped.",
+    "breaker_closed": "A PDU breaker was closed again.",
+    "cooling_fault": "A cooling unit stopped or raised an alarm.",
+    "cooling_recovered": "A cooling unit runs normally again.",
+    "psu_fault": "A server PSU stopped delivering power.",
+    "psu_recovered": "A server PSU delivers power again.",
+    "fault_injected": "The simulator injected a fault (ground truth, never used by detectors).",
+    "fault_cleared": "The simulator cleared a fault.",
+})

@@ -1,0 +1,67 @@
+"""The `dcops` command line.
+
+Subcommands are registered in `COMMANDS` (name -> module, one-line help). Each module has
+`add_arguments(parser)` and `run(args) -> int`; only the chosen one is imported, so
+`dcops check` stays fast and a broken optional stage cannot break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from dcops import __version__
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("dcops.commands.check", "validate a site config (file, line and field for every error)"),
+    "demo": ("dcops.commands.demo", "run the simulated demo site end to end and serve the console"),
+    "sim": ("dcops.commands.sim", "run the simulator and print or store its samples and fault labels"),
+    "inject": ("dcops.commands.inject", "inject a fault into a running demo"),
+    "up": ("dcops.commands.up", "run the roles a site config names (poller, agent, ingest, ...)"),
+    "role": ("dcops.commands.role", "run one role as its own process"),
+    "snmp": ("collectors.snmp_cli", "SNMP: poll a device once, list profiles, receive traps"),
+    "agent": ("collectors.agent_cli", "accelerator agent: NVML GPUs, NPUs, dcgm-exporter scrape"),
+    "eval": ("analytics.eval_cli", "evaluate detectors: simulated fault scenarios, NAB"),
+    "train": ("analytics.train_cli", "train anomaly models from the store's history"),
+    "rules": ("alerts.rules_cli", "validate alert rule files"),
+}
+
+
+def _build_parser(chosen: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dcops", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"dcops {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen not in COMMANDS:
+        chosen = None
+    parser = _build_parser(chosen)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

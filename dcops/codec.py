@@ -1,0 +1,112 @@
+"""Compact binary encoding of batches and events for the bus.
+
+Batch frame: b"DCB1", u32 header length, JSON header, then raw little-endian columns:
+time int64[n], each tag as int32 codes into the header's dictionary, each field float64[n].
+Tags repeat heavily (site, hall, vendor, model), so dictionary codes keep frames small and
+decoding cheap. Event frame: b"DCE1" followed by JSON lines.
+
+Anything that does not decode raises `CodecError` with the reason, so consumers can move the
+message to a dead-letter topic instead of crashing.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from dcops.batch import Batch, Event
+
+__all__ = ["CodecError", "encode_batch", "decode_batch", "encode_events", "decode_events", "decode"]
+
+BATCH_MAGIC = b"DCB1"
+EVENTS_MAGIC = b"DCE1"
+_HDR = struct.Struct("<I")
+
+
+class CodecError(ValueError):
+    """A message on the bus could not be decoded; the text says why."""
+
+
+def encode_batch(batch: Batch) -> bytes:
+    n = len(batch)
+    tag_dicts = {}
+    tag_codes = []
+    for name, col in batch.tags.items():
+        codes, uniques = pd.factorize(col, use_na_sentinel=False)
+        tag_dicts[name] = [str(u) for u in uniques]
+        tag_codes.append(codes.astype("<i4", copy=False).tobytes())
+    header = json.dumps(
+        {"m": batch.measurement, "n": n, "tags": tag_dicts, "fields": list(batch.fields)},
+        separators=(",", ":"),
+    ).encode()
+    parts = [BATCH_MAGIC, _HDR.pack(len(header)), header, batch.time_ns.astype("<i8", copy=False).tobytes()]
+    parts.extend(tag_codes)
+    parts.extend(v.astype("<f8", copy=False).tobytes() for v in batch.fields.values())
+    return b"".join(parts)
+
+
+def decode_batch(data: bytes) -> Batch:
+    if not isinstance(data, (bytes, bytearray, memoryview)) or bytes(data[:4]) != BATCH_MAGIC:
+        raise CodecError("not a batch frame (bad magic)")
+    try:
+        (hlen,) = _HDR.unpack_from(data, 4)
+        header = json.loads(bytes(data[8 : 8 + hlen]))
+        n = int(header["n"])
+        measurement = str(header["m"])
+        tag_dicts = header["tags"]
+        field_names = header["fields"]
+    except (struct.error, ValueError, KeyError, TypeError) as exc:
+        raise CodecError(f"batch header unreadable: {exc}") from None
+    expected = 8 + hlen + n * 8 + n * 4 * len(tag_dicts) + n * 8 * len(field_names)
+    if len(data) != expected:
+        raise CodecError(f"batch frame is {len(data)} bytes, header promises {expected}")
+    off = 8 + hlen
+    buf = memoryview(data)
+    time_ns = np.frombuffer(buf, dtype="<i8", count=n, offset=off).astype(np.int64)
+    off += 8 * n
+    tags = {}
+    for name, uniques in tag_dicts.items():
+        codes = np.frombuffer(buf, dtype="<i4", count=n, offset=off)
+        off += 4 * n
+        lookup = np.asarray(uniques, dtype=object)
+        if n and (codes.min() < 0 or codes.max() >= len(lookup)):
+            raise CodecError(f"tag {name!r} has codes outside its dictionary")
+        tags[name] = lookup[codes] if n else np.empty(0, dtype=object)
+    fields = {}
+    for name in field_names:
+        fields[name] = np.frombuffer(buf, dtype="<f8", count=n, offset=off).astype(np.float64)
+        off += 8 * n
+    return Batch(measurement, time_ns, tags, fields)
+
+
+def encode_events(events: Sequence[Event]) -> bytes:
+    return EVENTS_MAGIC + "\n".join(e.to_json() for e in events).encode()
+
+
+def decode_events(data: bytes) -> list[Event]:
+    if bytes(data[:4]) != EVENTS_MAGIC:
+        raise CodecError("not an events frame (bad magic)")
+    out = []
+    body = bytes(data[4:]).decode("utf-8", errors="strict") if len(data) > 4 else ""
+    for i, line in enumerate(body.split("\n")):
+        if not line:
+            continue
+        try:
+            out.append(Event.from_dict(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CodecError(f"event {i} unreadable: {exc}") from None
+    return out
+
+
+def decode(data: bytes) -> Batch | list[Event]:
+    """Decode either kind of frame, by its magic."""
+    magic = bytes(data[:4])
+    if magic == BATCH_MAGIC:
+        return decode_batch(data)
+    if magic == EVENTS_MAGIC:
+        return decode_events(data)
+    raise CodecError(f"unknown frame magic {magic!r}")

@@ -1,0 +1,1 @@
+"""CLI subcommands of the shared core (see dcops.cli.COMMANDS)."""

@@ -1,0 +1,63 @@
+"""Service settings: which implementation each seam uses and how to reach it.
+
+Embedded defaults need nothing installed: the in-process bus, a DuckDB file, SQLite. The
+production choices (Kafka, InfluxDB, PostgreSQL) are picked per seam in the `settings:`
+section of the site YAML.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+__all__ = ["BusSettings", "StoreSettings", "DatabaseSettings", "ConsoleSettings", "Settings"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BusSettings(_Model):
+    kind: Literal["inprocess", "kafka"] = "inprocess"
+    bootstrap_servers: tuple[str, ...] = ("127.0.0.1:9092",)
+    topic_prefix: str = "dcops."
+    partitions: int = Field(12, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    spool_dir: str = "var/spool"
+    spool_max_bytes: int = Field(1 << 30, gt=0)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+
+class StoreSettings(_Model):
+    kind: Literal["duckdb", "influxdb"] = "duckdb"
+    path: str = "var/dcops.duckdb"
+    url: str = "http://127.0.0.1:8086"
+    org: str = "dcops"
+    bucket: str = "dcops"
+    token: SecretStr | None = None
+    retention_days: float = Field(7.0, gt=0)
+
+
+class DatabaseSettings(_Model):
+    url: str = "sqlite:///var/dcops.sqlite"
+
+
+class ConsoleSettings(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8050, ge=1, le=65535)
+    refresh_s: float = Field(5.0, gt=0)
+    session_ttl_s: int = Field(8 * 3600, gt=0)
+
+
+class Settings(_Model):
+    interval_s: float = Field(10.0, gt=0, description="Telemetry sample interval.")
+    bus: BusSettings = Field(default_factory=BusSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    roles: tuple[Literal["poller", "agent", "ingest", "analytics", "alerter", "console"], ...] = (
+        "poller", "ingest", "analytics", "alerter", "console")

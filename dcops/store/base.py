@@ -1,0 +1,44 @@
+"""The store interface."""
+
+from __future__ import annotations
+
+from typing import Mapping, Protocol, Sequence
+
+from dcops.batch import Batch, Event
+
+AGGREGATES = ("mean", "min", "max", "last", "first", "sum", "count")
+
+Where = Mapping[str, str | Sequence[str]]
+
+
+class StoreError(RuntimeError):
+    """A query or write was refused (bad measurement, field, aggregate...)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached; the caller should back off and retry, losing nothing."""
+
+
+class Store(Protocol):
+    def write(self, batches: Sequence[Batch]) -> int:
+        """Write batches in bulk; returns the number of field values written."""
+
+    def write_events(self, events: Sequence[Event]) -> int: ...
+
+    def latest(self, measurement: str, fields: Sequence[str] | None = None, where: Where | None = None,
+               max_age_s: float = 900.0) -> Batch:
+        """The newest row of every series of `measurement` seen in the last `max_age_s`."""
+
+    def query_range(self, measurement: str, fields: Sequence[str], start_ns: int, end_ns: int,
+                    every_s: float | None = None, agg: str = "mean", where: Where | None = None,
+                    group_by: Sequence[str] | None = None) -> Batch:
+        """Rows in [start_ns, end_ns), optionally aggregated into windows of `every_s` per
+        series (or per `group_by` tags). Sorted by time."""
+
+    def events(self, start_ns: int, end_ns: int, kinds: Sequence[str] | None = None,
+               where: Where | None = None, limit: int = 10_000) -> list[Event]: ...
+
+    def enforce_retention(self, now_ns: int) -> int:
+        """Delete raw rows older than the retention; returns rows deleted."""
+
+    def close(self) -> None: ...
