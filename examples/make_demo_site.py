@@ -64,8 +64,8 @@ def main():
         h200=servers("gpu_server", "nvidia", "H200-SXM5-141GB", 700, 1200, 151397597184),
         atom=servers("npu_server", "rebellions", "RBLN-CA22", 150, 600, 17179869184),
     ), end="")
-    print(hall(1, ["h100-8x8"] * 4, 2400, 500, 500))
-    print(hall(2, ["atom-8x8", "atom-8x8", "h200-8x8", "h200-8x8"], 1600, 500, 500))
+    print(hall(1, ["h100-8x8"] * 4, 2400, 500, 300))
+    print(hall(2, ["atom-8x8", "atom-8x8", "h200-8x8", "h200-8x8"], 1600, 500, 300))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""Constants of the simulated hardware, as data: per accelerator model and per vendor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["AccelModel", "accel_model", "THROTTLE_BITS"]
+
+
+@dataclass(frozen=True)
+class AccelModel:
+    sm_clock_mhz: float
+    mem_clock_mhz: float
+    r_th: float  # degC per W from inlet air to die at nominal fan
+    slowdown_degc: float  # core temperature where thermal throttling starts
+    mem_slowdown_degc: float  # HBM temperature where throttling starts
+    idle_fraction: float  # idle power as a share of TDP
+    tokens_per_s: float  # generation throughput at full load
+    pcie_gen: int
+    pcie_width: int
+
+
+_MODELS = {
+    "H100-SXM5-80GB": AccelModel(1980, 2619, 0.062, 87.0, 95.0, 0.10, 2400, 5, 16),
+    "H200-SXM5-141GB": AccelModel(1980, 3200, 0.060, 87.0, 95.0, 0.10, 3000, 5, 16),
+    "L40S": AccelModel(2520, 9001, 0.110, 88.0, 95.0, 0.09, 900, 4, 16),
+    "RBLN-CA22": AccelModel(1300, 8000, 0.230, 85.0, 95.0, 0.15, 650, 5, 16),
+}
+_VENDOR_DEFAULT = {
+    "nvidia": _MODELS["H100-SXM5-80GB"],
+    "rebellions": _MODELS["RBLN-CA22"],
+}
+_FALLBACK = AccelModel(1800, 2000, 0.08, 87.0, 95.0, 0.10, 1000, 4, 16)
+
+
+def accel_model(vendor: str, model: str) -> AccelModel:
+    return _MODELS.get(model) or _VENDOR_DEFAULT.get(vendor) or _FALLBACK
+
+
+# NVML clock-event (throttle) reason bits (nvmlClocksEventReason*).
+THROTTLE_BITS = {
+    "gpu_idle": 0x1,
+    "applications_clocks_setting": 0x2,
+    "sw_power_cap": 0x4,
+    "hw_slowdown": 0x8,
+    "sync_boost": 0x10,
+    "sw_thermal_slowdown": 0x20,
+    "hw_thermal_slowdown": 0x40,
+    "hw_power_brake_slowdown": 0x80,
+    "display_clock_setting": 0x100,
+}
