@@ -118,6 +118,7 @@ class Simulator:
         n, ns, nr = len(self.inventory.accel_ids), len(self.server_names), len(self.rack_names)
         rng = self.rng
         self.job = rng.uniform(-0.1, 0.1, ns)  # per-server AR(1) load deviation
+        self.load_offset = 0.0  # added to every accelerator's load share (what-if, tests)
         self.util = np.zeros(n)
         self.clk = np.ones(n)
         self.power = self.a_idle.copy()
@@ -191,7 +192,7 @@ class Simulator:
         n = len(self.util)
         # Load: diurnal share + per-server job mix (AR(1)) + per-accelerator jitter.
         self.job = 0.97 * self.job + rng.normal(0, 0.02, self.job.shape)
-        target = self.diurnal(self.now_ns) + self.job[self.a_srv] + rng.normal(0, 0.03, n)
+        target = self.diurnal(self.now_ns) + self.load_offset + self.job[self.a_srv] + rng.normal(0, 0.03, n)
         util = np.clip(target, 0.02, 1.0)
 
         # Power availability along the chain.
@@ -206,10 +207,11 @@ class Simulator:
         util = np.where(a_up, util, 0.0)
 
         # Throttling decided on the last step's temperatures (hysteresis 3 degC).
-        hot = (self.temp > self.a_slow) | (self.mem_temp > self.a_memslow)
-        cool = (self.temp < self.a_slow - 3) & (self.mem_temp < self.a_memslow - 3)
-        self.thermal = np.where(hot, True, np.where(cool, False, self.thermal)) & a_up
-        self.clk = np.where(self.thermal, 0.62, 1.0)
+        # Clocks come down in proportion to the excess and back up once 3 degC below.
+        excess = np.maximum(self.temp - self.a_slow, self.mem_temp - self.a_memslow)
+        clk = np.where(excess > 0, self.clk - 0.04 * excess, np.where(excess < -3, self.clk + 0.05, self.clk))
+        self.clk = np.where(a_up, np.clip(clk, 0.3, 1.0), 1.0)
+        self.thermal = (self.clk < 0.999) & a_up
         want = self.a_idle + (self.a_tdp - self.a_idle) * util * self.clk
         self.power_capped = (want > self.power_limit) & a_up
         power = np.minimum(want, self.power_limit)
@@ -404,9 +406,9 @@ class Simulator:
             else:
                 self._emit("accel_recovered", comp, Severity.CLEARED, f"{comp.name} answers again", {})
         elif ft == "hbm_thermal_throttle":
-            self.hbm_extra[inv.accel_index[comp.name]] = 42.0 if on else 0.0
+            self.hbm_extra[inv.accel_index[comp.name]] = 52.0 if on else 0.0
         elif ft == "npu_thermal_throttle":
-            self.rth_factor[inv.accel_index[comp.name]] = 1.9 if on else 1.0
+            self.rth_factor[inv.accel_index[comp.name]] = 3.5 if on else 1.0
         elif ft == "stuck_sensor":
             metric = str(label.params.get("metric") or _STUCK_DEFAULT[comp.kind])
             if on:
