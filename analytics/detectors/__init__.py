@@ -1,0 +1,1 @@
+"""Detectors. Each follows scikit-learn's outlier-detector contract."""
