@@ -42,6 +42,11 @@ def _ident(name: str, what: str) -> str:
     return f'"{name}"'
 
 
+def _run(cur, sql: str) -> None:
+    """Execute a statement and consume its result, so the cursor is free for the next one."""
+    cur.execute(sql).fetchall()
+
+
 def series_ids(tags: dict[str, np.ndarray], n: int) -> np.ndarray:
     """A stable 64-bit id per row from its tag values (order of tag names does not matter)."""
     h = np.full(n, 1469598103934665603, dtype=np.uint64)
@@ -134,15 +139,13 @@ class DuckDBStore:
         tmin, tmax = int(b.time_ns.min()), int(b.time_ns.max())
         cur.register("_staged", staged)
         try:
-            cur.execute("BEGIN")
-            cur.execute(
-                f'DELETE FROM "{table}" WHERE time BETWEEN {tmin} AND {tmax}'
-                f' AND (sid, time) IN (SELECT sid, time FROM _staged)'
-            )
-            cur.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _staged')
-            cur.execute("COMMIT")
+            _run(cur, "BEGIN")
+            _run(cur, f'DELETE FROM "{table}" WHERE time BETWEEN {tmin} AND {tmax}'
+                      f' AND (sid, time) IN (SELECT sid, time FROM _staged)')
+            _run(cur, f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _staged')
+            _run(cur, "COMMIT")
         except Exception:
-            cur.execute("ROLLBACK")
+            _run(cur, "ROLLBACK")
             raise
         finally:
             cur.unregister("_staged")
@@ -165,12 +168,12 @@ class DuckDBStore:
         cur = self._cur()
         cur.register("_ev", frame)
         try:
-            cur.execute("BEGIN")
-            cur.execute("DELETE FROM events WHERE eid IN (SELECT eid FROM _ev)")
-            cur.execute("INSERT INTO events SELECT * FROM _ev")
-            cur.execute("COMMIT")
+            _run(cur, "BEGIN")
+            _run(cur, "DELETE FROM events WHERE eid IN (SELECT eid FROM _ev)")
+            _run(cur, "INSERT INTO events SELECT * FROM _ev")
+            _run(cur, "COMMIT")
         except Exception:
-            cur.execute("ROLLBACK")
+            _run(cur, "ROLLBACK")
             raise
         finally:
             cur.unregister("_ev")
@@ -289,14 +292,14 @@ class DuckDBStore:
         found = self._table(measurement)
         if found is None:
             return 0
-        return int(self._cur().execute(f'SELECT count(*) FROM "{found[0]}"').fetchone()[0])
+        return int(self._cur().execute(f'SELECT count(*) FROM "{found[0]}"').fetchall()[0][0])
 
     def enforce_retention(self, now_ns: int) -> int:
         cutoff = int(now_ns) - self.retention_ns
         deleted = 0
         for table in list(self._columns):
-            deleted += self._cur().execute(f'DELETE FROM "{table}" WHERE time < {cutoff}').fetchone()[0]
-        deleted += self._cur().execute(f"DELETE FROM events WHERE time < {cutoff}").fetchone()[0]
+            deleted += self._cur().execute(f'DELETE FROM "{table}" WHERE time < {cutoff}').fetchall()[0][0]
+        deleted += self._cur().execute(f"DELETE FROM events WHERE time < {cutoff}").fetchall()[0][0]
         return int(deleted)
 
     def close(self) -> None:
