@@ -46,5 +46,8 @@ METRICS = (
     Metric("accel_nvlink_replay_total", "accel", "count", C, "NVLink replay errors, all links.", _NV),
     Metric("accel_nvlink_recovery_total", "accel", "count", C, "NVLink recovery errors, all links.", _NV),
     Metric("accel_xid_total", "accel", "count", C, "XID errors seen by the collector.", _NV),
+    Metric("accel_retired_pages_pending", "accel", "state", S, "1 when retired pages wait for a GPU reset (pre-Ampere).", _NV, ((0, "no"), (1, "yes"))),
+    Metric("accel_mig_mode", "accel", "state", S, "MIG (multi-instance GPU) mode.", _NV, ((0, "disabled"), (1, "enabled"))),
+    Metric("accel_xid_last", "accel", "state", S, "Number of the last XID error (dcgm-exporter DCGM_FI_DEV_XID_ERRORS).", ("dcgm",)),
     Metric("accel_tokens_total", "accel", "count", C, "Inference tokens generated (from the serving engine).", ("prom", "sim")),
 )
