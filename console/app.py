@@ -1,0 +1,122 @@
+"""The console's Dash app: `create_app(...)` builds it, `run_role(cfg, stop_event)` serves it.
+
+Pages live one module each under `console/pages/` (Dash Pages); each registers itself, has a
+`layout` function and only its own callbacks. They read through `console.data` with the
+`Context` kept in the Flask app's config, so several apps can live in one process (tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import dash
+import dash_bootstrap_components as dbc
+import flask
+from dash import dcc, html
+
+from console.auth import Auth, current_user
+from console.data import CONFIG_KEY, Context
+
+__all__ = ["create_app", "serve", "run_role", "PAGES_DIR"]
+
+log = logging.getLogger("dcops.console")
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+
+
+def _nav(user) -> list:
+    """Links to the pages this user may open, in page order."""
+    links = []
+    for page in sorted(dash.page_registry.values(), key=lambda p: p.get("order") or 0):
+        if not page.get("nav", True):
+            continue
+        if user is None or not user.can(page.get("min_role", "viewer")):
+            continue
+        links.append(dbc.NavItem(dbc.NavLink(page["name"], href=page["relative_path"], active="exact",
+                                             id=f"shell-nav-{page['module'].rsplit('.', 1)[-1]}")))
+    return links
+
+
+def _shell_layout(refresh_s: float) -> Callable[[], html.Div]:
+    def layout():
+        user = current_user()
+        who = [html.Span(f"{user.name} ({user.role})", id="shell-user", className="text-light me-3")] if user else []
+        logout = html.Form([html.Button("Sign out", type="submit", id="shell-logout",
+                                        className="btn btn-sm btn-outline-light")],
+                           action="/logout", method="POST", className="d-inline")
+        bar = dbc.Navbar(dbc.Container([
+            dbc.NavbarBrand("dcops NOC", href="/"),
+            dbc.Nav(_nav(user), navbar=True, className="me-auto"),
+            html.Div([*who, logout], className="d-flex align-items-center"),
+        ], fluid=True), color="dark", dark=True, className="mb-3")
+        return html.Div([
+            bar,
+            dcc.Interval(id="shell-tick", interval=int(refresh_s * 1000), n_intervals=0),
+            dbc.Container(dash.page_container, fluid=True),
+        ])
+
+    return layout
+
+
+def create_app(store, inventory, *, alarms=None, auth: Auth, refresh_s: float = 5.0,
+               energy_price_per_kwh: float | None = None, clock: Callable[[], float] = time.time,
+               title: str = "dcops NOC") -> dash.Dash:
+    """Build the console over a Store, an Inventory and (optionally) the alerts repository API.
+
+    `auth` is required: every page and callback is behind its login guard.
+    """
+    if auth is None:
+        raise ValueError("create_app needs an Auth: the console never runs without login")
+    price = energy_price_per_kwh if energy_price_per_kwh is not None else inventory.config.energy_price_per_kwh
+    server = flask.Flask("console")
+    server.config[CONFIG_KEY] = Context(store, inventory, alarms, float(refresh_s), float(price), clock)
+    auth.install(server)
+    app = dash.Dash(
+        "console", server=server, use_pages=True, pages_folder=str(PAGES_DIR), title=title, update_title=None,
+        external_stylesheets=[dbc.themes.BOOTSTRAP], suppress_callback_exceptions=True,
+        serve_locally=True, compress=False,
+    )
+    app.layout = _shell_layout(float(refresh_s))
+    # Bind the page callbacks (registered by `dash.callback` while Dash imported the pages) to
+    # this app now, as Dash would on its first request, so another app built later in the same
+    # process (tests, benchmarks) cannot take them.
+    app._setup_server()  # noqa: SLF001
+    return app
+
+
+def serve(app: dash.Dash, host: str, port: int, threads: int = 8):
+    """A waitress server for the app (call `.run()` in a thread and `.close()` to stop)."""
+    from waitress import create_server
+
+    return create_server(app.server, host=host, port=port, threads=threads, ident="dcops")
+
+
+def run_role(cfg, stop_event: threading.Event) -> int:
+    """The `console` role of `dcops up`: serve the console of the site `cfg` until stop_event."""
+    from console.users import UserStore
+    from dcops.store import open_store
+    from dcops.topology import build_inventory
+
+    settings = cfg.settings
+    store = open_store(settings.store)
+    users = UserStore.from_url(settings.database.url)
+    if not users.list_users():
+        log.warning("no console users in %s; create one (console.users.UserStore.create_user)",
+                    settings.database.url)
+    auth = Auth(users, session_ttl_s=settings.console.session_ttl_s)
+    app = create_app(store, build_inventory(cfg), auth=auth, refresh_s=settings.console.refresh_s,
+                     energy_price_per_kwh=cfg.energy_price_per_kwh)
+    srv = serve(app, settings.console.host, settings.console.port)
+    thread = threading.Thread(target=srv.run, name="console-http", daemon=True)
+    thread.start()
+    log.info("console at http://%s:%d/", settings.console.host, settings.console.port)
+    try:
+        stop_event.wait()
+    finally:
+        srv.close()
+        thread.join(timeout=5)
+        store.close()
+    return 0

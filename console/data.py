@@ -1,0 +1,280 @@
+"""What the console shows, read through the Store protocol (and the alarm API when given).
+
+Every page callback is a thin wrapper over one function here; these functions take a
+`Context` and plain arguments and return frozen dataclasses or DataFrames, so they are tested
+without a browser or a Flask request. Nothing here writes SQL: all reads go through
+`Store.latest`, `Store.query_range` and `Store.events`.
+
+The floor snapshot is the expensive read (every accelerator's latest row); it is cached per
+refresh tick, so several callbacks and several browsers on one tick share one store read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dcops.batch import Batch
+from dcops.store.base import StoreError
+from dcops.topology import Inventory
+
+__all__ = [
+    "ACCEL_STATES", "DEGRADED_WHEN", "Context", "FloorSnapshot", "accel_states", "current",
+    "floor_snapshot", "latest_frame", "rack_view", "RackView",
+]
+
+NS = 1_000_000_000
+# Samples older than this (relative to the newest sample of the measurement) count as "no data".
+MAX_AGE_S = 120.0
+
+ACCEL_STATES = ("healthy", "degraded", "down", "no data")
+
+# An accelerator that answers is "degraded" when any of these holds: (field, threshold, why).
+DEGRADED_WHEN: tuple[tuple[str, float, str], ...] = (
+    ("accel_thermal_throttle", 0.5, "thermal throttling"),
+    ("accel_ecc_volatile_uncorrected", 0.5, "uncorrected ECC errors"),
+    ("accel_remapped_rows_pending", 0.5, "row remap pending"),
+    ("accel_remapped_rows_failure", 0.5, "row remapping failed"),
+)
+
+RACK_FIELDS = ("rack_power_w", "rack_feed_a_power_w", "rack_feed_b_power_w", "rack_inlet_temp_degc",
+               "rack_outlet_temp_degc")
+ACCEL_FIELDS = ("accel_up", "accel_temp_degc", "accel_power_w", "accel_util_pct",
+                *(f for f, _, _ in DEGRADED_WHEN))
+SITE_FIELDS = ("site_it_power_w", "site_facility_power_w")
+
+
+class _TickCache:
+    """Values computed once per refresh tick (keyed by name and tick number)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, tuple[int, Any]] = {}
+
+    def get(self, key: str, tick: int, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            hit = self._values.get(key)
+            if hit is not None and hit[0] == tick:
+                return hit[1]
+        value = compute()
+        with self._lock:
+            self._values[key] = (tick, value)
+        return value
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the console's callbacks read from; one per app, kept in the Flask app's config."""
+
+    store: Any  # dcops.store.Store
+    inventory: Inventory
+    alarms: Any = None  # the alerts repository API, when the alerts stage is present
+    refresh_s: float = 5.0
+    energy_price_per_kwh: float = 0.12
+    clock: Callable[[], float] = time.time
+    cache: _TickCache = field(default_factory=_TickCache, compare=False)
+
+    def tick(self) -> int:
+        return int(self.clock() // self.refresh_s)
+
+
+CONFIG_KEY = "DCOPS_CONSOLE"
+
+
+def current() -> Context:
+    """The Context of the app serving this request."""
+    import flask
+
+    return flask.current_app.config[CONFIG_KEY]
+
+
+# ----- store reads ----------------------------------------------------------------------------
+def latest_frame(store, measurement: str, fields: Sequence[str], where=None,
+                 max_age_s: float = MAX_AGE_S) -> pd.DataFrame:
+    """The latest row per series as a DataFrame with the wanted fields (NaN where absent).
+
+    Fields the store has never seen are returned as NaN columns instead of failing, so a page
+    renders before every collector has reported.
+    """
+    try:
+        batch = store.latest(measurement, list(fields), where=where, max_age_s=max_age_s)
+    except StoreError:
+        batch = store.latest(measurement, None, where=where, max_age_s=max_age_s)
+    frame = batch.to_frame()
+    for f in fields:
+        if f not in frame:
+            frame[f] = np.nan
+    return frame
+
+
+def accel_states(frame: pd.DataFrame) -> np.ndarray:
+    """One of ACCEL_STATES per row of an accel latest-frame."""
+    up = frame["accel_up"].to_numpy(np.float64)
+    degraded = np.zeros(len(frame), dtype=bool)
+    for f, threshold, _ in DEGRADED_WHEN:
+        degraded |= np.nan_to_num(frame[f].to_numpy(np.float64), nan=0.0) > threshold
+    state = np.where(up < 0.5, "down", np.where(degraded, "degraded", "healthy")).astype(object)
+    state[np.isnan(up)] = "no data"
+    return state
+
+
+@dataclass(frozen=True)
+class FloorSnapshot:
+    """The floor at one moment: one row per rack, KPIs for the header."""
+
+    time_ns: int
+    racks: pd.DataFrame  # index rack; hall, row, position, power_kw, inlet_degc, hottest_degc, accel_*, alarm_rank
+    accel_by_vendor: pd.DataFrame  # index vendor; columns ACCEL_STATES (counts)
+    it_power_kw: float
+    facility_power_kw: float
+    pue: float | None
+    incidents_by_severity: dict[str, int] | None
+
+
+def _accel_frame(ctx: Context) -> pd.DataFrame:
+    """Every accelerator of the inventory with its latest values and state (no data if none)."""
+    inv = ctx.inventory
+    base = pd.DataFrame({"accel_id": inv.accel_ids, "vendor": inv.accel_tags["vendor"],
+                         "model": inv.accel_tags["model"], "hall": inv.accel_tags["hall"],
+                         "row": inv.accel_tags["row"], "rack": inv.accel_tags["rack"],
+                         "device": inv.accel_tags["device"]})
+    got = latest_frame(ctx.store, "accel", ACCEL_FIELDS)
+    values = pd.DataFrame(np.nan, index=base.index, columns=list(ACCEL_FIELDS))
+    if len(got):
+        ids = got["device"].astype(str) + ":" + got["accel"].astype(str)
+        pos = pd.Index(base["accel_id"]).get_indexer(ids)
+        ok = pos >= 0
+        for f in ACCEL_FIELDS:
+            col = values[f].to_numpy(np.float64).copy()
+            col[pos[ok]] = got[f].to_numpy(np.float64)[ok]
+            values[f] = col
+    out = pd.concat([base, values], axis=1)
+    out["state"] = accel_states(out)
+    return out
+
+
+def _alarm_rank_by_rack(ctx: Context) -> dict[str, int]:
+    """Highest open alarm severity per rack as a rank (0 none .. 4 critical), when alarms exist."""
+    if ctx.alarms is None or not hasattr(ctx.alarms, "open_alarms"):
+        return {}
+    rank = {"warning": 1, "minor": 2, "major": 3, "critical": 4}
+    out: dict[str, int] = {}
+    for a in ctx.alarms.open_alarms():
+        rack = getattr(a, "rack", None) or dict(getattr(a, "target", {}) or {}).get("rack", "")
+        if rack:
+            out[rack] = max(out.get(rack, 0), rank.get(str(getattr(a, "severity", "")), 0))
+    return out
+
+
+def _compute_floor(ctx: Context) -> FloorSnapshot:
+    inv = ctx.inventory
+    racks = pd.DataFrame(
+        [(r.name, r.hall, r.row, r.attrs.get("position", 0)) for r in inv.racks],
+        columns=["rack", "hall", "row", "position"]).set_index("rack")
+    rf = latest_frame(ctx.store, "rack", RACK_FIELDS)
+    t_ns = int(rf["time_ns"].max()) if len(rf) else 0
+    if len(rf):
+        rf = rf.drop_duplicates("rack", keep="last").set_index("rack")
+    else:
+        rf = pd.DataFrame(columns=list(RACK_FIELDS), index=pd.Index([], name="rack"))
+    racks["power_kw"] = rf["rack_power_w"].reindex(racks.index).astype(float) / 1e3
+    racks["feed_a_kw"] = rf["rack_feed_a_power_w"].reindex(racks.index).astype(float) / 1e3
+    racks["feed_b_kw"] = rf["rack_feed_b_power_w"].reindex(racks.index).astype(float) / 1e3
+    racks["inlet_degc"] = rf["rack_inlet_temp_degc"].reindex(racks.index).astype(float)
+    racks["outlet_degc"] = rf["rack_outlet_temp_degc"].reindex(racks.index).astype(float)
+
+    acc = _accel_frame(ctx)
+    by_rack = acc.groupby("rack")
+    racks["hottest_degc"] = by_rack["accel_temp_degc"].max().reindex(racks.index)
+    counts = pd.crosstab(acc["rack"], acc["state"]).reindex(index=racks.index, columns=list(ACCEL_STATES),
+                                                             fill_value=0)
+    for s in ACCEL_STATES:
+        racks["accel_" + s.replace(" ", "_")] = counts[s].astype(int)
+    racks["accel_total"] = counts.sum(axis=1).astype(int)
+    alarm_rank = _alarm_rank_by_rack(ctx)
+    racks["alarm_rank"] = [alarm_rank.get(r, 0) for r in racks.index] if ctx.alarms is not None else np.nan
+
+    by_vendor = pd.crosstab(acc["vendor"], acc["state"]).reindex(columns=list(ACCEL_STATES), fill_value=0)
+
+    sf = latest_frame(ctx.store, "site", SITE_FIELDS)
+    it_kw = float(np.nansum(sf["site_it_power_w"].to_numpy(np.float64))) / 1e3 if len(sf) else float("nan")
+    if not len(sf) or np.isnan(sf["site_it_power_w"].to_numpy(np.float64)).all():
+        it_kw = float(np.nansum(racks["power_kw"].to_numpy(np.float64))) if racks["power_kw"].notna().any() else float("nan")
+    fac = sf["site_facility_power_w"].to_numpy(np.float64) if len(sf) else np.array([np.nan])
+    fac_kw = float(np.nansum(fac)) / 1e3 if not np.isnan(fac).all() else float("nan")
+    pue = fac_kw / it_kw if it_kw > 0 and fac_kw == fac_kw else None
+    incidents = None
+    if ctx.alarms is not None and hasattr(ctx.alarms, "open_incidents_by_severity"):
+        incidents = dict(ctx.alarms.open_incidents_by_severity())
+    return FloorSnapshot(t_ns, racks, by_vendor, it_kw, fac_kw, pue, incidents)
+
+
+def floor_snapshot(ctx: Context) -> FloorSnapshot:
+    """The floor snapshot for the current refresh tick (computed once per tick)."""
+    return ctx.cache.get("floor", ctx.tick(), lambda: _compute_floor(ctx))
+
+
+# ----- one rack -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RackView:
+    rack: str
+    hall: str
+    row: str
+    feeds: dict[str, str]  # feed letter -> floor PDU
+    rack_values: dict[str, float]
+    servers: pd.DataFrame  # one row per server: device, kind, power_w, inlet_degc, psu_ok, up
+    accels: pd.DataFrame  # one row per accelerator: accel_id, device, vendor, model, state, temp, power, util
+    pdus: pd.DataFrame  # the feeding floor PDUs and rack PDUs: name, kind, feed, power_kw, breaker
+
+
+SERVER_FIELDS = ("server_up", "server_power_w", "server_inlet_temp_degc", "server_psu_ok")
+PDU_FIELDS = ("pdu_power_w", "pdu_load_pct", "pdu_breaker_closed")
+
+
+def rack_view(ctx: Context, rack: str) -> RackView:
+    """Devices, accelerators, PDUs and feeds of one rack. KeyError names an unknown rack."""
+    inv = ctx.inventory
+    comp = inv.get(rack)
+    if comp.kind != "rack":
+        raise KeyError(f"{rack!r} is a {comp.kind}, not a rack")
+    rv = latest_frame(ctx.store, "rack", RACK_FIELDS, where={"rack": rack})
+    rack_values = {f: float(rv[f].iloc[-1]) if len(rv) else float("nan") for f in RACK_FIELDS}
+
+    servers = [c for c in inv.servers if c.rack == rack]
+    sf = latest_frame(ctx.store, "server", SERVER_FIELDS, where={"rack": rack})
+    sf = sf.drop_duplicates("device", keep="last").set_index("device") if len(sf) else None
+    rows = []
+    for s in servers:
+        get = (lambda f: float(sf.at[s.name, f]) if sf is not None and s.name in sf.index else float("nan"))  # noqa: E731
+        rows.append({"device": s.name, "kind": s.attrs.get("kind", ""), "feeds": "/".join(s.attrs.get("psus", ())),
+                     "up": get("server_up"), "power_w": get("server_power_w"),
+                     "inlet_degc": get("server_inlet_temp_degc"), "psu_ok": get("server_psu_ok")})
+    servers_df = pd.DataFrame(rows, columns=["device", "kind", "feeds", "up", "power_w", "inlet_degc", "psu_ok"])
+
+    acc = ctx.cache.get("accel", ctx.tick(), lambda: _accel_frame(ctx))
+    accels = acc[acc["rack"] == rack][["accel_id", "device", "vendor", "model", "state", "accel_temp_degc",
+                                       "accel_power_w", "accel_util_pct"]].reset_index(drop=True)
+
+    feeds = dict(comp.attrs.get("feeds", {}))
+    pdu_names = list(feeds.values())
+    pf = latest_frame(ctx.store, "pdu", PDU_FIELDS, where={"device": pdu_names}) if pdu_names else None
+    if pf is not None and len(pf) and "index" in pf:
+        pf = pf[pf["index"].astype(str) == ""]
+    pf = pf.drop_duplicates("device", keep="last").set_index("device") if pf is not None and len(pf) else None
+    prow = []
+    for feed, pdu in sorted(feeds.items()):
+        get = (lambda f: float(pf.at[pdu, f]) if pf is not None and pdu in pf.index else float("nan"))  # noqa: E731
+        prow.append({"name": pdu, "kind": "floor PDU", "feed": feed, "power_kw": get("pdu_power_w") / 1e3,
+                     "load_pct": get("pdu_load_pct"), "breaker_closed": get("pdu_breaker_closed")})
+    for rp in (c for c in inv.components.values() if c.kind == "rack_pdu" and c.rack == rack):
+        prow.append({"name": rp.name, "kind": "rack PDU", "feed": rp.attrs.get("feed", ""), "power_kw": float("nan"),
+                     "load_pct": float("nan"), "breaker_closed": float("nan")})
+    pdus = pd.DataFrame(prow, columns=["name", "kind", "feed", "power_kw", "load_pct", "breaker_closed"])
+    return RackView(rack, comp.hall, comp.row, feeds, rack_values, servers_df, accels, pdus)
+
+

@@ -1,0 +1,196 @@
+"""Reads over time for the Devices and Fleet pages, through `Store.query_range` and `Store.events`.
+
+Ranges are anchored at the newest sample in the store (not the wall clock), so a replayed or
+accelerated simulation shows its data; the store downsamples to about `POINTS` per series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from console.data import Context, floor_snapshot, latest_frame
+from dcops.batch import Event
+from dcops.catalogue import metric
+from dcops.store.base import StoreError
+from dcops.topology import Component
+
+__all__ = ["DEVICE_CHARTS", "RANGES", "ChartSpec", "search", "data_now_ns", "device_series", "device_events",
+           "fleet_table", "fleet_trends", "THROTTLE_TEMP_DEGC"]
+
+NS = 1_000_000_000
+POINTS = 300
+RANGES = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    measurement: str
+    id_tags: tuple[str, ...]  # tags that pick this component's series
+    fields: tuple[str, ...]
+
+
+# Which charts a component of each kind gets.
+DEVICE_CHARTS: dict[str, ChartSpec] = {
+    "accel": ChartSpec("accel", ("device", "accel"), ("accel_temp_degc", "accel_mem_temp_degc", "accel_power_w",
+                                                      "accel_util_pct", "accel_sm_clock_mhz", "accel_up")),
+    "server": ChartSpec("server", ("device",), ("server_power_w", "server_inlet_temp_degc", "server_psu_ok",
+                                                "server_fan_pct")),
+    "rack": ChartSpec("rack", ("rack",), ("rack_power_w", "rack_feed_a_power_w", "rack_feed_b_power_w",
+                                          "rack_inlet_temp_degc", "rack_outlet_temp_degc")),
+    "pdu": ChartSpec("pdu", ("device",), ("pdu_power_w", "pdu_load_pct", "pdu_breaker_closed")),
+    "ups": ChartSpec("ups", ("device",), ("ups_output_power_w", "ups_output_load_pct", "ups_on_battery",
+                                          "ups_battery_charge_pct")),
+    "cooling": ChartSpec("cooling", ("device",), ("cooling_running", "cooling_supply_temp_degc",
+                                                  "cooling_return_temp_degc", "cooling_load_w", "cooling_fan_pct")),
+    "env": ChartSpec("env", ("device",), ("env_temp_degc", "env_humidity_pct")),
+}
+
+# Core temperature where thermal slowdown starts, for thermal headroom: per model where it
+# differs from its vendor's default, else per vendor.
+THROTTLE_TEMP_DEGC: dict[str, float] = {"nvidia": 87.0, "rebellions": 85.0, "L40S": 88.0}
+
+
+def search(ctx: Context, text: str, limit: int = 50) -> list[Component]:
+    """Components whose name or path contains `text` (case-insensitive), exact names first."""
+    text = (text or "").strip().lower()
+    if not text:
+        return []
+    comps = ctx.inventory.components
+    site = ctx.inventory.site
+    exact = [c for n, c in comps.items() if n.lower() == text]
+    rest = [c for n, c in comps.items() if text in n.lower() and n.lower() != text]
+    if len(exact) + len(rest) < limit:
+        rest += [c for c in comps.values() if text not in c.name.lower() and text in c.path(site).lower()]
+    return (exact + rest)[:limit]
+
+
+def data_now_ns(ctx: Context) -> int:
+    """The newest sample time the floor has seen, else the clock."""
+    t = floor_snapshot(ctx).time_ns
+    return t if t > 0 else int(ctx.clock() * NS)
+
+
+def _where(comp: Component, spec: ChartSpec, site: str) -> dict[str, str]:
+    tags = comp.tags(site)
+    return {t: tags[t] for t in spec.id_tags}
+
+
+def device_series(ctx: Context, name: str, range_key: str) -> tuple[ChartSpec, pd.DataFrame]:
+    """The component's metrics over the range, downsampled by the store (KeyError names what)."""
+    comp = ctx.inventory.get(name)
+    if comp.kind not in DEVICE_CHARTS:
+        raise KeyError(f"{name!r} is a {comp.kind}; no metrics are charted for that kind")
+    if range_key not in RANGES:
+        raise KeyError(f"unknown range {range_key!r} (one of {list(RANGES)})")
+    spec = DEVICE_CHARTS[comp.kind]
+    end = data_now_ns(ctx) + 1
+    start = end - RANGES[range_key] * NS
+    every = max(RANGES[range_key] / POINTS, 1.0)
+    where = _where(comp, spec, ctx.inventory.site)
+    try:
+        batch = ctx.store.query_range(spec.measurement, list(spec.fields), start, end, every_s=every, agg="mean",
+                                      where=where, group_by=list(spec.id_tags))
+    except StoreError:  # a field this store never saw (not every source sends every metric)
+        have = set(ctx.store.latest(spec.measurement, None, where=where, max_age_s=RANGES[range_key]).fields)
+        fields = [f for f in spec.fields if f in have]
+        batch = ctx.store.query_range(spec.measurement, fields, start, end, every_s=every, agg="mean",
+                                      where=where, group_by=list(spec.id_tags)) if fields else None
+    frame = batch.to_frame() if batch is not None else pd.DataFrame(columns=["time_ns"])
+    for f in spec.fields:
+        if f not in frame:
+            frame[f] = np.nan
+    return spec, frame
+
+
+def device_events(ctx: Context, name: str, range_key: str, limit: int = 200) -> list[Event]:
+    """Events of the component (and of what it contains) in the range, newest first."""
+    comp = ctx.inventory.get(name)
+    end = data_now_ns(ctx) + 1
+    start = end - RANGES.get(range_key, 3600) * NS
+    key = {"hall": "hall", "row": "row", "rack": "rack"}.get(comp.kind)
+    if key:
+        where = {key: comp.name}
+    else:
+        where = {"device": comp.device if comp.kind in ("server", "accel") else comp.name}
+    events = ctx.store.events(start, end, where=where, limit=10_000)
+    if comp.kind == "accel":
+        idx = comp.name.rsplit(":", 1)[1]
+        events = [e for e in events if str(e.target.get("accel", idx)) == idx
+                  or str(e.attributes.get("accel", comp.name)) == comp.name]
+    return sorted(events, key=lambda e: e.time_ns, reverse=True)[:limit]
+
+
+def unit_of(field: str) -> str:
+    try:
+        return metric(field).unit
+    except KeyError:
+        return ""
+
+
+# ----- fleet ----------------------------------------------------------------------------------
+FLEET_FIELDS = ("accel_up", "accel_power_w", "accel_util_pct", "accel_temp_degc")
+
+
+def _token_rate(ctx: Context, end: int, window_s: float = 300.0) -> pd.DataFrame:
+    """Tokens per second per accelerator over the last window, from accel_tokens_total."""
+    start = end - int(window_s * NS)
+    try:
+        b = ctx.store.query_range("accel", ["accel_tokens_total"], start, end, every_s=window_s / 5, agg="max",
+                                  group_by=["device", "accel", "vendor", "model"])
+    except StoreError:  # no accelerator exports tokens
+        return pd.DataFrame(columns=["vendor", "model", "tokens_per_s"])
+    f = b.to_frame().dropna(subset=["accel_tokens_total"])
+    if f.empty:
+        return pd.DataFrame(columns=["vendor", "model", "tokens_per_s"])
+    f = f.sort_values("time_ns")
+    g = f.groupby(["device", "accel", "vendor", "model"])
+    first, last = g.first(), g.last()
+    dt = (last["time_ns"] - first["time_ns"]) / NS
+    rate = ((last["accel_tokens_total"] - first["accel_tokens_total"]).clip(lower=0) / dt).where(dt > 0)
+    return rate.rename("tokens_per_s").reset_index()
+
+
+def fleet_table(ctx: Context) -> pd.DataFrame:
+    """GPUs and NPUs side by side, one row per (vendor, model)."""
+    inv = ctx.inventory
+    got = latest_frame(ctx.store, "accel", FLEET_FIELDS)
+    base = pd.DataFrame({"vendor": inv.accel_tags["vendor"], "model": inv.accel_tags["model"],
+                         "tdp_w": inv.accel_tdp_w})
+    counts = base.groupby(["vendor", "model"]).agg(count=("tdp_w", "size"), tdp_w=("tdp_w", "mean"))
+    if got.empty:
+        out = counts.reset_index()
+        for c in ("reporting", "power_w", "util_pct", "temp_degc", "headroom_degc", "tokens_per_s",
+                  "j_per_token", "cost_per_h"):
+            out[c] = np.nan
+        return out
+    up = got[got["accel_up"] > 0.5]
+    agg = up.groupby(["vendor", "model"]).agg(
+        reporting=("accel_up", "size"), power_w=("accel_power_w", "mean"), total_w=("accel_power_w", "sum"),
+        util_pct=("accel_util_pct", "mean"), temp_degc=("accel_temp_degc", "mean"),
+        hottest_degc=("accel_temp_degc", "max"))
+    out = counts.join(agg, how="left").reset_index()
+    out["reporting"] = out["reporting"].fillna(0).astype(int)
+    limit = out["model"].map(THROTTLE_TEMP_DEGC).fillna(out["vendor"].map(THROTTLE_TEMP_DEGC)).astype(float)
+    out["headroom_degc"] = limit - out["hottest_degc"]
+    rates = _token_rate(ctx, data_now_ns(ctx) + 1)
+    tps = rates.groupby(["vendor", "model"])["tokens_per_s"].sum() if len(rates) else pd.Series(dtype=float)
+    out["tokens_per_s"] = [float(tps.get((v, m), np.nan)) for v, m in zip(out["vendor"], out["model"])]
+    out["j_per_token"] = (out["total_w"] / out["tokens_per_s"]).where(out["tokens_per_s"] > 0)
+    out["cost_per_h"] = out["total_w"] / 1e3 * ctx.energy_price_per_kwh
+    return out.drop(columns=["total_w"])
+
+
+def fleet_trends(ctx: Context, range_key: str) -> pd.DataFrame:
+    """Mean power and utilisation per accelerator, per vendor, over the range."""
+    end = data_now_ns(ctx) + 1
+    start = end - RANGES[range_key] * NS
+    every = max(RANGES[range_key] / 120, 1.0)
+    try:
+        b = ctx.store.query_range("accel", ["accel_power_w", "accel_util_pct"], start, end, every_s=every,
+                                  agg="mean", group_by=["vendor"])
+    except StoreError:
+        return pd.DataFrame(columns=["time_ns", "vendor", "accel_power_w", "accel_util_pct"])
+    return b.to_frame()
