@@ -1,13 +1,17 @@
 """The ingest stage: bus -> store, committing offsets only after the store has the data.
 
 Delivery semantics (kept here, next to the code):
-- at-least-once: a message's offset is committed only after `store.write` returned, so a
-  crash between write and commit replays the message; the store's idempotent writes make the
-  replay harmless;
-- a message that cannot be decoded goes to the dead-letter topic with the reason, and the
-  worker carries on; the dead-letter publish happens before the commit, so it is not lost;
-- when the store is unavailable the worker backs off (exponentially, capped) and retries the
-  same messages without committing.
+- at-least-once: a poll's offsets are committed only after `store.write` returned for every
+  message of that poll, so a crash between write and commit replays them; the store's
+  idempotent writes make the replay harmless. Several workers in one group share the
+  partitions; when one dies its uncommitted messages go to the others;
+- a message that cannot be decoded, or whose data the store refuses (`StoreError` that is not
+  `StoreUnavailable`), goes to the dead-letter topic with the reason, and the worker carries on;
+  the dead-letter publish happens before the commit, so it is not lost. A refused poll is
+  retried message by message, so only the bad ones are dead-lettered;
+- when the store is unavailable (`StoreUnavailable`, or any other error) the worker backs off
+  exponentially (capped at `backoff_max_s`) and retries the same messages without committing,
+  for as long as it takes; `stop()` interrupts the wait, leaving the poll uncommitted.
 """
 
 from __future__ import annotations
@@ -22,10 +26,15 @@ from typing import Callable, Sequence
 from dcops.batch import Batch, Event
 from dcops.bus import TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_SAMPLES, Bus, Message
 from dcops.codec import CodecError, decode
+from dcops.store.base import StoreError, StoreUnavailable
 
-__all__ = ["IngestStats", "IngestWorker"]
+__all__ = ["IngestStats", "IngestWorker", "IngestStopped", "dead_letter_envelope"]
 
 log = logging.getLogger(__name__)
+
+
+class IngestStopped(RuntimeError):
+    """`stop()` was called while the worker waited for the store; nothing was committed."""
 
 
 @dataclass
@@ -36,97 +45,132 @@ class IngestStats:
     dead_letters: int = 0
     store_errors: int = 0
     batches_written: int = 0
+    commits: int = 0
     last_write_s: float = 0.0
     started: float = field(default_factory=time.monotonic)
+
+
+def dead_letter_envelope(m: Message, reason: str, stage: str = "ingest") -> bytes:
+    """A JSON header line (where it came from and why), a newline, then the original bytes."""
+    header = json.dumps({"topic": m.topic, "partition": m.partition, "offset": m.offset, "key": m.key,
+                         "reason": reason, "stage": stage}).encode()
+    return header + b"\n" + bytes(m.value)
 
 
 class IngestWorker:
     """Consume samples and events, write them to the store in bulk, then commit."""
 
     def __init__(self, bus: Bus, store, group: str = "ingest", topics: Sequence[str] = (TOPIC_SAMPLES, TOPIC_EVENTS),
-                 max_records: int = 200, backoff_max_s: float = 10.0, sleep: Callable[[float], None] = time.sleep,
-                 on_error: Callable[[Exception], None] | None = None) -> None:
+                 max_records: int = 200, backoff_max_s: float = 10.0, sleep: Callable[[float], None] | None = None,
+                 on_error: Callable[[Exception], None] | None = None, consumer=None) -> None:
         self.bus = bus
         self.store = store
-        self.consumer = bus.consumer(list(topics), group)
+        self.consumer = consumer if consumer is not None else bus.consumer(list(topics), group)
         self.max_records = max_records
         self.backoff_max_s = backoff_max_s
         self.stats = IngestStats()
-        self._sleep = sleep
         self._stop = threading.Event()
+        self._sleep = sleep if sleep is not None else self._stop.wait
         self._on_error = on_error
 
-    def _split(self, messages: list[Message]) -> tuple[list[Batch], list[Event], list[tuple[Message, str]]]:
-        batches: list[Batch] = []
-        events: list[Event] = []
-        bad: list[tuple[Message, str]] = []
+    # ----- decoding -------------------------------------------------------------------------
+    @staticmethod
+    def _split(messages: list[Message]) -> tuple[list[tuple[Message, Batch | list[Event]]], list[tuple[Message, str]]]:
+        good, bad = [], []
         for m in messages:
             try:
-                obj = decode(m.value)
+                good.append((m, decode(m.value)))
             except CodecError as exc:
                 bad.append((m, str(exc)))
-                continue
-            if isinstance(obj, Batch):
-                batches.append(obj)
-            else:
-                events.extend(obj)
-        return batches, events, bad
+            except Exception as exc:  # anything else a malformed frame triggers is still "corrupt"
+                bad.append((m, f"undecodable: {type(exc).__name__}: {exc}"))
+        return good, bad
 
-    def process(self, messages: list[Message]) -> None:
-        """Write one poll's worth of messages; retries the store until it accepts them."""
-        batches, events, bad = self._split(messages)
-        for m, reason in bad:
-            envelope = json.dumps({"topic": m.topic, "partition": m.partition, "offset": m.offset,
-                                   "key": m.key, "reason": reason, "stage": "ingest"}).encode()
-            self.bus.publish(TOPIC_DEADLETTER, m.key, envelope + b"\n" + bytes(m.value))
-            self.stats.dead_letters += 1
-            log.warning("message %s[%d]@%d sent to dead-letter: %s", m.topic, m.partition, m.offset, reason)
+    def _dead_letter(self, m: Message, reason: str) -> None:
+        self.bus.publish(TOPIC_DEADLETTER, m.key, dead_letter_envelope(m, reason))
+        self.stats.dead_letters += 1
+        log.warning("message %s[%d]@%d sent to dead-letter: %s", m.topic, m.partition, m.offset, reason)
+
+    # ----- writing --------------------------------------------------------------------------
+    def _write(self, decoded: list[tuple[Message, Batch | list[Event]]]) -> int:
+        batches = [obj for _, obj in decoded if isinstance(obj, Batch)]
+        events = [e for _, obj in decoded if not isinstance(obj, Batch) for e in obj]
+        t0 = time.perf_counter()
+        written = self.store.write(batches) if batches else 0
+        if events:
+            self.store.write_events(events)
+        self.stats.last_write_s = time.perf_counter() - t0
+        self.stats.batches_written += len(batches)
+        self.stats.events += len(events)
+        return written
+
+    def _write_until_accepted(self, decoded) -> None:
+        """Write, backing off while the store is unavailable; dead-letter what it refuses."""
         delay = 0.1
         while True:
             try:
-                t0 = time.perf_counter()
-                written = self.store.write(batches) if batches else 0
-                if events:
-                    self.store.write_events(events)
-                self.stats.last_write_s = time.perf_counter() - t0
-                break
-            except Exception as exc:  # the store is down or refused: back off, keep the messages
-                self.stats.store_errors += 1
-                if self._on_error:
-                    self._on_error(exc)
-                log.warning("store write failed (%s); retrying in %.1fs, offsets not committed", exc, delay)
-                if self._stop.is_set():
-                    raise
-                self._sleep(delay)
-                delay = min(delay * 2, self.backoff_max_s)
-        self.stats.messages += len(messages)
-        self.stats.values += written
-        self.stats.events += len(events)
-        self.stats.batches_written += len(batches)
+                self.stats.values += self._write(decoded)
+                return
+            except StoreUnavailable as exc:
+                self._backoff(exc, delay)
+            except StoreError as exc:
+                if len(decoded) == 1:
+                    self._dead_letter(decoded[0][0], f"store refused: {exc}")
+                    return
+                for item in decoded:  # isolate the refused message(s)
+                    self._write_until_accepted([item])
+                return
+            except Exception as exc:  # unknown failure: treat as unavailable, keep the messages
+                self._backoff(exc, delay)
+            delay = min(delay * 2, self.backoff_max_s)
 
+    def _backoff(self, exc: Exception, delay: float) -> None:
+        self.stats.store_errors += 1
+        if self._on_error:
+            self._on_error(exc)
+        log.warning("store write failed (%s); retrying in %.1fs, offsets not committed", exc, delay)
+        if self._stop.is_set():
+            raise IngestStopped("stopped while the store was unavailable; offsets not committed") from exc
+        self._sleep(delay)
+        if self._stop.is_set():
+            raise IngestStopped("stopped while the store was unavailable; offsets not committed") from exc
+
+    def process(self, messages: list[Message]) -> None:
+        """Write one poll's worth of messages; returns once the store accepted (or refused) them all."""
+        decoded, bad = self._split(messages)
+        for m, reason in bad:
+            self._dead_letter(m, reason)
+        if decoded:
+            self._write_until_accepted(decoded)
+        self.stats.messages += len(messages)
+
+    # ----- loop -----------------------------------------------------------------------------
     def run_once(self, timeout_s: float = 0.5) -> int:
         messages = self.consumer.poll(timeout_s=timeout_s, max_records=self.max_records)
         if not messages:
             return 0
         self.process(messages)
         self.consumer.commit()
+        self.stats.commits += 1
         return len(messages)
 
     def run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.run_once()
+            except IngestStopped:
+                break
             except Exception:
                 if self._stop.is_set():
                     break
                 log.exception("ingest loop error; continuing")
-                self._sleep(1.0)
+                self._stop.wait(1.0)
 
-    def drain(self, idle_polls: int = 2) -> None:
+    def drain(self, idle_polls: int = 2, timeout_s: float = 0.05) -> None:
         """Process until the topics are empty (used by tests, benchmarks and shutdown)."""
         idle = 0
-        while idle < idle_polls:
-            idle = idle + 1 if self.run_once(timeout_s=0.05) == 0 else 0
+        while idle < idle_polls and not self._stop.is_set():
+            idle = idle + 1 if self.run_once(timeout_s=timeout_s) == 0 else 0
 
     def stop(self) -> None:
         self._stop.set()

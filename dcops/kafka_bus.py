@@ -1,0 +1,312 @@
+"""The bus over Apache Kafka (kafka-python): the production implementation of `dcops.bus.Bus`.
+
+This is the only module that imports kafka-python; it turns its options and errors into ours.
+
+Delivery semantics (kept here, next to the code):
+- producer: `acks="all"`, batching (`linger_ms`) and compression; messages are keyed by rack,
+  so one rack's data stays ordered in one partition (`max_in_flight_requests_per_connection=1`
+  keeps retries in order). The idempotent producer is off: a restarted broker has never heard
+  of the old producer id and would fence it, and the store's writes are idempotent anyway, so a
+  retried duplicate is harmless;
+- a message the broker did not acknowledge (send refused, or delivery failed after
+  `delivery_timeout_s`) goes to the on-disk spool (`dcops.spool`). While the spool holds
+  anything, new messages are appended behind it, and a keeper thread replays it in order once
+  the broker answers, dropping records only after the broker acknowledged them. The spool is
+  bounded; when it is full `publish` raises `SpoolFull`. `spool_depth` is exported as a metric;
+- topics (`<prefix>samples`, ...events, findings, alarms, deadletter) are created with the
+  configured partitions before first use, and again by the keeper if a broker comes back empty;
+- consumers: auto-commit off, `poll(max_records)`, and `commit()` commits exactly the offsets
+  returned by the previous polls (after the caller processed them). A commit refused because the
+  group rebalanced is logged, not raised: those messages are delivered again to the new owner.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from dcops.batch import Batch
+from dcops.bus import (TOPIC_ALARMS, TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_FINDINGS, TOPIC_SAMPLES, Message,
+                       publish_batch)
+from dcops.settings import BusSettings
+from dcops.spool import Spool, SpoolFull
+
+__all__ = ["KafkaBus", "KafkaBusConsumer", "SpoolFull", "TOPICS", "publish_by_rack"]
+
+log = logging.getLogger(__name__)
+
+TOPICS = (TOPIC_SAMPLES, TOPIC_EVENTS, TOPIC_FINDINGS, TOPIC_ALARMS, TOPIC_DEADLETTER)
+
+
+def _compression() -> str:
+    try:
+        import lz4.frame  # noqa: F401  (kafka-python needs it for lz4)
+
+        return "lz4"
+    except ImportError:  # pragma: no cover - lz4 is a dependency
+        return "gzip"
+
+
+def publish_by_rack(bus, batch: Batch, topic: str = TOPIC_SAMPLES, tag: str = "rack") -> int:
+    """Publish one message per rack (the partition key), so each rack's rows stay in order."""
+    col = batch.tags.get(tag)
+    if col is None or len(batch) == 0:
+        publish_batch(bus, batch, key="", topic=topic)
+        return 1
+    keys, inverse = np.unique(col.astype(str), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
+    for i, key in enumerate(keys):
+        publish_batch(bus, batch.select(order[bounds[i]:bounds[i + 1]]), key=str(key), topic=topic)
+    return len(keys)
+
+
+class KafkaBus:
+    """Producer, spool and consumer factory for one process (`client_id` names its spool)."""
+
+    def __init__(self, settings: BusSettings, client_id: str = "dcops", *, delivery_timeout_s: float = 30.0,
+                 request_timeout_s: float = 10.0, max_block_s: float = 5.0, linger_ms: int = 20,
+                 keeper_interval_s: float = 1.0, consumer_options: dict | None = None, registry=None) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.prefix = settings.topic_prefix
+        self._common = self._security(settings)
+        self._consumer_options = dict(consumer_options or {})
+        spool_dir = Path(settings.spool_dir) / client_id
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        self._lockfile = open(spool_dir / ".lock", "w")
+        try:
+            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lockfile.close()
+            raise RuntimeError(f"spool {spool_dir} is in use by another process; give each producer its own"
+                               " client_id") from None
+        self.spool = Spool(spool_dir, max_bytes=settings.spool_max_bytes)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.stats = {"sent": 0, "acked": 0, "failed": 0, "spooled": 0, "replayed": 0, "lost": 0}
+        self._topics_ok = False
+        self._producer = KafkaProducer(
+            acks="all", compression_type=_compression(), linger_ms=linger_ms, batch_size=1 << 20,
+            max_request_size=16 << 20, enable_idempotence=False,
+            max_in_flight_requests_per_connection=1, retries=2**31 - 1,
+            delivery_timeout_ms=int(delivery_timeout_s * 1000), request_timeout_ms=int(request_timeout_s * 1000),
+            max_block_ms=int(max_block_s * 1000), allow_auto_create_topics=False, metadata_max_age_ms=10_000,
+            reconnect_backoff_max_ms=2000, client_id=client_id, **self._common)
+        self._ensure_topics()
+        self._keeper_interval = keeper_interval_s
+        self._keeper = threading.Thread(target=self._keep, name=f"kafka-bus-keeper-{client_id}", daemon=True)
+        self._keeper.start()
+        if registry is not None:
+            from prometheus_client import Gauge
+
+            Gauge("dcops_bus_spool_depth", "Messages waiting in the producer spool for the broker",
+                  ["client"], registry=registry).labels(client_id).set_function(lambda: self.spool.depth)
+
+    @staticmethod
+    def _security(s: BusSettings) -> dict:
+        opts = {"bootstrap_servers": list(s.bootstrap_servers), "security_protocol": s.security_protocol}
+        if s.sasl_mechanism:
+            opts["sasl_mechanism"] = s.sasl_mechanism
+            opts["sasl_plain_username"] = s.sasl_username
+            opts["sasl_plain_password"] = s.sasl_password.get_secret_value() if s.sasl_password else None
+        return opts
+
+    def topic(self, name: str) -> str:
+        return self.prefix + name
+
+    @property
+    def spool_depth(self) -> int:
+        return self.spool.depth
+
+    # ----- topics ---------------------------------------------------------------------------
+    def _ensure_topics(self) -> bool:
+        """Create missing topics with the configured partitions; False when the broker is away."""
+        try:
+            admin = KafkaAdminClient(client_id=f"{self.client_id}-admin", request_timeout_ms=5000, **self._common)
+        except KafkaError as exc:
+            log.debug("broker not reachable for topic check: %s", exc)
+            return False
+        try:
+            existing = set(admin.list_topics())
+            missing = [self.topic(t) for t in TOPICS if self.topic(t) not in existing]
+            if missing:
+                try:
+                    admin.create_topics([NewTopic(t, self.settings.partitions, self.settings.replication_factor)
+                                         for t in missing])
+                    log.info("created topics %s with %d partitions", missing, self.settings.partitions)
+                except TopicAlreadyExistsError:
+                    pass
+            self._topics_ok = True
+            return True
+        except KafkaError as exc:
+            log.debug("topic check failed: %s", exc)
+            return False
+        finally:
+            admin.close()
+
+    # ----- producing ------------------------------------------------------------------------
+    def publish(self, topic: str, key: str, value: bytes) -> None:
+        with self._lock:
+            if self.spool.depth:  # keep order: behind whatever waits in the spool
+                self._to_spool(topic, key, value, None)
+                return
+        try:
+            fut = self._producer.send(self.topic(topic), key=key.encode(), value=bytes(value))
+        except KafkaError as exc:  # buffer full or no metadata within max_block_s
+            self._to_spool(topic, key, value, exc)
+            return
+        self.stats["sent"] += 1
+        fut.add_callback(self._on_ack)
+        fut.add_errback(lambda exc: self._to_spool(topic, key, value, exc))
+
+    def _on_ack(self, _meta) -> None:
+        self.stats["acked"] += 1
+
+    def _to_spool(self, topic: str, key: str, value: bytes, exc: Exception | None) -> None:
+        if exc is not None:
+            self.stats["failed"] += 1
+            if self.spool.depth == 0:
+                log.warning("broker did not take a message (%s); spooling to %s until it returns", exc,
+                            self.spool.path)
+            self._topics_ok = False
+        try:
+            self.spool.append(topic, key, value)
+        except SpoolFull:
+            if exc is None:
+                raise  # publish() caller: tell it
+            self.stats["lost"] += 1  # producer thread: nobody to raise to; say it loudly
+            log.error("spool full: a message for %s the broker refused is lost (%s)", topic, exc)
+            return
+        self.stats["spooled"] += 1
+
+    def _replay_once(self, chunk: int = 500) -> bool:
+        """Send the spool's oldest records; drop them once acknowledged. True if it made progress."""
+        records = self.spool.peek(chunk)
+        if not records:
+            return False
+        futures = []
+        try:
+            for r in records:
+                futures.append(self._producer.send(self.topic(r.topic), key=r.key.encode(), value=r.value))
+            self._producer.flush(timeout=self._producer.config["delivery_timeout_ms"] / 1000)
+        except KafkaError as exc:
+            log.debug("spool replay interrupted: %s", exc)
+        done = 0
+        for f in futures:  # ack the prefix the broker acknowledged; the rest is sent again later
+            if f.is_done and f.succeeded():
+                done += 1
+            else:
+                break
+        if done:
+            self.spool.ack(done)
+            self.stats["replayed"] += done
+            if self.spool.depth == 0:
+                log.warning("spool replayed; producing directly again")
+        return done > 0
+
+    def _keep(self) -> None:
+        last_check = 0.0
+        while not self._stop.is_set():
+            try:
+                now = time.monotonic()
+                if not self._topics_ok or now - last_check > 10.0:
+                    last_check = now
+                    self._ensure_topics()
+                if self.spool.depth and self._topics_ok:
+                    if self._replay_once():
+                        continue
+            except Exception:  # the keeper must survive anything; the spool keeps the data
+                log.exception("kafka bus keeper error")
+            self._stop.wait(self._keeper_interval)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until everything published so far was acknowledged by the broker (spool included)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._producer.flush(timeout=timeout_s)
+        while self.spool.depth:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{self.spool.depth} messages still spooled in {self.spool.path}"
+                                   " (broker unreachable); they are kept on disk")
+            time.sleep(0.05)
+
+    # ----- consuming ------------------------------------------------------------------------
+    def consumer(self, topics: str | Sequence[str], group: str, **options) -> "KafkaBusConsumer":
+        if isinstance(topics, str):
+            topics = (topics,)
+        if not self._topics_ok:
+            self._ensure_topics()
+        opts = dict(group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
+                    max_poll_interval_ms=60_000, session_timeout_ms=10_000, heartbeat_interval_ms=1000,
+                    metadata_max_age_ms=5000, max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20,
+                    allow_auto_create_topics=False, reconnect_backoff_max_ms=2000, request_timeout_ms=30_000,
+                    client_id=f"{self.client_id}-{group}")
+        opts.update(self._consumer_options)
+        opts.update(options)
+        consumer = KafkaConsumer(*[self.topic(t) for t in topics], **self._common, **opts)
+        return KafkaBusConsumer(consumer, self.prefix)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush what the broker will take within `timeout_s`; the rest stays in the spool."""
+        try:
+            self.flush(timeout_s)
+        except TimeoutError as exc:
+            log.warning("closing with undelivered messages: %s", exc)
+        self._stop.set()
+        self._keeper.join(timeout=5)
+        self._producer.close(timeout=1)
+        self.spool.close()
+        fcntl.flock(self._lockfile, fcntl.LOCK_UN)
+        self._lockfile.close()
+
+
+class KafkaBusConsumer:
+    """A consumer-group member; `commit()` commits what the previous polls returned."""
+
+    def __init__(self, consumer: KafkaConsumer, prefix: str, commit_timeout_s: float = 10.0) -> None:
+        self._c = consumer
+        self._prefix = prefix
+        self._pending: dict = {}
+        self._commit_timeout_ms = int(commit_timeout_s * 1000)
+        self.redelivered_commits = 0
+
+    def poll(self, timeout_s: float = 1.0, max_records: int = 100) -> list[Message]:
+        records = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        out: list[Message] = []
+        n = len(self._prefix)
+        for tp, msgs in records.items():
+            for m in msgs:
+                key = m.key.decode(errors="replace") if m.key is not None else ""
+                out.append(Message(m.topic[n:], key, m.value, m.offset, m.partition))
+            if msgs:
+                self._pending[tp] = msgs[-1].offset + 1
+        return out
+
+    def commit(self) -> None:
+        if not self._pending:
+            return
+        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self._pending.items()}
+        try:
+            self._c.commit(offsets, timeout_ms=self._commit_timeout_ms)
+        except CommitFailedError as exc:  # the group rebalanced: the new owner gets them again
+            self.redelivered_commits += 1
+            log.warning("commit refused after a rebalance (%s); those messages will be redelivered", exc)
+        except KafkaError as exc:  # broker away: keep the offsets, the next commit covers them
+            log.warning("commit failed (%s); will retry with the next commit", exc)
+            return
+        self._pending.clear()
+
+    def close(self) -> None:
+        """Leave the group without committing anything not yet committed."""
+        self._c.close(autocommit=False)
