@@ -1,0 +1,81 @@
+"""Architecture rules, checked on the source: dependencies point down the flow and into dcops/.
+
+- `dcops/` imports no stage package, except its CLI commands and service wiring;
+- collectors import neither analytics, alerts nor console; analytics not alerts or console;
+  alerts not console or collectors;
+- the console reads through the store / alarm / incident interfaces, never a database driver;
+- nothing imports `tests`;
+- the five top-level package names belong to the dcops distribution alone.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("collectors", "analytics", "alerts", "console")
+WIRING = {"dcops/cli.py", "dcops/demo.py", "dcops/roles.py", "dcops/wiring.py"}
+FORBIDDEN = {
+    "collectors": {"analytics", "alerts", "console"},
+    "analytics": {"alerts", "console", "collectors"},
+    "alerts": {"console", "collectors"},
+    "console": {"collectors", "duckdb", "influxdb_client", "kafka", "dcops.store.duckdb_store",
+                "dcops.store.influx_store"},
+}
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return out
+
+
+def sources(pkg: str):
+    return sorted((REPO / pkg).rglob("*.py"))
+
+
+def _hits(mods: set[str], banned: set[str]) -> set[str]:
+    return {m for m in mods for b in banned if m == b or m.startswith(b + ".")}
+
+
+def test_core_imports_no_stage():
+    bad = {}
+    for path in sources("dcops"):
+        rel = path.relative_to(REPO).as_posix()
+        if rel in WIRING or rel.startswith("dcops/commands/"):
+            continue
+        hits = _hits(imports_of(path), set(STAGES))
+        if hits:
+            bad[rel] = sorted(hits)
+    assert not bad, f"dcops/ core modules import stage packages: {bad}"
+
+
+@pytest.mark.parametrize("pkg", sorted(FORBIDDEN))
+def test_stage_dependencies_point_down_the_flow(pkg):
+    bad = {}
+    for path in sources(pkg):
+        hits = _hits(imports_of(path), FORBIDDEN[pkg])
+        if hits:
+            bad[path.relative_to(REPO).as_posix()] = sorted(hits)
+    assert not bad, f"{pkg} imports what it must not: {bad}"
+
+
+def test_nothing_imports_tests():
+    bad = [p.relative_to(REPO).as_posix() for pkg in ("dcops", *STAGES, "bench") for p in sources(pkg)
+           if _hits(imports_of(p), {"tests"})]
+    assert not bad
+
+
+def test_top_level_names_belong_to_dcops_alone():
+    owners = importlib.metadata.packages_distributions()
+    for name in ("dcops", *STAGES):
+        assert set(owners.get(name) or ()) == {"dcops"}, f"{name} is shipped by {owners.get(name)}"
