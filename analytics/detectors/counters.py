@@ -1,0 +1,41 @@
+"""Error-counter trends: ECC, remapped rows, PCIe replays, NVLink errors.
+
+`X` holds counter increments over one window (rows are devices or time steps, columns are
+counters). `fit` learns each counter's normal increments per window. The abnormality of an
+increment `k` is the normal quantile of its Poisson tail probability P(N >= k | rate): a
+counter that creeps at its usual pace scores low, a burst scores high, and a counter that
+never moved in the history scores `zero_rate_z` on its first move (an uncorrectable ECC error
+or a row remap is news whatever the count).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from analytics.detectors.base import OutlierDetector
+
+__all__ = ["CounterTrendDetector"]
+
+
+class CounterTrendDetector(OutlierDetector):
+    def __init__(self, zero_rate_z=10.0, max_z=20.0, contamination=0.01):
+        self.zero_rate_z = zero_rate_z
+        self.max_z = max_z
+        self.contamination = contamination
+
+    def _fit(self, X):
+        self.rate_ = np.maximum(np.mean(np.maximum(X, 0.0), axis=0), 0.0)
+
+    def feature_z(self, X) -> np.ndarray:
+        X = np.maximum(np.nan_to_num(np.asarray(X, dtype=np.float64), nan=0.0), 0.0)
+        k = np.ceil(X)
+        rate = np.broadcast_to(self.rate_, X.shape)
+        with np.errstate(divide="ignore"):
+            sf = stats.poisson.sf(k - 1, np.maximum(rate, 1e-300))  # P(N >= k)
+            z = np.where(k > 0, -stats.norm.ppf(np.clip(sf, 1e-300, 0.5)), 0.0)
+        z = np.where((rate <= 0) & (k > 0), self.zero_rate_z, z)
+        return np.minimum(np.maximum(z, 0.0), self.max_z)
+
+    def _z(self, X):
+        return self.feature_z(X).max(axis=1) if X.shape[1] else np.zeros(len(X))
