@@ -23,4 +23,7 @@ METRICS = (
     Metric("cooling_humidity_pct", "cooling", "%RH", G, "Return air relative humidity.", _SRC),
     Metric("cooling_flow_lpm", "cooling", "l/min", G, "Coolant flow (CDU).", _SRC),
     Metric("cooling_pressure_kpa", "cooling", "kPa", G, "Coolant pressure (CDU).", _SRC),
+    Metric("cooling_temp_degc", "cooling", "degC", G, "Other temperature probe of the unit (coil, rack inlet, dew point, ...); index names it.", _SRC),
+    Metric("cooling_thermal_power_w", "cooling", "W", G, "Cooling demand or output the unit reports; index names which.", _SRC),
+    Metric("cooling_fan_rpm", "cooling", "rpm", G, "Fan speed; index names the fan.", _SRC),
 )

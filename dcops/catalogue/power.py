@@ -21,6 +21,8 @@ METRICS = (
     Metric("pdu_breaker_closed", "pdu", "state", S, "1 when the breaker is closed, 0 when tripped/open.", _SRC, ((0, "tripped"), (1, "closed"))),
     Metric("pdu_temp_degc", "pdu", "degC", G, "Temperature probe on the PDU.", _SRC),
     Metric("pdu_humidity_pct", "pdu", "%RH", G, "Humidity probe on the PDU.", _SRC),
+    Metric("pdu_neutral_current_a", "pdu", "A", G, "Neutral conductor current.", _SRC),
+    Metric("pdu_current_headroom_a", "pdu", "A", G, "Current still available before the load alarm threshold.", _SRC),
     Metric("ups_input_voltage_v", "ups", "V", G, "Input (utility) voltage.", _SRC),
     Metric("ups_input_frequency_hz", "ups", "Hz", G, "Input frequency.", _SRC),
     Metric("ups_input_current_a", "ups", "A", G, "Input current.", _SRC),
@@ -39,4 +41,8 @@ METRICS = (
     Metric("ups_on_battery", "ups", "state", S, "1 while the load runs on battery.", _SRC, ((0, "utility"), (1, "battery"))),
     Metric("ups_time_on_battery_s", "ups", "s", G, "Time since switching to battery.", _SRC),
     Metric("ups_temp_degc", "ups", "degC", G, "Internal/ambient temperature.", _SRC),
+    Metric("ups_bypass_voltage_v", "ups", "V", G, "Bypass input voltage.", _SRC),
+    Metric("ups_bypass_current_a", "ups", "A", G, "Bypass current.", _SRC),
+    Metric("ups_bypass_power_w", "ups", "W", G, "Bypass power.", _SRC),
+    Metric("ups_bypass_frequency_hz", "ups", "Hz", G, "Bypass frequency.", _SRC),
 )
