@@ -178,3 +178,24 @@ class IngestWorker:
     def close(self) -> None:
         self._stop.set()
         self.consumer.close()
+
+
+def run_role(cfg, stop: threading.Event) -> None:
+    """The `ingest` role of `dcops up`: consume samples and events into the store until `stop`."""
+    from dcops.wiring import open_bus, open_store
+
+    settings = cfg.settings
+    bus = open_bus(settings.bus, client_id="ingest")
+    store = open_store(settings.store)
+    worker = IngestWorker(bus, store, max_records=500)
+    thread = threading.Thread(target=worker.run, name="ingest", daemon=True)
+    thread.start()
+    try:
+        stop.wait()
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+        worker.close()
+        bus.close()
+        store.close()
+        log.info("ingest stopped: %s", worker.stats)

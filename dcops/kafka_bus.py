@@ -42,11 +42,15 @@ from dcops.bus import (TOPIC_ALARMS, TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_FINDI
 from dcops.settings import BusSettings
 from dcops.spool import Spool, SpoolFull
 
-__all__ = ["KafkaBus", "KafkaBusConsumer", "SpoolFull", "TOPICS", "publish_by_rack"]
+__all__ = ["KafkaBus", "KafkaBusConsumer", "SpoolFull", "SpoolInUse", "TOPICS", "publish_by_rack"]
 
 log = logging.getLogger(__name__)
 
 TOPICS = (TOPIC_SAMPLES, TOPIC_EVENTS, TOPIC_FINDINGS, TOPIC_ALARMS, TOPIC_DEADLETTER)
+
+
+class SpoolInUse(RuntimeError):
+    """Another live process holds this client id's spool."""
 
 
 def _compression() -> str:
@@ -90,7 +94,7 @@ class KafkaBus:
             fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self._lockfile.close()
-            raise RuntimeError(f"spool {spool_dir} is in use by another process; give each producer its own"
+            raise SpoolInUse(f"spool {spool_dir} is in use by another process; give each producer its own"
                                " client_id") from None
         self.spool = Spool(spool_dir, max_bytes=settings.spool_max_bytes)
         self._lock = threading.Lock()

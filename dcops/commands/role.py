@@ -1,0 +1,78 @@
+"""`dcops role NAME -c site.yaml`: run one role in this process until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from dcops.roles import ROLES, RoleUnavailable, resolve
+from dcops.site import load_site
+from dcops.yamlconf import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("name", choices=list(ROLES), help="the role to run")
+    p.add_argument("-c", "--config", required=True, help="site YAML file")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds to let the role stop cleanly")
+
+
+def load_config(path: str):
+    """The site config, or None after printing its problems (file, line, field)."""
+    try:
+        return load_site(path)
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for prob in exc.problems:
+            print(f"  {prob}", file=sys.stderr)
+    except OSError as exc:
+        print(f"{path}: cannot read ({exc.strerror})", file=sys.stderr)
+    return None
+
+
+def run_in_thread(name: str, fn, cfg, stop: threading.Event) -> threading.Thread:
+    errors: list[BaseException] = []
+
+    def target():
+        try:
+            fn(cfg, stop)
+        except BaseException as exc:  # reported by the caller through the thread's `errors`
+            errors.append(exc)
+            log.exception("role %s failed", name)
+
+    t = threading.Thread(target=target, name=f"role-{name}", daemon=True)
+    t.errors = errors
+    t.start()
+    return t
+
+
+def run(args) -> int:
+    cfg = load_config(args.config)
+    if cfg is None:
+        return 1
+    try:
+        fn = resolve(args.name)
+    except RoleUnavailable as exc:
+        print(f"dcops role: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    t = run_in_thread(args.name, fn, cfg, stop)
+    while t.is_alive() and not stop.is_set():
+        t.join(0.5)
+    if t.is_alive():
+        t.join(args.grace)
+        if t.is_alive():
+            print(f"dcops role {args.name}: did not stop within {args.grace:.0f}s", file=sys.stderr)
+            return 1
+    if t.errors:
+        print(f"dcops role {args.name}: failed: {t.errors[0]!r}", file=sys.stderr)
+        return 1
+    if not stop.is_set():
+        print(f"dcops role {args.name}: returned before it was asked to stop", file=sys.stderr)
+        return 1
+    return 0

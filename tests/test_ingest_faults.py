@@ -1,0 +1,85 @@
+"""Ingest under store faults, with the in-process bus: back off, commit nothing early, dead-letter refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from dcops.batch import Batch
+from dcops.bus import TOPIC_DEADLETTER, InProcessBus, publish_batch
+from dcops.ingest import IngestWorker
+from dcops.store.base import StoreError, StoreUnavailable
+from dcops.store.duckdb_store import DuckDBStore
+
+
+def _batch(t0: int, rack: str, power: float = 300.0) -> Batch:
+    return Batch("rack", np.array([t0], dtype=np.int64), {"rack": np.array([rack], dtype=object)},
+                 {"rack_power_w": np.array([power])})
+
+
+class FlakyStore:
+    """A DuckDB store that is unavailable for the first `down` writes and refuses negative power."""
+
+    def __init__(self, down: int) -> None:
+        self.inner = DuckDBStore()
+        self.down = down
+        self.calls = 0
+
+    def write(self, batches):
+        self.calls += 1
+        if self.calls <= self.down:
+            raise StoreUnavailable("connection refused")
+        if any((b.fields["rack_power_w"] < 0).any() for b in batches):
+            raise StoreError("field type conflict")
+        return self.inner.write(batches)
+
+    def write_events(self, events):
+        return self.inner.write_events(events)
+
+
+def test_backs_off_without_committing_then_writes_everything():
+    bus = InProcessBus()
+    store = FlakyStore(down=4)
+    sleeps: list[float] = []
+    worker = IngestWorker(bus, store, sleep=sleeps.append, backoff_max_s=0.4)
+    for i in range(5):
+        publish_batch(bus, _batch(i, "R1"), key="R1")
+    lag_before = bus.lag("samples", "ingest")
+    commits = []
+    orig_commit = worker.consumer.commit
+    worker.consumer.commit = lambda: (commits.append(store.calls), orig_commit())[1]
+    worker.drain()
+    assert lag_before == 5 and bus.lag("samples", "ingest") == 0
+    assert sleeps == [0.1, 0.2, 0.4, 0.4]  # exponential, capped
+    assert commits and min(commits) > 4  # the first commit came after the store accepted
+    assert store.inner.count("rack") == 5 and worker.stats.store_errors == 4
+
+
+def test_refused_message_is_isolated_and_dead_lettered():
+    bus = InProcessBus()
+    store = FlakyStore(down=0)
+    dlq = bus.consumer(TOPIC_DEADLETTER, "dlq")
+    worker = IngestWorker(bus, store, sleep=lambda s: None)
+    publish_batch(bus, _batch(1, "R1"), key="R1")
+    publish_batch(bus, _batch(2, "R2", power=-1.0), key="R2")
+    publish_batch(bus, _batch(3, "R3"), key="R3")
+    worker.drain()
+    assert store.inner.count("rack") == 2
+    (msg,) = dlq.poll(0, 10)
+    header = json.loads(msg.value.split(b"\n", 1)[0])
+    assert header["key"] == "R2" and "store refused: field type conflict" in header["reason"]
+    assert bus.lag("samples", "ingest") == 0
+
+
+def test_stop_during_backoff_leaves_poll_uncommitted():
+    bus = InProcessBus()
+    store = FlakyStore(down=10**9)
+    worker = IngestWorker(bus, store, sleep=lambda s: worker.stop())
+    publish_batch(bus, _batch(1, "R1"), key="R1")
+    worker.run()  # returns: stopped while the store was down
+    worker.close()
+    assert bus.lag("samples", "ingest") == 1
+    again = IngestWorker(bus, DuckDBStore())
+    again.drain()
+    assert again.store.count("rack") == 1
