@@ -19,7 +19,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from dcops.batch import Batch
 from dcops.store.base import StoreError
 from dcops.topology import Inventory
 
@@ -67,6 +66,22 @@ class _TickCache:
         return value
 
 
+class _KnownFields:
+    """Fields each measurement has in the store, learnt from a failed read; forgotten after
+    `ttl_s` so fields that appear later (a new collector) are picked up."""
+
+    def __init__(self, clock: Callable[[], float], ttl_s: float = 300.0) -> None:
+        self._clock, self._ttl = clock, ttl_s
+        self._known: dict[str, tuple[float, set[str]]] = {}
+
+    def get(self, measurement: str) -> set[str] | None:
+        hit = self._known.get(measurement)
+        return hit[1] if hit and self._clock() - hit[0] < self._ttl else None
+
+    def put(self, measurement: str, fields: set[str]) -> None:
+        self._known[measurement] = (self._clock(), fields)
+
+
 @dataclass(frozen=True)
 class Context:
     """What the console's callbacks read from; one per app, kept in the Flask app's config."""
@@ -78,6 +93,11 @@ class Context:
     energy_price_per_kwh: float = 0.12
     clock: Callable[[], float] = time.time
     cache: _TickCache = field(default_factory=_TickCache, compare=False)
+    known: _KnownFields = field(default=None, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.known is None:
+            object.__setattr__(self, "known", _KnownFields(self.clock))
 
     def tick(self) -> int:
         return int(self.clock() // self.refresh_s)
@@ -95,16 +115,23 @@ def current() -> Context:
 
 # ----- store reads ----------------------------------------------------------------------------
 def latest_frame(store, measurement: str, fields: Sequence[str], where=None,
-                 max_age_s: float = MAX_AGE_S) -> pd.DataFrame:
+                 max_age_s: float = MAX_AGE_S, known: "_KnownFields | None" = None) -> pd.DataFrame:
     """The latest row per series as a DataFrame with the wanted fields (NaN where absent).
 
     Fields the store has never seen are returned as NaN columns instead of failing, so a page
-    renders before every collector has reported.
+    renders before every collector has reported. `known` remembers which fields a measurement
+    has, so the fallback read (all fields) is paid once, not on every refresh.
     """
+    wanted = list(fields)
+    have = known.get(measurement) if known is not None else None
+    if have is not None:
+        wanted = [f for f in fields if f in have]
     try:
-        batch = store.latest(measurement, list(fields), where=where, max_age_s=max_age_s)
+        batch = store.latest(measurement, wanted, where=where, max_age_s=max_age_s)
     except StoreError:
         batch = store.latest(measurement, None, where=where, max_age_s=max_age_s)
+        if known is not None:
+            known.put(measurement, set(batch.fields))
     frame = batch.to_frame()
     for f in fields:
         if f not in frame:
@@ -143,7 +170,7 @@ def _accel_frame(ctx: Context) -> pd.DataFrame:
                          "model": inv.accel_tags["model"], "hall": inv.accel_tags["hall"],
                          "row": inv.accel_tags["row"], "rack": inv.accel_tags["rack"],
                          "device": inv.accel_tags["device"]})
-    got = latest_frame(ctx.store, "accel", ACCEL_FIELDS)
+    got = latest_frame(ctx.store, "accel", ACCEL_FIELDS, known=ctx.known)
     values = pd.DataFrame(np.nan, index=base.index, columns=list(ACCEL_FIELDS))
     if len(got):
         ids = got["device"].astype(str) + ":" + got["accel"].astype(str)
@@ -176,7 +203,7 @@ def _compute_floor(ctx: Context) -> FloorSnapshot:
     racks = pd.DataFrame(
         [(r.name, r.hall, r.row, r.attrs.get("position", 0)) for r in inv.racks],
         columns=["rack", "hall", "row", "position"]).set_index("rack")
-    rf = latest_frame(ctx.store, "rack", RACK_FIELDS)
+    rf = latest_frame(ctx.store, "rack", RACK_FIELDS, known=ctx.known)
     t_ns = int(rf["time_ns"].max()) if len(rf) else 0
     if len(rf):
         rf = rf.drop_duplicates("rack", keep="last").set_index("rack")
@@ -201,7 +228,7 @@ def _compute_floor(ctx: Context) -> FloorSnapshot:
 
     by_vendor = pd.crosstab(acc["vendor"], acc["state"]).reindex(columns=list(ACCEL_STATES), fill_value=0)
 
-    sf = latest_frame(ctx.store, "site", SITE_FIELDS)
+    sf = latest_frame(ctx.store, "site", SITE_FIELDS, known=ctx.known)
     it_kw = float(np.nansum(sf["site_it_power_w"].to_numpy(np.float64))) / 1e3 if len(sf) else float("nan")
     if not len(sf) or np.isnan(sf["site_it_power_w"].to_numpy(np.float64)).all():
         it_kw = float(np.nansum(racks["power_kw"].to_numpy(np.float64))) if racks["power_kw"].notna().any() else float("nan")
@@ -242,11 +269,11 @@ def rack_view(ctx: Context, rack: str) -> RackView:
     comp = inv.get(rack)
     if comp.kind != "rack":
         raise KeyError(f"{rack!r} is a {comp.kind}, not a rack")
-    rv = latest_frame(ctx.store, "rack", RACK_FIELDS, where={"rack": rack})
+    rv = latest_frame(ctx.store, "rack", RACK_FIELDS, where={"rack": rack}, known=ctx.known)
     rack_values = {f: float(rv[f].iloc[-1]) if len(rv) else float("nan") for f in RACK_FIELDS}
 
     servers = [c for c in inv.servers if c.rack == rack]
-    sf = latest_frame(ctx.store, "server", SERVER_FIELDS, where={"rack": rack})
+    sf = latest_frame(ctx.store, "server", SERVER_FIELDS, where={"rack": rack}, known=ctx.known)
     sf = sf.drop_duplicates("device", keep="last").set_index("device") if len(sf) else None
     rows = []
     for s in servers:
@@ -262,7 +289,7 @@ def rack_view(ctx: Context, rack: str) -> RackView:
 
     feeds = dict(comp.attrs.get("feeds", {}))
     pdu_names = list(feeds.values())
-    pf = latest_frame(ctx.store, "pdu", PDU_FIELDS, where={"device": pdu_names}) if pdu_names else None
+    pf = latest_frame(ctx.store, "pdu", PDU_FIELDS, where={"device": pdu_names}, known=ctx.known) if pdu_names else None
     if pf is not None and len(pf) and "index" in pf:
         pf = pf[pf["index"].astype(str) == ""]
     pf = pf.drop_duplicates("device", keep="last").set_index("device") if pf is not None and len(pf) else None
@@ -276,5 +303,3 @@ def rack_view(ctx: Context, rack: str) -> RackView:
                      "load_pct": float("nan"), "breaker_closed": float("nan")})
     pdus = pd.DataFrame(prow, columns=["name", "kind", "feed", "power_kw", "load_pct", "breaker_closed"])
     return RackView(rack, comp.hall, comp.row, feeds, rack_values, servers_df, accels, pdus)
-
-

@@ -156,7 +156,7 @@ def _token_rate(ctx: Context, end: int, window_s: float = 300.0) -> pd.DataFrame
 def fleet_table(ctx: Context) -> pd.DataFrame:
     """GPUs and NPUs side by side, one row per (vendor, model)."""
     inv = ctx.inventory
-    got = latest_frame(ctx.store, "accel", FLEET_FIELDS)
+    got = latest_frame(ctx.store, "accel", FLEET_FIELDS, known=ctx.known)
     base = pd.DataFrame({"vendor": inv.accel_tags["vendor"], "model": inv.accel_tags["model"],
                          "tdp_w": inv.accel_tdp_w})
     counts = base.groupby(["vendor", "model"]).agg(count=("tdp_w", "size"), tdp_w=("tdp_w", "mean"))

@@ -13,8 +13,7 @@ from console.users import UserStore
 from dcops.store.duckdb_store import DuckDBStore
 from tests.console.fake_site import NS, site_batches, xid_event
 
-PASSWORDS = {"admin": "admin-pass-123", "operator": "operator-pass-123", "viewer": "viewer-pass-123"}
-HOST = "127.0.0.1:8050"
+from tests.console.support import PASSWORDS
 
 
 @pytest.fixture
@@ -41,11 +40,3 @@ def users():
 @pytest.fixture
 def app(filled_store, small_inventory, users):
     return create_app(filled_store, small_inventory, auth=Auth(users, session_ttl_s=3600), refresh_s=2.0)
-
-
-def login(app, name: str):
-    client = app.server.test_client()
-    r = client.post("/login", data={"username": name, "password": PASSWORDS[name], "next": "/"},
-                    headers={"Origin": f"http://{HOST}"}, base_url=f"http://{HOST}")
-    assert r.status_code == 302, r.data
-    return client

@@ -29,7 +29,8 @@ def site_batches(inv, t_ns: int, *, inlet: dict[str, float] | None = None, down:
     acc = Batch("accel", np.full(n_acc, t_ns), {k: v for k, v in tags.items()}, {
         "accel_up": up, "accel_temp_degc": temp, "accel_power_w": power,
         "accel_util_pct": np.where(up > 0, 70.0, 0.0), "accel_thermal_throttle": thr,
-        "accel_tokens_total": tokens_base + np.where(tags["vendor"] == "nvidia", 1000.0, 400.0) * (t_ns / NS),
+        "accel_tokens_total": np.where(up > 0, tokens_base + np.where(tags["vendor"] == "nvidia", 1000.0, 400.0)
+                                       * (t_ns / NS), np.nan),
     })
     rack_power = {r: float(power[tags["rack"] == r].sum()) + 1600.0 for r in racks}
     rc = [inv.get(r) for r in racks]

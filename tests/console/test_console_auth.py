@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from console.auth import COOKIE, MAX_FAILURES, Auth
 from console.users import UserError, UserStore, bootstrap_users, users_table
-from tests.console.conftest import HOST, PASSWORDS, login
+from tests.console.support import HOST, PASSWORDS, login
 
 BASE = f"http://{HOST}"
 SAME = {"Origin": BASE}

@@ -1,0 +1,147 @@
+"""Page callbacks called as plain functions inside a request of the real app."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from dash.exceptions import PreventUpdate
+from werkzeug.exceptions import Forbidden
+
+from console.figures import COLOUR_BY, floor_figure
+from tests.console.support import HOST, PASSWORDS
+
+
+def page(name: str):
+    return importlib.import_module(f"console.pages.{name}")
+
+
+def as_user(app, name: str | None):
+    """A request context signed in as `name` (the guard sets the user, as for a real request)."""
+    ctx = app.server.test_request_context("/", base_url=f"http://{HOST}")
+    ctx.push()
+    if name:
+        import flask
+
+        flask.g.dcops_user = app.server.config["DCOPS_AUTH"].users.verify(name, PASSWORDS[name])
+    return ctx
+
+
+@pytest.fixture
+def viewer(app):
+    ctx = as_user(app, "viewer")
+    yield app
+    ctx.pop()
+
+
+def test_floor_callback_colours_racks(viewer):
+    floor = page("floor")
+    fig, kpis, vendors, incidents, stamp = floor.update_floor(3, "inlet")
+    heat = fig.data[0]
+    assert heat.type == "heatmap" and list(heat.y) == ["R1", "R2"]
+    assert heat.z[0][0] == 33.0 and heat.z[0][1] == 24.0  # R1-01 is hot
+    assert heat.customdata[1][2] == "R2-03"
+    assert stamp.startswith("data at ") and incidents == []
+    ids = [c.children.children.children[1].id for c in kpis]
+    assert "floor-kpi-pue" in ids
+    pue = next(c.children.children.children[1].children for c in kpis if c.children.children.children[1].id == "floor-kpi-pue")
+    assert pue == "1.30"
+    fig, *_ = floor.update_floor(3, "hottest")
+    assert fig.data[0].z[0][1] > 80  # R1-02 has the throttling accelerator
+    with pytest.raises(PreventUpdate):
+        floor.update_floor(3, "nonsense")
+
+
+def test_floor_click_opens_rack(viewer):
+    floor = page("floor")
+    assert floor.open_rack({"points": [{"customdata": "R2-02", "z": 24}]}) == "/rack/R2-02"
+    for bad in (None, {}, {"points": []}, {"points": [{"customdata": ""}]}, {"points": [{"customdata": "X"}]}):
+        with pytest.raises(PreventUpdate):
+            floor.open_rack(bad)
+
+
+def test_floor_layout_offers_alarm_colouring_only_with_alarms(viewer):
+    layout = page("floor").layout()
+    radio = layout.children[3].children[0].children[0].children[1]
+    assert [o["value"] for o in radio.options] == ["inlet", "power", "hottest"]
+
+
+def test_rack_callback(viewer):
+    rack = page("rack")
+    body = rack.update_rack(0, "R1-03")
+    text = str(body)
+    assert "R1-03-S01" in text and "PDU-A1" in text and "L40S" in text
+    missing = rack.update_rack(0, "R9-99")
+    assert missing.id == "rack-missing" and "R9-99" in missing.children
+    with pytest.raises(PreventUpdate):
+        rack.update_rack(0, None)
+
+
+def test_devices_callbacks(viewer):
+    devices = page("devices")
+    opts = devices.search_options("r2-01-s01:", None)
+    assert [o["value"] for o in opts][:4] == ["R2-01-S01:0", "R2-01-S01:1", "R2-01-S01:2", "R2-01-S01:3"]
+    title, charts, events = devices.show_device("R2-01-S01:0", "1h", 0)
+    assert "R2-01-S01:0" in title.children and len(charts) == 6
+    assert events.id == "devices-events-table" and "XID 79" in str(events)
+    title, charts, events = devices.show_device("nope", "1h", 0)
+    assert title.id == "devices-error" and charts == []
+    with pytest.raises(PreventUpdate):
+        devices.search_options("", None)
+
+
+def test_fleet_callback(viewer):
+    fleet = page("fleet")
+    table, bars, trends = fleet.update_fleet(0, "1h")
+    text = str(table)
+    assert "RBLN-CA22" in text and "H100-SXM5-80GB" in text and "L40S" in text
+    assert len(bars) == 4 and len(trends) == 2
+
+
+def test_admin_save_user_checks_role_on_the_server(app):
+    admin_users = page("admin_users")
+    users = app.server.config["DCOPS_AUTH"].users
+    for role in ("viewer", "operator"):
+        ctx = as_user(app, role)
+        try:
+            with pytest.raises(Forbidden):
+                admin_users.save_user(1, "intruder", "long-enough-pw", "admin")
+        finally:
+            ctx.pop()
+    assert users.get("intruder") is None
+    ctx = as_user(app, "admin")
+    try:
+        result, table = admin_users.save_user(1, "alice", "long-enough-pw", "operator")
+        assert result.id == "admin_users-ok" and users.get("alice").role == "operator"
+        result, _ = admin_users.save_user(1, "alice", None, "viewer")
+        assert users.get("alice").role == "viewer"
+        result, _ = admin_users.save_user(1, "bob", "short", "viewer")
+        assert result.id == "admin_users-error" and "at least 10" in result.children
+        assert page("admin_users").layout().children[0].children == "Users and roles"
+    finally:
+        ctx.pop()
+    ctx = as_user(app, "viewer")
+    try:
+        assert page("admin_users").layout().id == "admin_users-forbidden"
+    finally:
+        ctx.pop()
+
+
+def test_operator_text_is_rendered_as_text(viewer):
+    # Component children are strings that React renders as text; nothing in the console uses
+    # dangerously_allow_html or raw HTML markdown.
+    import pathlib
+
+    root = pathlib.Path(page("floor").__file__).parents[1]
+    for src in root.rglob("*.py"):
+        text = src.read_text()
+        assert "dangerously_allow_html=True" not in text, src
+        assert "dangerouslySetInnerHTML" not in text, src
+
+
+def test_floor_figure_rejects_unknown_colouring():
+    import pandas as pd
+
+    with pytest.raises(ValueError, match="cannot colour racks by 'x'"):
+        floor_figure(pd.DataFrame(), "x")
+    assert set(COLOUR_BY) == {"inlet", "power", "hottest", "alarm"}
