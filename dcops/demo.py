@@ -90,6 +90,10 @@ class Demo:
         self.ingest.drain(idle_polls=1)
         self._spawn("ingest", self.ingest.run)
         self._spawn("simulator", self._run_sim)
+        from dcops.demo_control import ControlServer
+
+        self._control = ControlServer(self.opt.data_dir, self.inject, lambda: list(self.sim.labels))
+        self._control.start()
         if self.opt.console:
             self._start_console()
         for at, kind, target in self._pending:
@@ -119,14 +123,22 @@ class Demo:
         for user, password in self.credentials.items():
             self.say(f"  login {user:9s} password {password}")
 
-    def stop(self) -> None:
+    def stop(self, drain_timeout_s: float = 30.0) -> None:
+        """Stop producing, let ingest store everything already on the bus, then stop the rest."""
         self._stop.set()
+        for t in self._threads:
+            if t.name == "dcops-simulator":
+                t.join(timeout=10)
+        deadline = time.monotonic() + drain_timeout_s
+        while self.bus.lag("samples", "ingest") + self.bus.lag("events", "ingest") and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.ingest.stop()
+        if getattr(self, "_control", None) is not None:
+            self._control.stop()
         if self._server is not None:
             self._server.close()
         for t in self._threads:
             t.join(timeout=10)
-        self.ingest.drain(idle_polls=1)
         self.bus.close()
         self.store.close()
 
