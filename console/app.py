@@ -25,6 +25,7 @@ __all__ = ["create_app", "serve", "run_role", "PAGES_DIR"]
 
 log = logging.getLogger("dcops.console")
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 
 
 def _nav(user) -> list:
@@ -76,7 +77,7 @@ def create_app(store, inventory, *, alarms=None, auth: Auth, refresh_s: float = 
     auth.install(server)
     app = dash.Dash(
         "console", server=server, use_pages=True, pages_folder=str(PAGES_DIR), title=title, update_title=None,
-        external_stylesheets=[dbc.themes.BOOTSTRAP], suppress_callback_exceptions=True,
+        assets_folder=str(ASSETS_DIR), suppress_callback_exceptions=True,  # assets: vendored Bootstrap CSS
         serve_locally=True, compress=False,
     )
     app.layout = _shell_layout(float(refresh_s))

@@ -16,6 +16,10 @@ dash.register_page(__name__, path_template="/rack/<rack_id>", name="Rack", title
                    nav=False, min_role="viewer")
 
 
+_BREAKER = {1.0: "closed", 0.0: "TRIPPED"}
+_UP = {1.0: "up", 0.0: "DOWN"}
+
+
 def _num(v, unit: str = "", digits: int = 1) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
@@ -63,13 +67,17 @@ def rack_body(view: data.RackView) -> list:
                           html.H5(f"hall {view.hall}, row {view.row}")])),
     ], className="mb-3")
     feeds = ", ".join(f"{k}: {v}" for k, v in sorted(view.feeds.items())) or "none"
+    pdus = view.pdus.assign(breaker_closed=view.pdus["breaker_closed"].map(_BREAKER).fillna("–")).rename(
+        columns={"power_kw": "power kW", "load_pct": "load %", "breaker_closed": "breaker"})
+    servers = view.servers.assign(up=view.servers["up"].map(_UP).fillna("no data")).rename(
+        columns={"power_w": "power W", "inlet_degc": "inlet °C", "psu_ok": "PSUs ok"})
     accels = view.accels.rename(columns={"accel_temp_degc": "temp °C", "accel_power_w": "power W",
                                          "accel_util_pct": "util %", "accel_id": "accelerator"})
     return [
         summary,
         html.H5("Feeds and PDUs"), html.Div(f"Feeds: {feeds}", className="small text-muted"),
-        _table(view.pdus, "rack-pdus", link_column="name"),
-        html.H5("Servers"), _table(view.servers, "rack-servers", link_column="device"),
+        _table(pdus, "rack-pdus", link_column="name"),
+        html.H5("Servers"), _table(servers, "rack-servers", link_column="device"),
         html.H5(f"Accelerators ({len(accels)})"), _table(accels, "rack-accels", link_column="accelerator"),
     ]
 

@@ -1,0 +1,202 @@
+"""The console in headless Chromium (Debian chromium + chromium-driver, driven by Selenium).
+
+A subprocess serves the console over the small site with live fake telemetry; the browser logs
+in, sees the floor with racks coloured, opens a rack by clicking it, watches the floor update
+without reload, and checks that a viewer's direct POST to an admin callback is refused.
+Screenshots go to artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.console.support import PASSWORDS
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-dev-shm-usage", "--window-size=1600,1000")
+
+
+def start_console(site: Path, refresh_s: float = 1.0, timeout_s: float = 60.0):
+    """Start tests/integration/console_server.py; returns (process, base url)."""
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "integration" / "console_server.py"),
+                             "--site", str(site), "--refresh", str(refresh_s)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("READY "):
+            return proc, f"http://127.0.0.1:{int(line.split()[1])}"
+        if proc.poll() is not None:
+            raise RuntimeError(f"console server exited: {proc.stderr.read()[-2000:]}")
+    proc.kill()
+    raise TimeoutError("console server did not start")
+
+
+def make_driver():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for f in FLAGS:
+        opts.add_argument(f)
+    return webdriver.Chrome(service=Service(DRIVER), options=opts)
+
+
+@pytest.fixture(scope="module")
+def console_url():
+    if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
+        pytest.skip(f"needs Debian chromium and chromium-driver ({CHROMIUM}, {DRIVER}); see .ci/apt.d/console.txt")
+    proc, url = start_console(REPO / "tests" / "data" / "small-site.yaml")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def browser():
+    drv = make_driver()
+    drv.set_page_load_timeout(30)
+    yield drv
+    drv.quit()
+
+
+def wait_for(drv, css: str, timeout: float = 20.0, text: str | None = None):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    w = WebDriverWait(drv, timeout)
+    if text is not None:
+        w.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
+    return w.until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def log_in(drv, url: str, user: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    drv.get(url + "/")
+    wait_for(drv, "#login-user")
+    assert "/login" in drv.current_url
+    drv.find_element(By.ID, "login-user").send_keys(user)
+    drv.find_element(By.ID, "login-password").send_keys(PASSWORDS[user])
+    drv.find_element(By.ID, "login-submit").click()
+    wait_for(drv, "#shell-user", text=f"{user} ({user})")
+
+
+# Colour of the heatmap cell (row i, column j) of the first hall, read back from the image Plotly drew.
+CELL_RGB_JS = """
+const [i, j, done] = arguments;
+const gd = document.querySelector('#floor-map .js-plotly-plot');
+const img = gd.querySelector('.hm image');
+const tr = gd._fullData[0];
+const rows = tr.z.length, cols = tr.z[0].length;
+const im = new Image();
+im.onload = () => {
+  const c = document.createElement('canvas'); c.width = im.width; c.height = im.height;
+  const ctx = c.getContext('2d'); ctx.drawImage(im, 0, 0);
+  const x = Math.floor((j + 0.5) / cols * im.width), y = Math.floor((i + 0.5) / rows * im.height);
+  done(Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)));
+};
+im.src = img.getAttribute('href') || img.getAttribute('xlink:href');
+"""
+
+CELL_XY_JS = """
+const gd = document.querySelector('#floor-map .js-plotly-plot');
+const fl = gd._fullLayout, xa = fl.xaxis, ya = fl.yaxis, r = gd.getBoundingClientRect();
+return [r.left + xa._offset + xa.d2p(arguments[0]), r.top + ya._offset + ya.d2p(arguments[1])];
+"""
+
+
+def test_floor_renders_coloured_and_opens_a_rack(console_url, browser, artifacts_dir):
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, console_url, "viewer")
+    wait_for(browser, "#floor-map .hm image", timeout=30)
+    wait_for(browser, "#floor-kpi-it", text="kW")
+    assert browser.find_element(By.ID, "floor-kpi-pue").text == "1.30"
+    browser.save_screenshot(str(artifacts_dir / "console-floor.png"))
+
+    # R1-01 (33 °C inlet) is drawn red, R1-02 (24 °C) blue-ish: the racks are coloured by inlet.
+    hot = browser.execute_async_script(CELL_RGB_JS, 0, 0)
+    cool = browser.execute_async_script(CELL_RGB_JS, 0, 1)
+    assert hot[0] > 150 and hot[0] > hot[2] + 60, hot
+    assert cool[2] >= cool[0], cool
+
+    # colour by power instead: the figure changes without reload
+    browser.find_element(By.CSS_SELECTOR, "#floor-colour-by input[value='power']").click()
+    wait_for(browser, "#floor-map .colorbar", text="Rack power")
+
+    # the floor updates live: the data stamp changes without a reload
+    first = browser.find_element(By.ID, "floor-updated").text
+    deadline = time.monotonic() + 15
+    while browser.find_element(By.ID, "floor-updated").text == first and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert browser.find_element(By.ID, "floor-updated").text != first
+
+    # click R1-02's cell: the rack view opens
+    x, y = browser.execute_script(CELL_XY_JS, 2, "R1")
+    action = ActionBuilder(browser)
+    action.pointer_action.move_to_location(int(x), int(y)).click()
+    action.perform()
+    wait_for(browser, "#rack-title", text="Rack R1-02")
+    wait_for(browser, "#rack-servers", text="R1-02-S01")
+    assert browser.current_url.endswith("/rack/R1-02")
+    browser.save_screenshot(str(artifacts_dir / "console-rack.png"))
+
+
+POST_JS = """
+const [payload, done] = arguments;
+fetch('/_dash-update-component', {method: 'POST', headers: {'Content-Type': 'application/json'},
+  body: JSON.stringify(payload)}).then(r => r.text().then(t => done([r.status, t])));
+"""
+
+
+def test_viewer_cannot_change_users_even_by_direct_post(console_url, browser, artifacts_dir):
+    from selenium.webdriver.common.by import By
+
+    from tests.console.test_console_auth import save_user_payload
+
+    log_in(browser, console_url, "viewer")
+    assert not browser.find_elements(By.ID, "shell-nav-admin_users")
+    browser.get(console_url + "/admin/users")
+    wait_for(browser, "#admin_users-forbidden")
+    status, body = browser.execute_async_script(POST_JS, save_user_payload("mallory", "long-enough-pw", "admin"))
+    assert status == 403, body
+    browser.save_screenshot(str(artifacts_dir / "console-viewer-refused.png"))
+
+    # an admin can, through the page
+    browser.find_element(By.ID, "shell-logout").click()
+    log_in(browser, console_url, "admin")
+    browser.get(console_url + "/admin/users")
+    wait_for(browser, "#admin_users-name")
+    browser.find_element(By.ID, "admin_users-name").send_keys("night-shift")
+    browser.find_element(By.ID, "admin_users-password").send_keys("a-long-password")
+    browser.find_element(By.ID, "admin_users-save").click()
+    wait_for(browser, "#admin_users-ok", text="Created night-shift (viewer)")
+    assert "mallory" not in browser.find_element(By.ID, "admin_users-table").text
+    browser.save_screenshot(str(artifacts_dir / "console-admin-users.png"))
+
+
+def test_devices_page_shows_charts_and_events(console_url, browser, artifacts_dir):
+    log_in(browser, console_url, "operator")
+    browser.get(console_url + "/devices?name=R2-03-S02:3")
+    wait_for(browser, "#devices-name", text="R2-03-S02:3")
+    wait_for(browser, "#devices-chart-accel_power_w .main-svg")
+    wait_for(browser, "#devices-events-table", text="XID 79")
+    browser.save_screenshot(str(artifacts_dir / "console-devices.png"))
