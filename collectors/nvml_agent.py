@@ -201,20 +201,28 @@ class NvmlAgent:
         return self.identities
 
     def _identity(self, i: int, h, driver: str) -> GpuIdentity:
+        """Read one GPU's identity; a GPU that is lost gets placeholders until it answers."""
         n = self.nvml
+        lost = False
 
         def get(fn, default="", *args):
+            nonlocal lost
+            if lost:
+                return default
             try:
                 return fn(h, *args)
             except n.NVMLError as exc:
-                if exc.value != n.NVML_ERROR_NOT_SUPPORTED:
+                if exc.value == n.NVML_ERROR_GPU_IS_LOST:
+                    lost = True
+                elif exc.value != n.NVML_ERROR_NOT_SUPPORTED:
                     self._log_once(i, fn.__name__, exc)
                 return default
 
+        uuid = _text(get(n.nvmlDeviceGetUUID, f"{self.host}:{i}"))
         pci = get(n.nvmlDeviceGetPciInfo, None)
         mig = get(n.nvmlDeviceGetMigMode, None)
         return GpuIdentity(
-            index=i, uuid=_text(get(n.nvmlDeviceGetUUID, f"{self.host}:{i}")), serial=_text(get(n.nvmlDeviceGetSerial)),
+            index=i, uuid=uuid, serial=_text(get(n.nvmlDeviceGetSerial)),
             pci_bus_id=_text(pci.busId) if pci is not None else "", model=_text(get(n.nvmlDeviceGetName)),
             driver_version=driver, vbios_version=_text(get(n.nvmlDeviceGetVbiosVersion)),
             mig_mode=int(mig[0]) if mig is not None else -1)
@@ -273,9 +281,17 @@ class NvmlAgent:
                 row[2] = float(self._xids[i])
                 if self._lost[i]:
                     self._lost[i] = False
+                    if self.identities[i].uuid == f"{self.host}:{i}":  # lost since start: read it now
+                        self._reidentify(i)
                     events.append(recovered_event(now, self.targets[i], self.source))
             rows.append(row)
         return build_accel_batch(now, self.targets, self.columns, rows), events
+
+    def _reidentify(self, i: int) -> None:
+        g = self._identity(i, self.handles[i], self.identities[i].driver_version)
+        self.identities[i] = g
+        t = accel_targets(self.host, [i], ["nvidia"], [g.model], [g.uuid], self.inventory)[0]
+        self.targets[i].update(t)
 
     def count_xids(self, events: Sequence[Event]) -> None:
         """Feed the XID watcher's events back so `accel_xid_total` counts them per GPU."""
@@ -293,11 +309,6 @@ class NvmlAgent:
         uuid = self.identities[i].uuid if i < len(self.identities) else "?"
         log.warning("%s GPU %d (%s): %s failed: %s (NVML error %s); skipping this value",
                     self.host, i, uuid, call, exc, getattr(exc, "value", "?"))
-
-    @property
-    def gpu_targets(self) -> dict[str, dict[str, str]]:
-        """UUID -> tags, for the XID watcher."""
-        return {t["uuid"]: t for t in self.targets}
 
 
 def run_sim_agents(sim, bus, stop_event, interval_s: float = 10.0, **kwargs):

@@ -12,6 +12,7 @@ thread's code is the same on a real host and in tests.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
@@ -140,19 +141,22 @@ class WatchedGpu:
 class XidWatcher:
     """Waits for XID events on every GPU of a host and hands them to `emit` as `Event`s.
 
-    `gpus` maps a GPU's UUID to its topology tags; events are matched to GPUs by asking NVML
-    for the event's device UUID, which works for real ctypes handles and the stand-in alike.
+    `targets` are the topology tags (with `uuid`) of the GPUs behind `handles`, in the same
+    order. An event is matched to its GPU by its device handle (the pointer value for real
+    pynvml handles), so an XID 79 from a GPU that no longer answers is still attributed.
     NVML errors never end the thread: a timeout is the normal idle case, anything else is
     logged once per error code and retried after `retry_s`.
     """
 
-    def __init__(self, nvml, handles: Sequence, gpus: Mapping[str, Mapping[str, str]],
+    def __init__(self, nvml, handles: Sequence, targets: Sequence[Mapping[str, str]],
                  emit: Callable[[list[Event]], None], catalogue: XidCatalogue | None = None,
                  clock: Callable[[], int] = time.time_ns, source: str = "nvml",
                  timeout_ms: int = 500, retry_s: float = 5.0) -> None:
         self.nvml = nvml
         self.handles = list(handles)
-        self.gpus = dict(gpus)
+        self.targets = list(targets)  # the agent's dicts: re-identified GPUs show up here too
+        self._by_handle = {_handle_key(h): t for h, t in zip(self.handles, self.targets)}
+        self._by_uuid = {t.get("uuid", ""): t for t in self.targets}
         self.emit = emit
         self.catalogue = catalogue or load_xid_catalogue()
         self.clock = clock
@@ -177,30 +181,55 @@ class XidWatcher:
                 log.warning("XID events not available on a GPU (%s); its XIDs will be missed", exc)
         return registered
 
-    def wait_once(self, timeout_ms: int | None = None) -> list[Event]:
-        """Wait for one NVML event; returns the XID events it produced (none on timeout)."""
+    def _wait(self, timeout_ms: int):
+        """One nvmlEventSetWait_v2: the event data, or None on timeout. Other errors raise."""
         n = self.nvml
         if self._set is None:
             self.register()
         try:
-            data = n.nvmlEventSetWait_v2(self._set, self.timeout_ms if timeout_ms is None else timeout_ms)
+            return n.nvmlEventSetWait_v2(self._set, timeout_ms)
         except n.NVMLError as exc:
             if exc.value == n.NVML_ERROR_TIMEOUT:
-                return []
+                return None
             if exc.value not in self._logged:
                 self._logged.add(exc.value)
                 log.warning("nvmlEventSetWait_v2 failed: %s (NVML error %s); retrying", exc, exc.value)
             raise
+
+    def _events(self, data) -> list[Event]:
+        n = self.nvml
         if not data.eventType & n.nvmlEventTypeXidCriticalError:
             return []
-        try:
-            uuid = _text(n.nvmlDeviceGetUUID(data.device))
-        except n.NVMLError:
-            uuid = ""
-        target = self.gpus.get(uuid, {"device": "", "accel": ""})
+        target = self._by_handle.get(_handle_key(data.device))
+        if target is None:  # a handle we did not hand out: ask NVML which GPU it is
+            try:
+                target = self._by_uuid.get(_text(n.nvmlDeviceGetUUID(data.device)))
+            except n.NVMLError:
+                target = None
+        target = target or {"device": "", "accel": "", "uuid": ""}
+        uuid = target.get("uuid", "")
+        target = {k: v for k, v in target.items() if k != "uuid"}
         self.seen += 1
         info = self.catalogue.lookup(int(data.eventData))
         return [xid_event(info, self.clock(), target, self.source, uuid)]
+
+    def wait_once(self, timeout_ms: int | None = None) -> list[Event]:
+        """Wait for one NVML event; returns the XID events it produced (none on timeout)."""
+        data = self._wait(self.timeout_ms if timeout_ms is None else timeout_ms)
+        return [] if data is None else self._events(data)
+
+    def drain(self, max_events: int = 1000) -> list[Event]:
+        """Take every event already waiting, without blocking (for a poll loop without a thread)."""
+        out: list[Event] = []
+        for _ in range(max_events):
+            try:
+                data = self._wait(0)
+            except self.nvml.NVMLError:
+                break
+            if data is None:
+                break
+            out += self._events(data)
+        return out
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; never raises for NVML errors."""
@@ -224,6 +253,14 @@ class XidWatcher:
         self._thread = threading.Thread(target=self.run, args=(stop,), name="xid-watcher", daemon=True)
         self._thread.start()
         return self._thread
+
+
+def _handle_key(h):
+    """A hashable identity for an NVML device handle: the pointer value of a ctypes handle."""
+    try:
+        return ctypes.cast(h, ctypes.c_void_p).value
+    except (TypeError, ctypes.ArgumentError):
+        return h
 
 
 def _text(v) -> str:

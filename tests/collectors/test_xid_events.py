@@ -65,7 +65,7 @@ def _watcher(n_gpus=2):
     agent = NvmlAgent(nvml, "gpu-node-07", clock=lambda: 5)
     agent.start()
     got = []
-    w = XidWatcher(nvml, agent.handles, agent.gpu_targets, got.extend, clock=lambda: 7, timeout_ms=20)
+    w = XidWatcher(nvml, agent.handles, agent.targets, got.extend, clock=lambda: 7, timeout_ms=20)
     w.register()
     return w, backend, nvml, agent, got, gpus
 
