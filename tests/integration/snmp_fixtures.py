@@ -179,8 +179,9 @@ class Snmpsim:
         try:
             wait_udp_agent(self.port, next(p.stem for p in self.data_dir.glob("*.snmprec")), 60.0)
         except Exception:
+            text = (Path(self._tmp) / "snmpsim.log").read_text()[-2000:]
             self.__exit__()
-            raise RuntimeError("snmpsim did not start: " + (Path(self._tmp) / "snmpsim.log").read_text()[-2000:])
+            raise RuntimeError("snmpsim did not start: " + text) from None
         return self
 
     def __exit__(self, *exc) -> None:
@@ -243,8 +244,9 @@ class Snmpd:
         try:
             wait_udp_agent(self.port, self.communities[0] if self.communities else "public", 20.0)
         except Exception:
+            text = (Path(self._tmp) / "snmpd.log").read_text()[-2000:]
             self.__exit__()
-            raise RuntimeError("snmpd did not start: " + (Path(self._tmp) / "snmpd.log").read_text()[-2000:])
+            raise RuntimeError("snmpd did not start: " + text) from None
         return self
 
     def pause(self) -> None:

@@ -1,0 +1,278 @@
+"""The pysnmp 7 adapter: the only module that imports pysnmp's high-level API.
+
+It turns our `SnmpTarget` into pysnmp auth/transport objects, runs GET, GETBULK column walks
+and subtree probes on ONE `SnmpEngine` per process (close it on exit), converts pysnmp values
+to plain Python (`int`, `str`; nothing for noSuchObject/noSuchInstance/endOfMibView) and
+pysnmp's error indications to ours:
+
+- `SnmpTimeout`: no answer within the target's timeout and retries.
+- `SnmpAuthError`: SNMPv3 user, auth or privacy key/protocol rejected (clear text, no secrets).
+- `SnmpError`: anything else the agent or the transport reports.
+
+Column walks send one GETBULK per round for all columns still open (like `bulk_walk_cmd` with
+`lexicographicMode=False`, but for many columns at once): a column ends at the first OID
+outside its subtree, at endOfMibView, or at a non-increasing OID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pysnmp.hlapi.v3arch.asyncio import (
+    USM_AUTH_HMAC96_MD5,
+    USM_AUTH_HMAC96_SHA,
+    USM_AUTH_HMAC192_SHA256,
+    USM_AUTH_HMAC384_SHA512,
+    USM_AUTH_NONE,
+    USM_PRIV_CBC56_DES,
+    USM_PRIV_CFB128_AES,
+    USM_PRIV_CFB256_AES,
+    USM_PRIV_NONE,
+    CommunityData,
+    ContextData,
+    Integer,
+    IpAddress,
+    ObjectIdentifier,
+    ObjectIdentity,
+    ObjectType,
+    OctetString,
+    SnmpEngine,
+    UdpTransportTarget,
+    UsmUserData,
+    bulk_cmd,
+    get_cmd,
+)
+from pysnmp.proto import errind
+
+from dcops.site import SnmpTarget
+
+__all__ = ["NotificationListener", "SnmpAuthError", "SnmpClient", "SnmpError", "SnmpTimeout", "Session", "to_python"]
+
+AUTH_PROTOCOLS = {
+    "SHA": USM_AUTH_HMAC96_SHA, "SHA256": USM_AUTH_HMAC192_SHA256, "SHA512": USM_AUTH_HMAC384_SHA512,
+    "MD5": USM_AUTH_HMAC96_MD5, "none": USM_AUTH_NONE,
+}
+PRIV_PROTOCOLS = {"AES128": USM_PRIV_CFB128_AES, "AES256": USM_PRIV_CFB256_AES, "DES": USM_PRIV_CBC56_DES, "none": USM_PRIV_NONE}
+
+_AUTH_ERRORS = {
+    errind.UnknownUserName: "unknown SNMPv3 user",
+    errind.WrongDigest: "SNMPv3 authentication failed (wrong auth key or auth protocol)",
+    errind.DecryptionError: "SNMPv3 decryption failed (wrong privacy key or privacy protocol)",
+    errind.AuthenticationFailure: "SNMPv3 authentication failure",
+    errind.AuthenticationError: "SNMPv3 authentication error",
+    errind.UnsupportedSecurityLevel: "SNMPv3 security level not accepted by the agent (authPriv expected?)",
+    errind.NotInTimeWindow: "SNMPv3 message outside the agent's time window",
+    errind.UnknownSecurityName: "unknown SNMPv3 security name",
+}
+
+
+class SnmpError(Exception):
+    """An SNMP operation failed; the message names the agent and what went wrong."""
+
+
+class SnmpTimeout(SnmpError):
+    pass
+
+
+class SnmpAuthError(SnmpError):
+    pass
+
+
+@dataclass(frozen=True)
+class Session:
+    """What pysnmp needs to talk to one agent (built once per target)."""
+
+    name: str
+    auth: object
+    transport: object
+
+
+def to_python(value):
+    """pysnmp value -> int | str | None (None for the 'no value' exception types)."""
+    tag = value.__class__.__name__
+    if tag in ("NoSuchObject", "NoSuchInstance", "EndOfMibView", "Null"):
+        return None
+    if isinstance(value, Integer) or tag in ("Counter32", "Counter64", "Gauge32", "Unsigned32", "TimeTicks", "Integer32"):
+        return int(value)
+    if isinstance(value, IpAddress):
+        return value.prettyPrint()
+    if isinstance(value, OctetString):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+    if isinstance(value, ObjectIdentifier):
+        return str(value)
+    return value.prettyPrint() if hasattr(value, "prettyPrint") else str(value)  # Opaque, Bits: left to the mapping
+
+
+def _oid(o: str) -> ObjectType:
+    return ObjectType(ObjectIdentity(o.lstrip(".")))
+
+
+class SnmpClient:
+    """Owns the process's SnmpEngine. Use `await client.session(target)` then get/walk/probe."""
+
+    def __init__(self) -> None:
+        self._engine = SnmpEngine()
+        self._ctx = ContextData()
+
+    def close(self) -> None:
+        self._engine.close_dispatcher()
+
+    async def session(self, target: SnmpTarget) -> Session:
+        name = f"{target.host}:{target.port}"
+        if target.version == "3":
+            if not target.user:
+                raise SnmpError(f"{name}: SNMPv3 needs a user")
+            auth = UsmUserData(
+                target.user,
+                authKey=target.auth_key.get_secret_value() if target.auth_key else None,
+                privKey=target.priv_key.get_secret_value() if target.priv_key else None,
+                authProtocol=AUTH_PROTOCOLS[target.auth_protocol] if target.auth_key else USM_AUTH_NONE,
+                privProtocol=PRIV_PROTOCOLS[target.priv_protocol] if target.priv_key else USM_PRIV_NONE,
+            )
+        else:
+            auth = CommunityData(target.community.get_secret_value(), mpModel=1)
+        try:
+            transport = await UdpTransportTarget.create((target.host, target.port), timeout=target.timeout_s, retries=target.retries)
+        except Exception as exc:  # name resolution
+            raise SnmpError(f"{name}: cannot resolve host: {exc}") from None
+        return Session(name, auth, transport)
+
+    def _check(self, s: Session, err_ind, err_status, err_index, var_binds) -> None:
+        if err_ind:
+            for cls, text in _AUTH_ERRORS.items():
+                if isinstance(err_ind, cls):
+                    raise SnmpAuthError(f"{s.name}: {text} ({err_ind})")
+            if isinstance(err_ind, errind.RequestTimedOut):
+                raise SnmpTimeout(f"{s.name}: no answer (timed out)")
+            raise SnmpError(f"{s.name}: {err_ind}")
+        if err_status and int(err_status):
+            where = ""
+            if err_index and int(err_index) and int(err_index) <= len(var_binds):
+                where = f" at {var_binds[int(err_index) - 1][0]}"
+            raise SnmpError(f"{s.name}: agent answered {err_status.prettyPrint()}{where}")
+
+    async def get(self, s: Session, oids: list[str] | tuple[str, ...], chunk: int = 40) -> dict[str, object]:
+        """GET the instances; absent ones are left out."""
+        out: dict[str, object] = {}
+        for i in range(0, len(oids), chunk):
+            part = oids[i:i + chunk]
+            res = await get_cmd(self._engine, s.auth, s.transport, self._ctx, *[_oid(o) for o in part], lookupMib=False)
+            self._check(s, *res)
+            for name, value in res[3]:
+                v = to_python(value)
+                if v is not None:
+                    out[str(name)] = v
+        return out
+
+    async def walk(self, s: Session, roots: list[str] | tuple[str, ...], max_repetitions: int = 25,
+                   max_varbinds: int = 240, max_rounds: int = 500) -> tuple[dict[str, dict[str, object]], list[str]]:
+        """Walk table columns with GETBULK: {root: {suffix: value}}, plus problems met."""
+        result: dict[str, dict[str, object]] = {r: {} for r in roots}
+        cursor = {r: r for r in roots}
+        last = {r: tuple(int(x) for x in r.split(".")) for r in roots}
+        active = list(roots)
+        problems: list[str] = []
+        rounds = 0
+        while active:
+            rounds += 1
+            if rounds > max_rounds:
+                problems.append(f"{s.name}: walk stopped after {max_rounds} requests")
+                break
+            reps = max(1, min(max_repetitions, max_varbinds // len(active)))
+            res = await bulk_cmd(self._engine, s.auth, s.transport, self._ctx, 0, reps,
+                                 *[_oid(cursor[r]) for r in active], lookupMib=False)
+            self._check(s, *res)
+            var_binds = res[3]
+            if not var_binds:
+                break
+            n = len(active)
+            done: set[str] = set()
+            for k, (name, value) in enumerate(var_binds):
+                r = active[k % n]
+                if r in done:
+                    continue
+                o = str(name)
+                v = to_python(value)
+                if v is None or not o.startswith(r + "."):
+                    done.add(r)
+                    continue
+                t = tuple(name)
+                if t <= last[r]:
+                    problems.append(f"{s.name}: agent returned non-increasing OID {o} after {cursor[r]}")
+                    done.add(r)
+                    continue
+                last[r] = t
+                cursor[r] = o
+                result[r][o[len(r) + 1:]] = v
+            if len(var_binds) < n:  # truncated answer: columns without a varbind are finished
+                done.update(active[len(var_binds):])
+            active = [r for r in active if r not in done]
+        return result, problems
+
+    async def probe(self, s: Session, roots: list[str] | tuple[str, ...]) -> frozenset[str]:
+        """Which of `roots` have anything under them (one GETNEXT per root, in one GETBULK)."""
+        if not roots:
+            return frozenset()
+        res = await bulk_cmd(self._engine, s.auth, s.transport, self._ctx, len(roots), 1,
+                             *[_oid(r) for r in roots], lookupMib=False)
+        self._check(s, *res)
+        found = set()
+        for r, (name, value) in zip(roots, res[3]):
+            if to_python(value) is not None and str(name).startswith(r + "."):
+                found.add(r)
+        return frozenset(found)
+
+
+class NotificationListener:
+    """Receives SNMP v1/v2c traps and v2c/v3 traps and informs on a UDP address.
+
+    `on_notification(sender, var_binds)` gets the sender's "host:port" and [(oid, value)] with
+    plain Python values (snmpTrapOID.0 included). SNMPv3 users are registered for informs
+    (this engine authoritative) and, for traps, for each sender engine ID given.
+    Call `start()` inside a running asyncio loop; `close()` stops listening.
+    """
+
+    def __init__(self, host: str, port: int, communities: tuple[str, ...], users, on_notification) -> None:
+        self.host, self.port = host, port
+        self.communities = communities
+        self.users = users  # (user, auth_protocol, auth_key, priv_protocol, priv_key, engine_ids)
+        self.on_notification = on_notification
+        self._engine: SnmpEngine | None = None
+
+    def start(self) -> None:
+        from pysnmp.carrier.asyncio.dgram import udp
+        from pysnmp.entity import config
+        from pysnmp.entity.rfc3413 import ntfrcv
+
+        eng = SnmpEngine()
+        config.add_transport(eng, udp.DOMAIN_NAME, udp.UdpAsyncioTransport().open_server_mode((self.host, self.port)))
+        for i, community in enumerate(self.communities):
+            config.add_v1_system(eng, f"dcops-area-{i}", community)
+        for user, auth_p, auth_k, priv_p, priv_k, engine_ids in self.users:
+            kw = dict(authProtocol=AUTH_PROTOCOLS[auth_p] if auth_k else USM_AUTH_NONE, authKey=auth_k or None,
+                      privProtocol=PRIV_PROTOCOLS[priv_p] if priv_k else USM_PRIV_NONE, privKey=priv_k or None)
+            config.add_v3_user(eng, user, **kw)
+            for eid in engine_ids:
+                config.add_v3_user(eng, user, securityEngineId=OctetString(hexValue=eid.lower().removeprefix("0x")), **kw)
+
+        def cb(snmp_engine, state_ref, ctx_engine_id, ctx_name, var_binds, cb_ctx):
+            try:
+                addr = snmp_engine.message_dispatcher.get_transport_info(state_ref)[1]
+                sender = f"{addr[0]}:{addr[1]}"
+            except Exception:
+                sender = "?"
+            self.on_notification(sender, [(str(name), to_python(value)) for name, value in var_binds])
+
+        ntfrcv.NotificationReceiver(eng, cb)
+        eng.transport_dispatcher.job_started(1)
+        self._engine = eng
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.transport_dispatcher.job_finished(1)
+            self._engine.close_dispatcher()
+            self._engine = None
