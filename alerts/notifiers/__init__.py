@@ -1,0 +1,24 @@
+"""Notifiers, registered by name in `NOTIFIERS` (receiver `type:` in the alerting config).
+
+Each entry is a class with a `config_model` (pydantic, secrets as SecretStr) and
+`send(message, idempotency_key) -> DeliveryResult`. Add a notifier = add a module and a row.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from alerts.notifiers.base import DeliveryResult, classify_http
+from alerts.notifiers.email import EmailNotifier
+from alerts.notifiers.pagerduty import PagerDutyNotifier
+from alerts.notifiers.slack import SlackNotifier
+from alerts.notifiers.webhook import WebhookNotifier, sign, verify_signature
+
+__all__ = ["NOTIFIERS", "DeliveryResult", "classify_http", "sign", "verify_signature"]
+
+NOTIFIERS = MappingProxyType({
+    "webhook": WebhookNotifier,
+    "slack": SlackNotifier,
+    "pagerduty": PagerDutyNotifier,
+    "email": EmailNotifier,
+})

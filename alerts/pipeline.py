@@ -1,0 +1,436 @@
+"""The alerting pipeline without threads or I/O of its own: signals -> alarms -> correlated
+groups -> incidents -> planned notifications, as one `CycleWrite` per `reconcile()`.
+
+Order of a cycle (`reconcile(now)`):
+1. apply operator actions recorded since the last cycle (acknowledgements, incident states,
+   silences), and release held clears of flapping alarms;
+2. correlate: give each active alarm its root cause (sticky once set), mark roots with the
+   alarms they explain, set redundancy-aware severity, and mark suppression (silences,
+   maintenance windows: expected; inhibition);
+3. group: one incident per root cause (or standalone alarm) once the group is `group_wait_s`
+   old and at least `incident_min_severity`; a root that arrives after its symptoms joins
+   their incident; every alarm change of a member goes on the incident's timeline;
+4. notify: route new incidents to receivers (trigger), resolved ones (resolve), operator
+   acknowledgements (acknowledge); suppressed incidents get `suppressed` outbox rows instead,
+   and are notified when the suppression ends while they are still open.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Callable, Iterable, Mapping
+
+from alerts.config import AlertingConfig
+from alerts.correlation import Correlator, InhibitRule, assess_redundancy, inhibited
+from alerts.incidents import build_message, entry, incident_labels, incident_title, make_notification, worst
+from alerts.manager import AlarmChange, AlarmManager, FlapPolicy
+from alerts.matchers import parse_matchers
+from alerts.persistence import AlerterStore, CycleWrite
+from alerts.routing import match_routes
+from alerts.rules import RuleEngine
+from alerts.signals import AlarmSignal
+from alerts.silences import SuppressionIndex
+from dcops.alarm_types import SEVERITY_RANK, Alarm, Incident, IncidentAction, IncidentState, TimelineKind as TK
+from dcops.topology import Inventory
+
+__all__ = ["AlertPipeline"]
+
+_NS = 1_000_000_000
+_ACK_STATES = (IncidentState.ACKNOWLEDGED, IncidentState.MITIGATING)
+
+
+class AlertPipeline:
+    def __init__(self, inventory: Inventory, rules, cfg: AlertingConfig, store: AlerterStore | None,
+                 new_id: Callable[[], str] | None = None,
+                 on_trigger: Callable[[Incident, list[str]], None] | None = None,
+                 on_stop_escalation: Callable[[str], None] | None = None) -> None:
+        import uuid
+        self.inv = inventory
+        self.cfg = cfg
+        self.store = store
+        self._new_id = new_id or (lambda: uuid.uuid4().hex[:16])
+        fl = cfg.flapping
+        self.manager = AlarmManager(inventory, FlapPolicy(fl.window_s, fl.max_raises, fl.hold_s), self._new_id)
+        self.engine = RuleEngine(rules, self.manager.active_of)
+        self.correlator = Correlator(inventory, cfg.grouping.lookback_s)
+        self.inhibit_rules = [InhibitRule(parse_matchers(r.source_matchers), parse_matchers(r.target_matchers), r.equal)
+                              for r in cfg.inhibit_rules]
+        self.notifier_of = {r.name: r.type for r in cfg.receivers}
+        self.suppress = SuppressionIndex((), (), inventory)
+        self.incidents: dict[str, Incident] = {}     # incidents not resolved/closed
+        self.on_trigger = on_trigger                  # escalation hook: (incident, policy names)
+        self.on_stop_escalation = on_stop_escalation
+        self.post_commit: list[Callable[[], None]] = []
+        self._changes: list[AlarmChange] = []
+        self._dirty: set[str] = set()
+        self._action_seq = 0
+        self.data_now_ns = 0
+        self.stats = defaultdict(int)
+
+    # ----- state -----------------------------------------------------------------------------
+    def load(self, now_ns: int) -> None:
+        """Restore state from the database (after a restart)."""
+        if self.store is None:
+            return
+        self.manager.load(self.store.listed_alarms())
+        for inc in self.store.incidents_in([s.value for s in (IncidentState.OPEN, *_ACK_STATES)]):
+            self.incidents[inc.id] = inc
+        self._action_seq = self.store.last_action_seq()
+        self.reload_suppressions(now_ns)
+
+    def reload_suppressions(self, now_ns: int) -> None:
+        if self.store is not None:
+            sil, mw = self.store.suppressions(now_ns)
+            self.suppress = SuppressionIndex(sil, mw, self.inv)
+
+    # ----- feeds -----------------------------------------------------------------------------
+    def _apply(self, signals: Iterable[AlarmSignal]) -> None:
+        for ch in self.manager.apply(signals):
+            self._changes.append(ch)
+            self._dirty.add(ch.alarm.id)
+            self.stats["signals_changed"] += 1
+
+    def feed_batch(self, batch) -> None:
+        if len(batch):
+            self.data_now_ns = max(self.data_now_ns, int(batch.time_ns.max()))
+        self._apply(self.engine.on_batch(batch))
+
+    def feed_events(self, events) -> None:
+        for e in events:
+            self.data_now_ns = max(self.data_now_ns, e.time_ns)
+        self._apply(self.engine.on_events(events))
+
+    def feed_findings(self, findings) -> None:
+        for f in findings:
+            self.data_now_ns = max(self.data_now_ns, int(f.time_ns))
+        self._apply(self.engine.on_findings(findings))
+
+    def feed_signals(self, signals: Iterable[AlarmSignal]) -> None:
+        """Signals from outside the rule engine (the Alertmanager webhook)."""
+        signals = list(signals)
+        for s in signals:
+            self.data_now_ns = max(self.data_now_ns, s.time_ns)
+        self._apply(signals)
+
+    # ----- the cycle -------------------------------------------------------------------------
+    def reconcile(self, now_ns: int) -> CycleWrite:
+        w = CycleWrite()
+        self._operator_actions(now_ns, w)
+        self._apply(self.engine.on_tick(now_ns))
+        for ch in self.manager.tick(now_ns):
+            self._changes.append(ch)
+            self._dirty.add(ch.alarm.id)
+        self._correlate(now_ns)
+        joined = self._group(now_ns, w)
+        with_alarms = {a.incident_id for a in self.manager.alarms.values()}
+        for inc in list(self.incidents.values()):  # every alarm left the list (cleared and acknowledged)
+            if inc.opened_by == "dcops" and inc.id not in with_alarms:
+                self._resolve(inc, now_ns, w, "all alarms cleared")
+        self._timeline_for_changes(w, joined)
+        self._renotify_unsuppressed(now_ns, w)
+        for aid in self._dirty:
+            a = self.manager.alarms.get(aid)
+            if a is None:
+                continue
+            w.alarms[aid] = a
+        for ch in self._changes:  # alarms that left the list (cleared and acknowledged)
+            if ch.alarm.id not in w.alarms and ch.alarm.id not in self.manager.alarms:
+                w.alarms[ch.alarm.id] = ch.alarm
+        self._changes.clear()
+        self._dirty.clear()
+        return w
+
+    def _correlate(self, now_ns: int) -> None:
+        alarms = self.manager.alarms
+        listed = list(alarms.values())
+        active = [a for a in listed if a.active]
+        parents = self.correlator.parents([a for a in listed if a.active or a.root_cause])
+        links = {a.id: a.root_alarm_id for a in listed if a.root_alarm_id and a.root_alarm_id in alarms}
+        for k, v in parents.items():
+            links.setdefault(k, v)
+        roots = Correlator.roots(links)
+        by_comp: dict[str, list[Alarm]] = defaultdict(list)
+        for a in active:
+            by_comp[a.component].append(a)
+        inhib = inhibited(active, self.inhibit_rules) if self.inhibit_rules else {}
+        symptoms: dict[str, list[str]] = defaultdict(list)
+        for aid, rid in roots.items():
+            symptoms[rid].append(aid)
+        for a in listed:
+            upd: dict = {}
+            rid = roots.get(a.id)
+            if rid != a.root_alarm_id:
+                upd["root_alarm_id"] = rid
+            corr = tuple(sorted(symptoms.get(a.id, ())))
+            if corr != a.correlated or bool(corr) != a.root_cause:
+                upd["correlated"] = corr
+                upd["root_cause"] = bool(corr)
+            if a.active:
+                assess = assess_redundancy(a, by_comp, self.inv) if "unit_lost" in a.labels else None
+                if assess is not None and (assess[0] != a.severity or assess[1] != a.additional_text):
+                    upd["severity"], upd["additional_text"] = assess
+                sup = self.suppress.check(a, now_ns) if self.suppress else None
+                by = tuple(sup.by) if sup else ()
+                if a.id in inhib:
+                    by += (f"inhibited:{inhib[a.id]}",)
+                if by != a.suppressed_by or (bool(sup and sup.expected)) != a.expected:
+                    upd["suppressed_by"], upd["expected"] = by, bool(sup and sup.expected)
+            if upd:
+                alarms[a.id] = a.evolve(**upd)
+                self._dirty.add(a.id)
+
+    def _group(self, now_ns: int, w: CycleWrite) -> set[str]:
+        alarms = self.manager.alarms
+        groups: dict[str, list[Alarm]] = defaultdict(list)
+        for a in alarms.values():
+            groups[a.root_alarm_id if a.root_alarm_id in alarms else a.id].append(a)
+        joined: set[str] = set()
+        gw = self.cfg.grouping
+        min_rank = SEVERITY_RANK[gw.incident_min_severity]
+        for gid, members in groups.items():
+            root = alarms.get(gid)
+            live = [m for m in members if m.active]
+            inc = self._incident_for(root, members, now_ns, w)
+            if inc is None:
+                if not live or SEVERITY_RANK[worst(live)] < min_rank:
+                    continue
+                if now_ns - min(m.raised_ns for m in members) < gw.group_wait_s * _NS:
+                    continue
+                inc = self._open(root, members, now_ns, w)
+                joined.update(m.id for m in members)
+            for m in [alarms[x.id] for x in members]:
+                if m.incident_id != inc.id:
+                    if m.incident_id and m.incident_id != inc.id:
+                        self._leave(m, inc, now_ns, w)
+                    alarms[m.id] = m.evolve(incident_id=inc.id)
+                    self._dirty.add(m.id)
+                    if m.id not in joined:
+                        w.timeline.append((inc.id, entry(now_ns, TK.ALARM_RAISED, f"{_what(m)} joined", alarm_id=m.id)))
+                        joined.add(m.id)
+            self._refresh(inc, root, [alarms[m.id] for m in members], now_ns, w)
+        return joined
+
+    def _incident_for(self, root: Alarm | None, members: list[Alarm], now_ns: int, w: CycleWrite) -> Incident | None:
+        ids = [m.incident_id for m in ([root] if root else []) + members if m.incident_id]
+        for iid in ids:
+            inc = self.incidents.get(iid)
+            if inc is not None:
+                return inc
+        for iid in ids:  # resolved (or closed) meanwhile: reopen a resolved one if something is active again
+            inc = self.store.incident(iid) if self.store is not None else None
+            if inc is None or inc.state is IncidentState.CLOSED or not any(m.active for m in members):
+                continue
+            if inc.state is IncidentState.RESOLVED:
+                epoch = int(inc.labels.get("epoch", "0")) + 1
+                inc = _evolve(inc, state=IncidentState.OPEN, resolved_ns=None, updated_ns=now_ns,
+                              labels={**inc.labels, "epoch": str(epoch), "notified": ""})
+                self.incidents[inc.id] = inc
+                w.reopened[inc.id] = now_ns
+                w.incidents[inc.id] = inc
+                w.timeline.append((inc.id, entry(now_ns, TK.STATE, "reopened: an alarm is active again", state="open")))
+                self._notify(inc, IncidentAction.TRIGGER, now_ns, w)
+                return inc
+        return None
+
+    def _open(self, root: Alarm | None, members: list[Alarm], now_ns: int, w: CycleWrite) -> Incident:
+        head = root or members[0]
+        sev = worst([m for m in members if m.active] or members)
+        n_sym = len(members) - 1
+        inc = Incident(id=self._new_id(), title=incident_title(head, n_sym), state=IncidentState.OPEN, severity=sev,
+                       opened_ns=now_ns, updated_ns=now_ns, root_alarm_id=head.id if n_sym else None,
+                       root_component=head.component, alarm_ids=tuple(m.id for m in members),
+                       labels=incident_labels(head, sev))
+        self.incidents[inc.id] = inc
+        w.new_incidents[inc.id] = inc
+        self.stats["incidents"] += 1
+        for m in members:
+            if m.incident_id and m.incident_id != inc.id:
+                self._leave(m, inc, now_ns, w)
+            self.manager.alarms[m.id] = self.manager.alarms[m.id].evolve(incident_id=inc.id)
+            self._dirty.add(m.id)
+        w.timeline.append((inc.id, entry(now_ns, TK.STATE, f"opened: {inc.title}", state="open")))
+        for m in sorted(members, key=lambda m: (m.raised_ns, m.id)):
+            w.timeline.append((inc.id, entry(m.raised_ns, TK.ALARM_RAISED, _what(m), alarm_id=m.id)))
+        if n_sym:
+            w.timeline.append((inc.id, entry(now_ns, TK.ROOT_CAUSE, f"root cause {head.managed_object}: "
+                                             f"{head.specific_problem}; explains {n_sym} alarm(s)", alarm_id=head.id)))
+        self._notify(inc, IncidentAction.TRIGGER, now_ns, w)
+        return inc
+
+    def _leave(self, m: Alarm, into: Incident, now_ns: int, w: CycleWrite) -> None:
+        old = self.incidents.get(m.incident_id)
+        w.timeline.append((m.incident_id, entry(now_ns, TK.ROOT_CAUSE, f"{_what(m)} moved to incident {into.id} "
+                                                f"({into.title})", alarm_id=m.id, merged_into=into.id)))
+        if old is not None and not any(a.incident_id == old.id and a.id != m.id for a in self.manager.alarms.values()):
+            self._resolve(old, now_ns, w, f"merged into incident {into.id}")
+
+    def _refresh(self, inc: Incident, root: Alarm | None, members: list[Alarm], now_ns: int, w: CycleWrite) -> None:
+        if inc.id not in self.incidents:
+            return
+        live = [m for m in members if m.active]
+        head = root if root is not None and root.root_cause else None
+        sev = worst(live) if live else inc.severity
+        upd = {}
+        if head is not None and inc.root_alarm_id != head.id:
+            upd.update(root_alarm_id=head.id, root_component=head.component)
+            w.timeline.append((inc.id, entry(now_ns, TK.ROOT_CAUSE, f"root cause {head.managed_object}: "
+                                             f"{head.specific_problem}", alarm_id=head.id)))
+        title_head = head or (root if root is not None else members[0])
+        title = incident_title(title_head, len(members) - 1) if (head or inc.opened_by == "dcops") else inc.title
+        if title != inc.title:
+            upd["title"] = title
+        if sev != inc.severity:
+            upd["severity"] = sev
+            upd["labels"] = {**inc.labels, "severity": sev.value}
+        if upd:
+            inc = _evolve(inc, updated_ns=now_ns, **upd)
+            self.incidents[inc.id] = inc
+            if inc.id not in w.new_incidents:
+                w.incidents[inc.id] = inc
+            else:
+                w.new_incidents[inc.id] = inc
+        if not live and all(not m.active for m in members) and inc.opened_by == "dcops":
+            self._resolve(inc, now_ns, w, "all alarms cleared")
+
+    def _resolve(self, inc: Incident, now_ns: int, w: CycleWrite, why: str) -> None:
+        self.incidents.pop(inc.id, None)
+        w.resolved[inc.id] = now_ns
+        w.timeline.append((inc.id, entry(now_ns, TK.STATE, f"resolved: {why}", state="resolved")))
+        if inc.labels.get("notified") != "suppressed":
+            self._notify(_evolve(inc, state=IncidentState.RESOLVED), IncidentAction.RESOLVE, now_ns, w)
+        if self.on_stop_escalation is not None:
+            self.post_commit.append(lambda iid=inc.id: self.on_stop_escalation(iid))
+
+    def _timeline_for_changes(self, w: CycleWrite, joined: set[str]) -> None:
+        kinds = {TK.ALARM_RAISED: "raised again", TK.ALARM_CHANGED: "changed", TK.ALARM_CLEARED: "cleared"}
+        for ch in self._changes:
+            a = self.manager.alarms.get(ch.alarm.id, ch.alarm)
+            if not a.incident_id or a.id in joined:
+                continue
+            w.timeline.append((a.incident_id, entry(ch.alarm.changed_ns, ch.kind, f"{_what(a)} {kinds[ch.kind]}", alarm_id=a.id,
+                                                    severity=ch.alarm.severity.value)))
+
+    # ----- notifications ---------------------------------------------------------------------
+    def _members(self, inc: Incident) -> tuple[Alarm | None, list[Alarm]]:
+        members = [a for a in self.manager.alarms.values() if a.incident_id == inc.id]
+        root = self.manager.alarms.get(inc.root_alarm_id or "") or (members[0] if len(members) == 1 else None)
+        members.sort(key=lambda a: (a.id != (root.id if root else None), a.raised_ns))
+        return root, members
+
+    def _notify(self, inc: Incident, action: IncidentAction, now_ns: int, w: CycleWrite,
+                receivers: list[str] | None = None) -> None:
+        root, members = self._members(inc)
+        if action is IncidentAction.TRIGGER:
+            matches = match_routes(self.cfg.route, inc.labels)
+            receivers = [m.receiver for m in matches]
+            policies = sorted({m.escalation for m in matches if m.escalation})
+            sup = root.suppressed_by if root is not None else ()
+            state = "suppressed" if sup else "sent"
+            inc2 = _evolve(inc, labels={**inc.labels, "notified": state})
+            self.incidents[inc.id] = inc2
+            (w.new_incidents if inc.id in w.new_incidents else w.incidents)[inc.id] = inc2
+            inc = inc2
+            if sup:
+                w.timeline.append((inc.id, entry(now_ns, TK.SUPPRESSED, f"not notified: {', '.join(sup)}",
+                                                 suppressed_by=list(sup))))
+            elif policies and self.on_trigger is not None:
+                self.post_commit.append(lambda i=inc, p=policies: self.on_trigger(i, p))
+        else:
+            sup = ()
+            if receivers is None:
+                receivers = self.store.receivers_triggered(inc.id) if self.store is not None else []
+                receivers = sorted(set(receivers) | {n.receiver for n in w.notifications
+                                                     if n.incident_id == inc.id and n.action is IncidentAction.TRIGGER})
+        for r in receivers:
+            msg = build_message(inc, action, self.inv.site, root, members, r)
+            n = make_notification(inc, r, self.notifier_of.get(r, "?"), action, msg, now_ns, suppressed=bool(sup),
+                                  reason=", ".join(sup))
+            w.notifications.append(n)
+            self.stats["notifications"] += 1
+            if not sup:
+                w.timeline.append((inc.id, entry(now_ns, TK.NOTIFICATION, f"{action.value} queued for {r}",
+                                                 notification_id=n.id, receiver=r)))
+
+    def escalate(self, inc: Incident, targets: Mapping[str, str | None], level: str, now_ns: int) -> CycleWrite:
+        """Notify escalation targets (receiver -> on-call user or None) for an unacknowledged incident."""
+        w = CycleWrite()
+        root, members = self._members(inc)
+        for r, user in targets.items():
+            msg = build_message(inc, IncidentAction.TRIGGER, self.inv.site, root, members, r, level=level, oncall=user)
+            n = make_notification(inc, r, self.notifier_of.get(r, "?"), IncidentAction.TRIGGER, msg, now_ns,
+                                  suffix=f"esc{level}")
+            w.notifications.append(n)
+            who = f" (on call: {user})" if user else ""
+            w.timeline.append((inc.id, entry(now_ns, TK.ESCALATION, f"escalation level {level}: trigger queued for {r}{who}",
+                                             notification_id=n.id, receiver=r, oncall=user)))
+        return w
+
+    def _renotify_unsuppressed(self, now_ns: int, w: CycleWrite) -> None:
+        for inc in list(self.incidents.values()):
+            if inc.labels.get("notified") != "suppressed" or inc.state is not IncidentState.OPEN:
+                continue
+            root, _ = self._members(inc)
+            if root is not None and not root.suppressed_by:
+                w.timeline.append((inc.id, entry(now_ns, TK.STATE, "suppression ended while open: notifying")))
+                self._notify(inc, IncidentAction.TRIGGER, now_ns, w)
+
+    # ----- operator actions (written by the repository, applied here) ------------------------
+    def _operator_actions(self, now_ns: int, w: CycleWrite) -> None:
+        if self.store is None:
+            return
+        for act in self.store.operator_actions(self._action_seq):
+            self._action_seq = act.seq
+            kind, tid, data = act.action, act.target_id, dict(act.data or {})
+            if kind == "ack_alarm" and tid in self.manager.alarms:
+                self.manager.acknowledge(tid, act.user, act.time_ns)
+            elif kind == "clear_alarm" and tid in self.manager.alarms and self.manager.alarms[tid].active:
+                ch = self.manager.clear(tid, act.user, act.time_ns)
+                self._changes.append(ch)
+                self._dirty.add(tid)
+            elif kind in ("silence", "maintenance", "expire_silence"):
+                self.reload_suppressions(now_ns)
+            elif kind == "incident_opened":
+                inc = self.store.incident(tid)
+                if inc is not None:
+                    self.incidents[tid] = inc
+                    for aid in data.get("alarm_ids", ()):
+                        if aid in self.manager.alarms:
+                            self.manager.alarms[aid] = self.manager.alarms[aid].evolve(incident_id=tid)
+            elif kind == "incident_state":
+                self._incident_state(tid, IncidentState(data["state"]), act.user, now_ns, w)
+
+    def _incident_state(self, iid: str, state: IncidentState, user: str, now_ns: int, w: CycleWrite) -> None:
+        inc = self.incidents.get(iid) or (self.store.incident(iid) if self.store else None)
+        if inc is None:
+            return
+        prev = inc.state
+        inc = _evolve(inc, state=state)
+        if state in (IncidentState.OPEN, *_ACK_STATES):
+            self.incidents[iid] = inc
+        else:
+            self.incidents.pop(iid, None)
+        notified = inc.labels.get("notified") == "sent"
+        if state is IncidentState.ACKNOWLEDGED and prev is IncidentState.OPEN:
+            if notified:
+                self._notify(inc, IncidentAction.ACKNOWLEDGE, now_ns, w)
+            if self.on_stop_escalation is not None:
+                self.post_commit.append(lambda: self.on_stop_escalation(iid))
+        elif state in (IncidentState.RESOLVED, IncidentState.CLOSED) and prev not in (IncidentState.RESOLVED, IncidentState.CLOSED):
+            if notified:
+                self._notify(inc, IncidentAction.RESOLVE, now_ns, w)
+            if self.on_stop_escalation is not None:
+                self.post_commit.append(lambda: self.on_stop_escalation(iid))
+
+    def take_post_commit(self) -> list[Callable[[], None]]:
+        out, self.post_commit = self.post_commit, []
+        return out
+
+
+def _what(a: Alarm) -> str:
+    return f"{a.severity.value} {a.probable_cause.value} on {a.managed_object}: {a.specific_problem}"
+
+
+def _evolve(inc: Incident, **changes) -> Incident:
+    from dataclasses import replace
+    return replace(inc, **changes)
+

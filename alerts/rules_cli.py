@@ -1,0 +1,39 @@
+"""`dcops rules check FILE...`: validate alert rule files; `dcops rules types`: list rule types."""
+
+from __future__ import annotations
+
+import sys
+
+from alerts.rules import DEFAULT_RULES, RULE_TYPES, load_rules
+from dcops.yamlconf import ConfigError
+
+
+def add_arguments(p) -> None:
+    sub = p.add_subparsers(dest="rules_command", metavar="ACTION")
+    c = sub.add_parser("check", help="validate rule files (file, line and field for every error)")
+    c.add_argument("files", nargs="*", help=f"rule YAML files (default: the shipped pack {DEFAULT_RULES.name})")
+    sub.add_parser("types", help="list the rule types")
+
+
+def run(args) -> int:
+    action = getattr(args, "rules_command", None)
+    if action == "types":
+        for name, rt in RULE_TYPES.items():
+            print(f"{name:10s} ({rt.feeds}): {rt.summary}")
+        return 0
+    if action != "check":
+        print("usage: dcops rules {check FILE...|types}", file=sys.stderr)
+        return 2
+    files = args.files or [str(DEFAULT_RULES)]
+    try:
+        rules = load_rules(files)
+    except ConfigError as exc:
+        print(f"{len(exc.problems)} problem(s):", file=sys.stderr)
+        for prob in exc.problems:
+            print(f"  {prob}", file=sys.stderr)
+        return 1
+    kinds: dict[str, int] = {}
+    for r in rules:
+        kinds[r.type] = kinds.get(r.type, 0) + 1
+    print(f"OK: {len(rules)} rules in {len(files)} file(s) ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")
+    return 0

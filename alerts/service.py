@@ -1,0 +1,225 @@
+"""The alerter service: consumes `samples`, `events` and `findings` from the bus, evaluates
+rules, correlates, opens incidents and notifies through the durable outbox.
+
+Delivery semantics: poll -> feed the pipeline -> write the cycle (alarms, incidents,
+timeline, outbox rows) in one transaction -> commit the bus offsets -> run post-commit work
+(escalation scheduling). A crash anywhere before the commit replays the messages; outbox
+rows are unique by idempotency key, so a replay cannot notify twice. The outbox sender (a
+thread) delivers what was committed, with retries, independently of the consumer.
+
+Use:
+    alerter = Alerter(bus, inventory, alerting=load_alerting(path), db_url="sqlite:///var/alerts.sqlite")
+    alerter.start(); thread = alerter.run_in_thread(stop_event)     # the demo
+    run_role(site_cfg, stop_event)                                   # `dcops up` / `dcops role alerter`
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Iterable, Sequence
+
+import httpx
+
+from alerts.config import AlertingConfig
+from alerts.escalation import Escalator
+from alerts.notifiers import NOTIFIERS
+from alerts.oncall import receivers_for_target
+from alerts.outbox import OutboxSender
+from alerts.persistence import AlerterStore
+from alerts.pipeline import AlertPipeline
+from alerts.rules import default_rules
+from alerts.signals import AlarmSignal
+from dcops.alarm_types import Incident, IncidentState
+from dcops.bus import TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_FINDINGS, TOPIC_SAMPLES, Bus
+from dcops.codec import CodecError, decode_batch, decode_events
+from dcops.findings import decode_findings
+from dcops.topology import Inventory
+
+__all__ = ["Alerter", "run_role", "build_notifiers"]
+
+log = logging.getLogger(__name__)
+_NS = 1_000_000_000
+
+
+def build_notifiers(cfg: AlertingConfig, client: httpx.Client) -> dict[str, object]:
+    """One notifier per configured receiver (by receiver name)."""
+    out = {}
+    for r in cfg.receivers:
+        cls = NOTIFIERS[r.type]
+        conf = cls.config_model.model_validate(r.model_dump(exclude={"name", "type"}))
+        out[r.name] = cls(conf, client)
+    return out
+
+
+class Alerter:
+    def __init__(self, bus: Bus, inventory: Inventory, *, rules=None, alerting: AlertingConfig | None = None,
+                 db_url: str = "sqlite:///var/dcops.sqlite", group: str = "alerter",
+                 clock: Callable[[], float] = time.time, time_source: str = "wall",
+                 http_client: httpx.Client | None = None, outbox: bool = True, escalation: bool = True,
+                 cycle_s: float = 0.5, max_records: int = 500) -> None:
+        from alerts.db import open_engine
+
+        self.bus = bus
+        self.inventory = inventory
+        self.cfg = alerting or AlertingConfig()
+        self.engine = open_engine(db_url)
+        self.store = AlerterStore(self.engine)
+        self.clock = clock
+        self.time_source = time_source
+        self.group = group
+        self.cycle_s = cycle_s
+        self.max_records = max_records
+        self._client = http_client or httpx.Client(timeout=10.0)
+        self._own_client = http_client is None
+        self._lock = threading.RLock()
+        self.escalator = Escalator(self.engine, self.cfg, self._on_escalation, name=f"alerter-{id(self)}") if escalation else None
+        self.pipeline = AlertPipeline(
+            inventory, default_rules() if rules is None else rules, self.cfg, self.store,
+            on_trigger=self._schedule_escalation if escalation else None,
+            on_stop_escalation=self._cancel_escalation if escalation else None)
+        self.sender = OutboxSender(self.store, build_notifiers(self.cfg, self._client), self.cfg.outbox, clock) if outbox else None
+        self._consumer = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self.processed = 0
+        self.deadlettered = 0
+
+    # ----- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "Alerter":
+        self.pipeline.load(self.now_ns())
+        self._consumer = self.bus.consumer([TOPIC_SAMPLES, TOPIC_EVENTS, TOPIC_FINDINGS], self.group)
+        if self.escalator is not None:
+            self.escalator.start()
+        if self.sender is not None:
+            t = threading.Thread(target=self.sender.run, args=(self._stop,), name="dcops-outbox", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def close(self) -> None:
+        """Stop threads and leave without committing anything unprocessed."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        self._threads.clear()
+        if self.escalator is not None:
+            self.escalator.shutdown()
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        if self._own_client:
+            self._client.close()
+        self.engine.dispose()
+
+    def run(self, stop: threading.Event) -> None:
+        if self._consumer is None:
+            self.start()
+        while not stop.is_set() and not self._stop.is_set():
+            try:
+                self.process_once(timeout_s=self.cycle_s)
+            except Exception:
+                log.exception("alerter cycle failed; messages will be re-read")
+                stop.wait(1.0)
+
+    def run_in_thread(self, stop: threading.Event) -> threading.Thread:
+        t = threading.Thread(target=self.run, args=(stop,), name="dcops-alerter", daemon=True)
+        t.start()
+        return t
+
+    def now_ns(self) -> int:
+        wall = int(self.clock() * _NS)
+        data = self.pipeline.data_now_ns if hasattr(self, "pipeline") else 0
+        if self.time_source == "data" and data:
+            return data
+        return max(wall, data)
+
+    # ----- the cycle -------------------------------------------------------------------------
+    def process_once(self, timeout_s: float = 0.5) -> int:
+        msgs = self._consumer.poll(timeout_s=timeout_s, max_records=self.max_records)
+        with self._lock:
+            for m in msgs:
+                self._feed(m)
+            w = self.pipeline.reconcile(self.now_ns())
+            self.store.write(w)
+            self._consumer.commit()
+            post = self.pipeline.take_post_commit()
+        for fn in post:
+            try:
+                fn()
+            except Exception:
+                log.exception("post-commit step failed")
+        self.processed += len(msgs)
+        return len(msgs)
+
+    def _feed(self, m) -> None:
+        try:
+            if m.topic == TOPIC_SAMPLES:
+                self.pipeline.feed_batch(decode_batch(m.value))
+            elif m.topic == TOPIC_EVENTS:
+                self.pipeline.feed_events(decode_events(m.value))
+            elif m.topic == TOPIC_FINDINGS:
+                self.pipeline.feed_findings(decode_findings(m.value))
+        except CodecError as exc:
+            log.warning("undecodable message on %s offset %s: %s (to %s)", m.topic, m.offset, exc, TOPIC_DEADLETTER)
+            self.deadlettered += 1
+            self.bus.publish(TOPIC_DEADLETTER, m.key, m.value)
+
+    def submit_signals(self, signals: Iterable[AlarmSignal]) -> None:
+        """Signals from outside the bus (the Alertmanager webhook): persisted before returning."""
+        with self._lock:
+            self.pipeline.feed_signals(signals)
+            w = self.pipeline.reconcile(self.now_ns())
+            self.store.write(w)
+            post = self.pipeline.take_post_commit()
+        for fn in post:
+            fn()
+
+    def drain(self, timeout_s: float = 30.0, idle_rounds: int = 2) -> None:
+        """Process until the bus has nothing more for us (tests and the demo)."""
+        deadline = time.monotonic() + timeout_s
+        idle = 0
+        while time.monotonic() < deadline and idle < idle_rounds:
+            idle = idle + 1 if self.process_once(timeout_s=0.05) == 0 else 0
+
+    # ----- escalation ------------------------------------------------------------------------
+    def _schedule_escalation(self, inc: Incident, policies: Sequence[str]) -> None:
+        if self.escalator is not None:
+            self.escalator.schedule(inc.id, policies, self.clock())
+
+    def _cancel_escalation(self, incident_id: str) -> None:
+        if self.escalator is not None:
+            self.escalator.cancel(incident_id)
+
+    def _on_escalation(self, incident_id: str, policy: str, round_: int, level: int) -> None:
+        with self._lock:
+            inc = self.pipeline.incidents.get(incident_id)
+            if inc is None or inc.state is not IncidentState.OPEN:
+                return
+            pol = next(p for p in self.cfg.escalation_policies if p.name == policy)
+            now = self.now_ns()
+            targets: dict[str, str | None] = {}
+            for t in pol.levels[level].targets:
+                recvs, user = receivers_for_target(self.cfg, t, int(self.clock() * _NS))
+                for r in recvs:
+                    targets.setdefault(r, user)
+            self.store.write(self.pipeline.escalate(inc, targets, f"{round_}.{level}", now))
+
+
+def run_role(cfg, stop_event: threading.Event, bus: Bus | None = None, alerting_path: str | None = None) -> None:
+    """`dcops up` / `dcops role alerter`: run the alerter until `stop_event` is set."""
+    from alerts.config import load_alerting
+    from dcops.topology import build_inventory
+
+    if bus is None:
+        from dcops import bus as bus_mod
+        opener = getattr(bus_mod, "open_bus", None)
+        bus = opener(cfg.settings.bus) if opener is not None else bus_mod.InProcessBus()
+    alerter = Alerter(bus, build_inventory(cfg), alerting=load_alerting(alerting_path),
+                      db_url=cfg.settings.database.url)
+    alerter.start()
+    try:
+        alerter.run(stop_event)
+    finally:
+        alerter.close()
