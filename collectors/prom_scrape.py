@@ -267,3 +267,53 @@ class PromScraper:
                                     f"{url} answers again", {"url": url}))
         batch, xid_events = self.mapper.map(texts, now) if texts else (None, [])
         return batch, events + xid_events
+
+
+def site_targets(cfg) -> dict[str, str]:
+    """{server: metrics URL} for every server whose `agent:` names an exporter (host:port or URL)."""
+    out = {}
+    for hall in cfg.halls:
+        for row in hall.rows:
+            for rack in row.racks:
+                for srv in cfg.servers_of(rack):
+                    if srv.agent:
+                        url = srv.agent if "://" in srv.agent else f"http://{srv.agent}/metrics"
+                        out[srv.name] = url
+    return out
+
+
+def run_role(cfg, stop, bus=None, fetch: Callable[[str], str] = fetch_text) -> None:
+    """Scrape every server's exporter (`agent:` in the site) each interval and publish.
+
+    For fleets running dcgm-exporter / an NPU exporter instead of `dcops agent`. Batches are
+    keyed by rack; an exporter that stops answering is an `agent_unreachable` event, once."""
+    from dcops.bus import publish_batch, publish_events
+    from dcops.topology import build_inventory
+
+    inv = build_inventory(cfg)
+    pmap = load_prom_map()
+    xids = load_xid_catalogue()
+    scrapers = [(inv.get(name).rack, PromScraper([url], PromMapper(pmap, name, inv, xids=xids), fetch=fetch))
+                for name, url in site_targets(cfg).items()]
+    own_bus = bus is None
+    if own_bus:
+        from dcops.wiring import open_bus
+
+        bus = open_bus(cfg.settings.bus, client_id="prom-scrape")
+    try:
+        while True:
+            for rack, scraper in scrapers:
+                try:
+                    batch, events = scraper.poll()
+                except PromParseError as exc:
+                    log.warning("%s", exc)
+                    continue
+                if batch is not None:
+                    publish_batch(bus, batch, key=rack)
+                publish_events(bus, events, key=rack)
+            if stop.wait(cfg.settings.interval_s):
+                break
+    finally:
+        if own_bus:
+            bus.flush()
+            bus.close()

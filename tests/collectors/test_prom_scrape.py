@@ -142,3 +142,52 @@ def test_http_scrape_and_unreachable_target(pmap):
     _, events = scraper.poll()
     assert events == []  # once, not every poll
 
+
+
+def test_scrape_role_polls_servers_exporters():
+    from collectors.prom_scrape import run_role, site_targets
+    from dcops.bus import InProcessBus
+    from dcops.codec import decode
+    from dcops.site import site_from_text
+
+    cfg = site_from_text("""
+site: s
+settings: {interval_s: 0.05}
+halls:
+  - name: H
+    upses: [{name: U, capacity_kw: 100}]
+    pdus: [{name: P, ups: U, capacity_kw: 50}]
+    rows:
+      - name: R
+        racks:
+          - name: K1
+            feeds: {A: P, B: P}
+            servers:
+              - {name: g1, agent: "10.0.0.7:9400", accelerators: {vendor: nvidia, model: H100-SXM5-80GB, count: 2}}
+              - {name: g2, agent: "http://10.0.0.8:9400/metrics", accelerators: {vendor: nvidia, model: H100-SXM5-80GB, count: 2}}
+              - {name: c1, kind: cpu_server}
+""")
+    assert site_targets(cfg) == {"g1": "http://10.0.0.7:9400/metrics", "g2": "http://10.0.0.8:9400/metrics"}
+    body = _text("dcgm-exporter-h100.txt")
+
+    def fetch(url):
+        if "10.0.0.8" in url:
+            raise ConnectionError(f"scrape of {url} failed: connection refused")
+        return body
+
+    bus = InProcessBus()
+    samples, events = bus.consumer("samples", "t"), bus.consumer("events", "t")
+    stop = threading.Event()
+    th = threading.Thread(target=run_role, args=(cfg, stop), kwargs={"bus": bus, "fetch": fetch})
+    th.start()
+    got = []
+    for _ in range(200):
+        got += samples.poll(0.02, 10)
+        if got:
+            break
+    stop.set()
+    th.join(5)
+    batch = decode(got[0].value)
+    assert got[0].key == "K1" and set(batch.tags["device"]) == {"g1"} and set(batch.tags["site"]) == {"s"}
+    evs = [e for m in events.poll(0.1, 100) for e in decode(m.value)]
+    assert [(e.kind, e.target["device"]) for e in evs] == [("agent_unreachable", "g2")]
