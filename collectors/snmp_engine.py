@@ -26,7 +26,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     USM_AUTH_NONE,
     USM_PRIV_CBC56_DES,
     USM_PRIV_CFB128_AES,
-    USM_PRIV_CFB256_AES,
+    USM_PRIV_CFB256_AES_BLUMENTHAL,
     USM_PRIV_NONE,
     CommunityData,
     ContextData,
@@ -52,7 +52,8 @@ AUTH_PROTOCOLS = {
     "SHA": USM_AUTH_HMAC96_SHA, "SHA256": USM_AUTH_HMAC192_SHA256, "SHA512": USM_AUTH_HMAC384_SHA512,
     "MD5": USM_AUTH_HMAC96_MD5, "none": USM_AUTH_NONE,
 }
-PRIV_PROTOCOLS = {"AES128": USM_PRIV_CFB128_AES, "AES256": USM_PRIV_CFB256_AES, "DES": USM_PRIV_CBC56_DES, "none": USM_PRIV_NONE}
+# AES-256 as net-snmp, Cisco-free agents and RFC-draft Blumenthal key extension define it
+PRIV_PROTOCOLS = {"AES128": USM_PRIV_CFB128_AES, "AES256": USM_PRIV_CFB256_AES_BLUMENTHAL, "DES": USM_PRIV_CBC56_DES, "none": USM_PRIV_NONE}
 
 _AUTH_ERRORS = {
     errind.UnknownUserName: "unknown SNMPv3 user",
@@ -147,7 +148,9 @@ class SnmpClient:
                 if isinstance(err_ind, cls):
                     raise SnmpAuthError(f"{s.name}: {text} ({err_ind})")
             if isinstance(err_ind, errind.RequestTimedOut):
-                raise SnmpTimeout(f"{s.name}: no answer (timed out)")
+                hint = ("wrong privacy key/protocol looks the same for SNMPv3" if isinstance(s.auth, UsmUserData)
+                        else "a wrong community looks the same for SNMPv2c")
+                raise SnmpTimeout(f"{s.name}: no answer (timed out; agent down or unreachable, or {hint})")
             raise SnmpError(f"{s.name}: {err_ind}")
         if err_status and int(err_status):
             where = ""

@@ -216,7 +216,7 @@ class Snmpd:
         self.proc: subprocess.Popen | None = None
 
     def _config(self) -> str:
-        lines = [f"agentaddress udp:127.0.0.1:{self.port}", "sysObjectID 1.3.6.1.4.1.8072.3.2.10",
+        lines = ["sysObjectID 1.3.6.1.4.1.8072.3.2.10",
                  "sysDescr dcops test agent", "master no", "agentXSocket /dev/null"]
         if self.engine_id:
             lines.append(f"engineID {self.engine_id}")
