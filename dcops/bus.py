@@ -166,6 +166,12 @@ class InProcessConsumer:
             self._position[t] = pos
         return out
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """{(topic, 0): messages published and not yet handed to this consumer} (for metrics)."""
+        with self._bus._cond:
+            logs = self._bus._logs
+            return {(t, 0): max(0, logs[t].end - max(self._position[t], logs[t].base)) for t in self._topics}
+
     def commit(self) -> None:
         bus = self._bus
         with bus._cond:

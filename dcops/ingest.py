@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from dcops import metrics as dcops_metrics
 from dcops.batch import Batch, Event
 from dcops.bus import TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_SAMPLES, Bus, Message
 from dcops.codec import CodecError, decode
@@ -48,6 +49,8 @@ class IngestStats:
     commits: int = 0
     last_write_s: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    last_poll: float = field(default_factory=time.monotonic)  # monotonic time of the latest poll
+    store_failing_since: float | None = None  # monotonic time of the first failed write of a streak
 
 
 def dead_letter_envelope(m: Message, reason: str, stage: str = "ingest") -> bytes:
@@ -62,7 +65,7 @@ class IngestWorker:
 
     def __init__(self, bus: Bus, store, group: str = "ingest", topics: Sequence[str] = (TOPIC_SAMPLES, TOPIC_EVENTS),
                  max_records: int = 200, backoff_max_s: float = 10.0, sleep: Callable[[float], None] | None = None,
-                 on_error: Callable[[Exception], None] | None = None, consumer=None) -> None:
+                 on_error: Callable[[Exception], None] | None = None, consumer=None, metrics=None) -> None:
         self.bus = bus
         self.store = store
         self.consumer = consumer if consumer is not None else bus.consumer(list(topics), group)
@@ -72,6 +75,13 @@ class IngestWorker:
         self._stop = threading.Event()
         self._sleep = sleep if sleep is not None else self._stop.wait
         self._on_error = on_error
+        self.group = group
+        self.metrics = metrics if metrics is not None else dcops_metrics.current()
+        m, stage = self.metrics, {"stage": group}
+        self._m_in, self._m_out = m.get("samples_in").labels(**stage), m.get("samples_out").labels(**stage)
+        self._m_events, self._m_msgs = m.get("events_in").labels(**stage), m.get("messages_in")
+        self._m_dead, self._m_err = m.get("dead_letters").labels(**stage), m.get("store_errors").labels(**stage)
+        self._m_write = m.get("store_write_seconds").labels(**stage)
 
     # ----- decoding -------------------------------------------------------------------------
     @staticmethod
@@ -89,6 +99,7 @@ class IngestWorker:
     def _dead_letter(self, m: Message, reason: str) -> None:
         self.bus.publish(TOPIC_DEADLETTER, m.key, dead_letter_envelope(m, reason))
         self.stats.dead_letters += 1
+        self._m_dead.inc()
         log.warning("message %s[%d]@%d sent to dead-letter: %s", m.topic, m.partition, m.offset, reason)
 
     # ----- writing --------------------------------------------------------------------------
@@ -100,6 +111,9 @@ class IngestWorker:
         if events:
             self.store.write_events(events)
         self.stats.last_write_s = time.perf_counter() - t0
+        self._m_write.observe(self.stats.last_write_s)
+        self._m_out.inc(written)
+        self.stats.store_failing_since = None
         self.stats.batches_written += len(batches)
         self.stats.events += len(events)
         return written
@@ -126,6 +140,9 @@ class IngestWorker:
 
     def _backoff(self, exc: Exception, delay: float) -> None:
         self.stats.store_errors += 1
+        self._m_err.inc()
+        if self.stats.store_failing_since is None:
+            self.stats.store_failing_since = time.monotonic()
         if self._on_error:
             self._on_error(exc)
         log.warning("store write failed (%s); retrying in %.1fs, offsets not committed", exc, delay)
@@ -138,6 +155,10 @@ class IngestWorker:
     def process(self, messages: list[Message]) -> None:
         """Write one poll's worth of messages; returns once the store accepted (or refused) them all."""
         decoded, bad = self._split(messages)
+        for topic in {m.topic for m in messages}:
+            self._m_msgs.labels(stage=self.group, topic=topic).inc(sum(1 for m in messages if m.topic == topic))
+        self._m_in.inc(sum(o.n_values for _, o in decoded if isinstance(o, Batch)))
+        self._m_events.inc(sum(len(o) for _, o in decoded if not isinstance(o, Batch)))
         for m, reason in bad:
             self._dead_letter(m, reason)
         if decoded:
@@ -147,6 +168,8 @@ class IngestWorker:
     # ----- loop -----------------------------------------------------------------------------
     def run_once(self, timeout_s: float = 0.5) -> int:
         messages = self.consumer.poll(timeout_s=timeout_s, max_records=self.max_records)
+        self.stats.last_poll = time.monotonic()
+        dcops_metrics.observe_lag(self.metrics, self.group, self.consumer)
         if not messages:
             return 0
         self.process(messages)
@@ -172,6 +195,16 @@ class IngestWorker:
         while idle < idle_polls and not self._stop.is_set():
             idle = idle + 1 if self.run_once(timeout_s=timeout_s) == 0 else 0
 
+    def health(self, stall_s: float = 60.0) -> dcops_metrics.Check:
+        """For /healthz: failing while the store refuses writes, or when the loop stopped polling."""
+        now, st = time.monotonic(), self.stats
+        if st.store_failing_since is not None:
+            return dcops_metrics.Check(False, f"store unavailable for {now - st.store_failing_since:.0f}s"
+                                              f" ({st.store_errors} failed writes); offsets not committed")
+        if now - st.last_poll > stall_s:
+            return dcops_metrics.Check(False, f"no poll for {now - st.last_poll:.0f}s")
+        return dcops_metrics.Check(True, f"{st.messages} messages, {st.values} values written")
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -188,6 +221,7 @@ def run_role(cfg, stop: threading.Event) -> None:
     bus = open_bus(settings.bus, client_id="ingest")
     store = open_store(settings.store)
     worker = IngestWorker(bus, store, max_records=500)
+    worker.metrics.health.add("ingest", worker.health)
     thread = threading.Thread(target=worker.run, name="ingest", daemon=True)
     thread.start()
     try:

@@ -36,6 +36,7 @@ from kafka.admin import NewTopic
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
+from dcops import metrics as dcops_metrics
 from dcops.batch import Batch
 from dcops.bus import (TOPIC_ALARMS, TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_FINDINGS, TOPIC_SAMPLES, Message,
                        publish_batch)
@@ -81,7 +82,7 @@ class KafkaBus:
 
     def __init__(self, settings: BusSettings, client_id: str = "dcops", *, delivery_timeout_s: float = 30.0,
                  request_timeout_s: float = 10.0, max_block_s: float = 5.0, linger_ms: int = 20,
-                 keeper_interval_s: float = 1.0, consumer_options: dict | None = None, registry=None) -> None:
+                 keeper_interval_s: float = 1.0, consumer_options: dict | None = None, metrics=None) -> None:
         self.settings = settings
         self.client_id = client_id
         self.prefix = settings.topic_prefix
@@ -112,11 +113,24 @@ class KafkaBus:
         self._keeper_interval = keeper_interval_s
         self._keeper = threading.Thread(target=self._keep, name=f"kafka-bus-keeper-{client_id}", daemon=True)
         self._keeper.start()
-        if registry is not None:
-            from prometheus_client import Gauge
+        self._unobserve = self._export(metrics if metrics is not None else dcops_metrics.current())
 
-            Gauge("dcops_bus_spool_depth", "Messages waiting in the producer spool for the broker",
-                  ["client"], registry=registry).labels(client_id).set_function(lambda: self.spool.depth)
+    def _export(self, m) -> list:
+        """Producer outcomes and spool depth/bytes on /metrics; a /healthz check on the spool's room."""
+        cid = self.client_id
+        name = f"bus:{cid}"
+
+        def health() -> dcops_metrics.Check:
+            used, cap = self.spool.bytes, self.spool.max_bytes
+            state = "broker reachable" if self._topics_ok else "broker unreachable"
+            detail = f"{state}; {self.spool.depth} messages ({used} of {cap} bytes) spooled, {self.stats['lost']} lost"
+            return dcops_metrics.Check(used < 0.9 * cap, detail)
+
+        m.health.add(name, health)
+        return [m.observe("bus_messages", lambda: {(cid, k): v for k, v in self.stats.items()}),
+                m.observe("spool_depth", lambda: {(cid,): self.spool.depth}),
+                m.observe("spool_bytes", lambda: {(cid,): self.spool.bytes}),
+                lambda: m.health.remove(name)]
 
     @staticmethod
     def _security(s: BusSettings) -> dict:
@@ -271,6 +285,8 @@ class KafkaBus:
         self._keeper.join(timeout=5)
         self._producer.close(timeout=1)
         self.spool.close()
+        for undo in self._unobserve:
+            undo()
         fcntl.flock(self._lockfile, fcntl.LOCK_UN)
         self._lockfile.close()
 
@@ -284,6 +300,25 @@ class KafkaBusConsumer:
         self._pending: dict = {}
         self._commit_timeout_ms = int(commit_timeout_s * 1000)
         self.redelivered_commits = 0
+        self._next: dict = {}  # partition -> offset after the last message handed to the caller
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """{(topic, partition): messages not yet handed to the caller} for the partitions held now.
+
+        From the broker's high-water mark in the latest fetch (no extra request); partitions this
+        consumer has not fetched from yet are left out.
+        """
+        out = {}
+        n = len(self._prefix)
+        for tp in self._c.assignment():
+            try:
+                hw = self._c.highwater(tp)
+            except KafkaError:  # revoked between assignment() and highwater()
+                continue
+            pos = self._next.get(tp)
+            if hw is not None and pos is not None:
+                out[(tp.topic[n:], tp.partition)] = max(0, hw - pos)
+        return out
 
     def poll(self, timeout_s: float = 1.0, max_records: int = 100) -> list[Message]:
         records = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
@@ -294,7 +329,7 @@ class KafkaBusConsumer:
                 key = m.key.decode(errors="replace") if m.key is not None else ""
                 out.append(Message(m.topic[n:], key, m.value, m.offset, m.partition))
             if msgs:
-                self._pending[tp] = msgs[-1].offset + 1
+                self._pending[tp] = self._next[tp] = msgs[-1].offset + 1
         return out
 
     def commit(self) -> None:

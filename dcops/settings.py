@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-__all__ = ["BusSettings", "StoreSettings", "DatabaseSettings", "ConsoleSettings", "Settings"]
+__all__ = ["BusSettings", "StoreSettings", "DatabaseSettings", "ConsoleSettings", "MetricsSettings", "Settings"]
 
 
 class _Model(BaseModel):
@@ -53,11 +53,20 @@ class ConsoleSettings(_Model):
     session_ttl_s: int = Field(8 * 3600, gt=0)
 
 
+class MetricsSettings(_Model):
+    """Each role process serves /metrics and /healthz here (`dcops up` gives its children port, port+1, ...)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9850, ge=0, le=65535, description="0: any free port")
+
+
 class Settings(_Model):
     interval_s: float = Field(10.0, gt=0, description="Telemetry sample interval.")
     bus: BusSettings = Field(default_factory=BusSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     roles: tuple[Literal["poller", "agent", "ingest", "analytics", "alerter", "console"], ...] = (
         "poller", "ingest", "analytics", "alerter", "console")

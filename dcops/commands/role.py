@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from dcops.metrics import Check, Metrics, install, serve
 from dcops.roles import ROLES, RoleUnavailable, resolve
 from dcops.site import load_site
 from dcops.yamlconf import ConfigError
@@ -18,6 +19,30 @@ def add_arguments(p) -> None:
     p.add_argument("name", choices=list(ROLES), help="the role to run")
     p.add_argument("-c", "--config", required=True, help="site YAML file")
     p.add_argument("--grace", type=float, default=30.0, help="seconds to let the role stop cleanly")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve /metrics and /healthz on this port instead of settings.metrics.port (0: any free)")
+
+
+def start_metrics(settings, role: str, port: int | None = None):
+    """Install this process's `Metrics` and serve them per `settings.metrics`: (metrics, server or None)."""
+    metrics = install(Metrics(role=role))
+    ms = settings.metrics
+    if not ms.enabled:
+        return metrics, None
+    server = serve(metrics, ms.host, ms.port if port is None else port)
+    if server is not None:
+        print(f"dcops {role}: metrics at {server.url}/metrics, health at {server.url}/healthz", file=sys.stderr)
+    return metrics, server
+
+
+def watch_thread(metrics, name: str, t: threading.Thread) -> None:
+    """A /healthz check that fails once the role's thread has stopped or failed."""
+    def check() -> Check:
+        if t.errors:
+            return Check(False, f"failed: {t.errors[0]!r}")
+        return Check(t.is_alive(), "running" if t.is_alive() else "stopped")
+
+    metrics.health.add(f"role:{name}", check)
 
 
 def load_config(path: str):
@@ -61,7 +86,17 @@ def run(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    t = run_in_thread(args.name, fn, cfg, stop)
+    metrics, server = start_metrics(cfg.settings, args.name, getattr(args, "metrics_port", None))
+    try:
+        t = run_in_thread(args.name, fn, cfg, stop)
+        watch_thread(metrics, args.name, t)
+        return _wait(args, t, stop)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _wait(args, t: threading.Thread, stop: threading.Event) -> int:
     while t.is_alive() and not stop.is_set():
         t.join(0.5)
     if t.is_alive():

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from dcops.commands.role import load_config, run_in_thread
+from dcops.commands.role import load_config, run_in_thread, start_metrics, watch_thread
 from dcops.roles import ROLES, resolve, unavailable
 
 
@@ -81,7 +81,10 @@ def _supervise(children: list[_Child], stop: threading.Event, grace: float) -> i
 
 
 def _run_threads(names, cfg, stop: threading.Event, grace: float) -> int:
+    metrics, server = start_metrics(cfg.settings, "up")  # one /metrics for all the roles of this process
     threads = {n: run_in_thread(n, resolve(n), cfg, stop) for n in names}
+    for n, t in threads.items():
+        watch_thread(metrics, n, t)
     print(f"dcops up: running {', '.join(names)} in this process", file=sys.stderr)
     while not stop.wait(0.5):
         for n, t in threads.items():
@@ -95,6 +98,8 @@ def _run_threads(names, cfg, stop: threading.Event, grace: float) -> int:
         t.join(max(0.1, deadline - time.monotonic()))
         if t.is_alive() or t.errors:
             rc = 1
+    if server is not None:
+        server.close()
     return rc
 
 
@@ -123,6 +128,8 @@ def run(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     if mode == "threads":
         return _run_threads(names, cfg, stop, args.grace)
+    ms = cfg.settings.metrics  # each child its own metrics port: port, port+1, ... (0: any free)
     children = [_Child(n, [sys.executable, "-m", "dcops.cli", "role", n, "-c", args.config,
-                           "--grace", str(args.grace)]) for n in names]
+                           "--grace", str(args.grace), "--metrics-port", str(ms.port + i if ms.port else 0)])
+                for i, n in enumerate(names)]
     return _supervise(children, stop, args.grace)
