@@ -12,8 +12,10 @@ call and per GPU:
   for a device; the skip list is reset when identities are re-read);
 - GPU_IS_LOST: the GPU's row reports `accel_up = 0`, an `accel_lost` event is raised once,
   and the GPU is probed again next poll (`accel_recovered` when it answers);
+- FUNCTION_NOT_FOUND (an older driver) is treated like NOT_SUPPORTED;
 - anything else: logged once per (GPU, call, error) with the GPU's index and UUID, counted
-  in `errors`, and the poll goes on. One GPU never stops the others.
+  in `errors`, and the poll goes on (a non-NVML exception from the binding also drops that
+  read for the GPU). One GPU never stops the others.
 """
 
 from __future__ import annotations
@@ -100,7 +102,9 @@ def _FIELD_IDS(n):
 
 
 def _reasons(n, h):
-    mask = int(n.nvmlDeviceGetCurrentClocksEventReasons(h))
+    # nvidia-ml-py renamed "throttle reasons" to "clocks event reasons"; older versions have only the old name.
+    fn = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or n.nvmlDeviceGetCurrentClocksThrottleReasons
+    mask = int(fn(h))
     return mask, 1.0 if mask & THERMAL_BITS else 0.0, 1.0 if mask & POWER_BITS else 0.0
 
 
@@ -242,7 +246,8 @@ class NvmlAgent:
             self.start()
         n = self.nvml
         NVMLError = n.NVMLError
-        not_supported, gpu_lost = n.NVML_ERROR_NOT_SUPPORTED, n.NVML_ERROR_GPU_IS_LOST
+        permanent = (n.NVML_ERROR_NOT_SUPPORTED, n.NVML_ERROR_FUNCTION_NOT_FOUND)
+        gpu_lost = n.NVML_ERROR_GPU_IS_LOST
         col = self._col
         now = self.clock()
         events: list[Event] = []
@@ -257,7 +262,7 @@ class NvmlAgent:
                 try:
                     vals = r.read(n, h)
                 except NVMLError as exc:
-                    if exc.value == not_supported:
+                    if exc.value in permanent:  # this GPU/driver will never answer it: stop asking
                         skip.add(r.call)
                     elif exc.value == gpu_lost:
                         lost_detail = f"{r.call}: {exc}"
@@ -265,6 +270,11 @@ class NvmlAgent:
                     else:
                         self.errors += 1
                         self._log_once(i, r.call, exc)
+                    continue
+                except Exception as exc:  # a binding that lacks the call, a bad struct: skip it, keep polling
+                    self.errors += 1
+                    skip.add(r.call)
+                    self._log_once(i, r.call, exc)
                     continue
                 for m, v in zip(r.metrics, vals):
                     row[col[m]] = v

@@ -199,3 +199,19 @@ def test_real_pynvml_without_a_driver_is_a_clear_error():
         assert len(batch) == len(ids)
     finally:
         agent.close()
+
+
+def test_binding_without_a_call_or_driver_without_a_function():
+    """An older nvidia-ml-py (no ClocksEventReasons) and an older driver (FUNCTION_NOT_FOUND)."""
+    agent, nvml = _agent([typical_gpu(0)])
+    agent.start()
+    nvml.nvmlDeviceGetCurrentClocksEventReasons = None  # as if the binding lacked it
+    nvml.nvmlDeviceGetCurrentClocksThrottleReasons = lambda h: 0x40
+    nvml.nvmlDeviceGetFieldValues = lambda h, ids: (_ for _ in ()).throw(nvml.NVMLError(nvml.NVML_ERROR_FUNCTION_NOT_FOUND))
+    nvml.nvmlDeviceGetRemappedRows = lambda h: (_ for _ in ()).throw(AttributeError("no such symbol"))
+    batch, _ = agent.poll()
+    r = _row(batch, 0)
+    assert r["accel_throttle_reasons"] == 0x40 and r["accel_thermal_throttle"] == 1.0
+    assert math.isnan(r["accel_mem_temp_degc"]) and math.isnan(r["accel_remapped_rows_pending"])
+    assert r["accel_temp_degc"] == 61.0 and agent.errors == 1
+    assert {"nvmlDeviceGetFieldValues", "nvmlDeviceGetRemappedRows"} <= agent._skip[0]
