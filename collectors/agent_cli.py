@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--once", action="store_true", help="poll once, print the readings and exit")
     p.add_argument("--format", choices=("json", "table"), default="table", help="output of --once (default: table)")
+    p.add_argument("--identity", action="store_true",
+                   help="with --once: print each accelerator's identity (UUID, serial, PCI bus id, versions, MIG mode)")
     p.add_argument("--host", default=None, help="this host's name in the site (default: the hostname)")
     p.add_argument("--site", default=None, help="site config: topology tags, and the bus to publish to")
     p.add_argument("--interval", type=float, default=None, help="seconds between polls (default: the site's interval_s)")
@@ -64,6 +66,20 @@ def _write(recs: list[dict], fmt: str, out) -> None:
         extra = f"  [{', '.join(r['reasons'])}]" if r.get("reasons") else ""
         out.write(f"{r['accelerator']:<42} {r['vendor']:<10} {r['model']:<22} {r['metric']:<40} "
                   f"{r['value']:>16} {r['unit']}{extra}\n")
+
+
+def _print_identities(ids: list[dict], fmt: str, out) -> None:
+    try:
+        if fmt == "json":
+            json.dump(ids, out, indent=1)
+            out.write("\n")
+        else:
+            for d in ids:
+                rest = "  ".join(f"{k}={v}" for k, v in d.items() if k not in ("accelerator", "vendor", "model"))
+                out.write(f"{d['accelerator']:<42} {d['vendor']:<10} {d['model']:<22} {rest}\n")
+        out.flush()
+    except BrokenPipeError:
+        pass
 
 
 def _standin(args) -> int:
@@ -144,6 +160,12 @@ def _print_loop(agent, args) -> int:
         for p in problems:
             print(f"dcops agent: {p}", file=sys.stderr)
         recs = [r for b in batches for r in readings(b)]
+        if args.once and args.identity:
+            ids = agent.identities()
+            _print_identities(ids, args.format, sys.stdout)
+            if agent.nvml is not None:
+                agent.nvml.close()
+            return 0 if ids else 1
         _print(recs, args.format if args.once else "json", sys.stdout)
         for e in events:
             print(f"dcops agent: event {e.kind}: {e.message}", file=sys.stderr)

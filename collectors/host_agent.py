@@ -49,6 +49,21 @@ class HostAgent:
             return inv.get(self.host).rack
         return self.host
 
+    def identities(self) -> list[dict]:
+        """Who is who: UUID, serial, PCI bus id, model, driver/VBIOS/firmware versions, MIG mode."""
+        out = []
+        if self.nvml is not None:
+            for g in self.nvml.identities:
+                out.append({"accelerator": g.uuid, "vendor": "nvidia", "model": g.model, "index": g.index,
+                            "serial": g.serial, "pci_bus_id": g.pci_bus_id, "driver_version": g.driver_version,
+                            "vbios_version": g.vbios_version,
+                            "mig_mode": {0: "disabled", 1: "enabled"}.get(g.mig_mode, "not supported")})
+        if self.npu is not None:
+            for d in self.npu.devices:
+                out.append({"accelerator": d.uuid, "vendor": self.npu.adapter.vendor, "model": d.model,
+                            "index": d.index, "card": d.card, "status": d.status, **dict(d.identity)})
+        return out
+
     def poll(self) -> tuple[list[Batch], list[Event], list[str]]:
         """One poll of every source: (batches, events, problems). A failing source costs itself only."""
         batches, events, problems = [], [], []

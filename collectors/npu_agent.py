@@ -271,6 +271,7 @@ class NpuAgent:
         self.source = source
         self.columns = ("accel_up",) + tuple(dict.fromkeys(f.metric for f in adapter.fields))
         self.problems: tuple[str, ...] = ()
+        self.devices: tuple[NpuDevice, ...] = ()  # the last poll's devices, with their identity
         self._known: dict[str, dict[str, str]] = {}  # uuid -> target, every device seen so far
         self._down: set[str] = set()
         self._logged: set[str] = set()
@@ -279,6 +280,7 @@ class NpuAgent:
         now = self.clock()
         parsed = parse_document(self.read(), self.adapter, " ".join(self.adapter.command[:1]))
         self.problems = parsed.problems
+        self.devices = parsed.devices
         for p in parsed.problems:
             if p not in self._logged:
                 self._logged.add(p)

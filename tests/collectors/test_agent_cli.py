@@ -116,3 +116,26 @@ def test_role_publishes_to_the_sites_bus(monkeypatch, small_site):
     batch = decode(got[0].value)
     assert got[0].key == "R1-02" and set(batch.tags["device"]) == {"R1-02-S02"} and len(batch) == 4
     assert [(e.kind, e.attributes["xid"], e.target["accel"]) for e in evs] == [("xid", 48, "2")]
+
+
+def test_identity_of_npus(capsys):
+    rc, ids, _ = _json(capsys, ["agent", "--once", "--identity", "--format", "json", "--no-nvml",
+                                "--rbln-stat-json", str(RBLN / "rbln-stat-ca22-x4.json")])
+    assert rc == 0 and len(ids) == 4
+    assert ids[1] == {"accelerator": "3C4D8F12-6A1B-4E7E-9B0D-2F6C1A9E0002", "vendor": "rebellions",
+                      "model": "RBLN-CA22", "index": 1, "card": "00000000241100B3", "status": "normal",
+                      "pci_bus_id": "0000:5e:00.0", "firmware": "1.3.73", "kmd_version": "1.3.73"}
+
+
+def test_identity_of_gpus(monkeypatch):
+    import collectors.host_agent as ha
+    from collectors.nvml_standin import NvmlStandin, StaticBackend, typical_gpu
+
+    monkeypatch.setattr(ha, "load_pynvml", lambda: NvmlStandin(StaticBackend([typical_gpu(0), typical_gpu(1, mig_mode=1)])))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    agent = ha.discover("gpu-node-07")
+    ids = agent.identities()
+    assert [d["mig_mode"] for d in ids] == ["disabled", "enabled"]
+    assert ids[0]["serial"] == "1650923000000" and ids[0]["pci_bus_id"] == "00000000:18:00.0"
+    assert ids[0]["driver_version"] == "550.90.07" and ids[0]["vbios_version"] == "96.00.89.00.01"
+    assert ids[1]["accelerator"].startswith("GPU-") and ids[1]["model"] == "NVIDIA H100 80GB HBM3"
