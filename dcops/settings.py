@@ -7,15 +7,32 @@ section of the site YAML.
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 __all__ = ["BusSettings", "StoreSettings", "DatabaseSettings", "ConsoleSettings", "MetricsSettings", "Settings"]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def from_env(value):
+    """`env:NAME` stands for the value of environment variable NAME, so secrets stay out of the YAML."""
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value[4:]
+        if not name:
+            raise ValueError("env: needs a variable name, e.g. env:DCOPS_INFLUX_TOKEN")
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return os.environ[name]
+    return value
+
+
+EnvSecret = Annotated[SecretStr, BeforeValidator(from_env)]  # a secret, or `env:NAME`
+EnvStr = Annotated[str, BeforeValidator(from_env)]
 
 
 class BusSettings(_Model):
@@ -29,7 +46,7 @@ class BusSettings(_Model):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    sasl_password: EnvSecret | None = None
 
 
 class StoreSettings(_Model):
@@ -38,12 +55,12 @@ class StoreSettings(_Model):
     url: str = "http://127.0.0.1:8086"
     org: str = "dcops"
     bucket: str = "dcops"
-    token: SecretStr | None = None
+    token: EnvSecret | None = None
     retention_days: float = Field(7.0, gt=0)
 
 
 class DatabaseSettings(_Model):
-    url: str = "sqlite:///var/dcops.sqlite"
+    url: EnvStr = "sqlite:///var/dcops.sqlite"  # may hold a password: `env:DCOPS_DATABASE_URL`
 
 
 class ConsoleSettings(_Model):
