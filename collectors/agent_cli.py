@@ -98,13 +98,23 @@ def _standin(args) -> int:
     if not agents.gpu_hosts and not agents.npu_hosts:
         print(f"dcops agent: {args.standin_host} has no accelerators", file=sys.stderr)
         return 1
-    rounds = 0
+    if args.once and args.identity:
+        from collectors.host_agent import HostAgent
+
+        sim.step()
+        agents.poll()
+        ids = []
+        for agent, *_ in agents.gpu_hosts:
+            ids += HostAgent(agent.host, nvml=agent).identities()
+        for agent, *_ in agents.npu_hosts:
+            ids += HostAgent(agent.host, npu=agent).identities()
+        _print_identities(ids, args.format, sys.stdout)
+        return 0 if ids else 1
     while True:
         sim.step()
         out = agents.poll()
         recs = [r for _, b, _ in out for r in readings(b)]
         _print(recs, args.format if args.once else "json", sys.stdout)
-        rounds += 1
         if args.once:
             return 0 if recs else 1
         time.sleep(args.interval or sim.interval_s)

@@ -29,13 +29,23 @@ from collectors.nvml_agent import NvmlAgent
 from collectors.nvml_standin import NvmlStandin
 from collectors.xid_events import XidWatcher, load_xid_catalogue
 
-__all__ = ["AGENT_EVENT_KINDS", "SimAgents", "SimBackend", "SimView", "rbln_document", "run_sim_agents"]
+__all__ = ["AGENT_EVENT_KINDS", "SimAgents", "SimBackend", "SimView", "agent_covers", "rbln_document",
+           "run_sim_agents"]
 
 log = logging.getLogger(__name__)
 
 # Event kinds the agents produce about accelerators; a demo that runs them should not also
 # publish the simulator's own events of these kinds for accelerators.
 AGENT_EVENT_KINDS = frozenset({"xid", "accel_lost", "accel_recovered"})
+
+
+def agent_covers(event: Event) -> bool:
+    """True for a simulator event the agents report themselves (an accelerator's XID, lost or
+    recovered): a demo running the agents drops these from the simulator's own event stream.
+    Server-level events (a host losing power) stay with the simulator: a dark host's agent is silent."""
+    return event.kind in AGENT_EVENT_KINDS and bool(event.target.get("accel"))
+
+
 _NS = _uuid.UUID("6b1d3c1e-58a4-4d0b-9a57-0cf1d2a5e7b1")
 _GTS = {1: "2.5GT/s", 2: "5.0GT/s", 3: "8.0GT/s", 4: "16.0GT/s", 5: "32.0GT/s", 6: "64.0GT/s"}
 

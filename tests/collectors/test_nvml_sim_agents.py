@@ -132,3 +132,16 @@ def test_run_sim_agents_publishes_to_the_bus(sim):
     assert batch.measurement == "accel" and "uuid" in batch.tags
     decoded = [e for m in evs for e in decode(m.value)]
     assert {e.kind for e in decoded} == {"xid", "accel_lost"} and evs[0].key == "R1-01"
+
+
+def test_agent_covers_accelerator_events_not_server_ones(sim):
+    from collectors.sim_agents import agent_covers
+
+    cursor = sim.events_since(0)[1]
+    sim.inject("gpu_xid79", "R1-01-S01:0")
+    sim.inject("pdu_breaker_trip", "PDU-A1")
+    sim.step()
+    events, _ = sim.events_since(cursor)
+    covered = {(e.kind, e.target.get("device"), e.target.get("accel")) for e in events if agent_covers(e)}
+    assert covered == {("xid", "R1-01-S01", "0"), ("accel_lost", "R1-01-S01", "0")}
+    assert any(e.kind == "accel_lost" and not e.target.get("accel") for e in events)  # R1-03-S01 lost power
