@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("analytics.eval_cli", "evaluate detectors: simulated fault scenarios, NAB"),
     "train": ("analytics.train_cli", "train anomaly models from the store's history"),
     "rules": ("alerts.rules_cli", "validate alert rule files"),
+    "runbook": ("alerts.runbook_cli", "validate and list runbooks (methods of procedure)"),
+    "incidents": ("alerts.incidents_cli", "incident history: postmortem export, MTTA/MTTR"),
 }
 
 

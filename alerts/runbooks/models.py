@@ -22,6 +22,7 @@ cools), otherwise its upstream ones (the server of an accelerator).
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Annotated, Any, Literal, Union
 
@@ -75,6 +76,17 @@ class AppliesTo(_Model):
     severities: tuple[PerceivedSeverity, ...] = ()
     rules: tuple[str, ...] = ()
     labels: dict[str, str] = Field(default_factory=dict)
+    specific_problem: str | None = Field(None, description="regular expression searched in the alarm's text")
+
+    @field_validator("specific_problem")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {v!r}: {exc}") from None
+        return v
 
     @model_validator(mode="after")
     def _something(self) -> "AppliesTo":
