@@ -1,6 +1,6 @@
 """The demo runtime: the simulated site end to end in one process.
 
-    simulator --(sim collector)--> in-process bus --> ingest --> DuckDB
+    simulator --(GPU/NPU agents, sim collector)--> in-process bus --> ingest --> DuckDB
                                                  \\-> analytics, alerts (when wired)
     console (Dash) reads the store
 
@@ -28,6 +28,8 @@ __all__ = ["Demo", "DemoOptions", "DEFAULT_FAULTS"]
 
 log = logging.getLogger("dcops.demo")
 NS = 1_000_000_000
+
+NON_AGENT_MEASUREMENTS = ("server", "rack", "site", "pdu", "ups", "cooling", "env")
 
 # Faults injected shortly after start, so a newcomer sees alarms and an incident at once.
 DEFAULT_FAULTS: tuple[tuple[float, str, str], ...] = (
@@ -70,7 +72,12 @@ class Demo:
         self.store_path = self.opt.data_dir / "telemetry.duckdb"
         self.store = DuckDBStore(self.store_path, retention_days=cfg.settings.store.retention_days)
         self.ingest = IngestWorker(self.bus, self.store, max_records=500)
-        self.collector = SimCollector(self.sim, self.bus)
+        # Accelerators are read by per-host agents (the NVML code path over the simulator-backed
+        # stand-in, rbln-stat JSON for NPUs); the rest of the site by the simulator collector.
+        from collectors.sim_agents import SimAgents, agent_covers
+
+        self.agents = SimAgents(self.sim, self.bus)
+        self.collector = SimCollector(self.sim, self.bus, measurements=NON_AGENT_MEASUREMENTS, skip_event=agent_covers)
         self.stats = DemoStats()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -146,6 +153,7 @@ class Demo:
     def _tick(self) -> None:
         with self._lock:
             self.sim.step()
+            self.stats.values += self.agents.collect()
             self.stats.values += self.collector.collect()
             self.stats.steps += 1
 

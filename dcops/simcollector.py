@@ -9,10 +9,11 @@ never published: detectors and alarms must find faults from telemetry.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
+from dcops.batch import Event
 from dcops.bus import Bus, publish_batch, publish_events
 from dcops.sim import Simulator
 
@@ -25,11 +26,12 @@ class SimCollector:
     name = "sim"
 
     def __init__(self, sim: Simulator, bus: Bus, measurements: Iterable[str] | None = None,
-                 split_by_rack: bool = False) -> None:
+                 split_by_rack: bool = False, skip_event: Callable[[Event], bool] | None = None) -> None:
         self.sim = sim
         self.bus = bus
         self.measurements = None if measurements is None else frozenset(measurements)
         self.split_by_rack = split_by_rack
+        self.skip_event = skip_event  # events another collector reports itself (e.g. the GPU agents' XIDs)
         self._cursor = sim.events_since(0)[1]
         self.values = 0
         self.batches = 0
@@ -55,7 +57,7 @@ class SimCollector:
                 self.batches += 1
             n += batch.n_values
         events, self._cursor = self.sim.events_since(self._cursor)
-        events = [e for e in events if e.kind not in GROUND_TRUTH]
+        events = [e for e in events if e.kind not in GROUND_TRUTH and not (self.skip_event and self.skip_event(e))]
         if events:
             publish_events(self.bus, events, key="events")
         self.values += n
