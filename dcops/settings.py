@@ -57,6 +57,9 @@ class StoreSettings(_Model):
     bucket: str = "dcops"
     token: EnvSecret | None = None
     retention_days: float = Field(7.0, gt=0)
+    # InfluxDB 1.x: create the database, retention policies and rollup continuous queries at start.
+    # 2.x/3.x: false; buckets, DBRP mappings and downsampling are provisioned outside (docker/influxdb/).
+    manage_schema: bool = True
 
 
 class DatabaseSettings(_Model):

@@ -128,7 +128,8 @@ class InfluxStore:
         db, _, rp = settings.bucket.partition("/")
         token = settings.token.get_secret_value() if settings.token else None
         return cls(settings.url, db, rp or "raw", token=token, org=settings.org,
-                   retention_days=settings.retention_days, **kw)
+                   retention_days=settings.retention_days,
+                   **{"manage_schema": getattr(settings, "manage_schema", True), **kw})
 
     # ----- schema ---------------------------------------------------------------------------
     def ensure_schema(self) -> None:
