@@ -39,6 +39,7 @@ class Explains:
     root_kinds: frozenset[str]
     root_causes: frozenset[PC]
     symptom_causes: frozenset[PC]
+    only_unpowered: frozenset[PC] = frozenset()  # explained only in racks left with no live feed
 
 
 _POWER = frozenset({PC.COMMERCIAL_POWER_FAILURE, PC.BATTERY_DISCHARGING, PC.BATTERY_FAILURE, PC.POWER_PROBLEM,
@@ -50,7 +51,8 @@ _HOST_EFFECTS = frozenset({PC.EQUIPMENT_MALFUNCTION, PC.UNDERLYING_RESOURCE_UNAV
 EXPLAINS: tuple[Explains, ...] = (
     Explains("power", frozenset({"ups", "pdu", "rack_pdu"}), _POWER,
              _HOST_EFFECTS | {PC.POWER_PROBLEM, PC.POWER_SUPPLY_FAILURE, PC.BATTERY_DISCHARGING, PC.LOSS_OF_REDUNDANCY,
-                              PC.RESOURCE_AT_OR_NEARING_CAPACITY}),
+                              PC.RESOURCE_AT_OR_NEARING_CAPACITY},
+             only_unpowered=_HOST_EFFECTS),
     Explains("cooling", frozenset({"cooling", "zone"}), _COOLING | {PC.TEMPERATURE_UNACCEPTABLE},
              _HOST_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE, PC.HUMIDITY_UNACCEPTABLE, PC.THRESHOLD_CROSSED,
                               PC.HEATING_VENT_COOLING}),
@@ -60,9 +62,11 @@ EXPLAINS: tuple[Explains, ...] = (
 )
 
 
-def _explains(root: Alarm, root_kind: str, symptom: Alarm, table: Sequence[Explains]) -> bool:
+def _explains(root: Alarm, root_kind: str, symptom: Alarm, table: Sequence[Explains], unpowered: bool) -> bool:
     for e in table:
         if root_kind in e.root_kinds and root.probable_cause in e.root_causes and symptom.probable_cause in e.symptom_causes:
+            if symptom.probable_cause in e.only_unpowered and not unpowered:
+                continue
             return True
     return False
 
@@ -96,19 +100,41 @@ class Correlator:
                 roots_at[a.component].append(a)
         if not roots_at:
             return {}
+        unpowered = self._unpowered_racks(roots_at)
         out: dict[str, str] = {}
         for a in alarms:
+            rack = comps[a.component].rack if a.component in comps else ""
+            dark = rack in unpowered
             best: Alarm | None = None
             for comp in self._upstream(a.component):
                 for r in roots_at.get(comp, ()):
                     if r.id == a.id or r.raised_ns - self.lookback_ns > a.raised_ns:
                         continue
-                    if not _explains(r, comps[comp].kind, a, self.table):
+                    if not _explains(r, comps[comp].kind, a, self.table, dark):
                         continue
                     if best is None or (r.raised_ns, r.id) < (best.raised_ns, best.id):
                         best = r
             if best is not None:
                 out[a.id] = best.id
+        return out
+
+    def _unpowered_racks(self, roots_at: Mapping[str, Sequence[Alarm]]) -> set[str]:
+        """Racks none of whose feeds is clear of an active power alarm (on its PDU, the PDU's UPS,
+        or its rack PDU): only there can a power problem explain a server or accelerator failure.
+        With a live feed left, the rack lost redundancy, not power."""
+        inv = self.inv
+        power = {c for c, alarms in roots_at.items() if inv.components[c].kind in ("ups", "pdu", "rack_pdu")
+                 and any(a.active and a.probable_cause in _POWER for a in alarms)}
+        if not power:
+            return set()
+        out = set()
+        for r in inv.racks:
+            feeds = r.attrs["feeds"]
+            rps = {inv.components[x].attrs.get("feed"): x for x in inv.children(r.name) if inv.components[x].kind == "rack_pdu"}
+            live = [f for f, p in feeds.items()
+                    if p not in power and inv.components[p].attrs.get("ups") not in power and rps.get(f) not in power]
+            if not live:
+                out.add(r.name)
         return out
 
     @staticmethod

@@ -7,6 +7,9 @@
   cleared-acknowledged, which leaves the list; cleared-unacknowledged stays listed until
   acknowledged. A raise while the cleared alarm is still listed re-activates it (count + 1)
   rather than adding a second row.
+- Order: a signal older than the alarm's last change (`changed_ns`, data time) is ignored, so
+  replaying messages after a crash, or a trap that arrives late, cannot re-raise a cleared
+  alarm or clear a newer raise.
 - Flapping: when an alarm is raised `max_raises` times within `window_s`, it is marked
   flapping and its clears are held for `hold_s`; a raise during the hold cancels the clear,
   so a flapping sensor produces one alarm and no notification storm.
@@ -119,6 +122,10 @@ class AlarmManager:
     def apply(self, signals: Iterable[AlarmSignal]) -> list[AlarmChange]:
         out: list[AlarmChange] = []
         for s in signals:
+            aid = self._by_key.get(AlarmKey(s.component, s.probable_cause))
+            if aid is not None and s.time_ns < self.alarms[aid].changed_ns:
+                continue  # older than the alarm's last change: a replay or a late arrival
+
             ch = self._raise(s) if s.active else self._clear_source(s)
             if ch is not None:
                 out.append(ch)
@@ -218,7 +225,7 @@ class AlarmManager:
         old = self.alarms.get(alarm_id)
         if old is None:
             raise KeyError(f"no listed alarm {alarm_id!r}")
-        new = old.evolve(acknowledged_ns=now_ns, acknowledged_by=user, changed_ns=now_ns)
+        new = old.evolve(acknowledged_ns=now_ns, acknowledged_by=user)
         self.replace(new)
         return AlarmChange(TimelineKind.ALARM_CHANGED, new)
 

@@ -63,7 +63,7 @@ class OutboxSender:
                 res = DeliveryResult(False, retryable=False, error=f"receiver {note.receiver!r} is not configured")
             else:
                 try:
-                    res = notifier.send(note.payload, note.idempotency_key)
+                    res = notifier.send(dict(note.payload), note.idempotency_key)
                 except Exception as exc:  # a notifier bug must not stop the queue
                     log.exception("notifier %s raised", note.notifier)
                     res = DeliveryResult(False, retryable=True, error=f"{type(exc).__name__}: {exc}"[:300])

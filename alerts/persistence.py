@@ -40,6 +40,23 @@ class CycleWrite:
     timeline: list[tuple[str, TimelineEntry]] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
 
+    def merge(self, later: "CycleWrite") -> "CycleWrite":
+        """Fold a later cycle into this one (several reconciles, one transaction)."""
+        self.alarms.update(later.alarms)
+        for iid, inc in later.new_incidents.items():
+            self.new_incidents[iid] = inc
+        for iid, inc in later.incidents.items():
+            (self.new_incidents if iid in self.new_incidents else self.incidents)[iid] = inc
+        for iid, t in later.reopened.items():
+            self.resolved.pop(iid, None)
+            self.reopened[iid] = t
+        for iid, t in later.resolved.items():
+            self.reopened.pop(iid, None)
+            self.resolved[iid] = t
+        self.timeline.extend(later.timeline)
+        self.notifications.extend(later.notifications)
+        return self
+
     def __bool__(self) -> bool:
         return bool(self.alarms or self.new_incidents or self.incidents or self.resolved or self.reopened
                     or self.timeline or self.notifications)
@@ -93,7 +110,9 @@ class AlerterStore:
         return sorted({r[0] for r in rows})
 
     # ----- the cycle transaction -----------------------------------------------------------
-    def write(self, w: CycleWrite) -> None:
+    def write(self, w: CycleWrite, wall_ns: int | None = None) -> None:
+        """Write a cycle in one transaction. New outbox rows are due at `wall_ns` (the sender runs
+        on the wall clock; notification times may be data time, e.g. in a simulation)."""
         if not w:
             return
         with Session(self.engine) as s, s.begin():
@@ -117,7 +136,7 @@ class AlerterStore:
             for iid, e in w.timeline:
                 s.add(TimelineRow(incident_id=iid, time_ns=e.time_ns, kind=e.kind.value, text=e.text, actor=e.actor,
                                   alarm_id=e.alarm_id, notification_id=e.notification_id, data=dict(e.data)))
-            self._insert_notifications(s, w.notifications)
+            self._insert_notifications(s, w.notifications, wall_ns)
 
     @staticmethod
     def _write_alarms(s: Session, alarms: list[Alarm]) -> None:
@@ -135,7 +154,7 @@ class AlerterStore:
                 row.listed = a.cleared_ns is None or row.acknowledged_ns is None
 
     @staticmethod
-    def _insert_notifications(s: Session, notes: Sequence[Notification]) -> None:
+    def _insert_notifications(s: Session, notes: Sequence[Notification], wall_ns: int | None) -> None:
         if not notes:
             return
         keys = [n.idempotency_key for n in notes]
@@ -148,7 +167,7 @@ class AlerterStore:
             have.add(n.idempotency_key)
             s.add(OutboxRow(id=n.id, idempotency_key=n.idempotency_key, receiver=n.receiver, notifier=n.notifier,
                             action=n.action.value, incident_id=n.incident_id, status=n.status.value, created_ns=n.created_ns,
-                            attempts=0, next_attempt_ns=n.created_ns if n.status is DeliveryStatus.PENDING else None,
+                            attempts=0, next_attempt_ns=(wall_ns or n.created_ns) if n.status is DeliveryStatus.PENDING else None,
                             last_error=n.last_error, payload=dict(n.payload)))
 
     # ----- outbox queue --------------------------------------------------------------------

@@ -64,6 +64,7 @@ class AlertPipeline:
         self._changes: list[AlarmChange] = []
         self._dirty: set[str] = set()
         self._action_seq = 0
+        self._triggered: dict[str, set[str]] = defaultdict(set)  # incident -> receivers sent a trigger
         self.data_now_ns = 0
         self.stats = defaultdict(int)
 
@@ -298,6 +299,7 @@ class AlertPipeline:
         w.timeline.append((inc.id, entry(now_ns, TK.STATE, f"resolved: {why}", state="resolved")))
         if inc.labels.get("notified") != "suppressed":
             self._notify(_evolve(inc, state=IncidentState.RESOLVED), IncidentAction.RESOLVE, now_ns, w)
+        self._triggered.pop(inc.id, None)
         if self.on_stop_escalation is not None:
             self.post_commit.append(lambda iid=inc.id: self.on_stop_escalation(iid))
 
@@ -339,14 +341,15 @@ class AlertPipeline:
             sup = ()
             if receivers is None:
                 receivers = self.store.receivers_triggered(inc.id) if self.store is not None else []
-                receivers = sorted(set(receivers) | {n.receiver for n in w.notifications
-                                                     if n.incident_id == inc.id and n.action is IncidentAction.TRIGGER})
+                receivers = sorted(set(receivers) | self._triggered.get(inc.id, set()))
         for r in receivers:
             msg = build_message(inc, action, self.inv.site, root, members, r)
             n = make_notification(inc, r, self.notifier_of.get(r, "?"), action, msg, now_ns, suppressed=bool(sup),
                                   reason=", ".join(sup))
             w.notifications.append(n)
             self.stats["notifications"] += 1
+            if action is IncidentAction.TRIGGER and not sup:
+                self._triggered[inc.id].add(r)
             if not sup:
                 w.timeline.append((inc.id, entry(now_ns, TK.NOTIFICATION, f"{action.value} queued for {r}",
                                                  notification_id=n.id, receiver=r)))

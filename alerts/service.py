@@ -27,7 +27,7 @@ from alerts.escalation import Escalator
 from alerts.notifiers import NOTIFIERS
 from alerts.oncall import receivers_for_target
 from alerts.outbox import OutboxSender
-from alerts.persistence import AlerterStore
+from alerts.persistence import AlerterStore, CycleWrite
 from alerts.pipeline import AlertPipeline
 from alerts.rules import default_rules
 from alerts.signals import AlarmSignal
@@ -41,6 +41,7 @@ __all__ = ["Alerter", "run_role", "build_notifiers"]
 
 log = logging.getLogger(__name__)
 _NS = 1_000_000_000
+_TOPICS = (TOPIC_SAMPLES, TOPIC_EVENTS, TOPIC_FINDINGS)
 
 
 def build_notifiers(cfg: AlertingConfig, client: httpx.Client) -> dict[str, object]:
@@ -58,7 +59,7 @@ class Alerter:
                  db_url: str = "sqlite:///var/dcops.sqlite", group: str = "alerter",
                  clock: Callable[[], float] = time.time, time_source: str = "wall",
                  http_client: httpx.Client | None = None, outbox: bool = True, escalation: bool = True,
-                 cycle_s: float = 0.5, max_records: int = 500) -> None:
+                 cycle_s: float = 0.5, max_records: int = 500, reconcile_every_s: float = 1.0) -> None:
         from alerts.db import open_engine
 
         self.bus = bus
@@ -71,6 +72,7 @@ class Alerter:
         self.group = group
         self.cycle_s = cycle_s
         self.max_records = max_records
+        self.reconcile_every_ns = int(reconcile_every_s * _NS)
         self._client = http_client or httpx.Client(timeout=10.0)
         self._own_client = http_client is None
         self._lock = threading.RLock()
@@ -80,7 +82,7 @@ class Alerter:
             on_trigger=self._schedule_escalation if escalation else None,
             on_stop_escalation=self._cancel_escalation if escalation else None)
         self.sender = OutboxSender(self.store, build_notifiers(self.cfg, self._client), self.cfg.outbox, clock) if outbox else None
-        self._consumer = None
+        self._consumers: dict = {}
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self.processed = 0
@@ -89,7 +91,8 @@ class Alerter:
     # ----- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Alerter":
         self.pipeline.load(self.now_ns())
-        self._consumer = self.bus.consumer([TOPIC_SAMPLES, TOPIC_EVENTS, TOPIC_FINDINGS], self.group)
+        # one consumer (and group) per topic, so a backlog of samples cannot starve events
+        self._consumers = {t: self.bus.consumer(t, f"{self.group}.{t}") for t in _TOPICS}
         if self.escalator is not None:
             self.escalator.start()
         if self.sender is not None:
@@ -106,15 +109,15 @@ class Alerter:
         self._threads.clear()
         if self.escalator is not None:
             self.escalator.shutdown()
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        for c in self._consumers.values():
+            c.close()
+        self._consumers = {}
         if self._own_client:
             self._client.close()
         self.engine.dispose()
 
     def run(self, stop: threading.Event) -> None:
-        if self._consumer is None:
+        if not self._consumers:
             self.start()
         while not stop.is_set() and not self._stop.is_set():
             try:
@@ -128,6 +131,9 @@ class Alerter:
         t.start()
         return t
 
+    def _wall_ns(self) -> int:
+        return int(self.clock() * _NS)
+
     def now_ns(self) -> int:
         wall = int(self.clock() * _NS)
         data = self.pipeline.data_now_ns if hasattr(self, "pipeline") else 0
@@ -137,41 +143,71 @@ class Alerter:
 
     # ----- the cycle -------------------------------------------------------------------------
     def process_once(self, timeout_s: float = 0.5) -> int:
-        msgs = self._consumer.poll(timeout_s=timeout_s, max_records=self.max_records)
-        with self._lock:
+        """Poll every topic, feed what came in time order, write one transaction, commit."""
+        items = []
+        n = 0
+        for i, topic in enumerate(_TOPICS):
+            msgs = self._consumers[topic].poll(timeout_s=timeout_s if i == 0 else 0.0, max_records=self.max_records)
+            n += len(msgs)
             for m in msgs:
-                self._feed(m)
-            w = self.pipeline.reconcile(self.now_ns())
-            self.store.write(w)
-            self._consumer.commit()
+                decoded = self._decode(m)
+                if decoded is not None:
+                    items.append(decoded)
+        items.sort(key=lambda x: x[0])
+        with self._lock:
+            w = CycleWrite()
+            last = self.pipeline.data_now_ns
+            for t, topic, value in items:
+                # reconcile whenever data time moves on, so grouping and clears follow the data
+                # the same way whatever the poll boundaries were
+                if last and t - last >= self.reconcile_every_ns:
+                    w.merge(self.pipeline.reconcile(self.now_ns()))
+                self._feed(topic, value)
+                last = max(last, t)
+            w.merge(self.pipeline.reconcile(self.now_ns()))
+            self.store.write(w, self._wall_ns())
+            for c in self._consumers.values():
+                c.commit()
             post = self.pipeline.take_post_commit()
         for fn in post:
             try:
                 fn()
             except Exception:
                 log.exception("post-commit step failed")
-        self.processed += len(msgs)
-        return len(msgs)
+        self.processed += n
+        return n
 
-    def _feed(self, m) -> None:
+    def _decode(self, m):
         try:
             if m.topic == TOPIC_SAMPLES:
-                self.pipeline.feed_batch(decode_batch(m.value))
-            elif m.topic == TOPIC_EVENTS:
-                self.pipeline.feed_events(decode_events(m.value))
-            elif m.topic == TOPIC_FINDINGS:
-                self.pipeline.feed_findings(decode_findings(m.value))
+                b = decode_batch(m.value)
+                return (int(b.time_ns.min()) if len(b) else 0, m.topic, b)
+            if m.topic == TOPIC_EVENTS:
+                ev = decode_events(m.value)
+                return (min((e.time_ns for e in ev), default=0), m.topic, ev)
+            if m.topic == TOPIC_FINDINGS:
+                fs = decode_findings(m.value)
+                return (min((int(f.time_ns) for f in fs), default=0), m.topic, fs)
         except CodecError as exc:
             log.warning("undecodable message on %s offset %s: %s (to %s)", m.topic, m.offset, exc, TOPIC_DEADLETTER)
             self.deadlettered += 1
             self.bus.publish(TOPIC_DEADLETTER, m.key, m.value)
+        return None
+
+    def _feed(self, topic: str, value) -> None:
+        if topic == TOPIC_SAMPLES:
+            self.pipeline.feed_batch(value)
+        elif topic == TOPIC_EVENTS:
+            self.pipeline.feed_events(value)
+        else:
+            self.pipeline.feed_findings(value)
 
     def submit_signals(self, signals: Iterable[AlarmSignal]) -> None:
         """Signals from outside the bus (the Alertmanager webhook): persisted before returning."""
         with self._lock:
             self.pipeline.feed_signals(signals)
             w = self.pipeline.reconcile(self.now_ns())
-            self.store.write(w)
+            self.store.write(w, self._wall_ns())
             post = self.pipeline.take_post_commit()
         for fn in post:
             fn()
@@ -204,7 +240,7 @@ class Alerter:
                 recvs, user = receivers_for_target(self.cfg, t, int(self.clock() * _NS))
                 for r in recvs:
                     targets.setdefault(r, user)
-            self.store.write(self.pipeline.escalate(inc, targets, f"{round_}.{level}", now))
+            self.store.write(self.pipeline.escalate(inc, targets, f"{round_}.{level}", now), self._wall_ns())
 
 
 def run_role(cfg, stop_event: threading.Event, bus: Bus | None = None, alerting_path: str | None = None) -> None:
