@@ -118,6 +118,15 @@ class SnmpClient:
     def __init__(self) -> None:
         self._engine = SnmpEngine()
         self._ctx = ContextData()
+        self._vb: dict[str, ObjectType] = {}  # request var-binds, resolved once (MIB lookup is costly)
+
+    def _oid(self, o: str) -> ObjectType:
+        vb = self._vb.get(o)
+        if vb is None:
+            if len(self._vb) > 100_000:
+                self._vb.clear()
+            vb = self._vb[o] = _oid(o)
+        return vb
 
     def close(self) -> None:
         self._engine.close_dispatcher()
@@ -163,7 +172,7 @@ class SnmpClient:
         out: dict[str, object] = {}
         for i in range(0, len(oids), chunk):
             part = oids[i:i + chunk]
-            res = await get_cmd(self._engine, s.auth, s.transport, self._ctx, *[_oid(o) for o in part], lookupMib=False)
+            res = await get_cmd(self._engine, s.auth, s.transport, self._ctx, *[self._oid(o) for o in part], lookupMib=False)
             self._check(s, *res)
             for name, value in res[3]:
                 v = to_python(value)
@@ -172,8 +181,16 @@ class SnmpClient:
         return out
 
     async def walk(self, s: Session, roots: list[str] | tuple[str, ...], max_repetitions: int = 25,
-                   max_varbinds: int = 240, max_rounds: int = 500) -> tuple[dict[str, dict[str, object]], list[str]]:
-        """Walk table columns with GETBULK: {root: {suffix: value}}, plus problems met."""
+                   max_varbinds: int = 64, max_rounds: int = 500,
+                   scalars: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, dict[str, object]], list[str], dict[str, object]]:
+        """Walk table columns with GETBULK: ({root: {suffix: value}}, problems, scalars got).
+
+        `scalars` ending in `.0` ride along in the first request as non-repeaters (a GETNEXT of
+        their parent returns exactly them), so a typical device costs one round trip.
+        """
+        got: dict[str, object] = {}
+        riders = [o for o in scalars if o.endswith(".0")][:60]
+        rest = [o for o in scalars if not o.endswith(".0")][:]
         result: dict[str, dict[str, object]] = {r: {} for r in roots}
         cursor = {r: r for r in roots}
         last = {r: tuple(int(x) for x in r.split(".")) for r in roots}
@@ -185,11 +202,17 @@ class SnmpClient:
             if rounds > max_rounds:
                 problems.append(f"{s.name}: walk stopped after {max_rounds} requests")
                 break
-            reps = max(1, min(max_repetitions, max_varbinds // len(active)))
-            res = await bulk_cmd(self._engine, s.auth, s.transport, self._ctx, 0, reps,
-                                 *[_oid(cursor[r]) for r in active], lookupMib=False)
+            reps = max(2, min(max_repetitions, max_varbinds // len(active)))
+            lead = riders if rounds == 1 else []
+            res = await bulk_cmd(self._engine, s.auth, s.transport, self._ctx, len(lead), reps,
+                                 *[self._oid(o[:-2]) for o in lead], *[self._oid(cursor[r]) for r in active], lookupMib=False)
             self._check(s, *res)
             var_binds = res[3]
+            for want, (name, value) in zip(lead, var_binds[:len(lead)]):
+                v = to_python(value)
+                if str(name) == want and v is not None:
+                    got[want] = v
+            var_binds = var_binds[len(lead):]
             if not var_binds:
                 break
             n = len(active)
@@ -214,14 +237,16 @@ class SnmpClient:
             if len(var_binds) < n:  # truncated answer: columns without a varbind are finished
                 done.update(active[len(var_binds):])
             active = [r for r in active if r not in done]
-        return result, problems
+        if rest or (riders and not roots):
+            got.update(await self.get(s, rest + (riders if not roots else [])))
+        return result, problems, got
 
     async def probe(self, s: Session, roots: list[str] | tuple[str, ...]) -> frozenset[str]:
         """Which of `roots` have anything under them (one GETNEXT per root, in one GETBULK)."""
         if not roots:
             return frozenset()
         res = await bulk_cmd(self._engine, s.auth, s.transport, self._ctx, len(roots), 1,
-                             *[_oid(r) for r in roots], lookupMib=False)
+                             *[self._oid(r) for r in roots], lookupMib=False)
         self._check(s, *res)
         found = set()
         for r, (name, value) in zip(roots, res[3]):

@@ -96,8 +96,10 @@ async def poll_agent(client: SnmpClient, target: SnmpTarget, profiles: Mapping[s
                 if profile is None:
                     return PollResult(name, False, error=f"{name}: no profile matches ({ident}); give one with --profile / snmp.profile",
                                       duration_s=time.perf_counter() - t0)
-        scalars = await client.get(s, profile.get_oids) if profile.get_oids else {}
-        tables, problems = await client.walk(s, profile.walk_roots) if profile.walk_roots else ({}, [])
+        if profile.walk_roots:
+            tables, problems, scalars = await client.walk(s, profile.walk_roots, scalars=profile.get_oids)
+        else:
+            tables, problems, scalars = {}, [], (await client.get(s, profile.get_oids) if profile.get_oids else {})
         readings, more = map_snapshot(profile, Snapshot(scalars, tables))
         return PollResult(name, True, profile.name, readings, problems + more, duration_s=time.perf_counter() - t0)
     except SnmpAuthError as exc:

@@ -130,14 +130,21 @@ def test_run_poller_publishes_batches_and_events_to_the_bus():
                    PollTarget("UPS-X", {"hall": "H1", "device": "UPS-X"}, SnmpTarget(port=free_udp_port(), interval_s=0.3, timeout_s=0.3, retries=0))]
         th = threading.Thread(target=run_poller, args=(targets, bus, stop, "site1"), daemon=True)
         th.start()
-        time.sleep(1.5)
+        cons = bus.consumer([TOPIC_SAMPLES, TOPIC_EVENTS], "t")
+        samples, events = [], []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (len(samples) < 3 or not events):
+            for m in cons.poll(0.2, 1000):
+                if m.topic == TOPIC_SAMPLES:
+                    samples.append(decode_batch(m.value))
+                else:
+                    events.extend(decode_events(m.value))
         stop.set()
         th.join(10)
         assert not th.is_alive()
-    cons = bus.consumer([TOPIC_SAMPLES, TOPIC_EVENTS], "t")
-    msgs = cons.poll(0.5, 1000)
-    samples = [decode_batch(m.value) for m in msgs if m.topic == TOPIC_SAMPLES]
-    events = [e for m in msgs if m.topic == TOPIC_EVENTS for e in decode_events(m.value)]
+        for m in cons.poll(0.2, 1000):
+            if m.topic == TOPIC_EVENTS:
+                events.extend(decode_events(m.value))
     assert len(samples) >= 3 and all(b.measurement == "ups" for b in samples)
     b = samples[0]
     assert set(b.tags) == {"site", "hall", "device", "index"} and b.tags["site"][0] == "site1"
