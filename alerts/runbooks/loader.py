@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from alerts.runbooks.models import Runbook
+from alerts.runbooks.models import SECTIONS, Runbook
 from dcops.alarm_types import Alarm
-from dcops.yamlconf import ConfigError, ConfigProblem, load_yaml, parse_yaml, validate_with_lines
+from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with_lines
 
 __all__ = ["DEFAULT_RUNBOOKS", "load_runbook", "runbook_from_text", "load_runbooks", "applicable", "applies"]
 
@@ -22,14 +22,41 @@ DEFAULT_RUNBOOKS = Path(__file__).resolve().parents[1] / "data" / "runbooks"
 
 
 def load_runbook(path: str | Path) -> Runbook:
-    return load_yaml(path, Runbook)
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(str(p), None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    return runbook_from_text(text, str(p))
 
 
 def runbook_from_text(text: str, file: str = "<string>") -> Runbook:
     data, lines = parse_yaml(text, file)
     if data is None:
         raise ConfigError([ConfigProblem(file, None, "", "file is empty")])
+    dups = _duplicate_step_ids(data, lines, file)
+    if dups:
+        raise ConfigError(dups)
     return validate_with_lines(Runbook, data, lines, file)
+
+
+def _duplicate_step_ids(data, lines: dict, file: str) -> list[ConfigProblem]:
+    """Step ids must be unique across sections; said here so the error has the line."""
+    if not isinstance(data, dict):
+        return []
+    seen: dict[str, str] = {}
+    out = []
+    for section in SECTIONS:
+        steps = data.get(section)
+        for i, st in enumerate(steps if isinstance(steps, list) else ()):
+            sid = st.get("id") if isinstance(st, dict) else None
+            if not isinstance(sid, str):
+                continue
+            if sid in seen:
+                out.append(ConfigProblem(file, lines.get((section, i, "id")), f"{section}.{i}.id",
+                                         f"step id {sid!r} is used twice (also {seen[sid]})"))
+            seen.setdefault(sid, f"{section}.{i}")
+    return out
 
 
 def load_runbooks(paths: str | Path | Sequence[str | Path] | None = None) -> dict[str, Runbook]:
