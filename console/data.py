@@ -163,14 +163,17 @@ class FloorSnapshot:
     incidents_by_severity: dict[str, int] | None
 
 
-def _accel_frame(ctx: Context) -> pd.DataFrame:
-    """Every accelerator of the inventory with its latest values and state (no data if none)."""
+def _accel_frame(ctx: Context, rack: str | None = None) -> pd.DataFrame:
+    """Every accelerator of the inventory (or of one rack) with its latest values and state
+    ("no data" when it has no recent sample)."""
     inv = ctx.inventory
     base = pd.DataFrame({"accel_id": inv.accel_ids, "vendor": inv.accel_tags["vendor"],
                          "model": inv.accel_tags["model"], "hall": inv.accel_tags["hall"],
                          "row": inv.accel_tags["row"], "rack": inv.accel_tags["rack"],
                          "device": inv.accel_tags["device"]})
-    got = latest_frame(ctx.store, "accel", ACCEL_FIELDS, known=ctx.known)
+    if rack is not None:
+        base = base[base["rack"] == rack].reset_index(drop=True)
+    got = latest_frame(ctx.store, "accel", ACCEL_FIELDS, where={"rack": rack} if rack else None, known=ctx.known)
     values = pd.DataFrame(np.nan, index=base.index, columns=list(ACCEL_FIELDS))
     if len(got):
         ids = got["device"].astype(str) + ":" + got["accel"].astype(str)
@@ -283,8 +286,8 @@ def rack_view(ctx: Context, rack: str) -> RackView:
                      "inlet_degc": get("server_inlet_temp_degc"), "psu_ok": get("server_psu_ok")})
     servers_df = pd.DataFrame(rows, columns=["device", "kind", "feeds", "up", "power_w", "inlet_degc", "psu_ok"])
 
-    acc = ctx.cache.get("accel", ctx.tick(), lambda: _accel_frame(ctx))
-    accels = acc[acc["rack"] == rack][["accel_id", "device", "vendor", "model", "state", "accel_temp_degc",
+    acc = _accel_frame(ctx, rack)
+    accels = acc[["accel_id", "device", "vendor", "model", "state", "accel_temp_degc",
                                        "accel_power_w", "accel_util_pct"]].reset_index(drop=True)
 
     feeds = dict(comp.attrs.get("feeds", {}))

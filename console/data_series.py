@@ -68,8 +68,17 @@ def search(ctx: Context, text: str, limit: int = 50) -> list[Component]:
 
 
 def data_now_ns(ctx: Context) -> int:
-    """The newest sample time the floor has seen, else the clock."""
-    t = floor_snapshot(ctx).time_ns
+    """The newest site-total sample time in the store (cheap: one row per site), else the clock."""
+    def read() -> int:
+        try:
+            b = ctx.store.latest("site", None, max_age_s=7 * 86400)
+        except StoreError:
+            return 0
+        return int(b.time_ns.max()) if len(b) else 0
+
+    t = ctx.cache.get("data_now", ctx.tick(), read)
+    if t <= 0:
+        t = floor_snapshot(ctx).time_ns
     return t if t > 0 else int(ctx.clock() * NS)
 
 
@@ -134,11 +143,12 @@ def unit_of(field: str) -> str:
 FLEET_FIELDS = ("accel_up", "accel_power_w", "accel_util_pct", "accel_temp_degc")
 
 
-def _token_rate(ctx: Context, end: int, window_s: float = 300.0) -> pd.DataFrame:
-    """Tokens per second per accelerator over the last window, from accel_tokens_total."""
+def _token_rate(ctx: Context, end: int, window_s: float = 120.0, every_s: float = 10.0) -> pd.DataFrame:
+    """Tokens per second per accelerator over the last window, from accel_tokens_total (the
+    counter's rise between its first and last sub-window; NaN with a single sample)."""
     start = end - int(window_s * NS)
     try:
-        b = ctx.store.query_range("accel", ["accel_tokens_total"], start, end, every_s=window_s / 5, agg="max",
+        b = ctx.store.query_range("accel", ["accel_tokens_total"], start, end, every_s=every_s, agg="max",
                                   group_by=["device", "accel", "vendor", "model"])
     except StoreError:  # no accelerator exports tokens
         return pd.DataFrame(columns=["vendor", "model", "tokens_per_s"])
@@ -154,7 +164,11 @@ def _token_rate(ctx: Context, end: int, window_s: float = 300.0) -> pd.DataFrame
 
 
 def fleet_table(ctx: Context) -> pd.DataFrame:
-    """GPUs and NPUs side by side, one row per (vendor, model)."""
+    """GPUs and NPUs side by side, one row per (vendor, model); computed once per refresh tick."""
+    return ctx.cache.get("fleet", ctx.tick(), lambda: _fleet_table(ctx))
+
+
+def _fleet_table(ctx: Context) -> pd.DataFrame:
     inv = ctx.inventory
     got = latest_frame(ctx.store, "accel", FLEET_FIELDS, known=ctx.known)
     base = pd.DataFrame({"vendor": inv.accel_tags["vendor"], "model": inv.accel_tags["model"],
@@ -176,7 +190,8 @@ def fleet_table(ctx: Context) -> pd.DataFrame:
     limit = out["model"].map(THROTTLE_TEMP_DEGC).fillna(out["vendor"].map(THROTTLE_TEMP_DEGC)).astype(float)
     out["headroom_degc"] = limit - out["hottest_degc"]
     rates = _token_rate(ctx, data_now_ns(ctx) + 1)
-    tps = rates.groupby(["vendor", "model"])["tokens_per_s"].sum() if len(rates) else pd.Series(dtype=float)
+    tps = (rates.groupby(["vendor", "model"])["tokens_per_s"].sum(min_count=1) if len(rates)
+           else pd.Series(dtype=float))
     out["tokens_per_s"] = [float(tps.get((v, m), np.nan)) for v, m in zip(out["vendor"], out["model"])]
     out["j_per_token"] = (out["total_w"] / out["tokens_per_s"]).where(out["tokens_per_s"] > 0)
     out["cost_per_h"] = out["total_w"] / 1e3 * ctx.energy_price_per_kwh

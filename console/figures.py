@@ -1,4 +1,8 @@
-"""Pure figure builders: data in, Plotly figure out. No store, no Flask, no Dash callbacks."""
+"""Pure figure builders: data in, Plotly figure (as a plain dict) out. No store, no Flask, no Dash.
+
+Figures are built as dicts rather than plotly.graph_objects: they are rebuilt on every refresh
+of every browser, and graph_objects validation and templates cost more than the data read.
+Tests check them with `plotly.graph_objects.Figure(fig)`."""
 
 from __future__ import annotations
 
@@ -7,8 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+from plotly.colors import get_colorscale
 
 __all__ = ["COLOUR_BY", "ColourBy", "floor_figure", "timeseries_figure", "vendor_bars", "trend_figure",
            "empty_figure"]
@@ -30,9 +33,9 @@ _ALARM_SCALE = [[0.0, "#2e7d32"], [0.125, "#2e7d32"], [0.125, "#fbc02d"], [0.375
 
 # What the operator can colour racks by; the floor page's radio buttons list these keys.
 COLOUR_BY: dict[str, ColourBy] = {
-    "inlet": ColourBy("Inlet temperature", "inlet_degc", "°C", "RdYlBu_r", 18.0, 35.0),
-    "power": ColourBy("Rack power", "power_kw", "kW", "Viridis", 0.0, None),
-    "hottest": ColourBy("Hottest accelerator", "hottest_degc", "°C", "RdYlBu_r", 30.0, 95.0),
+    "inlet": ColourBy("Inlet temperature", "inlet_degc", "°C", get_colorscale("RdYlBu_r"), 18.0, 35.0),
+    "power": ColourBy("Rack power", "power_kw", "kW", get_colorscale("Viridis"), 0.0, None),
+    "hottest": ColourBy("Hottest accelerator", "hottest_degc", "°C", get_colorscale("RdYlBu_r"), 30.0, 95.0),
     "alarm": ColourBy("Alarm state", "alarm_rank", "", _ALARM_SCALE, 0.0, 4.0),
 }
 ALARM_LABELS = ("none", "warning", "minor", "major", "critical")
@@ -44,19 +47,37 @@ def _fmt(v: float, unit: str) -> str:
     return f"{v:.1f} {unit}".strip()
 
 
-def empty_figure(message: str) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font={"size": 14, "color": "#888"})
-    fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, height=200,
-                      margin={"l": 10, "r": 10, "t": 10, "b": 10}, template="plotly_white")
-    return fig
+_BASE = {"paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff", "font": {"family": "system-ui, sans-serif"},
+         "xaxis": {"gridcolor": "#eeeeee"}, "yaxis": {"gridcolor": "#eeeeee", "zerolinecolor": "#dddddd"}}
 
 
-def floor_figure(racks: pd.DataFrame, colour_by: str) -> go.Figure:
+def _layout(**kw) -> dict:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in _BASE.items()}
+    for k, v in kw.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k].update(v)
+        else:
+            out[k] = v
+    return out
+
+
+def empty_figure(message: str) -> dict:
+    return {"data": [], "layout": _layout(
+        annotations=[{"text": message, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
+                      "font": {"size": 14, "color": "#888"}}],
+        xaxis={"visible": False}, yaxis={"visible": False}, height=200,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10})}
+
+
+def _nan_to_none(z: np.ndarray) -> list:
+    return [[None if v != v else float(v) for v in row] for row in z]
+
+
+def floor_figure(racks: pd.DataFrame, colour_by: str) -> dict:
     """One heatmap per hall: rows down, rack positions across, coloured by `colour_by`.
 
-    Each cell's customdata is the rack name, so a click names the rack to open.
+    Each cell's customdata is the rack name, so a click names the rack to open. Built as a
+    plain figure dict (no plotly validation): this runs on every refresh of every browser.
     """
     if colour_by not in COLOUR_BY:
         raise ValueError(f"cannot colour racks by {colour_by!r} (one of {sorted(COLOUR_BY)})")
@@ -69,9 +90,11 @@ def floor_figure(racks: pd.DataFrame, colour_by: str) -> go.Figure:
     if zmax is None:
         finite = values[np.isfinite(values)]
         zmax = float(finite.max()) * 1.1 if len(finite) and finite.max() > 0 else 1.0
-    n_rows = [racks.loc[racks["hall"] == h, "row"].nunique() for h in halls]
-    fig = make_subplots(rows=len(halls), cols=1, subplot_titles=[f"Hall {h}" for h in halls],
-                        row_heights=[max(n, 1) for n in n_rows], vertical_spacing=0.12 if len(halls) > 1 else 0.05)
+    n_rows = [max(racks.loc[racks["hall"] == h, "row"].nunique(), 1) for h in halls]
+    gap = 0.6  # between halls, in row heights
+    total = sum(n_rows) + gap * (len(halls) - 1)
+    traces, layout_axes, titles = [], {}, []
+    top = 1.0
     for i, hall in enumerate(halls, start=1):
         hr = racks[racks["hall"] == hall]
         rows = list(dict.fromkeys(hr["row"]))
@@ -79,58 +102,75 @@ def floor_figure(racks: pd.DataFrame, colour_by: str) -> go.Figure:
         z = np.full((len(rows), width), np.nan)
         names = np.full((len(rows), width), "", dtype=object)
         text = np.full((len(rows), width), "", dtype=object)
-        for rack, r in hr.iterrows():
-            y, x = rows.index(r["row"]), int(r["position"])
-            v = float(r[spec.column])
+        row_idx = {r: k for k, r in enumerate(rows)}
+        for rack, hall_, row, pos, v, power, inlet, hottest, ok, deg, down, nod in zip(
+                hr.index, hr["hall"], hr["row"], hr["position"], hr[spec.column].astype(float), hr["power_kw"],
+                hr["inlet_degc"], hr["hottest_degc"], hr["accel_healthy"], hr["accel_degraded"], hr["accel_down"],
+                hr["accel_no_data"]):
+            y, x = row_idx[row], int(pos)
             z[y, x] = v
             names[y, x] = rack
             shown = ALARM_LABELS[int(v)] if colour_by == "alarm" and v == v else _fmt(v, spec.unit)
-            text[y, x] = (f"<b>{rack}</b><br>{spec.label}: {shown}<br>power {_fmt(r['power_kw'], 'kW')}"
-                          f"<br>inlet {_fmt(r['inlet_degc'], '°C')}<br>hottest accel {_fmt(r['hottest_degc'], '°C')}"
-                          f"<br>accelerators: {int(r['accel_healthy'])} ok, {int(r['accel_degraded'])} degraded,"
-                          f" {int(r['accel_down'])} down, {int(r['accel_no_data'])} no data")
-        fig.add_trace(go.Heatmap(
-            z=z, x=list(range(1, width + 1)), y=rows, customdata=names, text=text, hoverinfo="text",
-            hovertemplate="%{text}<extra></extra>", colorscale=spec.colorscale, zmin=spec.zmin, zmax=zmax,
-            xgap=3, ygap=3, showscale=(i == 1), name=hall,
-            colorbar={"title": {"text": f"{spec.label}" + (f" ({spec.unit})" if spec.unit else "")}, "len": 0.9},
-        ), row=i, col=1)
-        fig.update_yaxes(autorange="reversed", row=i, col=1)
-        fig.update_xaxes(title_text="rack position", dtick=1, row=i, col=1)
-    fig.update_layout(height=160 + 70 * sum(max(n, 1) for n in n_rows), margin={"l": 60, "r": 20, "t": 40, "b": 40},
-                      template="plotly_white", plot_bgcolor="#e0e0e0", clickmode="event")
-    return fig
+            text[y, x] = (f"<b>{rack}</b><br>{spec.label}: {shown}<br>power {_fmt(power, 'kW')}"
+                          f"<br>inlet {_fmt(inlet, '°C')}<br>hottest accel {_fmt(hottest, '°C')}"
+                          f"<br>accelerators: {int(ok)} ok, {int(deg)} degraded, {int(down)} down, {int(nod)} no data")
+        bottom = top - n_rows[i - 1] / total
+        sfx = "" if i == 1 else str(i)
+        traces.append({
+            "type": "heatmap", "z": _nan_to_none(z), "x": list(range(1, width + 1)), "y": rows,
+            "customdata": names.tolist(), "text": text.tolist(), "hovertemplate": "%{text}<extra></extra>",
+            "colorscale": spec.colorscale, "zmin": spec.zmin, "zmax": zmax, "xgap": 3, "ygap": 3,
+            "showscale": i == 1, "name": hall, "xaxis": "x" + sfx, "yaxis": "y" + sfx,
+            "colorbar": {"title": {"text": spec.label + (f" ({spec.unit})" if spec.unit else "")}, "len": 0.9},
+        })
+        layout_axes["xaxis" + sfx] = {"anchor": "y" + sfx, "domain": [0, 1], "dtick": 1,
+                                      "title": {"text": "rack position"} if i == len(halls) else None}
+        layout_axes["yaxis" + sfx] = {"anchor": "x" + sfx, "domain": [max(bottom, 0.0), top], "autorange": "reversed",
+                                      "type": "category"}
+        titles.append({"text": f"Hall {hall}", "x": 0.5, "y": top, "xref": "paper", "yref": "paper",
+                       "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 14}})
+        top = bottom - gap / total
+    layout = {"height": 160 + 70 * sum(n_rows), "margin": {"l": 60, "r": 20, "t": 40, "b": 40},
+              "plot_bgcolor": "#e0e0e0", "paper_bgcolor": "#ffffff", "clickmode": "event",
+              "annotations": titles, "font": {"family": "system-ui, sans-serif"}, **layout_axes}
+    return {"data": traces, "layout": layout}
 
 
-def timeseries_figure(frame: pd.DataFrame, field: str, title: str, unit: str, series: str | None = None) -> go.Figure:
+def _iso(time_ns) -> list[str]:
+    return pd.to_datetime(np.asarray(time_ns, dtype=np.int64), unit="ns", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
+
+
+def timeseries_figure(frame: pd.DataFrame, field: str, title: str, unit: str, series: str | None = None) -> dict:
     """A line per series (`series` column) of `field` over `time_ns`."""
     if frame.empty or field not in frame or frame[field].isna().all():
         return empty_figure(f"{title}: no data in this range")
-    fig = go.Figure()
     groups = frame.groupby(series) if series else [(title, frame)]
+    traces = []
     for name, g in groups:
         g = g.sort_values("time_ns")
-        fig.add_trace(go.Scatter(x=pd.to_datetime(g["time_ns"], unit="ns", utc=True), y=g[field],
-                                 mode="lines", name=str(name)))
-    fig.update_layout(title={"text": title, "font": {"size": 14}}, height=260, template="plotly_white",
-                      margin={"l": 50, "r": 10, "t": 40, "b": 30}, yaxis_title=unit, showlegend=bool(series))
-    return fig
+        traces.append({"type": "scatter", "mode": "lines", "name": str(name), "x": _iso(g["time_ns"]),
+                       "y": [None if v != v else float(v) for v in g[field]]})
+    return {"data": traces, "layout": _layout(
+        title={"text": title, "font": {"size": 14}}, height=260, margin={"l": 50, "r": 10, "t": 40, "b": 30},
+        yaxis={"title": {"text": unit}}, xaxis={"type": "date"}, showlegend=bool(series))}
 
 
-def vendor_bars(table: pd.DataFrame, column: str, title: str, unit: str) -> go.Figure:
+VENDOR_COLOURS = {"nvidia": "#76b900", "rebellions": "#5b3cc4"}
+
+
+def vendor_bars(table: pd.DataFrame, column: str, title: str, unit: str) -> dict:
     """Bars per (vendor, model) row of a fleet table."""
     if table.empty or column not in table or table[column].isna().all():
         return empty_figure(f"{title}: no data")
-    colours = {"nvidia": "#76b900", "rebellions": "#5b3cc4"}
-    fig = go.Figure(go.Bar(
-        x=[f"{v} {m}" for v, m in zip(table["vendor"], table["model"])], y=table[column],
-        marker_color=[colours.get(v, "#607d8b") for v in table["vendor"]],
-        text=[_fmt(v, "") for v in table[column]], textposition="auto"))
-    fig.update_layout(title={"text": title, "font": {"size": 14}}, height=260, template="plotly_white",
-                      margin={"l": 50, "r": 10, "t": 40, "b": 30}, yaxis_title=unit)
-    return fig
+    ys = [None if v != v else float(v) for v in table[column]]
+    return {"data": [{
+        "type": "bar", "x": [f"{v} {m}" for v, m in zip(table["vendor"], table["model"])], "y": ys,
+        "marker": {"color": [VENDOR_COLOURS.get(v, "#607d8b") for v in table["vendor"]]},
+        "text": [_fmt(v, "") for v in table[column]], "textposition": "auto"}],
+        "layout": _layout(title={"text": title, "font": {"size": 14}}, height=260,
+                          margin={"l": 50, "r": 10, "t": 40, "b": 30}, yaxis={"title": {"text": unit}})}
 
 
-def trend_figure(frame: pd.DataFrame, field: str, title: str, unit: str) -> go.Figure:
+def trend_figure(frame: pd.DataFrame, field: str, title: str, unit: str) -> dict:
     """Per-vendor trend lines from a `query_range(..., group_by=["vendor"])` frame."""
     return timeseries_figure(frame, field, title, unit, series="vendor" if "vendor" in frame else None)

@@ -37,17 +37,20 @@ def viewer(app):
 def test_floor_callback_colours_racks(viewer):
     floor = page("floor")
     fig, kpis, vendors, incidents, stamp = floor.update_floor(3, "inlet")
-    heat = fig.data[0]
-    assert heat.type == "heatmap" and list(heat.y) == ["R1", "R2"]
-    assert heat.z[0][0] == 33.0 and heat.z[0][1] == 24.0  # R1-01 is hot
-    assert heat.customdata[1][2] == "R2-03"
+    heat = fig["data"][0]
+    assert heat["type"] == "heatmap" and list(heat["y"]) == ["R1", "R2"]
+    assert heat["z"][0][0] == 33.0 and heat["z"][0][1] == 24.0  # R1-01 is hot
+    assert heat["customdata"][1][2] == "R2-03"
+    import plotly.graph_objects as go
+
+    go.Figure(fig)  # a valid Plotly figure
     assert stamp.startswith("data at ") and incidents == []
     ids = [c.children.children.children[1].id for c in kpis]
     assert "floor-kpi-pue" in ids
     pue = next(c.children.children.children[1].children for c in kpis if c.children.children.children[1].id == "floor-kpi-pue")
     assert pue == "1.30"
     fig, *_ = floor.update_floor(3, "hottest")
-    assert fig.data[0].z[0][1] > 80  # R1-02 has the throttling accelerator
+    assert fig["data"][0]["z"][0][1] > 80  # R1-02 has the throttling accelerator
     with pytest.raises(PreventUpdate):
         floor.update_floor(3, "nonsense")
 
@@ -145,3 +148,29 @@ def test_floor_figure_rejects_unknown_colouring():
     with pytest.raises(ValueError, match="cannot colour racks by 'x'"):
         floor_figure(pd.DataFrame(), "x")
     assert set(COLOUR_BY) == {"inlet", "power", "hottest", "alarm"}
+
+
+def test_figures_are_valid_plotly(viewer):
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from console import data_series
+    from console.figures import empty_figure, timeseries_figure, trend_figure, vendor_bars
+
+    ctx = viewer.server.config["DCOPS_CONSOLE"]
+    table = data_series.fleet_table(ctx)
+    _, frame = data_series.device_series(ctx, "R1-01", "1h")
+    for fig in (vendor_bars(table, "power_w", "Power", "W"), timeseries_figure(frame, "rack_power_w", "p", "W"),
+                trend_figure(data_series.fleet_trends(ctx, "1h"), "accel_power_w", "t", "W"), empty_figure("x"),
+                timeseries_figure(pd.DataFrame(), "x", "x", "")):
+        go.Figure(fig)
+    bars = vendor_bars(table, "power_w", "Power", "W")
+    assert bars["data"][0]["marker"]["color"][0] == "#76b900"
+    line = timeseries_figure(frame, "rack_inlet_temp_degc", "inlet", "degC")
+    assert line["data"][0]["y"] == [33.0] * len(frame)
+
+
+def test_colour_scales_are_explicit_for_plotly_js():
+    # plotly.js does not know plotly.py's named scales such as "RdYlBu_r": send the stops.
+    for key, spec in COLOUR_BY.items():
+        assert isinstance(spec.colorscale, list) and spec.colorscale[0][0] == 0.0, key

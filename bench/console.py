@@ -1,0 +1,196 @@
+"""Console benchmark: server time of the Floor (and Rack, Fleet) callbacks and the browser's
+time to first render, with N simulated accelerators (default 10,000) in a DuckDB store.
+
+Server time is measured through the real Dash endpoint (`POST /_dash-update-component`, login
+guard included) with the per-tick cache defeated (every call is a new tick), so each call reads
+the store. Baseline in the same run: the bare `store.latest("accel")` read of every
+accelerator, the one read the floor cannot avoid. Browser: headless Chromium (Debian chromium +
+chromium-driver), signed in, from navigation to the floor heatmap drawn; baseline: the
+static login page loaded in the same browser.
+
+    python bench/console.py [--accelerators 10000] [--calls 30] [--no-browser]
+
+Targets: callbacks < 300 ms median and p95, first render < 2 s. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import peak_rss_mb, report  # noqa: E402
+
+PASSWORD = "bench-password-1"
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def build(n_accel: int, steps: int):
+    import sqlalchemy as sa
+
+    from console.app import create_app
+    from console.auth import Auth
+    from console.users import UserStore
+    from dcops.sim import Simulator
+    from dcops.sim.sitegen import synthetic_site
+    from dcops.store.duckdb_store import DuckDBStore
+
+    sim = Simulator(synthetic_site(n_accel), seed=1)
+    store = DuckDBStore(":memory:")
+    for _ in range(steps):
+        sim.step()
+        store.write(sim.batches())
+    users = UserStore(sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool,
+                                       connect_args={"check_same_thread": False}))
+    users.create_user("bench", PASSWORD, "viewer")
+    tick = [0.0]
+    app = create_app(store, sim.inventory, auth=Auth(users), refresh_s=1.0, clock=lambda: tick[0])
+    return sim, store, app, tick
+
+
+def floor_payload(colour_by: str = "inlet") -> dict:
+    outs = [("floor-map", "figure"), ("floor-kpis", "children"), ("floor-vendor-table", "children"),
+            ("floor-incidents", "children"), ("floor-updated", "children")]
+    return {"output": ".." + "...".join(f"{i}.{p}" for i, p in outs) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in outs],
+            "inputs": [{"id": "shell-tick", "property": "n_intervals", "value": 1},
+                       {"id": "floor-colour-by", "property": "value", "value": colour_by}],
+            "changedPropIds": ["shell-tick.n_intervals"], "state": []}
+
+
+def rack_payload(rack: str) -> dict:
+    return {"output": "rack-body.children", "outputs": {"id": "rack-body", "property": "children"},
+            "inputs": [{"id": "shell-tick", "property": "n_intervals", "value": 1}],
+            "changedPropIds": ["shell-tick.n_intervals"], "state": [{"id": "rack-name", "property": "data",
+                                                                       "value": rack}]}
+
+
+def fleet_payload() -> dict:
+    outs = [("fleet-table-box", "children"), ("fleet-bars", "children"), ("fleet-trends", "children")]
+    return {"output": ".." + "...".join(f"{i}.{p}" for i, p in outs) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in outs],
+            "inputs": [{"id": "shell-tick", "property": "n_intervals", "value": 1},
+                       {"id": "fleet-range", "property": "value", "value": "1h"}],
+            "changedPropIds": ["shell-tick.n_intervals"], "state": []}
+
+
+def time_callbacks(app, tick, payload: dict, calls: int) -> list[float]:
+    base = "http://127.0.0.1:8050"
+    client = app.server.test_client()
+    r = client.post("/login", data={"username": "bench", "password": PASSWORD}, headers={"Origin": base},
+                    base_url=base)
+    assert r.status_code == 302, r.status_code
+    body = json.dumps(payload)
+    out = []
+    for _ in range(calls + 1):
+        tick[0] += 1.0  # a new refresh tick: nothing cached
+        t0 = time.perf_counter()
+        r = client.post("/_dash-update-component", data=body, content_type="application/json",
+                        headers={"Origin": base}, base_url=base)
+        out.append((time.perf_counter() - t0) * 1e3)
+        assert r.status_code == 200, (r.status_code, r.data[:300])
+    return out[1:]  # the first call warms imports
+
+
+def time_browser(app, tick, runs: int = 3) -> dict:
+    from selenium.webdriver.common.by import By
+
+    from console.app import serve
+    from tests.integration.test_console_browser import make_driver, wait_for
+
+    srv = serve(app, "127.0.0.1", 0)
+    threading.Thread(target=srv.run, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.effective_port}"
+    drv = make_driver()
+    try:
+        t0 = time.perf_counter()
+        drv.get(url + "/login")
+        wait_for(drv, "#login-user")
+        login_s = time.perf_counter() - t0
+        drv.find_element(By.ID, "login-user").send_keys("bench")
+        drv.find_element(By.ID, "login-password").send_keys(PASSWORD)
+        t0 = time.perf_counter()
+        drv.find_element(By.ID, "login-submit").click()
+        wait_for(drv, "#floor-map .hm image", timeout=60)
+        cold = time.perf_counter() - t0
+        warm = []
+        for _ in range(runs):
+            tick[0] += 1.0
+            t0 = time.perf_counter()
+            drv.get(url + "/")
+            wait_for(drv, "#floor-map .hm image", timeout=60)
+            warm.append(time.perf_counter() - t0)
+        base = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            drv.get(url + "/login")
+            wait_for(drv, "#login-user")
+            base.append(time.perf_counter() - t0)
+        return {"first_render_cold_s": round(cold, 3), "first_render_s": round(statistics.median(warm), 3),
+                "login_page_s": round(statistics.median(base), 3), "first_login_page_s": round(login_s, 3)}
+    finally:
+        drv.quit()
+        srv.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--accelerators", type=int, default=10_000)
+    ap.add_argument("--steps", type=int, default=6, help="simulator polls stored before timing")
+    ap.add_argument("--calls", type=int, default=30)
+    ap.add_argument("--no-browser", action="store_true")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    sim, store, app, tick = build(args.accelerators, args.steps)
+    print(f"built {sim.inventory.n_accel} accelerators, {len(sim.inventory.racks)} racks, "
+          f"{args.steps} polls in {time.perf_counter() - t0:.1f}s", flush=True)
+
+    base = []
+    for _ in range(args.calls):
+        t1 = time.perf_counter()
+        store.latest("accel")
+        base.append((time.perf_counter() - t1) * 1e3)
+    floor = time_callbacks(app, tick, floor_payload(), args.calls)
+    rack = time_callbacks(app, tick, rack_payload(sim.inventory.racks[0].name), args.calls)
+    fleet = time_callbacks(app, tick, fleet_payload(), max(5, args.calls // 3))
+    result = {
+        "benchmark": "console",
+        "accelerators": int(sim.inventory.n_accel),
+        "racks": len(sim.inventory.racks),
+        "floor_callback_ms_median": round(statistics.median(floor), 1),
+        "floor_callback_ms_p95": round(pct(floor, 0.95), 1),
+        "rack_callback_ms_median": round(statistics.median(rack), 1),
+        "rack_callback_ms_p95": round(pct(rack, 0.95), 1),
+        "fleet_callback_ms_median": round(statistics.median(fleet), 1),
+        "fleet_callback_ms_p95": round(pct(fleet, 0.95), 1),
+        "alarm_callback_ms_median": None,  # no Alarms page until the alerts repository API is wired
+        "baseline_store_latest_accel_ms_median": round(statistics.median(base), 1),
+        "floor_vs_baseline_ratio": round(statistics.median(floor) / statistics.median(base), 2),
+        "target_server_ms": 300,
+        "target_render_s": 2.0,
+    }
+    print(f"floor callback median {result['floor_callback_ms_median']} ms, p95 {result['floor_callback_ms_p95']} ms; "
+          f"store.latest(accel) alone {result['baseline_store_latest_accel_ms_median']} ms", flush=True)
+    if not args.no_browser:
+        result.update(time_browser(app, tick))
+    result["server_target_met"] = max(result["floor_callback_ms_p95"], result["rack_callback_ms_p95"]) < 300
+    if "first_render_s" in result:
+        result["render_target_met"] = result["first_render_s"] < 2.0
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    report(result)
+
+
+if __name__ == "__main__":
+    main()
