@@ -24,8 +24,8 @@ def group_median_mad(X: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.n
     """Per-row group median and MAD of each column, and the group sizes (NaN ignored)."""
     frame = pd.DataFrame(X)
     g = frame.groupby(codes, sort=False)
-    med = g.transform("median").to_numpy()
-    mad = pd.DataFrame(np.abs(X - med)).groupby(codes, sort=False).transform("median").to_numpy() * 1.4826
+    med = np.array(g.transform("median").to_numpy(), dtype=np.float64)
+    mad = np.array(pd.DataFrame(np.abs(X - med)).groupby(codes, sort=False).transform("median").to_numpy(), dtype=np.float64) * 1.4826
     size = pd.Series(codes).map(pd.Series(codes).value_counts()).to_numpy()
     return med, mad, size
 

@@ -1,0 +1,225 @@
+"""Fleet scoring: every component, every interval, every detector, vectorised. Pure (no I/O).
+
+`FleetScorer.score(batches)` takes one interval's batches and returns `Finding`s:
+
+- univariate: each stream's metrics against their own online robust baseline, and stuck
+  sensors (a normally noisy value repeated exactly);
+- peer_group: accelerators against same-model peers in their rack (or row) right now;
+- thermal_residual: die temperature against what power and inlet explain (smoothed, so only
+  persistent excess counts);
+- isolation_forest: window features per accelerator model;
+- counter_trend: error-counter increments against their normal rate.
+
+A detector's abnormality z becomes a score with `z_to_score` (0.5 at its alarm level); a
+finding is emitted when the score reaches `ScorerParams.min_score`, naming the features that
+drove it with observed and expected values. Trained models (IsolationForest, thermal, peer
+floors, counter rates) come from a `ModelBundle`; without one, the detectors that need no
+training still run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics.detectors import CounterTrendDetector, PeerGroupDetector, StreamState, z_to_score
+from analytics.features import ACCEL_COUNTERS, ACCEL_MODEL_FEATURES, STREAMS, WINDOW_FEATURE_NAMES
+from analytics.models import ModelBundle
+from analytics.tracker import FeatureTracker, THERMAL_INPUTS, peer_groups
+from dcops.catalogue import metric
+from dcops.findings import Contribution, Finding
+from dcops.topology import Inventory
+
+__all__ = ["ScorerParams", "FleetScorer", "MIN_SCALE_BY_UNIT"]
+
+# Smallest spread a baseline may have, per unit: below it, noise-free signals would alarm on
+# rounding. Relative floors (share of the level) apply on top for power.
+MIN_SCALE_BY_UNIT = {"degC": 0.4, "W": 5.0, "state": 0.05, "count": 0.05, "V": 2.0, "%": 1.5, "Pa": 3.0,
+                     "MHz": 15.0, "l/min": 5.0, "%RH": 1.5}
+REL_SCALE_BY_UNIT = {"W": 0.02}
+# Not clocks: an idle accelerator drops to its idle clock, which is a state, not a fault.
+PEER_FEATURES = ("accel_temp_degc", "accel_mem_temp_degc", "accel_fan_pct")
+
+
+@dataclass(frozen=True)
+class ScorerParams:
+    min_score: float = 0.5  # findings at or above this score are emitted
+    univariate_z: float = 8.0
+    alpha: float = 0.02  # baseline learning rate per interval (about 8 minutes at 10 s)
+    clip: float = 3.0
+    warmup: int = 20  # intervals before univariate findings
+    stuck_after: int = 1  # exact repeats of a noisy probe before it is called stuck
+    stuck_change_rate: float = 0.9  # only series that change this often can be "stuck"
+    peer_z: float = 8.0
+    thermal_z: float = 6.0
+    thermal_smoothing: float = 0.5
+    isolation_z: float = 14.0
+    counter_z: float = 5.0
+    window: int = 30
+
+
+class _Bank:
+    """Univariate state of one stream (components x metrics)."""
+
+    def __init__(self, stream, n: int, params: ScorerParams) -> None:
+        units = [metric(m).unit for m in stream.metrics]
+        self.stream = stream
+        self.abs_floor = np.array([MIN_SCALE_BY_UNIT.get(u, 1e-3) for u in units])
+        self.rel_floor = np.array([REL_SCALE_BY_UNIT.get(u, 0.0) for u in units])
+        self.state = StreamState.empty((n, len(stream.metrics)), self.abs_floor)
+        self.sensor = np.array([m in stream.sensors for m in stream.metrics])
+        self.params = params
+
+    def step(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(z per value, stuck mask, expected per value), then learn X."""
+        p, st = self.params, self.state
+        floor = np.maximum(self.abs_floor, self.rel_floor * np.abs(st.loc))
+        st.scale = np.maximum(st.scale, floor)
+        expected = st.loc.copy()
+        z = np.nan_to_num(st.z(X), nan=0.0)
+        z[st.n < p.warmup] = 0.0
+        stuck = (self.sensor & ~np.isnan(X) & (X == st.last) & (st.stuck + 1 >= p.stuck_after)
+                 & (st.change_rate >= p.stuck_change_rate) & (st.n >= p.warmup))
+        st.update(X, p.alpha, p.clip, floor, p.warmup)
+        return z, stuck, expected
+
+
+class FleetScorer:
+    def __init__(self, inventory: Inventory, models: ModelBundle | None = None,
+                 params: ScorerParams = ScorerParams()) -> None:
+        self.inventory = inventory
+        self.params = params
+        self.models = models
+        self.tracker = FeatureTracker(inventory, params.window)
+        self.banks = {s.measurement: _Bank(s, len(self.tracker.ids[s.measurement]), params) for s in STREAMS}
+        self.stream_peers = {s.measurement: self._stream_peer(s) for s in STREAMS if s.peer_metrics}
+        self.groups = peer_groups(inventory)
+        self.accel_models = np.asarray(inventory.accel_tags["model"], dtype=object)
+        self.peer = models.peer if models and models.peer else PeerGroupDetector().fit(np.zeros((4, len(PEER_FEATURES))))
+        self.counters = models.counters if models and models.counters else CounterTrendDetector().fit(
+            np.zeros((2, len(ACCEL_COUNTERS))))
+        self._thermal_z = np.zeros(len(inventory.accel_ids))
+        self._peer_cols = [ACCEL_MODEL_FEATURES.index(f) for f in PEER_FEATURES]
+        self.intervals = 0
+
+    def _stream_peer(self, s):
+        """Peer detector for a non-accelerator stream: same kind (and `peer_attr`) at the same moment."""
+        floors = np.array([MIN_SCALE_BY_UNIT.get(metric(m).unit, 1e-3) for m in s.peer_metrics])
+        det = PeerGroupDetector(min_group=3, min_scale=floors).fit(np.zeros((3, len(floors))))
+        groups = np.array([str(self.inventory.get(c).attrs.get(s.peer_attr, "")) for c in self.tracker.ids[s.measurement]],
+                          dtype=object)
+        return det, [s.metrics.index(m) for m in s.peer_metrics], groups
+
+    def set_models(self, models: ModelBundle) -> None:
+        """Swap in freshly trained models between intervals (online state is kept)."""
+        self.models = models
+        if models.peer:
+            self.peer = models.peer
+        if models.counters:
+            self.counters = models.counters
+
+    # ----- scoring --------------------------------------------------------------------------
+    def score(self, batches) -> list[Finding]:
+        f = self.tracker.observe(batches)
+        self.intervals += 1
+        out: list[Finding] = []
+        for s in STREAMS:
+            z, stuck, expected = self.banks[s.measurement].step(f.streams[s.measurement])
+            ids = self.tracker.ids[s.measurement]
+            out += self._emit(f.time_ns, ids, "univariate", z, s.metrics, f.streams[s.measurement], expected,
+                              self.params.univariate_z)
+            out += self._emit_stuck(f.time_ns, ids, stuck, s.metrics, f.streams[s.measurement])
+            if s.measurement in self.stream_peers:
+                det, cols, groups = self.stream_peers[s.measurement]
+                X = f.streams[s.measurement][:, cols]
+                pz, pmed = det.deviations(X, groups)
+                out += self._emit(f.time_ns, ids, "peer_group", pz, s.peer_metrics, X, pmed, self.params.peer_z)
+        ids = self.tracker.ids["accel"]
+        X = f.accel[:, self._peer_cols]
+        pz, pmed = self.peer.deviations(X, self.groups)
+        out += self._emit(f.time_ns, ids, "peer_group", pz, PEER_FEATURES, X, pmed, self.params.peer_z)
+        cz = self.counters.feature_z(f.counter_delta)
+        out += self._emit(f.time_ns, ids, "counter_trend", cz, ACCEL_COUNTERS, f.counter_delta,
+                          np.broadcast_to(self.counters.rate_, cz.shape), self.params.counter_z)
+        if self.models is not None:
+            out += self._score_models(f, ids)
+        return out
+
+    def _score_models(self, f, ids) -> list[Finding]:
+        out = []
+        n = len(ids)
+        thermal_z, expected_t = np.zeros(n), np.full(n, np.nan)
+        if_z = np.zeros((n, len(WINDOW_FEATURE_NAMES)))
+        if_exp = np.full(if_z.shape, np.nan)
+        for model, rows in self._rows_by_model():
+            tm = self.models.thermal.get(model)
+            if tm is not None:
+                T = f.thermal[rows]
+                ok = ~np.isnan(T).any(axis=1)
+                if ok.any():
+                    thermal_z[rows[ok]] = np.maximum(tm.residual_z(T[ok]), 0.0)
+                    expected_t[rows[ok]] = tm.expected(T[ok])
+            forest = self.models.isolation.get(model)
+            cols = self.models.isolation_columns.get(model)
+            if forest is not None and self.intervals >= self.params.window:
+                W = f.window[rows][:, cols]
+                ok = ~np.isnan(W).any(axis=1)
+                if ok.any():
+                    total = np.maximum(-forest.score_samples(W[ok]), 0.0)
+                    dev = forest.feature_deviation(W[ok])
+                    share = dev / np.maximum(dev.sum(axis=1, keepdims=True), 1e-9)
+                    sub = np.zeros((ok.sum(), len(WINDOW_FEATURE_NAMES)))
+                    sub[:, cols] = share * total[:, None]
+                    if_z[rows[ok]] = sub
+                    exp = np.full(sub.shape, np.nan)
+                    exp[:, cols] = forest.center_
+                    if_exp[rows[ok]] = exp
+        a = self.params.thermal_smoothing
+        self._thermal_z = (1 - a) * self._thermal_z + a * thermal_z
+        temp = f.thermal[:, -1:]
+        out += self._emit(f.time_ns, ids, "thermal_residual", self._thermal_z[:, None], ("accel_temp_degc",), temp,
+                          expected_t[:, None], self.params.thermal_z)
+        out += self._emit(f.time_ns, ids, "isolation_forest", if_z, WINDOW_FEATURE_NAMES, f.window, if_exp,
+                          self.params.isolation_z, total=if_z.sum(axis=1))
+        return out
+
+    def _rows_by_model(self):
+        if not hasattr(self, "_model_rows"):
+            self._model_rows = [(m, np.flatnonzero(self.accel_models == m)) for m in np.unique(self.accel_models)]
+        return self._model_rows
+
+    # ----- findings -------------------------------------------------------------------------
+    def _emit(self, t_ns, ids, detector, z, names, observed, expected, z_alarm, total=None) -> list[Finding]:
+        zmax = z.max(axis=1) if total is None else total
+        score = z_to_score(zmax, z_alarm)
+        hits = np.flatnonzero(score >= self.params.min_score)
+        out = []
+        for i in hits:
+            order = np.argsort(-z[i])[:3]
+            contribs = tuple(Contribution(names[j], _f(observed[i, j]), _f(expected[i, j]), round(float(z[i, j]), 2))
+                             for j in order if z[i, j] > 0)
+            top = contribs[0] if contribs else None
+            why = (f"{top.feature} {top.observed:.4g}, expected {top.expected:.4g} ({top.weight:.1f} spreads)"
+                   if top else "abnormal")
+            out.append(self._finding(t_ns, ids[i], detector, float(score[i]), why, contribs))
+        return out
+
+    def _emit_stuck(self, t_ns, ids, stuck, names, observed) -> list[Finding]:
+        out = []
+        for i, j in zip(*np.nonzero(stuck)):
+            c = Contribution(names[j], _f(observed[i, j]), _f(observed[i, j]), 0.0)
+            out.append(self._finding(t_ns, ids[i], "univariate", 0.9,
+                                     f"{names[j]} stuck at {observed[i, j]:.4g}: a noisy sensor repeating itself",
+                                     (c,), {"kind": "stuck_sensor", "metric": names[j]}))
+        return out
+
+    def _finding(self, t_ns, name, detector, score, why, contribs, attrs=None) -> Finding:
+        comp = self.inventory.components.get(name)
+        target = comp.tags(self.inventory.site) if comp is not None else {"site": self.inventory.site}
+        return Finding(int(t_ns), str(name), target, detector, round(score, 4), why, contribs, attrs or {})
+
+
+def _f(x) -> float:
+    x = float(x)
+    return x if np.isfinite(x) else float("nan")
