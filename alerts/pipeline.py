@@ -256,7 +256,7 @@ class AlertPipeline:
             w.timeline.append((inc.id, entry(now_ns, TK.ROOT_CAUSE, f"root cause {head.managed_object}: "
                                              f"{head.specific_problem}; explains {n_sym} alarm(s)", alarm_id=head.id)))
         self._notify(inc, IncidentAction.TRIGGER, now_ns, w)
-        return inc
+        return self.incidents[inc.id]
 
     def _leave(self, m: Alarm, into: Incident, now_ns: int, w: CycleWrite) -> None:
         old = self.incidents.get(m.incident_id)
@@ -266,7 +266,8 @@ class AlertPipeline:
             self._resolve(old, now_ns, w, f"merged into incident {into.id}")
 
     def _refresh(self, inc: Incident, root: Alarm | None, members: list[Alarm], now_ns: int, w: CycleWrite) -> None:
-        if inc.id not in self.incidents:
+        inc = self.incidents.get(inc.id)
+        if inc is None:
             return
         live = [m for m in members if m.active]
         head = root if root is not None and root.root_cause else None
@@ -345,7 +346,7 @@ class AlertPipeline:
         for r in receivers:
             msg = build_message(inc, action, self.inv.site, root, members, r)
             n = make_notification(inc, r, self.notifier_of.get(r, "?"), action, msg, now_ns, suppressed=bool(sup),
-                                  reason=", ".join(sup))
+                                  reason=", ".join(sup), suffix=f"suppressed@{now_ns}" if sup else "")
             w.notifications.append(n)
             self.stats["notifications"] += 1
             if action is IncidentAction.TRIGGER and not sup:

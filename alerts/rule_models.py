@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dcops.alarm_types import EventType, PerceivedSeverity, ProbableCause
 from dcops.catalogue import EVENT_KINDS, METRICS
@@ -63,14 +63,17 @@ class ThresholdRule(RuleBase):
 
     _metric = field_validator("metric")(_check_metric)
 
-    @model_validator(mode="after")
-    def _hysteresis(self) -> "ThresholdRule":
-        if self.clear is not None:
-            if self.op in (">", ">=") and self.clear > self.value:
-                raise ValueError(f"clear {self.clear} must be <= value {self.value} for a '{self.op}' rule (hysteresis)")
-            if self.op in ("<", "<=") and self.clear < self.value:
-                raise ValueError(f"clear {self.clear} must be >= value {self.value} for a '{self.op}' rule (hysteresis)")
-        return self
+    @field_validator("clear")
+    @classmethod
+    def _hysteresis(cls, v: float | None, info: ValidationInfo) -> float | None:
+        op, value = info.data.get("op"), info.data.get("value")
+        if v is None or op is None or value is None:
+            return v
+        if op in (">", ">=") and v > value:
+            raise ValueError(f"clear {v} must be <= value {value} for a '{op}' rule (hysteresis)")
+        if op in ("<", "<=") and v < value:
+            raise ValueError(f"clear {v} must be >= value {value} for a '{op}' rule (hysteresis)")
+        return v
 
     @property
     def measurement(self) -> str:
@@ -148,11 +151,12 @@ class AnomalyRule(RuleBase):
     clear_after_s: float = Field(900.0, gt=0)
     component_kinds: tuple[str, ...] = ()
 
-    @model_validator(mode="after")
-    def _clear_below(self) -> "AnomalyRule":
-        if self.clear_score is not None and self.clear_score > self.min_score:
-            raise ValueError(f"clear_score {self.clear_score} must be <= min_score {self.min_score}")
-        return self
+    @field_validator("clear_score")
+    @classmethod
+    def _clear_below(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is not None and info.data.get("min_score") is not None and v > info.data["min_score"]:
+            raise ValueError(f"clear_score {v} must be <= min_score {info.data['min_score']}")
+        return v
 
 
 Rule = Annotated[Union[ThresholdRule, RateRule, AbsenceRule, EventRule, AnomalyRule], Field(discriminator="type")]

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+
+from alerts.config import AlertingConfig, alerting_from_text
+from alerts.db import open_engine
+from alerts.persistence import AlerterStore
+from alerts.pipeline import AlertPipeline
+from alerts.repository import Repository
+from alerts.rules import default_rules
+from tests.alerts.helpers import GROUND_TRUTH
+
+
+class SimRun:
+    """The simulator feeding an AlertPipeline directly (no bus), one reconcile per step."""
+
+    def __init__(self, sim, db_url: str, cfg: AlertingConfig | None = None) -> None:
+        self.sim = sim
+        self.store = AlerterStore(open_engine(db_url))
+        self.pipeline = AlertPipeline(sim.inventory, default_rules(), cfg or AlertingConfig(), self.store)
+        self.pipeline.load(sim.now_ns)
+        self.repo = Repository(self.store.engine, sim.inventory, clock=lambda: self.sim.now_ns / 1e9)
+        self.cursor = 0
+
+    def steps(self, n: int) -> None:
+        for _ in range(n):
+            self.sim.step()
+            for b in self.sim.batches():
+                self.pipeline.feed_batch(b)
+            events, self.cursor = self.sim.events_since(self.cursor)
+            self.pipeline.feed_events([e for e in events if e.kind not in GROUND_TRUTH])
+            self.store.write(self.pipeline.reconcile(self.sim.now_ns))
+
+
+@pytest.fixture
+def sim_run(small_site, tmp_path):
+    from dcops.sim import Simulator
+
+    def make(seed: int = 0, cfg_text: str | None = None) -> SimRun:
+        cfg = alerting_from_text(cfg_text) if cfg_text else None
+        return SimRun(Simulator(small_site, seed=seed), f"sqlite:///{tmp_path}/alerts-{seed}.sqlite", cfg)
+    return make

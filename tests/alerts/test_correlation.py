@@ -1,0 +1,74 @@
+"""Correlation table, redundancy assessment and inhibition, on hand-made alarms."""
+
+from __future__ import annotations
+
+from alerts.correlation import Correlator, InhibitRule, assess_redundancy, inhibited
+from alerts.matchers import parse_matchers
+from dcops.alarm_types import Alarm, EventType, PerceivedSeverity as S, ProbableCause as PC
+
+NS = 1_000_000_000
+
+
+def A(aid, comp, cause, t=0, sev=S.MAJOR, **labels):
+    return Alarm(aid, comp, comp, EventType.EQUIPMENT, cause, sev, "p", t * NS, t * NS, labels={"component": comp, **labels})
+
+
+def test_cooling_root_explains_downstream_heat_but_not_elsewhere(small_inventory):
+    c = Correlator(small_inventory, lookback_s=300)
+    alarms = [
+        A("crac", "CRAC-1", PC.HEATING_VENT_COOLING, 0, unit_lost="true"),
+        A("rack", "R1-02", PC.TEMPERATURE_UNACCEPTABLE, 100),
+        A("gpu", "R1-02-S01:1", PC.PERFORMANCE_DEGRADED, 120),
+        A("far", "R2-01-S01:1", PC.PERFORMANCE_DEGRADED, 120),       # zone Z2: not explained
+        A("old", "R1-01-S01:0", PC.TEMPERATURE_UNACCEPTABLE, -1000),  # long before the root
+        A("xid", "R1-01-S02:0", PC.SOFTWARE_ERROR, 50),               # not an effect of cooling
+    ]
+    parents = c.parents(alarms)
+    assert parents == {"rack": "crac", "gpu": "crac"}
+    roots = Correlator.roots(parents)
+    assert roots == {"rack": "crac", "gpu": "crac"}
+
+
+def test_chains_follow_to_the_top_and_cycles_are_cut():
+    assert Correlator.roots({"a": "b", "b": "c"}) == {"a": "c", "b": "c"}
+    r = Correlator.roots({"a": "b", "b": "a"})
+    assert set(r) == {"a", "b"}
+
+
+def test_power_root_explains_host_failures_only_where_no_feed_is_left(small_inventory):
+    c = Correlator(small_inventory)
+    pdu_b2 = A("b2", "PDU-B2", PC.POWER_SUPPLY_FAILURE, 0, unit_lost="true")
+    gpu = A("gpu", "R2-01-S01:0", PC.EQUIPMENT_MALFUNCTION, 10)
+    psu = A("psu", "R2-01-S01", PC.POWER_SUPPLY_FAILURE, 10)
+    assert c.parents([pdu_b2, gpu, psu]) == {"psu": "b2"}        # feed A still up: the GPU is unrelated
+    pdu_a1 = A("a1", "PDU-A1", PC.POWER_SUPPLY_FAILURE, 0, unit_lost="true")
+    srv = A("srv", "R1-03-S01", PC.UNDERLYING_RESOURCE_UNAVAILABLE, 10)
+    assert c.parents([pdu_a1, srv]) == {"srv": "a1"}              # single-fed rack went dark
+
+
+def test_redundancy_aware_severity(small_inventory):
+    crac1 = A("c1", "CRAC-1", PC.HEATING_VENT_COOLING, sev=S.CRITICAL, unit_lost="true")
+    crac2 = A("c2", "CRAC-2", PC.HEATING_VENT_COOLING, sev=S.CRITICAL, unit_lost="true")
+    sev, note = assess_redundancy(crac1, {"CRAC-1": [crac1]}, small_inventory)
+    assert sev is S.MAJOR and "N+1" in note
+    sev, note = assess_redundancy(crac1, {"CRAC-1": [crac1], "CRAC-2": [crac2]}, small_inventory)
+    assert sev is S.CRITICAL and "capacity lost" in note
+    b1 = A("b1", "PDU-B1", PC.POWER_SUPPLY_FAILURE, sev=S.CRITICAL, unit_lost="true")
+    assert assess_redundancy(b1, {"PDU-B1": [b1]}, small_inventory)[0] is S.MAJOR
+    a1 = A("a1", "PDU-A1", PC.POWER_SUPPLY_FAILURE, sev=S.CRITICAL, unit_lost="true")
+    sev, note = assess_redundancy(a1, {"PDU-A1": [a1]}, small_inventory)
+    assert sev is S.CRITICAL and "R1-03" in note
+    hot = A("t", "R1-01", PC.TEMPERATURE_UNACCEPTABLE)
+    assert assess_redundancy(hot, {}, small_inventory) is None
+
+
+def test_inhibition_like_alertmanager():
+    rule = InhibitRule(parse_matchers(['probable_cause="underlyingResourceUnavailable"']),
+                       parse_matchers(['kind="accel"']), ("device",))
+    down = A("down", "S1", PC.UNDERLYING_RESOURCE_UNAVAILABLE, device="S1", kind="server",
+             probable_cause="underlyingResourceUnavailable")
+    g1 = A("g1", "S1:0", PC.EQUIPMENT_MALFUNCTION, device="S1", kind="accel")
+    g2 = A("g2", "S2:0", PC.EQUIPMENT_MALFUNCTION, device="S2", kind="accel")
+    assert inhibited([down, g1, g2], [rule]) == {"g1": "down"}
+    cleared = down.evolve(cleared_ns=5)
+    assert inhibited([cleared, g1, g2], [rule]) == {}
