@@ -256,7 +256,8 @@ _WEIGHTS = {"cause": 3.0, "kind": 2.0, "device": 1.5, "row": 1.0, "hall": 0.5, "
 
 def similar_incidents(target: IncidentFacts, history: Sequence[IncidentFacts],
                       signatures: Mapping[str, Mapping[str, float]] | None = None, k: int = 5) -> list[Similar]:
-    """The `k` past incidents nearest to `target` (excluding itself), nearest first."""
+    """The `k` past incidents nearest to `target` (excluding itself), nearest first (ties: most
+    recent first)."""
     from sklearn.neighbors import NearestNeighbors
 
     pool = [f for f in history if f.id != target.id]
@@ -288,5 +289,5 @@ def similar_incidents(target: IncidentFacts, history: Sequence[IncidentFacts],
         shared = tuple(n for n, same in (("same cause", f.cause == target.cause), ("same device", f.component == target.component),
                                          ("same kind", f.kind == target.kind), ("same row", bool(f.row) and f.row == target.row))
                        if same)
-        out.append(Similar(f.id, float(d), shared))
-    return out
+        out.append((round(float(d), 9), -f.opened_ns, Similar(f.id, float(d), shared)))
+    return [x[2] for x in sorted(out, key=lambda x: x[:2])]  # equally near: the most recent first

@@ -65,6 +65,7 @@ class AlertPipeline:
         self._dirty: set[str] = set()
         self._action_seq = 0
         self._triggered: dict[str, set[str]] = defaultdict(set)  # incident -> receivers sent a trigger
+        self._settled: dict[str, Incident] = {}                  # resolved/closed incidents still referenced
         self.data_now_ns = 0
         self.stats = defaultdict(int)
 
@@ -192,6 +193,8 @@ class AlertPipeline:
             root = alarms.get(gid)
             live = [m for m in members if m.active]
             inc = self._incident_for(root, members, now_ns, w)
+            if inc is False:
+                continue
             if inc is None:
                 if not live or SEVERITY_RANK[worst(live)] < min_rank:
                     continue
@@ -211,26 +214,36 @@ class AlertPipeline:
             self._refresh(inc, root, [alarms[m.id] for m in members], now_ns, w)
         return joined
 
-    def _incident_for(self, root: Alarm | None, members: list[Alarm], now_ns: int, w: CycleWrite) -> Incident | None:
+    def _incident_for(self, root: Alarm | None, members: list[Alarm], now_ns: int, w: CycleWrite) -> Incident | None | bool:
+        """The group's incident; False when it belongs to an incident an operator resolved or
+        closed while its alarms were still active (it stays there, no new incident opens)."""
         ids = [m.incident_id for m in ([root] if root else []) + members if m.incident_id]
         for iid in ids:
             inc = self.incidents.get(iid)
             if inc is not None:
                 return inc
-        for iid in ids:  # resolved (or closed) meanwhile: reopen a resolved one if something is active again
-            inc = self.store.incident(iid) if self.store is not None else None
-            if inc is None or inc.state is IncidentState.CLOSED or not any(m.active for m in members):
+        raised_again = {ch.alarm.id for ch in self._changes if ch.kind is TK.ALARM_RAISED}
+        for iid in ids:  # resolved (or closed) meanwhile
+            inc = self._settled.get(iid)
+            if inc is None and self.store is not None:
+                inc = self.store.incident(iid)
+                if inc is not None:
+                    self._settled[iid] = inc
+            if inc is None:
                 continue
-            if inc.state is IncidentState.RESOLVED:
+            if inc.state is IncidentState.RESOLVED and any(m.active and m.id in raised_again for m in members):
                 epoch = int(inc.labels.get("epoch", "0")) + 1
                 inc = _evolve(inc, state=IncidentState.OPEN, resolved_ns=None, updated_ns=now_ns,
                               labels={**inc.labels, "epoch": str(epoch), "notified": ""})
                 self.incidents[inc.id] = inc
+                self._settled.pop(inc.id, None)
                 w.reopened[inc.id] = now_ns
                 w.incidents[inc.id] = inc
-                w.timeline.append((inc.id, entry(now_ns, TK.STATE, "reopened: an alarm is active again", state="open")))
+                w.timeline.append((inc.id, entry(now_ns, TK.STATE, "reopened: an alarm was raised again", state="open")))
                 self._notify(inc, IncidentAction.TRIGGER, now_ns, w)
-                return inc
+                return self.incidents[inc.id]
+            if not any(m.id in raised_again for m in members):
+                return False
         return None
 
     def _open(self, root: Alarm | None, members: list[Alarm], now_ns: int, w: CycleWrite) -> Incident:
@@ -296,6 +309,7 @@ class AlertPipeline:
 
     def _resolve(self, inc: Incident, now_ns: int, w: CycleWrite, why: str) -> None:
         self.incidents.pop(inc.id, None)
+        self._settled[inc.id] = _evolve(inc, state=IncidentState.RESOLVED, resolved_ns=now_ns)
         w.resolved[inc.id] = now_ns
         w.timeline.append((inc.id, entry(now_ns, TK.STATE, f"resolved: {why}", state="resolved")))
         if inc.labels.get("notified") != "suppressed":
@@ -411,8 +425,10 @@ class AlertPipeline:
         inc = _evolve(inc, state=state)
         if state in (IncidentState.OPEN, *_ACK_STATES):
             self.incidents[iid] = inc
+            self._settled.pop(iid, None)
         else:
             self.incidents.pop(iid, None)
+            self._settled[iid] = inc
         notified = inc.labels.get("notified") == "sent"
         if state is IncidentState.ACKNOWLEDGED and prev is IncidentState.OPEN:
             if notified:
