@@ -300,22 +300,22 @@ class KafkaBusConsumer:
         self._pending: dict = {}
         self._commit_timeout_ms = int(commit_timeout_s * 1000)
         self.redelivered_commits = 0
-        self._next: dict = {}  # partition -> offset after the last message handed to the caller
 
     def lag(self) -> dict[tuple[str, int], int]:
         """{(topic, partition): messages not yet handed to the caller} for the partitions held now.
 
-        From the broker's high-water mark in the latest fetch (no extra request); partitions this
-        consumer has not fetched from yet are left out.
+        The broker's high-water mark from the latest fetch minus this consumer's position (the
+        next offset it hands out); call it from the polling thread. Partitions not fetched from
+        yet are left out.
         """
         out = {}
         n = len(self._prefix)
         for tp in self._c.assignment():
             try:
                 hw = self._c.highwater(tp)
-            except KafkaError:  # revoked between assignment() and highwater()
+                pos = self._c.position(tp, timeout_ms=200) if hw is not None else None
+            except KafkaError:  # revoked meanwhile, or the broker is away: no figure this time
                 continue
-            pos = self._next.get(tp)
             if hw is not None and pos is not None:
                 out[(tp.topic[n:], tp.partition)] = max(0, hw - pos)
         return out
@@ -329,7 +329,7 @@ class KafkaBusConsumer:
                 key = m.key.decode(errors="replace") if m.key is not None else ""
                 out.append(Message(m.topic[n:], key, m.value, m.offset, m.partition))
             if msgs:
-                self._pending[tp] = self._next[tp] = msgs[-1].offset + 1
+                self._pending[tp] = msgs[-1].offset + 1
         return out
 
     def commit(self) -> None:
