@@ -76,7 +76,7 @@ class Alerter:
         self._client = http_client or httpx.Client(timeout=10.0)
         self._own_client = http_client is None
         self._lock = threading.RLock()
-        self.escalator = Escalator(self.engine, self.cfg, self._on_escalation, name=f"alerter-{id(self)}") if escalation else None
+        self.escalator = Escalator(self.engine, self.cfg, self._on_escalation, name=f"alerter:{group}") if escalation else None
         self.pipeline = AlertPipeline(
             inventory, default_rules() if rules is None else rules, self.cfg, self.store,
             on_trigger=self._schedule_escalation if escalation else None,
