@@ -19,7 +19,7 @@ import flask
 from dash import dcc, html
 
 from console.auth import Auth, current_user
-from console.data import CONFIG_KEY, Context
+from console.data import CONFIG_KEY, Context, current
 
 __all__ = ["create_app", "serve", "run_role", "PAGES_DIR"]
 
@@ -28,13 +28,15 @@ PAGES_DIR = Path(__file__).resolve().parent / "pages"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 
 
-def _nav(user) -> list:
-    """Links to the pages this user may open, in page order."""
+def _nav(user, has_alarms: bool) -> list:
+    """Links to the pages this user may open, in page order (alarm pages only with alarms)."""
     links = []
     for page in sorted(dash.page_registry.values(), key=lambda p: p.get("order") or 0):
         if not page.get("nav", True):
             continue
         if user is None or not user.can(page.get("min_role", "viewer")):
+            continue
+        if page.get("needs_alarms") and not has_alarms:
             continue
         links.append(dbc.NavItem(dbc.NavLink(page["name"], href=page["relative_path"], active="exact",
                                              id=f"shell-nav-{page['module'].rsplit('.', 1)[-1]}")))
@@ -50,7 +52,8 @@ def _shell_layout(refresh_s: float) -> Callable[[], html.Div]:
                            action="/logout", method="POST", className="d-inline")
         bar = dbc.Navbar(dbc.Container([
             dbc.NavbarBrand("dcops NOC", href="/"),
-            dbc.Nav(_nav(user), navbar=True, className="me-auto"),
+            dbc.Nav(_nav(user, flask.has_request_context() and current().alarms is not None), navbar=True,
+                    className="me-auto"),
             html.Div([*who, logout], className="d-flex align-items-center"),
         ], fluid=True), color="dark", dark=True, className="mb-3")
         return html.Div([
@@ -62,10 +65,12 @@ def _shell_layout(refresh_s: float) -> Callable[[], html.Div]:
     return layout
 
 
-def create_app(store, inventory, *, alarms=None, auth: Auth, refresh_s: float = 5.0,
+def create_app(store, inventory, *, alarms=None, runbooks=None, auth: Auth, refresh_s: float = 5.0,
                energy_price_per_kwh: float | None = None, clock: Callable[[], float] = time.time,
                title: str = "dcops NOC") -> dash.Dash:
-    """Build the console over a Store, an Inventory and (optionally) the alerts repository API.
+    """Build the console over a Store, an Inventory and (optionally) the alerts stage's
+    `Repository` (`alarms`: Alarms, Incidents, History pages, floor alarm colouring) and
+    `RunbookEngine` (`runbooks`: runbook panel on an incident).
 
     `auth` is required: every page and callback is behind its login guard.
     """
@@ -73,7 +78,8 @@ def create_app(store, inventory, *, alarms=None, auth: Auth, refresh_s: float = 
         raise ValueError("create_app needs an Auth: the console never runs without login")
     price = energy_price_per_kwh if energy_price_per_kwh is not None else inventory.config.energy_price_per_kwh
     server = flask.Flask("console")
-    server.config[CONFIG_KEY] = Context(store, inventory, alarms, float(refresh_s), float(price), clock)
+    server.config[CONFIG_KEY] = Context(store, inventory, alarms, float(refresh_s), float(price), clock,
+                                        runbooks=runbooks)
     auth.install(server)
     app = dash.Dash(
         "console", server=server, use_pages=True, pages_folder=str(PAGES_DIR), title=title, update_title=None,

@@ -88,11 +88,12 @@ class Context:
 
     store: Any  # dcops.store.Store
     inventory: Inventory
-    alarms: Any = None  # the alerts repository API, when the alerts stage is present
+    alarms: Any = None  # alerts.repository.Repository, when the alerts stage is present
     refresh_s: float = 5.0
     energy_price_per_kwh: float = 0.12
     clock: Callable[[], float] = time.time
     cache: _TickCache = field(default_factory=_TickCache, compare=False)
+    runbooks: Any = None  # alerts.runbooks.engine.RunbookEngine, when runbooks are configured
     known: _KnownFields = field(default=None, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -188,19 +189,6 @@ def _accel_frame(ctx: Context, rack: str | None = None) -> pd.DataFrame:
     return out
 
 
-def _alarm_rank_by_rack(ctx: Context) -> dict[str, int]:
-    """Highest open alarm severity per rack as a rank (0 none .. 4 critical), when alarms exist."""
-    if ctx.alarms is None or not hasattr(ctx.alarms, "open_alarms"):
-        return {}
-    rank = {"warning": 1, "minor": 2, "major": 3, "critical": 4}
-    out: dict[str, int] = {}
-    for a in ctx.alarms.open_alarms():
-        rack = getattr(a, "rack", None) or dict(getattr(a, "target", {}) or {}).get("rack", "")
-        if rack:
-            out[rack] = max(out.get(rack, 0), rank.get(str(getattr(a, "severity", "")), 0))
-    return out
-
-
 def _compute_floor(ctx: Context) -> FloorSnapshot:
     inv = ctx.inventory
     racks = pd.DataFrame(
@@ -226,8 +214,13 @@ def _compute_floor(ctx: Context) -> FloorSnapshot:
     for s in ACCEL_STATES:
         racks["accel_" + s.replace(" ", "_")] = counts[s].astype(int)
     racks["accel_total"] = counts.sum(axis=1).astype(int)
-    alarm_rank = _alarm_rank_by_rack(ctx)
-    racks["alarm_rank"] = [alarm_rank.get(r, 0) for r in racks.index] if ctx.alarms is not None else np.nan
+    if ctx.alarms is not None:
+        from console.data_alarms import rack_alarm_rank
+
+        alarm_rank = rack_alarm_rank(ctx)
+        racks["alarm_rank"] = [alarm_rank.get(r, 0) for r in racks.index]
+    else:
+        racks["alarm_rank"] = np.nan
 
     by_vendor = pd.crosstab(acc["vendor"], acc["state"]).reindex(columns=list(ACCEL_STATES), fill_value=0)
 
@@ -239,8 +232,10 @@ def _compute_floor(ctx: Context) -> FloorSnapshot:
     fac_kw = float(np.nansum(fac)) / 1e3 if not np.isnan(fac).all() else float("nan")
     pue = fac_kw / it_kw if it_kw > 0 and fac_kw == fac_kw else None
     incidents = None
-    if ctx.alarms is not None and hasattr(ctx.alarms, "open_incidents_by_severity"):
-        incidents = dict(ctx.alarms.open_incidents_by_severity())
+    if ctx.alarms is not None:
+        from console.data_alarms import open_incident_counts
+
+        incidents = open_incident_counts(ctx)
     return FloorSnapshot(t_ns, racks, by_vendor, it_kw, fac_kw, pue, incidents)
 
 

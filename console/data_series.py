@@ -18,7 +18,7 @@ from dcops.store.base import StoreError
 from dcops.topology import Component
 
 __all__ = ["DEVICE_CHARTS", "RANGES", "ChartSpec", "search", "data_now_ns", "device_series", "device_events",
-           "fleet_table", "fleet_trends", "THROTTLE_TEMP_DEGC"]
+           "fleet_table", "fleet_trends", "THROTTLE_TEMP_DEGC", "series_between"]
 
 NS = 1_000_000_000
 POINTS = 300
@@ -89,23 +89,28 @@ def _where(comp: Component, spec: ChartSpec, site: str) -> dict[str, str]:
 
 def device_series(ctx: Context, name: str, range_key: str) -> tuple[ChartSpec, pd.DataFrame]:
     """The component's metrics over the range, downsampled by the store (KeyError names what)."""
+    if range_key not in RANGES:
+        raise KeyError(f"unknown range {range_key!r} (one of {list(RANGES)})")
+    end = data_now_ns(ctx) + 1
+    return series_between(ctx, name, end - RANGES[range_key] * NS, end)
+
+
+def series_between(ctx: Context, name: str, start_ns: int, end_ns: int) -> tuple[ChartSpec, pd.DataFrame]:
+    """The component's charted metrics in [start_ns, end_ns), about POINTS windows per series."""
     comp = ctx.inventory.get(name)
     if comp.kind not in DEVICE_CHARTS:
         raise KeyError(f"{name!r} is a {comp.kind}; no metrics are charted for that kind")
-    if range_key not in RANGES:
-        raise KeyError(f"unknown range {range_key!r} (one of {list(RANGES)})")
     spec = DEVICE_CHARTS[comp.kind]
-    end = data_now_ns(ctx) + 1
-    start = end - RANGES[range_key] * NS
-    every = max(RANGES[range_key] / POINTS, 1.0)
+    span_s = max((end_ns - start_ns) / NS, 1.0)
+    every = max(span_s / POINTS, 1.0)
     where = _where(comp, spec, ctx.inventory.site)
     try:
-        batch = ctx.store.query_range(spec.measurement, list(spec.fields), start, end, every_s=every, agg="mean",
+        batch = ctx.store.query_range(spec.measurement, list(spec.fields), start_ns, end_ns, every_s=every, agg="mean",
                                       where=where, group_by=list(spec.id_tags))
     except StoreError:  # a field this store never saw (not every source sends every metric)
-        have = set(ctx.store.latest(spec.measurement, None, where=where, max_age_s=RANGES[range_key]).fields)
+        have = set(ctx.store.latest(spec.measurement, None, where=where, max_age_s=span_s).fields)
         fields = [f for f in spec.fields if f in have]
-        batch = ctx.store.query_range(spec.measurement, fields, start, end, every_s=every, agg="mean",
+        batch = ctx.store.query_range(spec.measurement, fields, start_ns, end_ns, every_s=every, agg="mean",
                                       where=where, group_by=list(spec.id_tags)) if fields else None
     frame = batch.to_frame() if batch is not None else pd.DataFrame(columns=["time_ns"])
     for f in spec.fields:

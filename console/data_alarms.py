@@ -1,0 +1,131 @@
+"""Alarms and incidents for the console, read and changed only through the alerts stage's
+`Repository` API (`alerts.repository.Repository`, passed to `create_app(alarms=...)`).
+
+Reads are cached per refresh tick (the floor and the alarm list share one read); operator
+actions go straight to the repository with the signed-in user's name, so its audit trail and
+incident timeline record who did what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from console.data import Context
+
+__all__ = ["ALARM_RANK", "AlarmFilter", "alarm_table", "rack_alarm_rank", "open_incident_counts",
+           "incident_table", "silence_matchers", "OPEN_STATES", "listed_alarms"]
+
+# Floor colouring rank of a perceived severity (0 = no alarm).
+ALARM_RANK = {"indeterminate": 1, "warning": 1, "minor": 2, "major": 3, "critical": 4}
+SEVERITIES = ("critical", "major", "minor", "warning", "indeterminate")
+OPEN_STATES = ("open", "acknowledged", "mitigating")
+
+
+def _v(x) -> str:
+    return getattr(x, "value", x) if x is not None else ""
+
+
+def listed_alarms(ctx: Context) -> list:
+    """Every listed alarm (active or cleared-unacknowledged), once per refresh tick."""
+    if ctx.alarms is None:
+        return []
+    return ctx.cache.get("alarms", ctx.tick(), lambda: ctx.alarms.list_alarms(limit=100_000))
+
+
+def rack_alarm_rank(ctx: Context) -> dict[str, int]:
+    """Worst active alarm per rack: alarms on the rack or anything in it, and alarms on what the
+    rack depends on (its PDUs, UPSes, cooling units), so an upstream failure shows where it hits."""
+    inv = ctx.inventory
+    out: dict[str, int] = {}
+    racks = {r.name for r in inv.racks}
+    for a in listed_alarms(ctx):
+        if not a.active:
+            continue
+        rank = ALARM_RANK.get(_v(a.severity), 0)
+        hit = set()
+        rack = a.labels.get("rack", "")
+        if rack:
+            hit.add(rack)
+        elif a.component in inv.components:
+            hit = inv.downstream(a.component) & racks
+        for r in hit:
+            out[r] = max(out.get(r, 0), rank)
+    return out
+
+
+def open_incident_counts(ctx: Context) -> dict[str, int]:
+    """Open (not resolved or closed) incidents by severity."""
+    if ctx.alarms is None:
+        return {}
+    incidents = ctx.cache.get("open_incidents", ctx.tick(), lambda: ctx.alarms.list_incidents(states=OPEN_STATES))
+    counts = {s: 0 for s in SEVERITIES}
+    for i in incidents:
+        counts[_v(i.severity)] = counts.get(_v(i.severity), 0) + 1
+    return counts
+
+
+@dataclass(frozen=True)
+class AlarmFilter:
+    min_severity: str | None = None
+    area: str | None = None  # hall or row name
+    cause: str | None = None
+    text: str | None = None
+    fold: bool = True  # symptoms folded under their root cause
+
+
+def _ts(ns) -> str:
+    return pd.Timestamp(int(ns), unit="ns", tz="UTC").strftime("%Y-%m-%d %H:%M:%S") if ns else ""
+
+
+def alarm_table(ctx: Context, f: AlarmFilter) -> list[dict]:
+    """Rows for the alarm grid, most severe and newest first; with `fold`, symptoms are left
+    out and counted on their root cause's row."""
+    alarms = listed_alarms(ctx)
+    inv = ctx.inventory
+    if f.min_severity:
+        floor = ALARM_RANK.get(f.min_severity, 0)
+        alarms = [a for a in alarms if ALARM_RANK.get(_v(a.severity), 0) >= floor]
+    if f.area:
+        alarms = [a for a in alarms if f.area in (a.labels.get("hall"), a.labels.get("row"))
+                  or (a.component in inv.components and f.area in (inv.components[a.component].hall,
+                                                                   inv.components[a.component].row))]
+    if f.cause:
+        alarms = [a for a in alarms if _v(a.probable_cause) == f.cause]
+    if f.text:
+        t = f.text.lower()
+        alarms = [a for a in alarms if t in a.specific_problem.lower() or t in a.managed_object.lower()
+                  or t in a.component.lower()]
+    if f.fold:
+        alarms = [a for a in alarms if not a.root_alarm_id]
+    rows = []
+    for a in alarms:
+        rows.append({
+            "id": a.id, "severity": _v(a.severity), "rank": ALARM_RANK.get(_v(a.severity), 0),
+            "state": _v(a.list_state), "component": a.component, "object": a.managed_object,
+            "problem": a.specific_problem, "cause": _v(a.probable_cause), "raised": _ts(a.raised_ns),
+            "acknowledged_by": a.acknowledged_by or "", "incident": a.incident_id or "",
+            "role": "root cause" if a.root_cause else ("symptom" if a.root_alarm_id else ""),
+            "symptoms": len(a.correlated), "suppressed": ", ".join(a.suppressed_by),
+            "expected": "maintenance" if a.expected else "", "count": a.count,
+        })
+    return rows
+
+
+def causes(ctx: Context) -> list[str]:
+    return sorted({_v(a.probable_cause) for a in listed_alarms(ctx)})
+
+
+def silence_matchers(alarm) -> list[str]:
+    """Matchers that silence exactly this alarm (its component and probable cause)."""
+    return [f'component="{alarm.component}"', f'probable_cause="{_v(alarm.probable_cause)}"']
+
+
+def incident_table(ctx: Context, open_only: bool) -> list[dict]:
+    if ctx.alarms is None:
+        return []
+    incidents = ctx.alarms.list_incidents(states=OPEN_STATES if open_only else None)
+    return [{"id": i.id, "title": i.title, "state": _v(i.state), "severity": _v(i.severity),
+             "opened": _ts(i.opened_ns), "root": i.root_component or "", "alarms": len(i.alarm_ids),
+             "acknowledged_by": i.acknowledged_by or "", "opened_by": i.opened_by} for i in incidents]

@@ -1,0 +1,141 @@
+"""Alarms: the live NOC list (AG Grid), filtered by severity, area and cause, symptoms folded
+under their root cause; operators acknowledge and silence selected alarms."""
+
+from __future__ import annotations
+
+import dash
+import dash_ag_grid as dag
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, callback, html
+from dash.exceptions import PreventUpdate
+
+from console import data, data_alarms
+from console.auth import current_user, require_role
+
+dash.register_page(__name__, path="/alarms", name="Alarms", title="dcops - Alarms", order=10, min_role="viewer",
+                   needs_alarms=True)
+
+NS = 1_000_000_000
+SILENCE_FOR = {"30 min": 1800, "1 hour": 3600, "4 hours": 4 * 3600, "24 hours": 86400}
+SEVERITY_STYLE = {
+    "styleConditions": [
+        {"condition": "params.value == 'critical'", "style": {"backgroundColor": "#b71c1c", "color": "white"}},
+        {"condition": "params.value == 'major'", "style": {"backgroundColor": "#e64a19", "color": "white"}},
+        {"condition": "params.value == 'minor'", "style": {"backgroundColor": "#f57c00", "color": "white"}},
+        {"condition": "params.value == 'warning'", "style": {"backgroundColor": "#fbc02d"}},
+    ]
+}
+COLUMNS = [
+    {"field": "severity", "cellStyle": SEVERITY_STYLE, "width": 110},
+    {"field": "state", "width": 190},
+    {"field": "component", "width": 150},
+    {"field": "problem", "flex": 2, "minWidth": 240},
+    {"field": "cause", "width": 200},
+    {"field": "role", "headerName": "correlation", "width": 120},
+    {"field": "symptoms", "width": 100},
+    {"field": "raised", "width": 170, "sort": "desc"},
+    {"field": "acknowledged_by", "headerName": "ack by", "width": 110},
+    {"field": "expected", "width": 120},
+    {"field": "suppressed", "width": 140},
+    {"field": "incident", "width": 150},
+]
+
+
+def layout(**_query):
+    ctx = data.current()
+    if ctx.alarms is None:
+        return dbc.Alert("No alarm service is connected to this console.", color="secondary", id="alarms-none")
+    user = current_user()
+    can_act = user is not None and user.can("operator")
+    inv = ctx.inventory
+    areas = [{"label": f"hall {h.name}", "value": h.name} for h in inv.of_kind("hall")]
+    areas += [{"label": f"row {r.name}", "value": r.name} for r in inv.rows]
+    return html.Div([
+        dbc.Row([
+            dbc.Col(dbc.Select(id="alarms-severity", value="", options=[{"label": "all severities", "value": ""}] + [
+                {"label": f"{s} and worse", "value": s} for s in ("critical", "major", "minor", "warning")]), md=2),
+            dbc.Col(dbc.Select(id="alarms-area", value="", options=[{"label": "whole site", "value": ""}] + areas), md=2),
+            dbc.Col(dbc.Select(id="alarms-cause", value="", options=[{"label": "all causes", "value": ""}]), md=2),
+            dbc.Col(dbc.Input(id="alarms-text", placeholder="search problem or object", debounce=True), md=3),
+            dbc.Col(dbc.Checkbox(id="alarms-fold", value=True, label="fold symptoms under root cause"), md=3),
+        ], className="g-2 mb-2"),
+        dag.AgGrid(id="alarms-grid", columnDefs=COLUMNS, rowData=[], getRowId="params.data.id",
+                   defaultColDef={"sortable": True, "resizable": True, "filter": True},
+                   dashGridOptions={"rowSelection": {"mode": "multiRow"}, "animateRows": False},
+                   style={"height": "55vh"}),
+        dbc.Row([
+            dbc.Col(dbc.Button("Acknowledge selected", id="alarms-ack", color="primary", disabled=not can_act), md="auto"),
+            dbc.Col(dbc.Select(id="alarms-silence-for", value="1 hour",
+                               options=[{"label": k, "value": k} for k in SILENCE_FOR]), md=2),
+            dbc.Col(dbc.Input(id="alarms-silence-reason", placeholder="silence reason (required)"), md=3),
+            dbc.Col(dbc.Button("Silence selected", id="alarms-silence", color="secondary", disabled=not can_act),
+                    md="auto"),
+        ], className="g-2 mt-2"),
+        html.Div(id="alarms-result", className="mt-2"),
+        html.Div("Viewers see the list; acknowledging and silencing need the operator role." if not can_act else "",
+                 className="text-muted small", id="alarms-role-note"),
+    ])
+
+
+def refresh_alarms(_n_intervals, severity, area, cause, text, fold, _result):
+    """The grid rows and the cause options for the current filters."""
+    ctx = data.current()
+    if ctx.alarms is None:
+        raise PreventUpdate
+    f = data_alarms.AlarmFilter(severity or None, area or None, cause or None, text or None, bool(fold))
+    causes = [{"label": "all causes", "value": ""}] + [{"label": c, "value": c} for c in data_alarms.causes(ctx)]
+    return data_alarms.alarm_table(ctx, f), causes
+
+
+def acknowledge(n_clicks, selected):
+    """Acknowledge the selected alarms as the signed-in operator."""
+    if not n_clicks:
+        raise PreventUpdate
+    user = require_role("operator")
+    if not selected:
+        return dbc.Alert("Select alarms first.", color="warning", id="alarms-error")
+    repo = data.current().alarms
+    done = []
+    for row in selected:
+        try:
+            done.append(repo.acknowledge_alarm(str(row["id"]), user=user.name))
+        except (KeyError, ValueError) as e:
+            return dbc.Alert(str(e.args[0]), color="warning", id="alarms-error")
+    return dbc.Alert(f"{user.name} acknowledged {len(done)} alarm(s).", color="success", id="alarms-ok")
+
+
+def silence(n_clicks, selected, duration, reason):
+    """Silence the selected alarms (their component and probable cause) for the chosen time."""
+    if not n_clicks:
+        raise PreventUpdate
+    user = require_role("operator")
+    if not selected:
+        return dbc.Alert("Select alarms first.", color="warning", id="alarms-error")
+    if not (reason or "").strip():
+        return dbc.Alert("A silence needs a reason.", color="warning", id="alarms-error")
+    if duration not in SILENCE_FOR:
+        return dbc.Alert(f"Unknown duration {duration!r}.", color="warning", id="alarms-error")
+    ctx = data.current()
+    repo = ctx.alarms
+    now = int(ctx.clock() * NS)
+    made = 0
+    for row in selected:
+        try:
+            alarm = repo.get_alarm(str(row["id"]))
+            repo.create_silence(data_alarms.silence_matchers(alarm), now, now + SILENCE_FOR[duration] * NS,
+                                author=user.name, reason=reason.strip())
+            made += 1
+        except (KeyError, ValueError) as e:
+            return dbc.Alert(str(e.args[0]), color="warning", id="alarms-error")
+    return dbc.Alert(f"{user.name} silenced {made} alarm(s) for {duration}.", color="success", id="alarms-ok")
+
+
+callback(Output("alarms-grid", "rowData"), Output("alarms-cause", "options"),
+         Input("shell-tick", "n_intervals"), Input("alarms-severity", "value"), Input("alarms-area", "value"),
+         Input("alarms-cause", "value"), Input("alarms-text", "value"), Input("alarms-fold", "value"),
+         Input("alarms-result", "children"))(refresh_alarms)
+callback(Output("alarms-result", "children", allow_duplicate=True), Input("alarms-ack", "n_clicks"),
+         State("alarms-grid", "selectedRows"), prevent_initial_call=True)(acknowledge)
+callback(Output("alarms-result", "children", allow_duplicate=True), Input("alarms-silence", "n_clicks"),
+         State("alarms-grid", "selectedRows"), State("alarms-silence-for", "value"),
+         State("alarms-silence-reason", "value"), prevent_initial_call=True)(silence)

@@ -1,0 +1,179 @@
+"""Alarms, Incidents and the runbook panel over the alerts stage's Repository and RunbookEngine,
+with alarms raised by the real alert pipeline from the simulator (CRAC failure, XID 79)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+from werkzeug.exceptions import Forbidden
+
+from console import data, data_alarms
+from tests.console.support import HOST, PASSWORDS, login
+
+BASE = f"http://{HOST}"
+
+
+def page(name):
+    return importlib.import_module(f"console.pages.{name}")
+
+
+class signed_in:
+    def __init__(self, app, name):
+        self.app, self.name = app, name
+
+    def __enter__(self):
+        import flask
+
+        self.rc = self.app.server.test_request_context("/", base_url=BASE)
+        self.rc.push()
+        flask.g.dcops_user = self.app.server.config["DCOPS_AUTH"].users.verify(self.name, PASSWORDS[self.name])
+        return data.current()
+
+    def __exit__(self, *exc):
+        self.rc.pop()
+
+
+def crac_incident(repo):
+    return next(i for i in repo.list_incidents() if i.root_component == "CRAC-1")
+
+
+def test_floor_colours_by_alarm_and_counts_incidents(alarm_app):
+    with signed_in(alarm_app, "viewer") as ctx:
+        snap = data.floor_snapshot(ctx)
+        rank = snap.racks["alarm_rank"]
+        assert rank["R2-01"] == 4  # XID 79 on one of its GPUs: critical
+        assert rank["R1-01"] >= 3 and rank["R1-02"] >= 3  # CRAC-1 cools row R1: its racks show the alarm
+        assert snap.incidents_by_severity["critical"] >= 1 and snap.incidents_by_severity["major"] >= 1
+        layout = page("floor").layout()
+        radio = layout.children[3].children[0].children[0].children[1]
+        assert "alarm" in [o["value"] for o in radio.options]
+        fig, *_ = page("floor").update_floor(1, "alarm")
+        assert fig["data"][0]["z"][1][0] == 4
+
+
+def test_alarm_list_filters_and_folds_symptoms(alarm_app):
+    with signed_in(alarm_app, "viewer") as ctx:
+        rows, causes = page("alarms").refresh_alarms(1, "", "", "", "", True, None)
+        comps = {r["component"] for r in rows}
+        assert {"CRAC-1", "R2-01-S01:2"} <= comps
+        assert all(r["role"] != "symptom" for r in rows)
+        all_rows, _ = page("alarms").refresh_alarms(1, "", "", "", "", False, None)
+        assert len(all_rows) >= len(rows)
+        crit, _ = page("alarms").refresh_alarms(1, "critical", "", "", "", True, None)
+        assert {r["severity"] for r in crit} == {"critical"}
+        r2, _ = page("alarms").refresh_alarms(1, "", "R2", "", "", True, None)
+        assert "R2-01-S01:2" in {r["component"] for r in r2} and "CRAC-1" not in {r["component"] for r in r2}
+        assert "equipmentMalfunction" in [c["value"] for c in causes]
+        only, _ = page("alarms").refresh_alarms(1, "", "", "equipmentMalfunction", "", True, None)
+        assert {r["cause"] for r in only} == {"equipmentMalfunction"}
+        txt, _ = page("alarms").refresh_alarms(1, "", "", "", "does not answer", True, None)
+        assert [r["component"] for r in txt] == ["R2-01-S01:2"]
+        assert data_alarms.silence_matchers(ctx.alarms.get_alarm(txt[0]["id"])) == [
+            'component="R2-01-S01:2"', 'probable_cause="equipmentMalfunction"']
+
+
+def test_operator_acknowledges_and_silences_viewer_refused(alarm_app):
+    alarms = page("alarms")
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    xid = next(a for a in repo.list_alarms() if a.component == "R2-01-S01:2")
+    with signed_in(alarm_app, "viewer"):
+        with pytest.raises(Forbidden):
+            alarms.acknowledge(1, [{"id": xid.id}])
+        with pytest.raises(Forbidden):
+            alarms.silence(1, [{"id": xid.id}], "1 hour", "maintenance")
+        assert alarms.layout().children[2].children[0].children.disabled is True
+    assert repo.get_alarm(xid.id).acknowledged_by is None
+    with signed_in(alarm_app, "operator"):
+        assert alarms.acknowledge(1, []).id == "alarms-error"
+        ok = alarms.acknowledge(1, [{"id": xid.id}])
+        assert ok.id == "alarms-ok"
+        assert alarms.silence(1, [{"id": xid.id}], "1 hour", "  ").id == "alarms-error"
+        assert alarms.silence(1, [{"id": xid.id}], "1 hour", "GPU swap planned").id == "alarms-ok"
+    assert repo.get_alarm(xid.id).acknowledged_by == "operator"
+    sil = repo.list_silences()
+    assert len(sil) == 1 and sil[0].author == "operator" and sil[0].reason == "GPU swap planned"
+    assert {a["action"] for a in repo.operator_actions()} >= {"ack_alarm", "silence"}
+
+
+def test_viewer_direct_post_to_acknowledge_is_refused(alarm_app):
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    xid = next(a for a in repo.list_alarms() if a.component == "R2-01-S01:2")
+    payload = {"output": "alarms-result.children@" + "x", "outputs": {"id": "alarms-result", "property": "children",
+                                                                    "allow_duplicate": True},
+               "inputs": [{"id": "alarms-ack", "property": "n_clicks", "value": 1}],
+               "changedPropIds": ["alarms-ack.n_clicks"],
+               "state": [{"id": "alarms-grid", "property": "selectedRows", "value": [{"id": xid.id}]}]}
+    # the browser names duplicate-allowed outputs with a hash suffix; take it from the dependencies
+    viewer = login(alarm_app, "viewer")
+    deps = json.loads(viewer.get("/_dash-dependencies", base_url=BASE).data)
+    payload["output"] = next(d["output"] for d in deps if d["inputs"][0]["id"] == "alarms-ack")
+    r = viewer.post("/_dash-update-component", data=json.dumps(payload), content_type="application/json",
+                    headers={"Origin": BASE}, base_url=BASE)
+    assert r.status_code == 403
+    assert repo.get_alarm(xid.id).acknowledged_by is None
+    op = login(alarm_app, "operator")
+    r = op.post("/_dash-update-component", data=json.dumps(payload), content_type="application/json",
+                headers={"Origin": BASE}, base_url=BASE)
+    assert r.status_code == 200, r.data[:300]
+    assert repo.get_alarm(xid.id).acknowledged_by == "operator"
+
+
+def test_incident_list_and_detail(alarm_app):
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    inc = crac_incident(repo)
+    with signed_in(alarm_app, "viewer"):
+        table = page("incidents").incidents_list(1, True)
+        assert inc.id in str(table) and "CRAC-1" in str(table)
+        header, alarms, charts, timeline, notifications = page("incident").render_incident(1, inc.id, None)
+        assert header.children[0].children == inc.title
+        assert "root cause" in str(alarms) and "CRAC-1" in str(alarms)
+        assert len(charts) == 3  # cooling unit metrics around the incident
+        assert "alarm_raised" in str(timeline)
+        missing = page("incident").render_incident(1, "nope", None)[0]
+        assert missing.id == "incident-missing"
+
+
+def test_incident_state_notes_and_roles(alarm_app):
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    inc = crac_incident(repo)
+    incident = page("incident")
+    with signed_in(alarm_app, "viewer"):
+        with pytest.raises(Forbidden):
+            incident.set_state(1, inc.id, "acknowledged", "")
+        with pytest.raises(Forbidden):
+            incident.add_note(1, inc.id, "hello")
+    with signed_in(alarm_app, "operator"):
+        assert incident.set_state(1, inc.id, "acknowledged", "on it").id == "incident-ok"
+        assert incident.add_note(1, inc.id, "<b>handover</b>: HVAC called").id == "incident-ok"
+        assert incident.add_note(1, inc.id, "  ").id == "incident-error"
+        _, _, _, timeline, _ = incident.render_incident(1, inc.id, None)
+        assert "<b>handover</b>: HVAC called" in str(timeline)  # kept as text, rendered escaped by React
+        assert incident.set_state(1, inc.id, "resolved", "unit back").id == "incident-ok"
+        bad = incident.set_state(1, inc.id, "mitigating", "")
+        assert bad.id == "incident-error" and "can go to" in bad.children
+    got = repo.get_incident(inc.id)
+    assert got.state.value == "resolved" and got.acknowledged_by == "operator"
+
+
+def test_runbook_driven_to_sign_off(alarm_app):
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    inc = crac_incident(repo)
+    incident = page("incident")
+    with signed_in(alarm_app, "viewer"):
+        view, picks, steps = incident.render_runbook(1, inc.id, None)
+        assert view.id == "incident-runbook-none" and "crac-failure" in [p["value"] for p in picks]
+        with pytest.raises(Forbidden):
+            incident.start_runbook(1, inc.id, "crac-failure")
+    with signed_in(alarm_app, "operator"):
+        assert incident.start_runbook(1, inc.id, "crac-failure").id == "incident-ok"
+        view, _, steps = incident.render_runbook(1, inc.id, None)
+        assert "read-unit-panel" in [s["value"] for s in steps]
+        early = incident.run_step(inc.id, "confirm", "remote-restart", "too early")
+        assert early.id == "incident-error"
+        assert incident.run_step(inc.id, "confirm", "read-unit-panel", "code E42").id == "incident-ok"
+        assert incident.run_step(inc.id, "skip", "peers-running", "").id == "incident-error"  # reason required
+        assert incident.run_step(inc.id, "skip", "peers-running", "BMS down").id == "incident-ok"
+        view, _, _ = incident.render_runbook(1, inc.id, None)
+        assert "code E42" in str(view) and "skipped" in str(view)
