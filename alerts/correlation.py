@@ -7,7 +7,9 @@ Pure functions over alarms and the inventory; the service applies their answers.
   failure (CRAC/CDU, zone) explains temperatures, thermal throttling and lost accelerators; a
   server down explains its accelerators. `correlate` walks `Inventory.upstream` of every
   alarm's component and gives each explained alarm a parent; following parents gives the
-  root cause. A symptom must not pre-date its root by more than `lookback_s`.
+  root cause. A symptom must not pre-date its root by more than `lookback_s`. A second unit
+  lost in the same redundant group (another CRAC of the zone, the other feed of the same
+  racks) joins the first one's group.
 - `assess_redundancy` knows N+1: one CRAC of a zone with `redundancy: 1`, or a PDU whose
   racks all have another live feed, is "redundancy lost" (major), not an outage (critical).
   Rules mark alarms that mean "this unit is out" with the label `unit_lost: "true"`.
@@ -79,6 +81,7 @@ class Correlator:
         self.lookback_ns = int(lookback_s * _NS)
         self.table = tuple(table)
         self._up: dict[str, tuple[str, ...]] = {}
+        self._sib: dict[str, tuple[str, ...]] = {}
         self._root_kinds = frozenset(k for e in self.table for k in e.root_kinds)
         self._root_causes = frozenset(c for e in self.table for c in e.root_causes)
 
@@ -114,9 +117,37 @@ class Correlator:
                         continue
                     if best is None or (r.raised_ns, r.id) < (best.raised_ns, best.id):
                         best = r
+            if best is None and a.labels.get("unit_lost") == "true":
+                # a second unit of the same redundant group (CRAC of one zone, the other feed of
+                # the same racks) belongs with the first one lost: one incident, its root the first
+                for sib in self._siblings(a.component):
+                    for r in roots_at.get(sib, ()):
+                        if r.labels.get("unit_lost") == "true" and (r.raised_ns, r.id) < (a.raised_ns, a.id) \
+                                and (best is None or (r.raised_ns, r.id) < (best.raised_ns, best.id)):
+                            best = r
             if best is not None:
                 out[a.id] = best.id
         return out
+
+    def _siblings(self, comp: str) -> tuple[str, ...]:
+        """Units that back each other up: CRACs of one zone, PDUs feeding the same racks."""
+        sib = self._sib.get(comp)
+        if sib is None:
+            inv = self.inv
+            c = inv.components.get(comp)
+            out: set[str] = set()
+            if c is not None and c.kind == "cooling":
+                for z in inv.children(comp):
+                    if inv.components[z].kind == "zone":
+                        out.update(inv.components[z].attrs["units"])
+            elif c is not None and c.kind == "pdu":
+                for r in inv.racks_of_pdu.get(comp, ()):
+                    out.update(inv.components[r].attrs["feeds"].values())
+            elif c is not None and c.kind == "rack_pdu":
+                out.update(x for x in inv.children(c.rack) if inv.components[x].kind == "rack_pdu")
+            out.discard(comp)
+            sib = self._sib[comp] = tuple(sorted(out))
+        return sib
 
     def _unpowered_racks(self, roots_at: Mapping[str, Sequence[Alarm]]) -> set[str]:
         """Racks none of whose feeds is clear of an active power alarm (on its PDU, the PDU's UPS,

@@ -268,7 +268,9 @@ class AlertPipeline:
         if n_sym:
             w.timeline.append((inc.id, entry(now_ns, TK.ROOT_CAUSE, f"root cause {head.managed_object}: "
                                              f"{head.specific_problem}; explains {n_sym} alarm(s)", alarm_id=head.id)))
-        self._notify(inc, IncidentAction.TRIGGER, now_ns, w)
+        alarms = self.manager.alarms
+        group_members = sorted((alarms[m.id] for m in members), key=lambda a: (a.id != head.id, a.raised_ns))
+        self._notify(inc, IncidentAction.TRIGGER, now_ns, w, group=(alarms[head.id], group_members))
         return self.incidents[inc.id]
 
     def _leave(self, m: Alarm, into: Incident, now_ns: int, w: CycleWrite) -> None:
@@ -335,8 +337,8 @@ class AlertPipeline:
         return root, members
 
     def _notify(self, inc: Incident, action: IncidentAction, now_ns: int, w: CycleWrite,
-                receivers: list[str] | None = None) -> None:
-        root, members = self._members(inc)
+                receivers: list[str] | None = None, group: tuple[Alarm | None, list[Alarm]] | None = None) -> None:
+        root, members = group if group is not None else self._members(inc)
         if action is IncidentAction.TRIGGER:
             matches = match_routes(self.cfg.route, inc.labels)
             receivers = [m.receiver for m in matches]

@@ -72,3 +72,15 @@ def test_inhibition_like_alertmanager():
     assert inhibited([down, g1, g2], [rule]) == {"g1": "down"}
     cleared = down.evolve(cleared_ns=5)
     assert inhibited([cleared, g1, g2], [rule]) == {}
+
+
+def test_second_unit_of_a_redundant_group_joins_the_first(small_inventory):
+    c = Correlator(small_inventory)
+    c1 = A("c1", "CRAC-1", PC.HEATING_VENT_COOLING, 0, unit_lost="true")
+    c2 = A("c2", "CRAC-2", PC.HEATING_VENT_COOLING, 5, unit_lost="true")
+    c3 = A("c3", "CRAC-3", PC.HEATING_VENT_COOLING, 5, unit_lost="true")     # another zone
+    assert c.parents([c1, c2, c3]) == {"c2": "c1"}
+    a2 = A("a2", "PDU-A2", PC.POWER_SUPPLY_FAILURE, 0, unit_lost="true")
+    b2 = A("b2", "PDU-B2", PC.POWER_SUPPLY_FAILURE, 1, unit_lost="true")
+    b1 = A("b1", "PDU-B1", PC.POWER_SUPPLY_FAILURE, 1, unit_lost="true")    # feeds other racks
+    assert c.parents([a2, b2, b1]) == {"b2": "a2"}
