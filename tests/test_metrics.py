@@ -67,6 +67,14 @@ def test_instrument_table_follows_the_naming_rule():
         assert needed in INSTRUMENTS
 
 
+def test_deploy_guide_documents_every_shared_instrument():
+    from tests.conftest import REPO
+
+    guide = (REPO / "docs" / "deploy.md").read_text()
+    for spec in INSTRUMENTS.values():
+        assert f"`{spec.metric}`" in guide or f"`{spec.metric}`," in guide, f"{spec.metric} is not in docs/deploy.md"
+
+
 def test_stage_declares_its_own_instrument_and_unknown_names_are_refused():
     m = Metrics()
     spec = Instrument("rules_evaluated", "dcops_alert_rules_evaluated_total", "counter", "Rules evaluated", ("pack",))
