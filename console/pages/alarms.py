@@ -16,6 +16,7 @@ dash.register_page(__name__, path="/alarms", name="Alarms", title="dcops - Alarm
                    needs_alarms=True)
 
 NS = 1_000_000_000
+ALL = "all"  # the "no filter" choice of the filter selects
 SILENCE_FOR = {"30 min": 1800, "1 hour": 3600, "4 hours": 4 * 3600, "24 hours": 86400}
 SEVERITY_STYLE = {
     "styleConditions": [
@@ -52,16 +53,17 @@ def layout(**_query):
     areas += [{"label": f"row {r.name}", "value": r.name} for r in inv.rows]
     return html.Div([
         dbc.Row([
-            dbc.Col(dbc.Select(id="alarms-severity", value="", options=[{"label": "all severities", "value": ""}] + [
+            dbc.Col(dbc.Select(id="alarms-severity", value=ALL, options=[{"label": "all severities", "value": ALL}] + [
                 {"label": f"{s} and worse", "value": s} for s in ("critical", "major", "minor", "warning")]), md=2),
-            dbc.Col(dbc.Select(id="alarms-area", value="", options=[{"label": "whole site", "value": ""}] + areas), md=2),
-            dbc.Col(dbc.Select(id="alarms-cause", value="", options=[{"label": "all causes", "value": ""}]), md=2),
+            dbc.Col(dbc.Select(id="alarms-area", value=ALL, options=[{"label": "whole site", "value": ALL}] + areas), md=2),
+            dbc.Col(dbc.Select(id="alarms-cause", value=ALL, options=[{"label": "all causes", "value": ALL}]), md=2),
             dbc.Col(dbc.Input(id="alarms-text", placeholder="search problem or object", debounce=True), md=3),
             dbc.Col(dbc.Checkbox(id="alarms-fold", value=True, label="fold symptoms under root cause"), md=3),
         ], className="g-2 mb-2"),
         dag.AgGrid(id="alarms-grid", columnDefs=COLUMNS, rowData=[], getRowId="params.data.id",
                    defaultColDef={"sortable": True, "resizable": True, "filter": True},
-                   dashGridOptions={"rowSelection": {"mode": "multiRow"}, "animateRows": False},
+                   dashGridOptions={"rowSelection": {"mode": "multiRow", "enableClickSelection": True},
+                                    "animateRows": False},
                    style={"height": "55vh"}),
         dbc.Row([
             dbc.Col(dbc.Button("Acknowledge selected", id="alarms-ack", color="primary", disabled=not can_act), md="auto"),
@@ -82,8 +84,9 @@ def refresh_alarms(_n_intervals, severity, area, cause, text, fold, _result):
     ctx = data.current()
     if ctx.alarms is None:
         raise PreventUpdate
-    f = data_alarms.AlarmFilter(severity or None, area or None, cause or None, text or None, bool(fold))
-    causes = [{"label": "all causes", "value": ""}] + [{"label": c, "value": c} for c in data_alarms.causes(ctx)]
+    pick = lambda v: None if v in (None, "", ALL) else v  # noqa: E731
+    f = data_alarms.AlarmFilter(pick(severity), pick(area), pick(cause), text or None, bool(fold))
+    causes = [{"label": "all causes", "value": ALL}] + [{"label": c, "value": c} for c in data_alarms.causes(ctx)]
     return data_alarms.alarm_table(ctx, f), causes
 
 

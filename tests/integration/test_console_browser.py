@@ -27,10 +27,10 @@ FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-backgroun
          "--disable-component-update", "--disable-dev-shm-usage", "--window-size=1600,1000")
 
 
-def start_console(site: Path, refresh_s: float = 1.0, timeout_s: float = 60.0):
+def start_console(site: Path, refresh_s: float = 1.0, timeout_s: float = 90.0, extra: tuple[str, ...] = ()):
     """Start tests/integration/console_server.py; returns (process, base url)."""
     proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "integration" / "console_server.py"),
-                             "--site", str(site), "--refresh", str(refresh_s)],
+                             "--site", str(site), "--refresh", str(refresh_s), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -59,6 +59,19 @@ def console_url():
     if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
         pytest.skip(f"needs Debian chromium and chromium-driver ({CHROMIUM}, {DRIVER}); see .ci/apt.d/console.txt")
     proc, url = start_console(REPO / "tests" / "data" / "small-site.yaml")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def alarm_console_url():
+    if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
+        pytest.skip(f"needs Debian chromium and chromium-driver ({CHROMIUM}, {DRIVER}); see .ci/apt.d/console.txt")
+    proc, url = start_console(REPO / "tests" / "data" / "small-site.yaml", extra=("--alarms",))
     yield url
     proc.terminate()
     try:
@@ -200,3 +213,93 @@ def test_devices_page_shows_charts_and_events(console_url, browser, artifacts_di
     wait_for(browser, "#devices-chart-accel_power_w .main-svg")
     wait_for(browser, "#devices-events-table", text="XID 79")
     browser.save_screenshot(str(artifacts_dir / "console-devices.png"))
+
+
+ALARM_ROW = "//div[contains(@class,'ag-center-cols-container')]//div[contains(@class,'ag-row')][.//div[@col-id='component' and normalize-space()='{}']]"
+
+
+def test_alarms_acknowledge_as_operator_viewer_refused(alarm_console_url, browser, artifacts_dir):
+    from selenium.webdriver.common.by import By
+
+    url = alarm_console_url
+    log_in(browser, url, "viewer")
+    browser.get(url + "/alarms")
+    wait_for(browser, "#alarms-grid .ag-row", timeout=30)
+    wait_for(browser, "#alarms-grid", text="R2-01-S01:2")
+    ack = browser.find_element(By.ID, "alarms-ack")
+    assert not ack.is_enabled()
+    deps = browser.execute_async_script("const d=arguments[0]; fetch('/_dash-dependencies').then(r=>r.json()).then(d)")
+    output = next(d["output"] for d in deps if d["inputs"][0]["id"] == "alarms-ack")
+    row = browser.find_element(By.XPATH, ALARM_ROW.format("R2-01-S01:2"))
+    alarm_id = row.get_attribute("row-id")
+    payload = {"output": output, "outputs": {"id": "alarms-result", "property": "children", "allow_duplicate": True},
+               "inputs": [{"id": "alarms-ack", "property": "n_clicks", "value": 1}],
+               "changedPropIds": ["alarms-ack.n_clicks"],
+               "state": [{"id": "alarms-grid", "property": "selectedRows", "value": [{"id": alarm_id}]}]}
+    status, body = browser.execute_async_script(POST_JS, payload)
+    assert status == 403, body
+    browser.save_screenshot(str(artifacts_dir / "console-alarms-viewer.png"))
+
+    browser.find_element(By.ID, "shell-logout").click()
+    log_in(browser, url, "operator")
+    browser.get(url + "/alarms")
+    wait_for(browser, "#alarms-grid", text="R2-01-S01:2")
+    browser.find_element(By.XPATH, ALARM_ROW.format("R2-01-S01:2") + "//div[@col-id='problem']").click()
+    browser.find_element(By.ID, "alarms-ack").click()
+    wait_for(browser, "#alarms-ok", text="operator acknowledged 1 alarm(s)")
+    wait_for(browser, "#alarms-grid", text="active-acknowledged")
+    row = browser.find_element(By.XPATH, ALARM_ROW.format("R2-01-S01:2"))
+    assert "operator" in row.text and "active-acknowledged" in row.text
+    browser.save_screenshot(str(artifacts_dir / "console-alarms-acknowledged.png"))
+
+
+def test_incident_driven_through_its_runbook_to_resolution(alarm_console_url, browser, artifacts_dir):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    url = alarm_console_url
+    log_in(browser, url, "operator")
+    browser.get(url + "/incidents")
+    wait_for(browser, "#incidents-table", text="CRAC-1")
+    link = browser.find_element(By.XPATH, "//table[@id='incidents-table']//tr[td[normalize-space()='CRAC-1']]//a")
+    link.click()
+    wait_for(browser, "#incident-title", text="CRAC-1")
+    wait_for(browser, "#incident-alarms-table", text="root cause")
+
+    def step(action: str, step_id: str, note: str = "") -> None:
+        wait_for(browser, f"#incident-step-pick option[value='{step_id}']")
+        Select(browser.find_element(By.ID, "incident-step-pick")).select_by_value(step_id)
+        box = browser.find_element(By.ID, "incident-step-note")
+        box.clear()
+        if note:
+            box.send_keys(note)
+        browser.find_element(By.ID, f"incident-{action}").click()
+        wait_for(browser, "#incident-result", text=step_id if action != "run-signoff" else "signed off")
+
+    Select(browser.find_element(By.ID, "incident-state")).select_by_value("acknowledged")
+    browser.find_element(By.ID, "incident-note").send_keys("looking at CRAC-1")
+    browser.find_element(By.ID, "incident-set-state").click()
+    wait_for(browser, "#incident-state-badge", text="acknowledged")
+
+    wait_for(browser, "#incident-runbook-pick option[value='crac-failure']")
+    Select(browser.find_element(By.ID, "incident-runbook-pick")).select_by_value("crac-failure")
+    browser.find_element(By.ID, "incident-runbook-start").click()
+    wait_for(browser, "#incident-steps-table", text="read-unit-panel")
+    step("step-confirm", "read-unit-panel", "fault E42 on the panel")
+    step("step-confirm", "peers-running", "CRAC-2 running")
+    step("step-skip", "notify-facilities", "ticket opened by phone")
+    step("step-confirm", "remote-restart", "restart tripped again, waiting for HVAC")
+    step("step-skip", "unit-running", "unit replaced tomorrow; load moved")
+    step("step-skip", "inlets-recovered", "zone inlets watched by the NOC")
+    browser.find_element(By.ID, "incident-run-signoff").click()
+    wait_for(browser, "#incident-result", text="signed off")
+    wait_for(browser, "#incident-run-state", text="completed")
+
+    Select(browser.find_element(By.ID, "incident-state")).select_by_value("resolved")
+    note = browser.find_element(By.ID, "incident-note")
+    note.clear()
+    note.send_keys("<script>alert(1)</script> handed over to day shift")
+    browser.find_element(By.ID, "incident-set-state").click()
+    wait_for(browser, "#incident-state-badge", text="resolved")
+    wait_for(browser, "#incident-timeline-table", text="<script>alert(1)</script> handed over")  # shown as text
+    browser.save_screenshot(str(artifacts_dir / "console-incident-resolved.png"))
