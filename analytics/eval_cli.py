@@ -33,13 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--repeats", type=int, default=4, help="injections per fault type")
     s.add_argument("--out", type=Path, help="write the report as JSON here")
+    s.add_argument("--types", nargs="+", metavar="FAULT", help="only these fault types (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         if args.eval_command == "nab":
             return run_nab(args.data_dir, args.out, args.profile)
-        return run_scenarios(args.seed, args.repeats, args.out)
+        return run_scenarios(args.seed, args.repeats, args.out, args.types)
     except nab.NabError as exc:
         print(f"dcops eval: {exc}", file=sys.stderr)
         return 2
@@ -68,10 +69,15 @@ def run_nab(root: Path, out: Path, profile: str = "standard") -> int:
     return 0
 
 
-def run_scenarios(seed: int, repeats: int, out: Path | None) -> int:
+def run_scenarios(seed: int, repeats: int, out: Path | None, types=None) -> int:
     from analytics.scenarios import evaluate_scenarios, format_report
+    from dcops.sim import FAULT_TYPES
 
-    report = evaluate_scenarios(seed=seed, repeats=repeats)
+    unknown = sorted(set(types or ()) - set(FAULT_TYPES))
+    if unknown:
+        print(f"dcops eval scenarios: unknown fault type(s) {unknown}; known: {sorted(FAULT_TYPES)}", file=sys.stderr)
+        return 2
+    report = evaluate_scenarios(seed=seed, repeats=repeats, fault_types=types)
     print(format_report(report))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,9 @@ run its duration plus a recovery period. Every interval of the run is scored by 
 How findings are judged, per segment:
 
 - a finding is *explained* by a label when its component is the fault's target, one of the
-  label's affected components, anything upstream or downstream of them in the topology, or
-  inside one of those; and it occurs between the fault's start and its end plus `grace_s`
+  label's affected components, downstream of them in the topology, the power and cooling
+  equipment upstream of them (`UPSTREAM_KINDS`), the rack holding an affected server, or
+  inside (server or rack) one of those; and it occurs between the fault's start and its end plus `grace_s`
   (recovery: temperatures falling back, batteries recharging, are effects of the fault too);
 - findings of one (component, detector) in consecutive intervals form one episode; precision
   is explained episodes over all episodes of the segment;
@@ -73,19 +74,29 @@ def _targets(inv: Inventory, fault_type: str, rng) -> list[tuple[str, dict]]:
     return [out[i] for i in order]
 
 
-def explained_by(inv: Inventory, label: FaultLabel) -> set[str]:
+# Upstream equipment a fault shows up on (a UPS sees its PDU's load vanish); containment
+# ancestors (row, hall) are not in this list: a fault in one server does not explain its hall.
+UPSTREAM_KINDS = ("ups", "pdu", "rack_pdu", "cooling", "zone")
+
+
+def explained_by(inv: Inventory, label: FaultLabel) -> tuple[set[str], set[str]]:
+    """(components a finding may name, components a finding may be inside)."""
     reach = set(label.affected) | {label.target}
     for name in list(reach):
         if name in inv.components:
-            reach |= inv.downstream(name) | inv.upstream(name)
-    return reach
+            reach |= inv.downstream(name)
+            reach |= {u for u in inv.upstream(name) if inv.get(u).kind in UPSTREAM_KINDS}
+    # The rack of a faulty server sees it too (its feeds carry the server's load).
+    exact = reach | {inv.get(n).rack for n in label.affected if n in inv.components and inv.get(n).rack}
+    return exact, reach
 
 
-def _inside(inv: Inventory, name: str, reach: set[str]) -> bool:
-    if name in reach:
+def _inside(inv: Inventory, name: str, reach: tuple[set[str], set[str]]) -> bool:
+    exact, containing = reach
+    if name in exact:
         return True
     c = inv.components.get(name)
-    return c is not None and any(x in reach for x in (c.device, c.rack, c.row, c.hall) if x)
+    return c is not None and any(x in containing for x in (c.device, c.rack) if x)
 
 
 def _run_segment(sim: Simulator, scorer: FleetScorer, fault_type: str, cfg: ScenarioConfig, rng):

@@ -19,7 +19,7 @@ __all__ = ["ThermalResidualModel"]
 
 
 class ThermalResidualModel(OutlierDetector):
-    def __init__(self, target_index=-1, min_scale=0.25, two_sided=False, trim=0.05, contamination=0.01):
+    def __init__(self, target_index=-1, min_scale=0.6, two_sided=False, trim=0.05, contamination=0.01):
         self.target_index = target_index
         self.min_scale = min_scale
         self.two_sided = two_sided

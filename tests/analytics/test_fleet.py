@@ -1,0 +1,87 @@
+"""The fleet scorer on the simulated site: quiet when healthy, specific and explained on faults."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from analytics.fleet import FleetScorer
+
+
+def _continue(sim_history, trained):
+    sim, history = sim_history
+    sim = copy.deepcopy(sim)
+    scorer = FleetScorer(sim.inventory, trained)
+    quiet = [f for batches in history for f in scorer.score(batches)]
+    return sim, scorer, quiet
+
+
+def test_healthy_fleet_is_quiet_and_faults_are_found_within_three_intervals(sim_history, trained):
+    sim, scorer, warm = _continue(sim_history, trained)
+    healthy = []
+    for _ in range(40):
+        sim.step()
+        healthy += scorer.score(sim.batches())
+    assert len(healthy) <= 1, [f.explanation for f in healthy]
+
+    gpu = next(a for a in sim.inventory.accel_ids if sim.inventory.get(a).attrs["vendor"] == "nvidia")
+    sim.inject("hbm_thermal_throttle", gpu, 600)
+    found = []
+    for k in range(3):
+        sim.step()
+        found += [f for f in scorer.score(sim.batches()) if f.component == gpu]
+    assert found, "HBM overheating not found within 3 intervals"
+    f = found[0]
+    assert 0.5 <= f.score <= 1.0 and f.target["accel"] == gpu.rsplit(":", 1)[1] and f.target["device"] == gpu.split(":")[0]
+    top = f.contributions[0]
+    assert top.feature == "accel_mem_temp_degc" and top.observed > top.expected + 3
+    assert "accel_mem_temp_degc" in f.explanation
+
+
+def test_fan_failure_raises_thermal_residual_and_server_findings(sim_history, trained):
+    sim, scorer, _ = _continue(sim_history, trained)
+    server = sim.inventory.servers[0].name
+    sim.inject("fan_failure", server, 900)
+    seen = {}
+    for k in range(12):
+        sim.step()
+        for f in scorer.score(sim.batches()):
+            seen.setdefault(f.detector, set()).add(f.component)
+    assert server in seen.get("univariate", set())  # its fan speed fell to zero
+    hot = {c for c in seen.get("thermal_residual", set()) if c.startswith(server + ":")}
+    assert hot, seen  # its accelerators run hotter than power and inlet explain
+    assert all(c.startswith(server) for c in seen.get("thermal_residual", set()))
+
+
+def test_counter_and_lost_accelerator_findings(sim_history, trained):
+    sim, scorer, _ = _continue(sim_history, trained)
+    gpus = [a for a in sim.inventory.accel_ids if sim.inventory.get(a).attrs["vendor"] == "nvidia"]
+    sim.inject("gpu_ecc_dbe", gpus[1], 300)
+    sim.inject("gpu_xid79", gpus[5], 300)
+    sim.step()
+    findings = scorer.score(sim.batches())
+    by = {(f.component, f.detector) for f in findings}
+    assert (gpus[1], "counter_trend") in by
+    assert (gpus[5], "univariate") in by
+    lost = next(f for f in findings if f.component == gpus[5] and f.detector == "univariate")
+    assert lost.contributions[0].feature == "accel_up" and lost.contributions[0].observed == 0
+
+
+def test_stuck_sensor_is_named_as_such(sim_history, trained):
+    sim, scorer, _ = _continue(sim_history, trained)
+    rack = sim.inventory.racks[0].name
+    sim.inject("stuck_sensor", rack, 600)
+    hits = []
+    for _ in range(3):
+        sim.step()
+        hits += [f for f in scorer.score(sim.batches()) if f.attributes.get("kind") == "stuck_sensor"]
+    assert [(f.component, f.attributes["metric"]) for f in hits][:1] == [(rack, "rack_inlet_temp_degc")]
+
+
+def test_untrained_scorer_still_runs_the_untrained_detectors(sim_history):
+    sim, history = sim_history
+    scorer = FleetScorer(sim.inventory, None)
+    out = [f for b in history[:40] for f in scorer.score(b)]
+    assert {f.detector for f in out} <= {"univariate", "peer_group", "counter_trend"}
+    assert np.isfinite([f.score for f in out]).all()
