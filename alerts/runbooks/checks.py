@@ -70,27 +70,25 @@ def scope_where(inv: Inventory, components: tuple[str, ...], measurement: str) -
 
 
 def context_variables(inv: Inventory | None, root: str) -> dict[str, str]:
-    """Template variables for a root component: component, device, server, accel, rack, row, ..."""
+    """Template variables for a root component: component, device, server, accel, rack, row, zone, ..."""
     out = {"component": root}
     if inv is None or root not in inv.components:
         return out
     c = inv.components[root]
     t = c.tags(inv.site)
     out.update(site=inv.site, hall=t.get("hall", ""), row=t.get("row", ""), rack=t.get("rack", ""),
-               device=t.get("device", ""))
+               device=t.get("device", ""), zone=str(c.attrs.get("zone", "")))
     if c.kind in ("server", "accel"):
         out["server"] = t["device"]
     if c.kind == "accel":
         out["accel"], out["accel_index"] = c.name, t["accel"]
-    if c.kind == "row":
-        out["zone"] = str(c.attrs.get("zone", ""))
-    if c.kind == "rack":
-        out["zone"] = str(c.attrs.get("zone", ""))
+    if c.kind == "accel" or c.kind == "server":
+        out["zone"] = str(inv.components[t["rack"]].attrs.get("zone", "")) if t.get("rack") in inv.components else ""
     if c.kind == "zone":
         out["zone"] = c.name
     if c.kind == "cooling":
-        zones = [z for z, comp in inv.components.items() if comp.kind == "zone" and c.name in comp.attrs.get("units", ())]
-        out["zone"] = zones[0] if zones else ""
+        out["zone"] = next((z for z, comp in inv.components.items()
+                            if comp.kind == "zone" and c.name in comp.attrs.get("units", ())), "")
     return {k: v for k, v in out.items() if v}
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 import uuid
 from typing import Callable, Mapping
@@ -43,7 +42,8 @@ from sqlalchemy.orm import Session
 from alerts.audit import AuditBase, AuditLog
 from alerts.db import IncidentRow, TimelineRow
 from alerts.repository import Repository
-from alerts.runbooks.checks import context_variables, evaluate_check, resolve_scope
+from alerts.runbooks.checks import context_variables, evaluate_check
+from alerts.runbooks.expected import expected_alarm_silences
 from alerts.runbooks.executors import EXECUTORS, ActionContext, ExecutorError, ExecutorRuntime
 from alerts.runbooks.loader import applicable
 from alerts.runbooks.models import USER_ROLES, ActionStep, CheckStep, ManualStep, Runbook
@@ -154,6 +154,9 @@ class RunbookEngine:
         root = inc.root_component or next((a.component for a in self.repo.incident_alarms(incident_id)), None)
         if not root:
             raise RunbookError(f"incident {incident_id} has no root component to run {rb.id!r} against")
+        busy = [r.id for r in self.runs(incident_id) if r.state == "active" and r.runbook.id == rb.id]
+        if busy:
+            raise RunbookError(f"runbook {rb.id!r} is already running on incident {incident_id} (run {busy[0]})")
         run_id, now = self._new_id(), self.clock()
         variables = dict(context_variables(self.inventory, root), incident=incident_id, run=run_id)
         silences = self._silence_expected(rb, root, run_id, user, now)
@@ -393,26 +396,10 @@ class RunbookEngine:
 
     def _silence_expected(self, rb: Runbook, root: str, run_id: str, user: str, now: int) -> list[str]:
         out: list[str] = []
-        for ea in rb.expected_alarms:
-            label, values = self._scope_label(ea.scope, root)
-            matchers = [f'probable_cause="{ea.probable_cause.value}"',
-                        f'{label}=~"{"|".join(re.escape(v) for v in values)}"']
-            sil = self.repo.create_silence(matchers, now, now + int(rb.max_duration_s * _NS), user,
-                                           f"expected during runbook '{rb.title}' (run {run_id})" + (f": {ea.reason}" if ea.reason else ""))
-            out.append(sil.id)
+        for matchers, reason in expected_alarm_silences(rb, self.inventory, root):
+            why = f"expected during runbook '{rb.title}' (run {run_id})" + (f": {reason}" if reason else "")
+            out.append(self.repo.create_silence(matchers, now, now + int(rb.max_duration_s * _NS), user, why).id)
         return out
-
-    def _scope_label(self, scope, root: str) -> tuple[str, list[str]]:
-        """An alarm label and its values covering a scope (row=~R1, rack=~..., component=~...)."""
-        if self.inventory is None:
-            return "component", [root]
-        comps = resolve_scope(self.inventory, scope, root)
-        kind = self.inventory.components[comps[0]].kind
-        if kind == "zone":
-            return "row", sorted({r for z in comps for r in self.inventory.rows_of_zone.get(z, ())})
-        label = {"row": "row", "rack": "rack", "server": "device", "hall": "hall"}.get(kind, "component")
-        tags = [self.inventory.components[c].tags(self.inventory.site) for c in comps]
-        return label, sorted({t.get(label, c) if label != "component" else c for t, c in zip(tags, comps)})
 
     def _end_silences(self, view: RunView, user: str) -> None:
         for sid in view.silence_ids:

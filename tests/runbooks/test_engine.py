@@ -180,3 +180,34 @@ def test_expected_alarms_are_silenced_while_the_run_is_active(setup):
     eng.abort(run.id, user="alice", role="operator", reason="wrong runbook")
     assert not set(run.silence_ids) & {s.id for s in repo.list_silences()}
     assert eng.run(run.id).state == "aborted"
+
+
+def test_one_active_run_per_runbook_and_incident(setup):
+    eng, _ = setup
+    run = eng.start("inc-xid", "gpu-xid79", user="alice", role="operator")
+    assert run.variables == {"component": "R2-01-S01:2", "server": "R2-01-S01", "device": "R2-01-S01",
+                             "accel": "R2-01-S01:2", "accel_index": "2", "rack": "R2-01", "row": "R2", "zone": "Z2",
+                             "hall": "H1", "site": run.variables["site"], "incident": "inc-xid", "run": run.id}
+    with pytest.raises(RunbookError, match="already running"):
+        eng.start("inc-xid", "gpu-xid79", user="bob", role="operator")
+    eng.abort(run.id, user="alice", role="operator", reason="restart")
+    assert eng.start("inc-xid", "gpu-xid79", user="bob", role="operator").state == "active"
+    assert [r.state for r in eng.runs("inc-xid")] == ["aborted", "active"]
+
+
+@pytest.mark.parametrize("runbook, root, want", [
+    ("crac-failure", "CRAC-1", [['probable_cause="temperatureUnacceptable"', 'row=~"R1"'],
+                                ['probable_cause="performanceDegraded"', 'row=~"R1"']]),
+    ("pdu-breaker-trip", "PDU-A1", [['probable_cause="underlyingResourceUnavailable"', 'rack=~"R1\\-01|R1\\-02|R1\\-03"'],
+                                    ['probable_cause="equipmentMalfunction"', 'rack=~"R1\\-01|R1\\-02|R1\\-03"']]),
+    ("ups-on-battery", "UPS-A", [['probable_cause="batteryDischarging"', 'component=~"UPS\\-A"']]),
+])
+def test_expected_alarm_matchers(small_inventory, runbook, root, want):
+    from alerts.matchers import matches_all, parse_matchers
+    from alerts.runbooks.expected import expected_alarm_silences
+    got = expected_alarm_silences(load_runbooks()[runbook], small_inventory, root)
+    assert [m for m, _ in got] == want
+    ms = parse_matchers(got[0][0])
+    if runbook == "crac-failure":
+        assert matches_all(ms, {"probable_cause": "temperatureUnacceptable", "row": "R1", "rack": "R1-02"})
+        assert not matches_all(ms, {"probable_cause": "temperatureUnacceptable", "row": "R2"})
