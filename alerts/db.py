@@ -8,10 +8,12 @@ are created on first use (`open_engine`); schema migrations would go through ale
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from dcops.alarm_types import (Alarm, DeliveryStatus, EventType, Incident, IncidentAction, IncidentState,
@@ -153,7 +155,14 @@ def open_engine(url: str) -> Engine:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
-    Base.metadata.create_all(engine)
+    for attempt in range(3):  # two processes creating the schema at once: the loser retries
+        try:
+            Base.metadata.create_all(engine)
+            break
+        except OperationalError:
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
     return engine
 
 

@@ -244,18 +244,26 @@ class Alerter:
 
 
 def run_role(cfg, stop_event: threading.Event, bus: Bus | None = None, alerting_path: str | None = None) -> None:
-    """`dcops up` / `dcops role alerter`: run the alerter until `stop_event` is set."""
+    """`dcops up` / `dcops role alerter`: run the alerter until `stop_event` is set.
+
+    The alerting config (receivers, routes, escalation) is read from `alerting_path`, else from
+    the file named by the environment variable DCOPS_ALERTING_CONFIG; without either, alarms
+    and incidents are kept but nobody is notified."""
+    import os
+
     from alerts.config import load_alerting
     from dcops.topology import build_inventory
 
+    own_bus = bus is None
     if bus is None:
-        from dcops import bus as bus_mod
-        opener = getattr(bus_mod, "open_bus", None)
-        bus = opener(cfg.settings.bus) if opener is not None else bus_mod.InProcessBus()
-    alerter = Alerter(bus, build_inventory(cfg), alerting=load_alerting(alerting_path),
-                      db_url=cfg.settings.database.url)
+        from dcops.wiring import open_bus
+        bus = open_bus(cfg.settings.bus, client_id="alerter")
+    path = alerting_path or os.environ.get("DCOPS_ALERTING_CONFIG") or None
+    alerter = Alerter(bus, build_inventory(cfg), alerting=load_alerting(path), db_url=cfg.settings.database.url)
     alerter.start()
     try:
         alerter.run(stop_event)
     finally:
         alerter.close()
+        if own_bus:
+            bus.close()

@@ -1,0 +1,44 @@
+"""The alerter as a `dcops up` role: consumes the bus, keeps alarms in the configured database."""
+
+from __future__ import annotations
+
+import threading
+
+from alerts.repository import Repository
+from alerts.service import Alerter, run_role
+from dcops.bus import InProcessBus, publish_events
+from dcops.batch import Event
+from dcops.site import site_from_text
+from tests.conftest import SMALL_SITE
+from tests.alerts.helpers import wait_for
+
+
+def test_run_role_processes_events_until_stopped(tmp_path):
+    text = SMALL_SITE.read_text() + f"settings:\n  database: {{url: 'sqlite:///{tmp_path}/role.sqlite'}}\n"
+    cfg = site_from_text(text)
+    bus = InProcessBus()
+    stop = threading.Event()
+    t = threading.Thread(target=run_role, args=(cfg, stop, bus), daemon=True)
+    t.start()
+    try:
+        publish_events(bus, [Event(1_800_000_000 * 10**9, "ups_on_battery", "snmp", {"site": "test", "hall": "H1",
+                                                                                   "device": "UPS-B"}, "major", "on battery")])
+        repo = Repository(f"sqlite:///{tmp_path}/role.sqlite")
+        assert wait_for(lambda: [a.component for a in repo.list_alarms()] == ["UPS-B"], 15)
+    finally:
+        stop.set()
+        t.join(15)
+    assert not t.is_alive()
+
+
+def test_undecodable_messages_go_to_the_dead_letter_topic(small_inventory, tmp_path):
+    bus = InProcessBus()
+    dead = bus.consumer("deadletter", "test")
+    a = Alerter(bus, small_inventory, db_url=f"sqlite:///{tmp_path}/dl.sqlite", outbox=False, escalation=False).start()
+    try:
+        bus.publish("events", "k", b"garbage")
+        a.drain(timeout_s=5)
+        assert a.deadlettered == 1
+        assert [m.value for m in dead.poll(0.1)] == [b"garbage"]
+    finally:
+        a.close()
