@@ -206,6 +206,8 @@ class Metrics:
         """The prometheus-client metric for instrument `name` (created in this registry on first use)."""
         with self._lock:
             made = self._made.get(name)
+            if isinstance(made, _Observed):
+                raise ValueError(f"instrument {name!r} is exported through observe(); it cannot also be set directly")
             if made is not None:
                 return made
             spec = self._declared.get(name)

@@ -112,6 +112,12 @@ def test_served_metrics_and_observed_sources(served):
     assert got[("dcops_bus_messages_total", (("client", "poller"), ("outcome", "acked")))] == 5
     stop()
     assert not any(k[0] == "dcops_bus_messages_total" for k in scrape(srv.url))
+    with pytest.raises(ValueError, match="exported through observe"):
+        m.get("bus_messages")
+    with pytest.raises(ValueError, match="already used directly"):
+        m.observe("poll_errors", lambda: {})
+    with pytest.raises(KeyError, match="no counter or gauge"):
+        m.observe("scoring_seconds", lambda: {})
 
 
 def test_healthz_is_200_when_all_checks_pass_and_503_naming_the_failure(served):
