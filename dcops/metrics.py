@@ -192,6 +192,7 @@ class Metrics:
         self._declared: dict[str, Instrument] = dict(INSTRUMENTS)
         self._made: dict[str, object] = {}
         self._lock = threading.Lock()
+        self._lag_seen: dict[str, set[tuple[str, str]]] = {}  # group -> partitions reported last time
 
     def declare(self, instrument: Instrument) -> Instrument:
         """Add a stage's own instrument (idempotent for an identical declaration)."""
@@ -272,13 +273,22 @@ def current() -> Metrics:
 
 
 def observe_lag(metrics: Metrics, group: str, consumer) -> None:
-    """Copy a consumer's lag ({(topic, partition): messages}, if it reports one) into `consumer_lag`."""
+    """Copy a consumer's lag ({(topic, partition): messages}, if it reports one) into `consumer_lag`.
+
+    Partitions the consumer no longer reports (given to another group member) are dropped, so
+    two workers never both show lag for one partition.
+    """
     lag_fn = getattr(consumer, "lag", None)
     if lag_fn is None:
         return
     gauge = metrics.get("consumer_lag")
+    seen = set()
     for (topic, partition), n in lag_fn().items():
         gauge.labels(group=group, topic=topic, partition=str(partition)).set(n)
+        seen.add((topic, str(partition)))
+    for topic, partition in metrics._lag_seen.get(group, set()) - seen:
+        gauge.remove(group, topic, partition)
+    metrics._lag_seen[group] = seen
 
 
 # ----- HTTP ---------------------------------------------------------------------------------

@@ -120,6 +120,26 @@ def test_served_metrics_and_observed_sources(served):
         m.observe("scoring_seconds", lambda: {})
 
 
+def test_lag_of_partitions_given_away_is_dropped():
+    from dcops.metrics import observe_lag
+
+    class Consumer:
+        def __init__(self):
+            self.parts = {("samples", 0): 5, ("samples", 1): 7}
+
+        def lag(self):
+            return dict(self.parts)
+
+    m, c = Metrics(), Consumer()
+    observe_lag(m, "ingest", c)
+    assert m.value("consumer_lag", group="ingest", topic="samples", partition="1") == 7
+    c.parts = {("samples", 0): 2}  # partition 1 went to another worker after a rebalance
+    observe_lag(m, "ingest", c)
+    assert m.value("consumer_lag", group="ingest", topic="samples", partition="0") == 2
+    assert m.value("consumer_lag", group="ingest", topic="samples", partition="1") is None
+    observe_lag(m, "ingest", object())  # a consumer without lag(): nothing happens
+
+
 def test_healthz_is_200_when_all_checks_pass_and_503_naming_the_failure(served):
     m, srv = served
     r = httpx.get(srv.url + "/healthz")
