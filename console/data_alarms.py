@@ -129,3 +129,92 @@ def incident_table(ctx: Context, open_only: bool) -> list[dict]:
     return [{"id": i.id, "title": i.title, "state": _v(i.state), "severity": _v(i.severity),
              "opened": _ts(i.opened_ns), "root": i.root_component or "", "alarms": len(i.alarm_ids),
              "acknowledged_by": i.acknowledged_by or "", "opened_by": i.opened_by} for i in incidents]
+
+
+# ----- history -------------------------------------------------------------------------------
+NS = 1_000_000_000
+
+
+def incident_history(ctx: Context, days: float) -> pd.DataFrame:
+    """Incidents opened in the last `days` (anchored at the console clock): one row each with
+    time to acknowledge and to resolve in seconds (NaN while not yet)."""
+    cols = ["id", "title", "state", "severity", "root", "opened_ns", "tta_s", "ttr_s", "cause"]
+    if ctx.alarms is None:
+        return pd.DataFrame(columns=cols)
+    since = int((ctx.clock() - days * 86400) * NS)
+    rows = []
+    for i in ctx.alarms.list_incidents(since_ns=since, limit=100_000):
+        rows.append((i.id, i.title, _v(i.state), _v(i.severity), i.root_component or "", i.opened_ns,
+                     (i.acknowledged_ns - i.opened_ns) / NS if i.acknowledged_ns else float("nan"),
+                     (i.resolved_ns - i.opened_ns) / NS if i.resolved_ns else float("nan"),
+                     i.labels.get("probable_cause", "")))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def daily_response(history: pd.DataFrame) -> pd.DataFrame:
+    """MTTA and MTTR per day (UTC) in minutes."""
+    if history.empty:
+        return pd.DataFrame(columns=["day", "incidents", "mtta_min", "mttr_min"])
+    day = pd.to_datetime(history["opened_ns"], unit="ns", utc=True).dt.floor("D")
+    g = history.assign(day=day).groupby("day")
+    return pd.DataFrame({"incidents": g.size(), "mtta_min": g["tta_s"].mean() / 60,
+                         "mttr_min": g["ttr_s"].mean() / 60}).reset_index()
+
+
+def recurring_offenders(history: pd.DataFrame, top: int = 10) -> pd.DataFrame:
+    """Root components with the most incidents in the history, most first."""
+    if history.empty:
+        return pd.DataFrame(columns=["root", "incidents", "last_opened"])
+    h = history[history["root"] != ""]
+    g = h.groupby("root").agg(incidents=("id", "size"), last_opened=("opened_ns", "max")).reset_index()
+    g["last_opened"] = [_ts(t) for t in g["last_opened"]]
+    return g.sort_values(["incidents", "root"], ascending=[False, True]).head(top).reset_index(drop=True)
+
+
+def similar_incidents(ctx: Context, incident_id: str, history: pd.DataFrame) -> pd.DataFrame:
+    """Earlier incidents with the same root component, or the same probable cause on the same
+    kind of component ("have we seen this before?")."""
+    inc = ctx.alarms.get_incident(incident_id)  # KeyError names an unknown incident
+    cause = inc.labels.get("probable_cause", "")
+    kind = inc.labels.get("kind", "")
+    kinds = {i: ctx.inventory.components[r].kind for i, r in zip(history["id"], history["root"])
+             if r in ctx.inventory.components}
+    same_root = history["root"] == (inc.root_component or "\0")
+    same_cause = (history["cause"] == cause) & history["id"].map(lambda i: kinds.get(i) == kind) if cause else False
+    out = history[(same_root | same_cause) & (history["id"] != inc.id)].copy()
+    out["why"] = ["same component" if r == inc.root_component else f"same cause on a {kind}" for r in out["root"]]
+    return out.sort_values("opened_ns", ascending=False).reset_index(drop=True)
+
+
+def postmortem_markdown(ctx: Context, incident_id: str) -> str:
+    """A postmortem draft of the incident: summary, timeline, alarms, notifications."""
+    repo = ctx.alarms
+    inc = repo.get_incident(incident_id)
+    alarms = repo.incident_alarms(incident_id)
+    lines = [f"# Postmortem: {inc.title}", "", f"- Incident: `{inc.id}`", f"- Severity: {_v(inc.severity)}",
+             f"- State: {_v(inc.state)}", f"- Root cause component: {inc.root_component or 'unknown'}",
+             f"- Opened: {_ts(inc.opened_ns)} UTC by {inc.opened_by}"]
+    if inc.acknowledged_ns:
+        lines.append(f"- Acknowledged: {_ts(inc.acknowledged_ns)} UTC by {inc.acknowledged_by} "
+                     f"({(inc.acknowledged_ns - inc.opened_ns) / 60e9:.1f} min)")
+    if inc.resolved_ns:
+        lines.append(f"- Resolved: {_ts(inc.resolved_ns)} UTC ({(inc.resolved_ns - inc.opened_ns) / 60e9:.1f} min)")
+    lines += ["", "## Alarms", "", "| role | severity | component | problem | cause | raised |", "|---|---|---|---|---|---|"]
+    for a in alarms:
+        role = "root cause" if a.component == inc.root_component or a.root_cause else "symptom"
+        lines.append(f"| {role} | {_v(a.severity)} | {a.component} | {_md(a.specific_problem)} | "
+                     f"{_v(a.probable_cause)} | {_ts(a.raised_ns)} |")
+    lines += ["", "## Timeline (UTC)", ""]
+    lines += [f"- {_ts(e.time_ns)} [{_v(e.kind)}] {e.actor}: {_md(e.text)}" for e in inc.timeline]
+    notes = repo.notifications(incident_id=incident_id)
+    lines += ["", "## Notifications", ""]
+    lines += [f"- {_ts(n.created_ns)} {n.receiver} {_v(n.action)}: {_v(n.status)} after {n.attempts} attempt(s)"
+              for n in notes] or ["- none"]
+    lines += ["", "## What went well / what to improve / actions", "", "- ", ""]
+    return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    """Operator text in a Markdown table or list: no raw HTML, no table breaks."""
+    return (text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|") \
+        .replace("\n", " ")

@@ -177,3 +177,60 @@ def test_runbook_driven_to_sign_off(alarm_app):
         assert incident.run_step(inc.id, "skip", "peers-running", "BMS down").id == "incident-ok"
         view, _, _ = incident.render_runbook(1, inc.id, None)
         assert "code E42" in str(view) and "skipped" in str(view)
+
+
+def test_history_page(alarm_app):
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    inc = crac_incident(repo)
+    history = page("history")
+    with signed_in(alarm_app, "operator"):
+        page("incident").set_state(1, inc.id, "acknowledged", "")
+        kpis, trend, timeline, offenders = history.update_history(1, "7d")
+        assert kpis[0].children.children.children[1].children == str(len(repo.list_incidents()))
+        assert kpis[1].children.children.children[1].children.endswith("min")  # one acknowledged: MTTA known
+        assert "CRAC-1" in timeline["data"][0]["y"]
+        assert "CRAC-1" in str(offenders)
+        other = next(i for i in repo.list_incidents() if i.id != inc.id)
+        none = history.find_similar(1, other.id, "7d")
+        assert none.id in ("history-similar-none", "history-similar-table")
+        assert history.find_similar(1, "nope", "7d").id == "history-error"
+        dl = history.export_postmortem(1, inc.id)
+        assert dl["filename"] == f"postmortem-{inc.id}.md"
+        assert dl["content"].startswith(f"# Postmortem: {inc.title}") and "| root cause | major | CRAC-1 |" in dl["content"]
+
+
+def test_similar_incidents_and_escaped_postmortem(alarm_app):
+    from console import data_alarms
+
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    inc = crac_incident(repo)
+    with signed_in(alarm_app, "operator") as ctx:
+        again = repo.open_incident("CRAC-1 again", user="operator", alarm_ids=[])
+        repo.add_note(inc.id, "operator", "<img src=x onerror=alert(1)> | pipe")
+        hist = data_alarms.incident_history(ctx, 7)
+        hist.loc[hist["id"] == again.id, "root"] = "CRAC-1"  # same component, as the alerter would record
+        similar = data_alarms.similar_incidents(ctx, inc.id, hist)
+        assert list(similar["id"]) == [again.id] and similar.at[0, "why"] == "same component"
+        md = data_alarms.postmortem_markdown(ctx, inc.id)
+        assert "<img" not in md and "&lt;img src=x onerror=alert(1)&gt; \\| pipe" in md
+
+
+def test_admin_silences_maintenance_and_audit(alarm_app):
+    admin = page("admin")
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    with signed_in(alarm_app, "operator"):
+        with pytest.raises(Forbidden):
+            admin.create_maintenance(1, "CRAC-2", "4 hours", "filter change")
+        assert admin.layout().id == "admin-forbidden"
+    with signed_in(alarm_app, "admin"):
+        assert admin.create_maintenance(1, "NOPE", "4 hours", "x").id == "admin-error"
+        assert admin.create_maintenance(1, "CRAC-2", "4 hours", "").id == "admin-error"  # reason required
+        ok = admin.create_maintenance(1, "CRAC-2", "4 hours", "filter change")
+        assert ok.id == "admin-ok"
+        silences, audit, chain = admin.render_admin(1, None)
+        assert "CRAC-2" in str(silences) and "filter change" in str(silences)
+        assert "maintenance" in str(audit) and "admin" in str(audit)
+        assert chain.id == "admin-audit-chain-state" and "intact" in chain.children
+        mw = repo.list_silences()[0]
+        assert admin.expire(1, mw.id).id == "admin-ok"
+    assert repo.list_silences() == []

@@ -1,0 +1,114 @@
+"""Admin: silences and maintenance windows, and the audit log of operator actions (admin only)."""
+
+from __future__ import annotations
+
+import dash
+import dash_bootstrap_components as dbc
+import pandas as pd
+from dash import Input, Output, State, callback, html
+from dash.exceptions import PreventUpdate
+
+from console import data
+from console.auth import current_user, require_role
+
+dash.register_page(__name__, path="/admin", name="Admin", title="dcops - Admin", order=70, min_role="admin",
+                   needs_alarms=True)
+
+NS = 1_000_000_000
+DURATIONS = {"1 hour": 3600, "4 hours": 4 * 3600, "8 hours": 8 * 3600, "24 hours": 86400, "7 days": 7 * 86400}
+
+
+def _ts(ns) -> str:
+    return pd.Timestamp(int(ns), unit="ns", tz="UTC").strftime("%Y-%m-%d %H:%M") if ns else ""
+
+
+def layout(**_query):
+    user = current_user()
+    if user is None or not user.can("admin"):
+        return dbc.Alert("This page needs the admin role.", color="danger", id="admin-forbidden")
+    if data.current().alarms is None:
+        return dbc.Alert("No alarm service is connected to this console.", color="secondary", id="admin-none")
+    return html.Div([
+        html.H3("Silences and maintenance windows"),
+        html.Div(id="admin-silences"),
+        dbc.Row([
+            dbc.Col(dbc.Input(id="admin-silence-id", placeholder="silence id to expire"), md=3),
+            dbc.Col(dbc.Button("Expire", id="admin-expire", color="secondary"), md="auto"),
+        ], className="g-2 mb-3"),
+        html.H5("New maintenance window"),
+        dbc.Row([
+            dbc.Col(dbc.Input(id="admin-mw-component", placeholder="component (e.g. CRAC-1, R1-03)"), md=3),
+            dbc.Col(dbc.Select(id="admin-mw-duration", value="4 hours",
+                               options=[{"label": k, "value": k} for k in DURATIONS]), md=2),
+            dbc.Col(dbc.Input(id="admin-mw-reason", placeholder="reason"), md=4),
+            dbc.Col(dbc.Button("Create", id="admin-mw-create", color="primary"), md="auto"),
+        ], className="g-2"),
+        html.Div(id="admin-result", className="mt-2"),
+        html.H3("Audit log", className="mt-4"),
+        html.Div(id="admin-audit-chain"),
+        html.Div(id="admin-audit"),
+    ])
+
+
+def render_admin(_n, _result):
+    ctx = data.current()
+    if ctx.alarms is None:
+        raise PreventUpdate
+    require_role("admin")
+    sil = ctx.alarms.list_silences()
+    rows = [html.Tr([html.Td(s.id), html.Td(type(s).__name__), html.Td(
+        getattr(s, "component", None) or ", ".join(str(m) for m in getattr(s, "matchers", ()))),
+        html.Td(_ts(s.starts_ns)), html.Td(_ts(s.ends_ns)), html.Td(s.author), html.Td(s.reason)]) for s in sil]
+    silences = dbc.Table([html.Thead(html.Tr([html.Th(h) for h in ("id", "kind", "what", "from", "until", "by",
+                                                                   "reason")])), html.Tbody(rows)],
+                         size="sm", striped=True, id="admin-silences-table") if sil else html.Div(
+        "No active silences or maintenance windows.", className="text-muted", id="admin-silences-none")
+    actions = ctx.alarms.operator_actions(limit=200)
+    audit = dbc.Table([html.Thead(html.Tr([html.Th(h) for h in ("#", "time (UTC)", "user", "action", "on")])),
+                       html.Tbody([html.Tr([html.Td(a["seq"]), html.Td(_ts(a["time_ns"])), html.Td(a["user"]),
+                                            html.Td(a["action"]), html.Td(f"{a['target_kind']} {a['target_id']}")])
+                                   for a in actions])], size="sm", striped=True, id="admin-audit-table")
+    chain = ""
+    if ctx.runbooks is not None:
+        v = ctx.runbooks.audit.verify()
+        text = (f"Runbook audit chain intact: {v.checked} records verified." if v.ok else
+                f"Runbook audit chain BROKEN at record {v.first_bad_seq}: {v.reason}")
+        chain = dbc.Alert(text, color="success" if v.ok else "danger", id="admin-audit-chain-state")
+    return silences, audit, chain
+
+
+def expire(n_clicks, silence_id):
+    if not n_clicks:
+        raise PreventUpdate
+    user = require_role("admin")
+    try:
+        data.current().alarms.expire_silence((silence_id or "").strip(), user.name)
+    except (KeyError, ValueError) as e:
+        return dbc.Alert(str(e.args[0]), color="warning", id="admin-error")
+    return dbc.Alert(f"{user.name} expired {silence_id}.", color="success", id="admin-ok")
+
+
+def create_maintenance(n_clicks, component, duration, reason):
+    if not n_clicks:
+        raise PreventUpdate
+    user = require_role("admin")
+    ctx = data.current()
+    if duration not in DURATIONS:
+        return dbc.Alert(f"Unknown duration {duration!r}.", color="warning", id="admin-error")
+    now = int(ctx.clock() * NS)
+    try:
+        mw = ctx.alarms.create_maintenance((component or "").strip(), now, now + DURATIONS[duration] * NS,
+                                           author=user.name, reason=reason or "")
+    except (KeyError, ValueError) as e:
+        return dbc.Alert(str(e.args[0]), color="warning", id="admin-error")
+    return dbc.Alert(f"Maintenance window {mw.id} on {mw.component} for {duration}.", color="success", id="admin-ok")
+
+
+callback(Output("admin-silences", "children"), Output("admin-audit", "children"),
+         Output("admin-audit-chain", "children"), Input("shell-tick", "n_intervals"),
+         Input("admin-result", "children"))(render_admin)
+callback(Output("admin-result", "children", allow_duplicate=True), Input("admin-expire", "n_clicks"),
+         State("admin-silence-id", "value"), prevent_initial_call=True)(expire)
+callback(Output("admin-result", "children", allow_duplicate=True), Input("admin-mw-create", "n_clicks"),
+         State("admin-mw-component", "value"), State("admin-mw-duration", "value"), State("admin-mw-reason", "value"),
+         prevent_initial_call=True)(create_maintenance)
