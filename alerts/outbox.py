@@ -36,8 +36,12 @@ _NS = 1_000_000_000
 
 def backoff_s(attempt: int, settings: OutboxSettings) -> float:
     """Delay before retry number `attempt` (1-based): base * 2^(attempt-1) + jitter, capped."""
-    wait = wait_exponential_jitter(initial=settings.backoff_base_s, max=settings.backoff_max_s,
-                                   jitter=settings.backoff_base_s)
+    try:
+        wait = wait_exponential_jitter(multiplier=settings.backoff_base_s, max=settings.backoff_max_s,
+                                       jitter=settings.backoff_base_s)
+    except TypeError:  # tenacity < 9.1 names it `initial`
+        wait = wait_exponential_jitter(initial=settings.backoff_base_s, max=settings.backoff_max_s,
+                                       jitter=settings.backoff_base_s)
     state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
     state.attempt_number = max(1, attempt)
     return float(wait(state))
