@@ -1,4 +1,5 @@
-"""`dcops rules check FILE...`: validate alert rule files; `dcops rules types`: list rule types."""
+"""`dcops rules check FILE...`: validate alert rule files; `dcops rules alerting FILE`: validate
+an alerting config (receivers, routes, escalation); `dcops rules types`: list rule types."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ def add_arguments(p) -> None:
     sub = p.add_subparsers(dest="rules_command", metavar="ACTION")
     c = sub.add_parser("check", help="validate rule files (file, line and field for every error)")
     c.add_argument("files", nargs="*", help=f"rule YAML files (default: the shipped pack {DEFAULT_RULES.name})")
+    a = sub.add_parser("alerting", help="validate an alerting config (receivers, routes, on-call, escalation)")
+    a.add_argument("file", help="alerting YAML file")
     sub.add_parser("types", help="list the rule types")
 
 
@@ -21,8 +24,10 @@ def run(args) -> int:
         for name, rt in RULE_TYPES.items():
             print(f"{name:10s} ({rt.feeds}): {rt.summary}")
         return 0
+    if action == "alerting":
+        return _check_alerting(args.file)
     if action != "check":
-        print("usage: dcops rules {check FILE...|types}", file=sys.stderr)
+        print("usage: dcops rules {check FILE...|alerting FILE|types}", file=sys.stderr)
         return 2
     files = args.files or [str(DEFAULT_RULES)]
     try:
@@ -36,4 +41,19 @@ def run(args) -> int:
     for r in rules:
         kinds[r.type] = kinds.get(r.type, 0) + 1
     print(f"OK: {len(rules)} rules in {len(files)} file(s) ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")
+    return 0
+
+
+def _check_alerting(path: str) -> int:
+    from alerts.config import load_alerting
+
+    try:
+        cfg = load_alerting(path)
+    except ConfigError as exc:
+        print(f"{len(exc.problems)} problem(s):", file=sys.stderr)
+        for prob in exc.problems:
+            print(f"  {prob}", file=sys.stderr)
+        return 1
+    print(f"OK: {len(cfg.receivers)} receivers, {len(cfg.schedules)} schedules, "
+          f"{len(cfg.escalation_policies)} escalation policies, {len(cfg.inhibit_rules)} inhibition rules")
     return 0

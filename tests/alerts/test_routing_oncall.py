@@ -89,3 +89,17 @@ def test_alerting_config_errors_name_line_and_field(text, where):
 def test_secrets_are_not_printed():
     cfg = alerting_from_text(CFG)
     assert "abc" not in repr(cfg.receiver("facilities"))
+
+
+def test_shipped_example_config_is_valid(capsys):
+    from alerts import rules_cli
+    from tests.conftest import REPO
+
+    class A:
+        rules_command = "alerting"
+        file = str(REPO / "alerts" / "data" / "alerting.example.yaml")
+    assert rules_cli.run(A) == 0
+    assert "OK: 5 receivers" in capsys.readouterr().out
+    A.file = str(REPO / "alerts" / "data" / "rules" / "default.yaml")   # a rule file is not an alerting config
+    assert rules_cli.run(A) == 1
+    assert "rules: unknown field" in capsys.readouterr().err

@@ -110,3 +110,24 @@ def test_incident_resolves_when_the_fault_clears(sim_run):
     assert alarm.list_state.value == "cleared-unacknowledged"
     run.repo.acknowledge_alarm(alarm.id, "alice")
     assert run.repo.list_alarms() == []
+
+
+INHIBIT = RECEIVER + """
+inhibit_rules:
+  - source_matchers: ['probable_cause="underlyingResourceUnavailable"']
+    target_matchers: ['kind="accel"']
+    equal: [device]
+"""
+
+
+def test_inhibition_keeps_gpu_alarms_of_a_down_server_visible_but_quiet(sim_run):
+    run = sim_run(seed=6, cfg_text=INHIBIT)
+    _settle(run)
+    run.sim.inject("pdu_breaker_trip", "PDU-A1", duration_s=1200)
+    run.steps(8)
+    server = [a for a in run.repo.list_alarms() if a.component == "R1-03-S01" and a.probable_cause.value == "underlyingResourceUnavailable"]
+    assert server
+    gpus = [a for a in run.repo.list_alarms() if a.labels.get("kind") == "accel"]
+    assert gpus, "the dark rack's accelerators alarm"
+    assert all(a.suppressed_by == (f"inhibited:{server[0].id}",) for a in gpus)
+    assert len(run.repo.list_incidents()) == 1 and len(run.repo.notifications()) == 1
