@@ -22,11 +22,11 @@ from typing import Callable, Iterable, Mapping
 
 from alerts.config import AlertingConfig
 from alerts.correlation import Correlator, InhibitRule, assess_redundancy, inhibited
-from alerts.incidents import build_message, entry, incident_labels, incident_title, make_notification, worst
+from alerts.incidents import entry, incident_labels, incident_title, worst
 from alerts.manager import AlarmChange, AlarmManager, FlapPolicy
 from alerts.matchers import parse_matchers
+from alerts.notify_plan import NotificationPlanner
 from alerts.persistence import AlerterStore, CycleWrite
-from alerts.routing import match_routes
 from alerts.rules import RuleEngine
 from alerts.signals import AlarmSignal
 from alerts.silences import SuppressionIndex
@@ -55,16 +55,14 @@ class AlertPipeline:
         self.correlator = Correlator(inventory, cfg.grouping.lookback_s)
         self.inhibit_rules = [InhibitRule(parse_matchers(r.source_matchers), parse_matchers(r.target_matchers), r.equal)
                               for r in cfg.inhibit_rules]
-        self.notifier_of = {r.name: r.type for r in cfg.receivers}
         self.suppress = SuppressionIndex((), (), inventory)
         self.incidents: dict[str, Incident] = {}     # incidents not resolved/closed
-        self.on_trigger = on_trigger                  # escalation hook: (incident, policy names)
+        self.planner = NotificationPlanner(cfg, inventory.site, store, on_trigger)
         self.on_stop_escalation = on_stop_escalation
         self.post_commit: list[Callable[[], None]] = []
         self._changes: list[AlarmChange] = []
         self._dirty: set[str] = set()
         self._action_seq = 0
-        self._triggered: dict[str, set[str]] = defaultdict(set)  # incident -> receivers sent a trigger
         self._settled: dict[str, Incident] = {}                  # resolved/closed incidents still referenced
         self.data_now_ns = 0
         self.stats = defaultdict(int)
@@ -316,7 +314,6 @@ class AlertPipeline:
         w.timeline.append((inc.id, entry(now_ns, TK.STATE, f"resolved: {why}", state="resolved")))
         if inc.labels.get("notified") != "suppressed":
             self._notify(_evolve(inc, state=IncidentState.RESOLVED), IncidentAction.RESOLVE, now_ns, w)
-        self._triggered.pop(inc.id, None)
         if self.on_stop_escalation is not None:
             self.post_commit.append(lambda iid=inc.id: self.on_stop_escalation(iid))
 
@@ -337,53 +334,18 @@ class AlertPipeline:
         return root, members
 
     def _notify(self, inc: Incident, action: IncidentAction, now_ns: int, w: CycleWrite,
-                receivers: list[str] | None = None, group: tuple[Alarm | None, list[Alarm]] | None = None) -> None:
+                group: tuple[Alarm | None, list[Alarm]] | None = None) -> None:
         root, members = group if group is not None else self._members(inc)
+        inc2 = self.planner.plan(inc, action, root, members, now_ns, w, self.post_commit)
         if action is IncidentAction.TRIGGER:
-            matches = match_routes(self.cfg.route, inc.labels)
-            receivers = [m.receiver for m in matches]
-            policies = sorted({m.escalation for m in matches if m.escalation})
-            sup = root.suppressed_by if root is not None else ()
-            state = "suppressed" if sup else "sent"
-            inc2 = _evolve(inc, labels={**inc.labels, "notified": state})
             self.incidents[inc.id] = inc2
             (w.new_incidents if inc.id in w.new_incidents else w.incidents)[inc.id] = inc2
-            inc = inc2
-            if sup:
-                w.timeline.append((inc.id, entry(now_ns, TK.SUPPRESSED, f"not notified: {', '.join(sup)}",
-                                                 suppressed_by=list(sup))))
-            elif policies and self.on_trigger is not None:
-                self.post_commit.append(lambda i=inc, p=policies: self.on_trigger(i, p))
-        else:
-            sup = ()
-            if receivers is None:
-                receivers = self.store.receivers_triggered(inc.id) if self.store is not None else []
-                receivers = sorted(set(receivers) | self._triggered.get(inc.id, set()))
-        for r in receivers:
-            msg = build_message(inc, action, self.inv.site, root, members, r)
-            n = make_notification(inc, r, self.notifier_of.get(r, "?"), action, msg, now_ns, suppressed=bool(sup),
-                                  reason=", ".join(sup), suffix=f"suppressed@{now_ns}" if sup else "")
-            w.notifications.append(n)
-            self.stats["notifications"] += 1
-            if action is IncidentAction.TRIGGER and not sup:
-                self._triggered[inc.id].add(r)
-            if not sup:
-                w.timeline.append((inc.id, entry(now_ns, TK.NOTIFICATION, f"{action.value} queued for {r}",
-                                                 notification_id=n.id, receiver=r)))
+        self.stats["notifications"] = self.planner.planned
 
     def escalate(self, inc: Incident, targets: Mapping[str, str | None], level: str, now_ns: int) -> CycleWrite:
         """Notify escalation targets (receiver -> on-call user or None) for an unacknowledged incident."""
-        w = CycleWrite()
         root, members = self._members(inc)
-        for r, user in targets.items():
-            msg = build_message(inc, IncidentAction.TRIGGER, self.inv.site, root, members, r, level=level, oncall=user)
-            n = make_notification(inc, r, self.notifier_of.get(r, "?"), IncidentAction.TRIGGER, msg, now_ns,
-                                  suffix=f"esc{level}")
-            w.notifications.append(n)
-            who = f" (on call: {user})" if user else ""
-            w.timeline.append((inc.id, entry(now_ns, TK.ESCALATION, f"escalation level {level}: trigger queued for {r}{who}",
-                                             notification_id=n.id, receiver=r, oncall=user)))
-        return w
+        return self.planner.escalate(inc, root, members, targets, level, now_ns)
 
     def _renotify_unsuppressed(self, now_ns: int, w: CycleWrite) -> None:
         for inc in list(self.incidents.values()):

@@ -14,7 +14,7 @@ from alerts.notifiers import NOTIFIERS
 from alerts.notifiers.email import EmailConfig, EmailNotifier
 from alerts.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier, pagerduty_body
 from alerts.notifiers.slack import SlackConfig, SlackNotifier
-from alerts.notifiers.webhook import SIGNATURE_HEADER, WebhookConfig, WebhookNotifier, sign, verify_signature
+from alerts.notifiers.webhook import WebhookConfig, WebhookNotifier, sign, verify_signature
 from alerts.outbox import backoff_s
 from tests.alerts.helpers import Receiver
 

@@ -1,0 +1,85 @@
+"""Which notifications an incident change produces: routing, suppression, outbox rows.
+
+`NotificationPlanner.plan` turns (incident, action) into outbox rows in a `CycleWrite`:
+- trigger: the routes that match the incident's labels give receivers and escalation
+  policies; when the root alarm is suppressed (silence, maintenance, inhibition) the rows are
+  written with status `suppressed` and a timeline entry says why, and nothing is sent;
+- acknowledge / resolve: to every receiver that was sent this incident's trigger (the outbox
+  knows, plus this cycle's triggers not yet written).
+It returns the incident with `labels["notified"]` set ("sent" or "suppressed"), which the
+pipeline uses to notify once a suppression ends.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import replace
+from typing import Callable, Mapping, Sequence
+
+from alerts.config import AlertingConfig
+from alerts.incidents import build_message, entry, make_notification
+from alerts.persistence import AlerterStore, CycleWrite
+from alerts.routing import match_routes
+from dcops.alarm_types import Alarm, Incident, IncidentAction, TimelineKind as TK
+
+__all__ = ["NotificationPlanner"]
+
+
+class NotificationPlanner:
+    def __init__(self, cfg: AlertingConfig, site: str, store: AlerterStore | None,
+                 on_trigger: Callable[[Incident, list[str]], None] | None = None) -> None:
+        self.cfg = cfg
+        self.site = site
+        self.store = store
+        self.on_trigger = on_trigger            # escalation hook, run after the cycle is committed
+        self.notifier_of = {r.name: r.type for r in cfg.receivers}
+        self.triggered: dict[str, set[str]] = defaultdict(set)  # incident -> receivers sent a trigger
+        self.planned = 0
+
+    def plan(self, inc: Incident, action: IncidentAction, root: Alarm | None, members: Sequence[Alarm], now_ns: int,
+             w: CycleWrite, post_commit: list[Callable[[], None]]) -> Incident:
+        sup: tuple[str, ...] = ()
+        if action is IncidentAction.TRIGGER:
+            matches = match_routes(self.cfg.route, inc.labels)
+            receivers = [m.receiver for m in matches]
+            policies = sorted({m.escalation for m in matches if m.escalation})
+            sup = root.suppressed_by if root is not None else ()
+            inc = replace(inc, labels={**inc.labels, "notified": "suppressed" if sup else "sent"})
+            if sup:
+                w.timeline.append((inc.id, entry(now_ns, TK.SUPPRESSED, f"not notified: {', '.join(sup)}",
+                                                 suppressed_by=list(sup))))
+            elif policies and self.on_trigger is not None:
+                post_commit.append(lambda i=inc, p=policies: self.on_trigger(i, p))
+        else:
+            sent = self.store.receivers_triggered(inc.id) if self.store is not None else []
+            receivers = sorted(set(sent) | self.triggered.get(inc.id, set()))
+        for r in receivers:
+            msg = build_message(inc, action, self.site, root, members, r)
+            n = make_notification(inc, r, self.notifier_of.get(r, "?"), action, msg, now_ns, suppressed=bool(sup),
+                                  reason=", ".join(sup), suffix=f"suppressed@{now_ns}" if sup else "")
+            w.notifications.append(n)
+            self.planned += 1
+            if sup:
+                continue
+            if action is IncidentAction.TRIGGER:
+                self.triggered[inc.id].add(r)
+            w.timeline.append((inc.id, entry(now_ns, TK.NOTIFICATION, f"{action.value} queued for {r}",
+                                             notification_id=n.id, receiver=r)))
+        if action is IncidentAction.RESOLVE:
+            self.triggered.pop(inc.id, None)
+        return inc
+
+    def escalate(self, inc: Incident, root: Alarm | None, members: Sequence[Alarm], targets: Mapping[str, str | None],
+                 level: str, now_ns: int) -> CycleWrite:
+        """Trigger escalation targets (receiver -> on-call user or None) of an unacknowledged incident."""
+        w = CycleWrite()
+        for r, user in targets.items():
+            msg = build_message(inc, IncidentAction.TRIGGER, self.site, root, members, r, level=level, oncall=user)
+            n = make_notification(inc, r, self.notifier_of.get(r, "?"), IncidentAction.TRIGGER, msg, now_ns,
+                                  suffix=f"esc{level}")
+            w.notifications.append(n)
+            self.planned += 1
+            who = f" (on call: {user})" if user else ""
+            w.timeline.append((inc.id, entry(now_ns, TK.ESCALATION, f"escalation level {level}: trigger queued for {r}{who}",
+                                             notification_id=n.id, receiver=r, oncall=user)))
+        return w
