@@ -43,8 +43,10 @@ DEGRADED_WHEN: tuple[tuple[str, float, str], ...] = (
 
 RACK_FIELDS = ("rack_power_w", "rack_feed_a_power_w", "rack_feed_b_power_w", "rack_inlet_temp_degc",
                "rack_outlet_temp_degc")
-ACCEL_FIELDS = ("accel_up", "accel_temp_degc", "accel_power_w", "accel_util_pct",
-                *(f for f, _, _ in DEGRADED_WHEN))
+ACCEL_FIELDS = ("accel_up", "accel_temp_degc", *(f for f, _, _ in DEGRADED_WHEN))  # what the floor needs
+RACK_ACCEL_FIELDS = (*ACCEL_FIELDS, "accel_power_w", "accel_util_pct")  # the rack view shows more
+# Accelerators report every few seconds; older than this they count as "no data".
+ACCEL_MAX_AGE_S = 60.0
 SITE_FIELDS = ("site_it_power_w", "site_facility_power_w")
 
 
@@ -164,7 +166,7 @@ class FloorSnapshot:
     incidents_by_severity: dict[str, int] | None
 
 
-def _accel_frame(ctx: Context, rack: str | None = None) -> pd.DataFrame:
+def _accel_frame(ctx: Context, rack: str | None = None, fields: Sequence[str] = ACCEL_FIELDS) -> pd.DataFrame:
     """Every accelerator of the inventory (or of one rack) with its latest values and state
     ("no data" when it has no recent sample)."""
     inv = ctx.inventory
@@ -174,13 +176,14 @@ def _accel_frame(ctx: Context, rack: str | None = None) -> pd.DataFrame:
                          "device": inv.accel_tags["device"]})
     if rack is not None:
         base = base[base["rack"] == rack].reset_index(drop=True)
-    got = latest_frame(ctx.store, "accel", ACCEL_FIELDS, where={"rack": rack} if rack else None, known=ctx.known)
-    values = pd.DataFrame(np.nan, index=base.index, columns=list(ACCEL_FIELDS))
+    got = latest_frame(ctx.store, "accel", fields, where={"rack": rack} if rack else None,
+                       max_age_s=ACCEL_MAX_AGE_S, known=ctx.known)
+    values = pd.DataFrame(np.nan, index=base.index, columns=list(fields))
     if len(got):
         ids = got["device"].astype(str) + ":" + got["accel"].astype(str)
         pos = pd.Index(base["accel_id"]).get_indexer(ids)
         ok = pos >= 0
-        for f in ACCEL_FIELDS:
+        for f in fields:
             col = values[f].to_numpy(np.float64).copy()
             col[pos[ok]] = got[f].to_numpy(np.float64)[ok]
             values[f] = col
@@ -281,7 +284,7 @@ def rack_view(ctx: Context, rack: str) -> RackView:
                      "inlet_degc": get("server_inlet_temp_degc"), "psu_ok": get("server_psu_ok")})
     servers_df = pd.DataFrame(rows, columns=["device", "kind", "feeds", "up", "power_w", "inlet_degc", "psu_ok"])
 
-    acc = _accel_frame(ctx, rack)
+    acc = _accel_frame(ctx, rack, RACK_ACCEL_FIELDS)
     accels = acc[["accel_id", "device", "vendor", "model", "state", "accel_temp_degc",
                                        "accel_power_w", "accel_util_pct"]].reset_index(drop=True)
 

@@ -67,10 +67,11 @@ def _sha(token: str) -> str:
 
 
 class UserStore:
-    def __init__(self, engine: sa.Engine, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: sa.Engine, clock: Callable[[], float] = time.time,
+                 hasher: PasswordHasher | None = None) -> None:
         self.engine = engine
         self.clock = clock
-        self._hasher = PasswordHasher()
+        self._hasher = hasher or PasswordHasher()  # argon2id, argon2-cffi's default cost
         _meta.create_all(engine)
 
     @classmethod

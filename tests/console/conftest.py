@@ -6,6 +6,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 
 from console.app import create_app
 from console.auth import Auth
@@ -14,6 +15,9 @@ from dcops.store.duckdb_store import DuckDBStore
 from tests.console.fake_site import NS, site_batches, xid_event
 
 from tests.console.support import PASSWORDS
+
+# argon2id at a low cost: the tests log in dozens of times (production uses argon2-cffi's default).
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 @pytest.fixture
@@ -31,7 +35,7 @@ def filled_store(small_inventory):
 @pytest.fixture
 def users():
     u = UserStore(sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool,
-                                   connect_args={"check_same_thread": False}))
+                                   connect_args={"check_same_thread": False}), hasher=FAST_HASHER)
     for role, pw in PASSWORDS.items():
         u.create_user(role, pw, role)
     return u
