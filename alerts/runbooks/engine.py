@@ -21,6 +21,19 @@ While a run is active, the runbook's `expected_alarms` are covered by silences c
 `alerts.repository.Repository` (matchers on probable cause and component), so the alerter
 shows them and does not page; they are expired when the run ends.
 
+The API (all plain methods; `RunbookError` and its subclasses carry operator-ready messages,
+`KeyError` names an unknown incident or run):
+
+    reads:    suggest(incident_id) -> [Runbook];  run(run_id) -> RunView;  runs(incident_id);
+              active_runs()
+    lifecycle: start(incident_id, runbook_id, *, user, role) -> RunView
+              sign_off(run_id, *, user, role, note="");  abort(run_id, *, user, role, reason)
+    steps:    confirm(run_id, step_id, *, user, role, note)         manual steps
+              check(run_id, step_id, *, user, role)                  check steps (evaluated now)
+              request_approval / approve(run_id, step_id, *, user, role, note="")
+              execute(run_id, step_id, *, user, role)                action steps
+              skip(run_id, step_id, *, user, role, reason)
+
     eng = RunbookEngine(db_engine, load_runbooks(), inventory=inv, store=store)
     run = eng.start(incident_id, "crac-failure", user="alice", role="operator")
     eng.confirm(run.id, "notify-facilities", user="alice", role="operator", note="called HVAC")

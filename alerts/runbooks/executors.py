@@ -13,6 +13,15 @@ Safety by construction:
 - Templates (`{server}`, `{rack}`, ...) are filled from `TEMPLATE_VARIABLES` only.
 
 Add an executor by writing an options model and a run function and adding a row to `EXECUTORS`.
+
+The site's `ExecutorConfig` is a YAML file (`load_executor_config`), e.g.
+
+    allowed_commands:
+      notify_facilities: [/usr/local/bin/ticket, --queue, hvac, "{component} down in {zone}"]
+      shed_load: [/usr/local/bin/capctl, --ups, "{component}", --watts, "450"]
+    drain_command: [kubectl, drain, "{server}", --ignore-daemonsets, --delete-emptydir-data]
+    agent_url: "http://{server}:9101"
+    webhook_secret: "env-or-vault-provided"
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 __all__ = ["TEMPLATE_VARIABLES", "ExecutorConfig", "ExecutorRuntime", "ActionContext", "ActionResult", "ExecutorSpec",
-           "EXECUTORS", "fill", "ExecutorError"]
+           "EXECUTORS", "fill", "ExecutorError", "load_executor_config"]
 
 TEMPLATE_VARIABLES = ("component", "device", "server", "accel", "accel_index", "rack", "row", "hall", "zone", "site",
                       "incident", "run", "user")
@@ -55,6 +64,12 @@ class ExecutorConfig(_Model):
     webhook_secret: SecretStr | None = None
     command_timeout_s: float = Field(120.0, gt=0)
     http_timeout_s: float = Field(10.0, gt=0)
+
+
+def load_executor_config(path) -> ExecutorConfig:
+    """The site's executor configuration, validated (file, line and field for every error)."""
+    from dcops.yamlconf import load_yaml
+    return load_yaml(path, ExecutorConfig)
 
 
 @dataclass(frozen=True)

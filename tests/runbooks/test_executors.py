@@ -104,3 +104,17 @@ def test_registry_declares_destructive_defaults():
     assert {n for n, s in EXECUTORS.items() if s.destructive} == {"drain_node"}
     with pytest.raises(ExecutorError, match="no drain_command"):
         EXECUTORS["drain_node"].run(EXECUTORS["drain_node"].options(), CTX, ExecutorRuntime())
+
+
+def test_executor_config_file(tmp_path):
+    from alerts.runbooks.executors import load_executor_config
+    from dcops.yamlconf import ConfigError
+    p = tmp_path / "executors.yaml"
+    p.write_text("allowed_commands:\n  hello: [/bin/echo, '{server}']\ndrain_command: [/bin/true]\nwebhook_secret: x\n")
+    cfg = load_executor_config(p)
+    assert cfg.allowed_commands["hello"] == ("/bin/echo", "{server}") and cfg.webhook_secret.get_secret_value() == "x"
+    p.write_text("allowed_commands:\n  hello: /bin/echo\ndrain_comand: [/bin/true]\n")
+    with pytest.raises(ConfigError) as ei:
+        load_executor_config(p)
+    text = str(ei.value)
+    assert f"{p}:2: allowed_commands.hello:" in text and f"{p}:3: drain_comand: unknown field" in text
