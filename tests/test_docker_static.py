@@ -172,6 +172,10 @@ def test_dcops_services_agree_with_the_site_config(resolved, monkeypatch):
     assert len(set(spools.values())) == len(spools), "each producer keeps its own spool"
     from dcops.topology import build_inventory
 
+    alerter = services["alerter"]
+    assert alerter["environment"]["DCOPS_ALERTING_CONFIG"] == ""  # .env.example: none, alarms only
+    assert any(v.endswith(":/etc/dcops/alerting:ro") for v in alerter["volumes"])
+    assert (DOCKER / "alerting" / ".gitignore").read_text().count("*.yaml") == 1
     agent_host = resolved["services"]["agent"]["hostname"]
     assert build_inventory(cfg).components[agent_host].kind == "server"
 
