@@ -21,7 +21,7 @@ from dash import dcc, html
 from console.auth import Auth, current_user
 from console.data import CONFIG_KEY, Context, current
 
-__all__ = ["create_app", "serve", "run_role", "PAGES_DIR"]
+__all__ = ["create_app", "serve", "run_role", "connect_alerts", "PAGES_DIR"]
 
 log = logging.getLogger("dcops.console")
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
@@ -65,6 +65,18 @@ def _shell_layout(refresh_s: float) -> Callable[[], html.Div]:
     return layout
 
 
+def _ensure_dash_context() -> None:
+    """Dash gives its callback-context variable a value only in the thread that imported dash;
+    `register_page` reads it, so building the app in another thread (a `dcops up` role) fails
+    with LookupError unless this thread's context has a value too."""
+    from dash._callback_context import context_value
+
+    try:
+        context_value.get()
+    except LookupError:
+        context_value.set({})
+
+
 def create_app(store, inventory, *, alarms=None, runbooks=None, auth: Auth, refresh_s: float = 5.0,
                energy_price_per_kwh: float | None = None, clock: Callable[[], float] = time.time,
                title: str = "dcops NOC") -> dash.Dash:
@@ -77,6 +89,7 @@ def create_app(store, inventory, *, alarms=None, runbooks=None, auth: Auth, refr
     if auth is None:
         raise ValueError("create_app needs an Auth: the console never runs without login")
     price = energy_price_per_kwh if energy_price_per_kwh is not None else inventory.config.energy_price_per_kwh
+    _ensure_dash_context()
     server = flask.Flask("console")
     server.config[CONFIG_KEY] = Context(store, inventory, alarms, float(refresh_s), float(price), clock,
                                         runbooks=runbooks)
@@ -101,6 +114,24 @@ def serve(app: dash.Dash, host: str, port: int, threads: int = 8):
     return create_server(app.server, host=host, port=port, threads=threads, ident="dcops")
 
 
+def connect_alerts(db_url: str, inventory, store):
+    """The alerts stage's Repository and RunbookEngine on the incident database, or (None, None)
+    when the alerts package cannot be used (the console then runs without its alarm pages)."""
+    try:
+        from alerts.db import open_engine
+        from alerts.repository import Repository
+        from alerts.runbooks.engine import RunbookEngine
+        from alerts.runbooks.loader import load_runbooks
+    except ImportError as e:  # pragma: no cover - alerts ships with dcops
+        log.warning("alarm pages off: %s", e)
+        return None, None
+    engine = open_engine(db_url)
+    repo = Repository(engine, inventory)
+    runbooks = RunbookEngine(engine, load_runbooks(), inventory=inventory, store=store, repository=repo)
+    runbooks.ensure_schema()
+    return repo, runbooks
+
+
 def run_role(cfg, stop_event: threading.Event) -> int:
     """The `console` role of `dcops up`: serve the console of the site `cfg` until stop_event."""
     from console.users import UserStore
@@ -109,13 +140,15 @@ def run_role(cfg, stop_event: threading.Event) -> int:
 
     settings = cfg.settings
     store = open_store(settings.store)
+    inventory = build_inventory(cfg)
     users = UserStore.from_url(settings.database.url)
     if not users.list_users():
-        log.warning("no console users in %s; create one (console.users.UserStore.create_user)",
+        log.warning("no console users in %s; add one with `dcops console-user add NAME --role admin -c SITE`",
                     settings.database.url)
+    repo, runbooks = connect_alerts(settings.database.url, inventory, store)
     auth = Auth(users, session_ttl_s=settings.console.session_ttl_s)
-    app = create_app(store, build_inventory(cfg), auth=auth, refresh_s=settings.console.refresh_s,
-                     energy_price_per_kwh=cfg.energy_price_per_kwh)
+    app = create_app(store, inventory, alarms=repo, runbooks=runbooks, auth=auth,
+                     refresh_s=settings.console.refresh_s, energy_price_per_kwh=cfg.energy_price_per_kwh)
     srv = serve(app, settings.console.host, settings.console.port)
     thread = threading.Thread(target=srv.run, name="console-http", daemon=True)
     thread.start()

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rules": ("alerts.rules_cli", "validate alert rule files"),
     "runbook": ("alerts.runbook_cli", "validate and list runbooks (methods of procedure)"),
     "incidents": ("alerts.incidents_cli", "incident history: postmortem export, MTTA/MTTR"),
+    "console-user": ("console.users_cli", "console accounts: add, list, set-role, disable"),
 }
 
 

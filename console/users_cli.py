@@ -1,0 +1,72 @@
+"""`dcops console-user`: manage console accounts in the database of a site's settings.
+
+    dcops console-user add NAME --role admin -c site.yaml      # asks for the password twice
+    dcops console-user add NAME --role viewer --password-stdin -c site.yaml
+    dcops console-user list -c site.yaml
+    dcops console-user set-role NAME operator -c site.yaml
+    dcops console-user disable NAME -c site.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from console.users import ROLES, UserError, UserStore
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", help="site YAML whose settings.database.url holds the users "
+                                               "(default: the embedded sqlite:///var/dcops.sqlite)")
+    sub = parser.add_subparsers(dest="action", required=True)
+    add = sub.add_parser("add", help="create an account")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, required=True)
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    sub.add_parser("list", help="list accounts and roles")
+    sr = sub.add_parser("set-role", help="change an account's role")
+    sr.add_argument("name")
+    sr.add_argument("role", choices=ROLES)
+    dis = sub.add_parser("disable", help="disable an account and end its sessions")
+    dis.add_argument("name")
+
+
+def _users(args) -> UserStore:
+    if args.config:
+        from dcops.site import load_site
+
+        url = load_site(args.config).settings.database.url
+    else:
+        from dcops.settings import DatabaseSettings
+
+        url = DatabaseSettings().url
+    return UserStore.from_url(url)
+
+
+def run(args) -> int:
+    try:
+        users = _users(args)
+        if args.action == "add":
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\n")
+            else:
+                password = getpass.getpass(f"password for {args.name}: ")
+                if getpass.getpass("again: ") != password:
+                    print("passwords differ", file=sys.stderr)
+                    return 1
+            users.create_user(args.name, password, args.role)
+            print(f"created {args.name} ({args.role})")
+        elif args.action == "list":
+            for user, disabled in users.list_users():
+                print(f"{user.name}\t{user.role}\t{'disabled' if disabled else 'active'}")
+        elif args.action == "set-role":
+            users.set_role(args.name, args.role)
+            print(f"{args.name} is now {args.role}")
+        elif args.action == "disable":
+            users.set_disabled(args.name, True)
+            print(f"disabled {args.name}")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
