@@ -56,6 +56,7 @@ class OutboxSender:
         self.clock = clock
         self.sent = 0
         self.failed_attempts = 0
+        self.outcomes: dict[tuple[str, str], int] = {}   # (notifier, delivered|retry|failed) -> count
 
     def deliver_due(self, limit: int = 50) -> int:
         """Try every due pending row once; returns how many were delivered."""
@@ -73,6 +74,9 @@ class OutboxSender:
                     res = DeliveryResult(False, retryable=True, error=f"{type(exc).__name__}: {exc}"[:300])
             now_ns = int(self.clock() * _NS)
             attempt = note.attempts + 1
+            outcome = "delivered" if res.ok else ("retry" if res.retryable and attempt < self.settings.max_attempts else "failed")
+            key = (note.notifier, outcome)
+            self.outcomes[key] = self.outcomes.get(key, 0) + 1
             if res.ok:
                 delivered += 1
                 self.sent += 1

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -177,6 +177,11 @@ class AlerterStore:
                                                      OutboxRow.next_attempt_ns <= now_ns)
                              .order_by(OutboxRow.next_attempt_ns, OutboxRow.created_ns).limit(limit)).all()
             return [row_to_notification(r) for r in rows]
+
+    def pending_count(self) -> int:
+        with Session(self.engine) as s:
+            return int(s.scalar(select(func.count()).select_from(OutboxRow)
+                                .where(OutboxRow.status == DeliveryStatus.PENDING.value)) or 0)
 
     def record_attempt(self, note_id: str, *, delivered: bool, now_ns: int, error: str = "",
                        next_attempt_ns: int | None = None, give_up: bool = False) -> None:

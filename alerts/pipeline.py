@@ -66,6 +66,7 @@ class AlertPipeline:
         self._settled: dict[str, Incident] = {}                  # resolved/closed incidents still referenced
         self.data_now_ns = 0
         self.stats = defaultdict(int)
+        self.raised_by_severity: dict[str, int] = defaultdict(int)
 
     # ----- state -----------------------------------------------------------------------------
     def load(self, now_ns: int) -> None:
@@ -133,9 +134,11 @@ class AlertPipeline:
             if a is None:
                 continue
             w.alarms[aid] = a
-        for ch in self._changes:  # alarms that left the list (cleared and acknowledged)
+        for ch in self._changes:
             if ch.alarm.id not in w.alarms and ch.alarm.id not in self.manager.alarms:
-                w.alarms[ch.alarm.id] = ch.alarm
+                w.alarms[ch.alarm.id] = ch.alarm  # left the list (cleared and acknowledged)
+            if ch.kind is TK.ALARM_RAISED:  # counted with the severity correlation gave it
+                self.raised_by_severity[w.alarms.get(ch.alarm.id, ch.alarm).severity.value] += 1
         self._changes.clear()
         self._dirty.clear()
         return w

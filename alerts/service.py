@@ -59,7 +59,8 @@ class Alerter:
                  db_url: str = "sqlite:///var/dcops.sqlite", group: str = "alerter",
                  clock: Callable[[], float] = time.time, time_source: str = "wall",
                  http_client: httpx.Client | None = None, outbox: bool = True, escalation: bool = True,
-                 cycle_s: float = 0.5, max_records: int = 500, reconcile_every_s: float = 1.0) -> None:
+                 cycle_s: float = 0.5, max_records: int = 500, reconcile_every_s: float = 1.0,
+                 metrics=None) -> None:
         from alerts.db import open_engine
 
         self.bus = bus
@@ -87,10 +88,15 @@ class Alerter:
         self._stop = threading.Event()
         self.processed = 0
         self.deadlettered = 0
+        self.last_cycle = time.monotonic()
+        self.metrics = metrics
+        self._unobserve: list[Callable[[], None]] = []
 
     # ----- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Alerter":
         self.pipeline.load(self.now_ns())
+        if self.metrics is not None:
+            self._export_metrics(self.metrics)
         # one consumer (and group) per topic, so a backlog of samples cannot starve events
         self._consumers = {t: self.bus.consumer(t, f"{self.group}.{t}") for t in _TOPICS}
         if self.escalator is not None:
@@ -104,6 +110,9 @@ class Alerter:
     def close(self) -> None:
         """Stop threads and leave without committing anything unprocessed."""
         self._stop.set()
+        for undo in self._unobserve:
+            undo()
+        self._unobserve.clear()
         for t in self._threads:
             t.join(timeout=10)
         self._threads.clear()
@@ -175,6 +184,9 @@ class Alerter:
             except Exception:
                 log.exception("post-commit step failed")
         self.processed += n
+        self.last_cycle = time.monotonic()
+        if self.metrics is not None and n:
+            self.metrics.get("messages_in").labels(stage="alerter", topic="all").inc(n)
         return n
 
     def _decode(self, m):
@@ -191,6 +203,8 @@ class Alerter:
         except CodecError as exc:
             log.warning("undecodable message on %s offset %s: %s (to %s)", m.topic, m.offset, exc, TOPIC_DEADLETTER)
             self.deadlettered += 1
+            if self.metrics is not None:
+                self.metrics.get("dead_letters").labels(stage="alerter").inc()
             self.bus.publish(TOPIC_DEADLETTER, m.key, m.value)
         return None
 
@@ -218,6 +232,26 @@ class Alerter:
         idle = 0
         while time.monotonic() < deadline and idle < idle_rounds:
             idle = idle + 1 if self.process_once(timeout_s=0.05) == 0 else 0
+
+    # ----- metrics and health ---------------------------------------------------------------
+    def _export_metrics(self, m) -> None:
+        """Alarms raised, outbox depth and delivery outcomes (read at scrape), and /healthz."""
+        from dcops.metrics import Check
+
+        p = self.pipeline
+        self._unobserve.append(m.observe("alarms_raised", lambda: {(k,): float(v) for k, v in p.raised_by_severity.items()}))
+        self._unobserve.append(m.observe("outbox_depth", lambda: {("alerts",): float(self.store.pending_count())}))
+        if self.sender is not None:
+            snd = self.sender
+            self._unobserve.append(m.observe("notifications", lambda: {k: float(v) for k, v in snd.outcomes.items()}))
+
+        def health(stall_s: float = 60.0) -> Check:
+            idle = time.monotonic() - self.last_cycle
+            if idle > stall_s:
+                return Check(False, f"no cycle for {idle:.0f}s")
+            return Check(True, f"{len(p.manager.alarms)} listed alarms, {len(p.incidents)} open incidents")
+        m.health.add("alerter", health)
+        self._unobserve.append(lambda: m.health.remove("alerter"))
 
     # ----- escalation ------------------------------------------------------------------------
     def _schedule_escalation(self, inc: Incident, policies: Sequence[str]) -> None:
@@ -259,7 +293,10 @@ def run_role(cfg, stop_event: threading.Event, bus: Bus | None = None, alerting_
         from dcops.wiring import open_bus
         bus = open_bus(cfg.settings.bus, client_id="alerter")
     path = alerting_path or os.environ.get("DCOPS_ALERTING_CONFIG") or None
-    alerter = Alerter(bus, build_inventory(cfg), alerting=load_alerting(path), db_url=cfg.settings.database.url)
+    from dcops.metrics import current
+
+    alerter = Alerter(bus, build_inventory(cfg), alerting=load_alerting(path), db_url=cfg.settings.database.url,
+                      metrics=current())
     alerter.start()
     try:
         alerter.run(stop_event)

@@ -42,3 +42,22 @@ def test_undecodable_messages_go_to_the_dead_letter_topic(small_inventory, tmp_p
         assert [m.value for m in dead.poll(0.1)] == [b"garbage"]
     finally:
         a.close()
+
+
+def test_alerter_exports_metrics_and_health(small_inventory, tmp_path):
+    from dcops.metrics import Metrics
+
+    m = Metrics(role="alerter")
+    bus = InProcessBus()
+    a = Alerter(bus, small_inventory, db_url=f"sqlite:///{tmp_path}/m.sqlite", escalation=False, metrics=m).start()
+    try:
+        publish_events(bus, [Event(1_800_000_000 * 10**9, "breaker_trip", "snmp",
+                                   {"site": "test", "hall": "H1", "device": "PDU-B1"}, "critical", "tripped")])
+        a.drain(timeout_s=5)
+        assert m.value("alarms_raised", severity="major") == 1.0          # redundancy-aware: B1 is not critical
+        assert m.value("outbox_depth", outbox="alerts") == 0.0
+        ok, report = m.health.report()
+        assert ok and "alerter" in str(report)
+    finally:
+        a.close()
+    assert "alerter" not in m.health.names()
