@@ -185,3 +185,20 @@ def test_load_rules_refuses_names_defined_in_two_files(tmp_path):
         load_rules([one, two])
     with pytest.raises(ConfigError, match="cannot read"):
         load_rules(tmp_path / "missing.yaml")
+
+
+def test_default_pack_maps_trap_events():
+    """Trap-derived events (collectors.snmp_traps) raise the same alarms as polled state."""
+    from alerts.manager import AlarmManager
+
+    m = AlarmManager()
+    eng = RuleEngine(default_rules(), m.active_of)
+    ups = {"site": "s", "hall": "H1", "device": "UPS-A"}
+    (ch,) = m.apply(eng.on_events([Event(1, "snmp_trap", "snmp_trap", ups, attributes={
+        "trap_oid": "1.3.6.1.2.1.33.2.3", "name": "upsAlarmBatteryBad"})]))
+    assert ch.alarm.probable_cause.value == "batteryFailure" and ch.alarm.component == "UPS-A"
+    m.apply(eng.on_events([Event(2, "ups_battery_low", "snmp_trap", ups, "critical", "lowBattery from UPS-A")]))
+    (low,) = [a for a in m.alarms.values() if a.probable_cause.value == "batteryDischarging"]
+    assert low.severity.value == "critical" and low.active
+    (clr,) = m.apply(eng.on_events([Event(3, "ups_battery_ok", "snmp_trap", ups, "cleared")]))
+    assert clr.alarm.id == low.id and not clr.alarm.active
