@@ -100,6 +100,7 @@ class FleetScorer:
         self.counters = models.counters if models and models.counters else CounterTrendDetector().fit(
             np.zeros((2, len(ACCEL_COUNTERS))))
         self._thermal_z = np.zeros(len(inventory.accel_ids))
+        self._inlet_z = np.zeros(len(self.tracker.rack_index))
         self._peer_cols = [ACCEL_MODEL_FEATURES.index(f) for f in PEER_FEATURES]
         self.intervals = 0
 
@@ -182,7 +183,25 @@ class FleetScorer:
                           expected_t[:, None], self.params.thermal_z)
         out += self._emit(f.time_ns, ids, "isolation_forest", if_z, WINDOW_FEATURE_NAMES, f.window, if_exp,
                           self.params.isolation_z, total=if_z.sum(axis=1))
-        return out
+        return out + self._score_inlets(f)
+
+    def _score_inlets(self, f) -> list[Finding]:
+        """Rack inlets hotter than their rack's usual plus what the zone's heat explains."""
+        racks = self.tracker.rack_index
+        offset = np.array([self.models.inlet_offset.get(r, np.nan) for r in racks])
+        z, expected = np.zeros(len(racks)), np.full(len(racks), np.nan)
+        for zone, model in self.models.inlet.items():
+            rows = np.flatnonzero((self.tracker.rack_zone == zone) & np.isfinite(offset))
+            X = f.rack_thermal[rows].copy()
+            X[:, -1] -= offset[rows]
+            ok = ~np.isnan(X).any(axis=1)
+            if ok.any():
+                z[rows[ok]] = np.maximum(model.residual_z(X[ok]), 0.0)
+                expected[rows[ok]] = model.expected(X[ok]) + offset[rows[ok]]
+        a = self.params.thermal_smoothing
+        self._inlet_z = (1 - a) * self._inlet_z + a * z
+        return self._emit(f.time_ns, racks, "thermal_residual", self._inlet_z[:, None], ("rack_inlet_temp_degc",),
+                          f.rack_thermal[:, -1:], expected[:, None], self.params.thermal_z)
 
     def _rows_by_model(self):
         if not hasattr(self, "_model_rows"):

@@ -46,6 +46,8 @@ class ModelBundle:
     thermal: dict[str, ThermalResidualModel]  # accelerator model -> residual model
     peer: PeerGroupDetector | None
     counters: CounterTrendDetector | None
+    inlet: dict[int, ThermalResidualModel] = field(default_factory=dict)  # cooling zone code -> inlet model
+    inlet_offset: dict[str, float] = field(default_factory=dict)  # rack -> its usual inlet (training median)
 
     def save(self, path: Path) -> Path:
         path = Path(path)

@@ -12,7 +12,8 @@ How findings are judged, per segment:
   label's affected components, downstream of them in the topology, the power and cooling
   equipment upstream of them (`UPSTREAM_KINDS`), the rack holding an affected server, or
   inside (server or rack) one of those; and it occurs between the fault's start and its end plus `grace_s`
-  (recovery: temperatures falling back, batteries recharging, are effects of the fault too);
+  (recovery: temperatures falling back, batteries recharging, are effects of the fault too;
+  the same holds for an earlier segment's fault whose recovery reaches into this segment);
 - findings of one (component, detector) in consecutive intervals form one episode; precision
   is explained episodes over all episodes of the segment;
 - a label is detected when an explained finding occurs while it is active; recall is detected
@@ -121,8 +122,9 @@ def _run_segment(sim: Simulator, scorer: FleetScorer, fault_type: str, cfg: Scen
     return findings, labels
 
 
-def _judge(inv: Inventory, findings, labels, interval_s: float, grace_s: float) -> dict:
-    reach = {lb.fault_id: explained_by(inv, lb) for lb in labels}
+def _judge(inv: Inventory, findings, labels, interval_s: float, grace_s: float, earlier=()) -> dict:
+    """`labels`: this segment's faults; `earlier`: faults before it, whose after-effects explain too."""
+    reach = {lb.fault_id: explained_by(inv, lb) for lb in (*labels, *earlier)}
     interval_ns = int(interval_s * 1e9)
     grace_ns = int(grace_s * 1e9)
 
@@ -138,7 +140,7 @@ def _judge(inv: Inventory, findings, labels, interval_s: float, grace_s: float) 
         else:
             eps.append([f])
     all_eps = [e for eps in episodes.values() for e in eps]
-    good = [e for e in all_eps if any(explains(lb, e[0], grace_ns) for lb in labels)]
+    good = [e for e in all_eps if any(explains(lb, e[0], grace_ns) for lb in (*labels, *earlier))]
     ttd, detected = [], 0
     for lb in labels:
         hits = [f.time_ns for f in findings if explains(lb, f, 0)]
@@ -172,9 +174,11 @@ def evaluate_scenarios(seed: int = 0, repeats: int = 4, config: ScenarioConfig |
     rng = np.random.default_rng(cfg.seed)
     report = {"seed": cfg.seed, "repeats": cfg.repeats, "site": str(cfg.site), "interval_s": sim.interval_s,
               "fault_types": {}}
+    earlier: list[FaultLabel] = []
     for ft in fault_types or FAULT_TYPES:
         findings, labels = _run_segment(sim, scorer, ft, cfg, rng)
-        res = _judge(sim.inventory, findings, labels, sim.interval_s, cfg.grace_s)
+        res = _judge(sim.inventory, findings, labels, sim.interval_s, cfg.grace_s, earlier)
+        earlier += labels
         res["abrupt"] = FAULT_TYPES[ft].abrupt
         report["fault_types"][ft] = res
     res = report["fault_types"].values()

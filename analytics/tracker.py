@@ -20,9 +20,10 @@ from analytics.features import (
 )
 from dcops.topology import Inventory
 
-__all__ = ["FeatureTracker", "IntervalFeatures", "peer_groups", "THERMAL_INPUTS"]
+__all__ = ["FeatureTracker", "IntervalFeatures", "peer_groups", "THERMAL_INPUTS", "INLET_INPUTS"]
 
 THERMAL_INPUTS = ("accel_power_w:ema", "server_inlet_temp_degc")
+INLET_INPUTS = ("rack_power_w", "zone_it_power_w")  # what heats a rack's inlet, besides cooling
 POWER_EMA = 0.22  # 1 - exp(-10 s / 40 s): the die's thermal time constant at 10 s intervals
 
 
@@ -34,6 +35,7 @@ class IntervalFeatures:
     window: np.ndarray  # (accels, WINDOW_FEATURE_NAMES)
     counter_delta: np.ndarray  # (accels, ACCEL_COUNTERS), increments since the previous interval
     thermal: np.ndarray  # (accels, THERMAL_INPUTS + temperature)
+    rack_thermal: np.ndarray  # (racks, INLET_INPUTS + inlet temperature)
 
 
 def peer_groups(inv: Inventory, min_group: int = 4) -> np.ndarray:
@@ -61,6 +63,8 @@ class FeatureTracker:
         self._last_counters = np.full((n, len(ACCEL_COUNTERS)), np.nan)
         self._power_ema = np.full(n, np.nan)
         self._last_inlet = np.full(n, np.nan)
+        self.rack_index = pd.Index([r.name for r in inventory.racks])
+        self.rack_zone = pd.factorize(pd.Series([r.attrs.get("zone", "") for r in inventory.racks], dtype=object))[0]
 
     def observe(self, batches) -> IntervalFeatures:
         by = group_batches(batches)
@@ -95,5 +99,10 @@ class FeatureTracker:
         self._last_inlet = np.where(np.isnan(inlet), self._last_inlet, inlet)
         temp = accel[:, ACCEL_MODEL_FEATURES.index("accel_temp_degc")]
         thermal = np.column_stack([self._power_ema, self._last_inlet, temp])
+        rb = by.get("rack")
+        rack = (align(rb, self.rack_index, ("rack",), ("rack_power_w", "rack_inlet_temp_degc")) if rb is not None
+                else np.full((len(self.rack_index), 2), np.nan))
+        zone_heat = np.bincount(self.rack_zone, weights=np.nan_to_num(rack[:, 0]), minlength=self.rack_zone.max() + 1)
+        rack_thermal = np.column_stack([rack[:, 0], zone_heat[self.rack_zone], rack[:, 1]])
         return IntervalFeatures(max(times) if times else 0, streams, accel, accel_window_features(self.window),
-                                delta, thermal)
+                                delta, thermal, rack_thermal)

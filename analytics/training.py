@@ -22,7 +22,7 @@ from analytics.detectors import CounterTrendDetector, FeatureIsolationForest, Pe
 from analytics.features import ACCEL_COUNTERS, ACCEL_MODEL_FEATURES, WINDOW_FEATURE_NAMES
 from analytics.fleet import PEER_FEATURES
 from analytics.models import FORMAT_VERSION, ModelBundle, ModelMetadata
-from analytics.tracker import THERMAL_INPUTS, FeatureTracker, peer_groups
+from analytics.tracker import INLET_INPUTS, THERMAL_INPUTS, FeatureTracker, peer_groups
 from dcops.batch import Batch
 from dcops.topology import Inventory
 
@@ -30,6 +30,7 @@ __all__ = ["train_bundle", "intervals_from_store", "train_from_store", "RetrainS
 
 log = logging.getLogger(__name__)
 MAX_ROWS = 20_000  # per model: more rows add fitting time, not accuracy
+INLET_MIN_SCALE = 0.25  # degC: rack inlet probes are good to a few tenths
 
 
 class TrainingError(RuntimeError):
@@ -48,12 +49,13 @@ def train_bundle(inventory: Inventory, intervals: Iterable[Sequence[Batch]], win
     models = np.asarray(inventory.accel_tags["model"], dtype=object)
     groups = peer_groups(inventory)
     peer_cols = [ACCEL_MODEL_FEATURES.index(f) for f in PEER_FEATURES]
-    win_rows, thermal_rows, counter_rows, peer_rows, peer_groups_ = [], [], [], [], []
+    win_rows, thermal_rows, counter_rows, peer_rows, peer_groups_, rack_rows = [], [], [], [], [], []
     times = []
     for k, batches in enumerate(intervals):
         f = tracker.observe(batches)
         times.append(f.time_ns)
         thermal_rows.append(f.thermal)
+        rack_rows.append(f.rack_thermal)
         if k > 0:
             counter_rows.append(f.counter_delta)
         if k >= window:
@@ -83,6 +85,7 @@ def train_bundle(inventory: Inventory, intervals: Iterable[Sequence[Batch]], win
             rows[f"isolation_forest:{model}"] = len(W)
         if previous is not None:
             drift.update(_drift(model, previous, thermal_models.get(model), iso.get(model), iso_cols.get(model)))
+    inlet, offsets = _fit_inlet(tracker, np.stack(rack_rows), rows)
     P = np.concatenate(peer_rows)
     peer = PeerGroupDetector().fit(P, groups=np.concatenate(peer_groups_))
     counters = CounterTrendDetector().fit(np.concatenate(counter_rows))
@@ -91,13 +94,36 @@ def train_bundle(inventory: Inventory, intervals: Iterable[Sequence[Batch]], win
         FORMAT_VERSION, (previous.metadata.model_version + 1) if previous else 1, int(now_ns or time.time_ns()),
         int(min(times)), int(max(times)), len(times),
         {"isolation_forest": list(WINDOW_FEATURE_NAMES), "thermal_residual": list(THERMAL_INPUTS) + ["accel_temp_degc"],
-         "peer_group": list(PEER_FEATURES), "counter_trend": list(ACCEL_COUNTERS)},
+         "peer_group": list(PEER_FEATURES), "counter_trend": list(ACCEL_COUNTERS),
+         "inlet_residual": list(INLET_INPUTS) + ["rack_inlet_temp_degc"]},
         rows, drift)
     for key, shift in drift.items():
         if shift > 3.0:
             log.warning("baseline drift: %s moved %.1f spreads since model version %d", key, shift,
                         previous.metadata.model_version)
-    return ModelBundle(meta, iso, iso_cols, thermal_models, peer, counters)
+    return ModelBundle(meta, iso, iso_cols, thermal_models, peer, counters, inlet, offsets)
+
+
+def _fit_inlet(tracker: FeatureTracker, R: np.ndarray, rows: dict):
+    """Rack inlet temperature per cooling zone: [rack power, zone IT power] -> inlet minus the
+    rack's usual inlet (racks at a row's end or beside hot neighbours run warmer by design)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        usual = np.nanmedian(R[:, :, -1], axis=0)
+    offsets = {name: float(u) for name, u in zip(tracker.rack_index, usual) if np.isfinite(u)}
+    models = {}
+    for zone in np.unique(tracker.rack_zone):
+        sel = tracker.rack_zone == zone
+        X = R[:, sel].copy()
+        X[:, :, -1] -= usual[sel]
+        X = X.reshape(-1, X.shape[-1])
+        X = X[~np.isnan(X).any(axis=1)]
+        if len(X) >= 50:
+            models[int(zone)] = ThermalResidualModel(min_scale=INLET_MIN_SCALE).fit(X)
+            rows[f"inlet:{zone}"] = len(X)
+    return models, offsets
 
 
 def _drift(model, previous: ModelBundle, thermal, forest, cols) -> dict[str, float]:
