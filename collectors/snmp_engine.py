@@ -167,13 +167,18 @@ class SnmpClient:
                 where = f" at {var_binds[int(err_index) - 1][0]}"
             raise SnmpError(f"{s.name}: agent answered {err_status.prettyPrint()}{where}")
 
-    async def get(self, s: Session, oids: list[str] | tuple[str, ...], chunk: int = 40) -> dict[str, object]:
-        """GET the instances; absent ones are left out."""
+    async def get(self, s: Session, oids: list[str] | tuple[str, ...], chunk: int = 64) -> dict[str, object]:
+        """GET the instances; absent ones are left out. Halves the request on tooBig."""
         out: dict[str, object] = {}
-        for i in range(0, len(oids), chunk):
+        i = 0
+        while i < len(oids):
             part = oids[i:i + chunk]
             res = await get_cmd(self._engine, s.auth, s.transport, self._ctx, *[self._oid(o) for o in part], lookupMib=False)
+            if res[1] and int(res[1]) == 1 and chunk > 1:  # tooBig(1): ask for less
+                chunk //= 2
+                continue
             self._check(s, *res)
+            i += len(part)
             for name, value in res[3]:
                 v = to_python(value)
                 if v is not None:
@@ -182,11 +187,14 @@ class SnmpClient:
 
     async def walk(self, s: Session, roots: list[str] | tuple[str, ...], max_repetitions: int = 25,
                    max_varbinds: int = 64, max_rounds: int = 500,
-                   scalars: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, dict[str, object]], list[str], dict[str, object]]:
+                   scalars: list[str] | tuple[str, ...] = (), fixed_reps: int | None = None,
+                   ) -> tuple[dict[str, dict[str, object]], list[str], dict[str, object]]:
         """Walk table columns with GETBULK: ({root: {suffix: value}}, problems, scalars got).
 
         `scalars` ending in `.0` ride along in the first request as non-repeaters (a GETNEXT of
         their parent returns exactly them), so a typical device costs one round trip.
+        `fixed_reps`: one request of exactly that many rows per column (when the row count is
+        known from an earlier walk); columns are not followed further.
         """
         got: dict[str, object] = {}
         riders = [o for o in scalars if o.endswith(".0")][:60]
@@ -202,7 +210,7 @@ class SnmpClient:
             if rounds > max_rounds:
                 problems.append(f"{s.name}: walk stopped after {max_rounds} requests")
                 break
-            reps = max(2, min(max_repetitions, max_varbinds // len(active)))
+            reps = fixed_reps or max(2, min(max_repetitions, max_varbinds // len(active)))
             lead = riders if rounds == 1 else []
             res = await bulk_cmd(self._engine, s.auth, s.transport, self._ctx, len(lead), reps,
                                  *[self._oid(o[:-2]) for o in lead], *[self._oid(cursor[r]) for r in active], lookupMib=False)
@@ -237,6 +245,8 @@ class SnmpClient:
             if len(var_binds) < n:  # truncated answer: columns without a varbind are finished
                 done.update(active[len(var_binds):])
             active = [r for r in active if r not in done]
+            if fixed_reps:
+                break
         if rest or (riders and not roots):
             got.update(await self.get(s, rest + (riders if not roots else [])))
         return result, problems, got

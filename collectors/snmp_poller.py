@@ -3,7 +3,9 @@
 - `poll_agent(client, target, profiles)`: one poll of one agent -> `PollResult` (used by the
   CLI and by the poller). Profile: `target.profile`, or auto-detected from sysObjectID /
   sysDescr and, failing those, probe OIDs (standard MIBs behind generic identities).
-- `SnmpPoller`: per-target loops under one semaphore (bounded concurrency). An agent that
+- `SnmpPoller`: per-target loops under one semaphore (bounded concurrency). The first poll of
+  an agent walks its tables (GETBULK); later ones fetch just the rows found (one request),
+  walking again every `rewalk_every` polls or as soon as an instance disappears. An agent that
   stops answering costs only its own loop and one slot for `timeout_s * (retries + 1)`; it
   becomes one `agent_unreachable` event (logged once, not every poll) and, when it answers
   again, one `agent_recovered` event. Problems with single values (unexpected types,
@@ -34,7 +36,7 @@ from collectors.snmp_engine import SnmpAuthError, SnmpClient, SnmpError, Session
 from collectors.snmp_mapping import Reading, Snapshot, map_snapshot, readings_to_batches
 from collectors.snmp_profiles import Profile, choose_profile, default_profiles, probe_order
 
-__all__ = ["PollResult", "PollTarget", "SnmpPoller", "poll_agent", "run_poller", "run_role", "targets_from_site"]
+__all__ = ["Layout", "PollResult", "PollTarget", "SnmpPoller", "poll_agent", "run_poller", "run_role", "targets_from_site"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,25 @@ class PollTarget:
     snmp: SnmpTarget
 
 
+@dataclass(frozen=True)
+class Layout:
+    """The instances a walk found: later polls ask for exactly as many rows (one request)."""
+
+    scalars: tuple[str, ...]
+    rows: tuple[tuple[str, str], ...]  # (column root, row suffix)
+
+    @property
+    def max_rows(self) -> int:
+        counts: dict[str, int] = {}
+        for r, _ in self.rows:
+            counts[r] = counts.get(r, 0) + 1
+        return max(counts.values(), default=0)
+
+    @classmethod
+    def of(cls, scalars: Mapping[str, object], tables: Mapping[str, Mapping[str, object]]) -> "Layout":
+        return cls(tuple(scalars), tuple((r, sfx) for r, rows in tables.items() for sfx in rows))
+
+
 @dataclass
 class PollResult:
     target: str
@@ -61,6 +82,7 @@ class PollResult:
     error: str | None = None
     auth_error: bool = False
     duration_s: float = 0.0
+    layout: Layout | None = None  # what to GET next time (None: walk again)
 
 
 async def detect_profile(client: SnmpClient, s: Session, profiles: Mapping[str, Profile]) -> tuple[Profile | None, str]:
@@ -81,8 +103,15 @@ def resolve_profile_name(name: str, profiles: Mapping[str, Profile]) -> Profile:
 
 
 async def poll_agent(client: SnmpClient, target: SnmpTarget, profiles: Mapping[str, Profile] | None = None,
-                     session: Session | None = None, profile: Profile | None = None) -> PollResult:
-    """One poll of one agent. Never raises for agent trouble: the result says what happened."""
+                     session: Session | None = None, profile: Profile | None = None,
+                     layout: Layout | None = None) -> PollResult:
+    """One poll of one agent. Never raises for agent trouble: the result says what happened.
+
+    Without `layout` the profile's columns are walked (GETBULK until each column ends) and the
+    result carries the layout found; with one, a single GETBULK asks for the scalars and as many
+    rows per column as were found. A layout that no longer matches (an instance gone) is
+    dropped, so the next poll walks again; new rows show up at the next scheduled walk.
+    """
     profiles = profiles if profiles is not None else default_profiles()
     t0 = time.perf_counter()
     name = f"{target.host}:{target.port}"
@@ -96,12 +125,26 @@ async def poll_agent(client: SnmpClient, target: SnmpTarget, profiles: Mapping[s
                 if profile is None:
                     return PollResult(name, False, error=f"{name}: no profile matches ({ident}); give one with --profile / snmp.profile",
                                       duration_s=time.perf_counter() - t0)
-        if profile.walk_roots:
+        if layout is not None and layout.rows:
+            # one GETBULK: the scalars as non-repeaters, then as many rows as the walk found
+            roots = tuple(dict.fromkeys(r for r, _ in layout.rows))
+            tables, problems, scalars = await client.walk(s, roots, scalars=layout.scalars, fixed_reps=layout.max_rows)
+            found = {(r, sfx) for r, rows in tables.items() for sfx in rows}
+            next_layout = layout if found.issuperset(layout.rows) and len(scalars) == len(layout.scalars) else None
+        elif layout is not None:
+            tables, problems = {}, []
+            scalars = await client.get(s, layout.scalars) if layout.scalars else {}
+            next_layout = layout if len(scalars) == len(layout.scalars) else None
+        elif profile.walk_roots:
             tables, problems, scalars = await client.walk(s, profile.walk_roots, scalars=profile.get_oids)
+            next_layout = Layout.of(scalars, tables)
         else:
-            tables, problems, scalars = {}, [], (await client.get(s, profile.get_oids) if profile.get_oids else {})
+            tables, problems = {}, []
+            scalars = await client.get(s, profile.get_oids) if profile.get_oids else {}
+            next_layout = Layout.of(scalars, {})
         readings, more = map_snapshot(profile, Snapshot(scalars, tables))
-        return PollResult(name, True, profile.name, readings, problems + more, duration_s=time.perf_counter() - t0)
+        return PollResult(name, True, profile.name, readings, problems + more, duration_s=time.perf_counter() - t0,
+                          layout=next_layout)
     except SnmpAuthError as exc:
         return PollResult(name, False, profile.name if profile else None, error=str(exc), auth_error=True, duration_s=time.perf_counter() - t0)
     except SnmpError as exc:
@@ -114,6 +157,8 @@ class _State:
     session: Session | None = None
     profile: Profile | None = None
     up: bool | None = None
+    layout: Layout | None = None
+    since_walk: int = 0
     problems_logged: bool = False
     polls: int = 0
     failures: int = 0
@@ -125,7 +170,7 @@ class SnmpPoller:
     def __init__(self, targets: Sequence[PollTarget], client: SnmpClient, *,
                  on_batches: Callable[[str, list[Batch]], None], on_events: Callable[[list[Event]], None],
                  profiles: Mapping[str, Profile] | None = None, max_concurrency: int = 64,
-                 clock: Callable[[], int] = time.time_ns, source: str = "snmp") -> None:
+                 clock: Callable[[], int] = time.time_ns, source: str = "snmp", rewalk_every: int = 20) -> None:
         self.client = client
         self.profiles = profiles if profiles is not None else default_profiles()
         self.states = [_State(t) for t in targets]
@@ -134,6 +179,7 @@ class SnmpPoller:
         self.max_concurrency = max_concurrency
         self.clock = clock
         self.source = source
+        self.rewalk_every = rewalk_every  # slow cadence: walk the tables again every N polls (new rows)
         self._sem: asyncio.Semaphore | None = None
 
     def _event(self, st: _State, kind: str, severity: str, message: str, **attrs) -> Event:
@@ -152,7 +198,10 @@ class SnmpPoller:
                     res = PollResult(st.target.name, False, error=str(exc))
                     self._after(st, res)
                     return res
-            res = await poll_agent(self.client, st.target.snmp, self.profiles, st.session, st.profile)
+            layout = st.layout if st.since_walk < self.rewalk_every else None
+            res = await poll_agent(self.client, st.target.snmp, self.profiles, st.session, st.profile, layout)
+            st.since_walk = st.since_walk + 1 if layout is not None else 0
+            st.layout = res.layout if res.ok else None
         self._after(st, res)
         return res
 

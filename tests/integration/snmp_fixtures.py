@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "CLASS_UNITS", "Verdict", "compare_with_librenms", "free_udp_port", "librenms_sensors",
+    "CLASS_UNITS", "Verdict", "compare_with_librenms", "free_udp_port", "free_udp_ports", "librenms_sensors",
     "read_snmprec", "Snmpd", "Snmpsim", "wait_udp_agent",
 ]
 
@@ -147,6 +147,23 @@ def wait_udp_agent(port: int, community: str, timeout_s: float = 20.0) -> None:
     raise TimeoutError(f"no SNMP agent answered on 127.0.0.1:{port} within {timeout_s}s")
 
 
+def free_udp_ports(n: int, exclude: set[int] = frozenset()) -> list[int]:
+    """`n` distinct free UDP ports (sockets held together while choosing, so no repeats)."""
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            p = s.getsockname()[1]
+            if p not in exclude:
+                ports.append(p)
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
 _SNMPSIM_LAUNCHER = """
 import dbm.dumb, encodings.latin_1, encodings.utf_8, encodings.ascii  # before privileges drop
 import sys
@@ -201,13 +218,16 @@ class Snmpd:
 
     `values`: {oid: (type, value)} with net-snmp override types (integer, gauge, counter,
     octet_str, object_id, timeticks, unsigned). `v3_users`: (user, auth, auth_key, priv, priv_key).
+    `extra_ports`: listen on that many more (or these) ports (`.ports`), each a distinct endpoint.
     Pause/resume it with SIGSTOP/SIGCONT to play an agent that stops answering.
     """
 
     def __init__(self, values: dict[str, tuple[str, object]], communities: tuple[str, ...] = ("public",),
                  v3_users: tuple[tuple[str, str, str, str, str], ...] = (), port: int | None = None,
-                 engine_id: str | None = None) -> None:
+                 engine_id: str | None = None, extra_ports: int | list[int] = 0) -> None:
         self.port = port or free_udp_port()
+        more = list(extra_ports) if isinstance(extra_ports, list) else free_udp_ports(extra_ports, exclude={self.port})
+        self.ports = [self.port] + more
         self.values = values
         self.communities = communities
         self.v3_users = v3_users
@@ -239,7 +259,7 @@ class Snmpd:
         self.log = open(Path(self._tmp) / "snmpd.log", "w")
         self.proc = subprocess.Popen(
             ["snmpd", "-f", "-Lo", "-C", "-c", str(conf), "-p", str(Path(self._tmp) / "snmpd.pid"),
-             "-I", "-smux,mteTrigger,mteTriggerConf", f"udp:127.0.0.1:{self.port}"],
+             "-I", "-smux,mteTrigger,mteTriggerConf", ",".join(f"udp:127.0.0.1:{p}" for p in self.ports)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         try:
             wait_udp_agent(self.port, self.communities[0] if self.communities else "public", 20.0)
