@@ -33,6 +33,8 @@ def layout(name: str | None = None, **_query):
         dbc.Row(id="devices-charts"),
         html.H5("Events"),
         html.Div(id="devices-events"),
+        html.H5("Alarms and anomaly findings") if ctx.alarms is not None else None,
+        html.Div(id="devices-alarms"),
     ])
 
 
@@ -57,26 +59,44 @@ def events_table(events) -> html.Div:
     return dbc.Table([head, html.Tbody(rows)], size="sm", striped=True, id="devices-events-table")
 
 
+def alarms_table(ctx, comp) -> html.Div:
+    """Listed alarms on the component or anything inside it, anomaly findings (with the
+    detector's explanation) included."""
+    if ctx.alarms is None:
+        return html.Div()
+    alarms = ctx.alarms.list_alarms(component=comp.path(ctx.inventory.site))
+    alarms += [a for a in ctx.alarms.list_alarms(component=comp.name) if a.id not in {b.id for b in alarms}]
+    if not alarms:
+        return html.Div("No alarms.", className="text-muted", id="devices-alarms-none")
+    rows = [html.Tr([html.Td(pd.Timestamp(a.raised_ns, unit="ns", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")),
+                     html.Td(getattr(a.severity, "value", a.severity)), html.Td(a.component),
+                     html.Td(a.specific_problem), html.Td(a.additional_text),
+                     html.Td("active" if a.active else "cleared")]) for a in alarms]
+    head = html.Thead(html.Tr([html.Th(c) for c in ("raised (UTC)", "severity", "component", "problem",
+                                                   "details / explanation", "state")]))
+    return dbc.Table([head, html.Tbody(rows)], size="sm", striped=True, id="devices-alarms-table")
+
+
 def show_device(name, range_key, _n_intervals):
-    """Charts of the chosen component's metrics over the range, and its events."""
+    """Charts of the chosen component's metrics over the range, its events and alarms."""
     if not name:
-        return html.Div("Pick a component.", className="text-muted"), [], []
+        return html.Div("Pick a component.", className="text-muted"), [], [], html.Div()
     ctx = data.current()
     try:
         spec, frame = data_series.device_series(ctx, name, range_key)
         events = data_series.device_events(ctx, name, range_key)
     except KeyError as e:
-        return dbc.Alert(str(e.args[0]), color="warning", id="devices-error"), [], []
+        return dbc.Alert(str(e.args[0]), color="warning", id="devices-error"), [], [], html.Div()
     comp = ctx.inventory.get(name)
     charts = [dbc.Col(dcc.Graph(figure=timeseries_figure(frame, f, f, data_series.unit_of(f)),
                                 config={"displayModeBar": False}, id=f"devices-chart-{f}"), lg=6)
               for f in spec.fields]
     title = html.H4(f"{comp.name} — {comp.kind}, {comp.path(ctx.inventory.site)}", id="devices-name")
-    return title, charts, events_table(events)
+    return title, charts, events_table(events), alarms_table(ctx, comp)
 
 
 callback(Output("devices-pick", "options"), Input("devices-pick", "search_value"),
          State("devices-pick", "value"))(search_options)
 callback(Output("devices-title", "children"), Output("devices-charts", "children"),
-         Output("devices-events", "children"), Input("devices-pick", "value"), Input("devices-range", "value"),
+         Output("devices-events", "children"), Output("devices-alarms", "children"), Input("devices-pick", "value"), Input("devices-range", "value"),
          Input("shell-tick", "n_intervals"))(show_device)

@@ -234,3 +234,14 @@ def test_admin_silences_maintenance_and_audit(alarm_app):
         mw = repo.list_silences()[0]
         assert admin.expire(1, mw.id).id == "admin-ok"
     assert repo.list_silences() == []
+
+
+def test_devices_page_lists_component_alarms(alarm_app):
+    devices = page("devices")
+    with signed_in(alarm_app, "viewer"):
+        *_, alarms = devices.show_device("R2-01-S01:2", "1h", 0)
+        assert alarms.id == "devices-alarms-table" and "does not answer" in str(alarms)
+        *_, rack_alarms = devices.show_device("R2-01", "1h", 0)
+        assert "R2-01-S01:2" in str(rack_alarms)  # what is inside the rack
+        *_, none = devices.show_device("R2-03", "1h", 0)
+        assert none.id == "devices-alarms-none"

@@ -84,10 +84,10 @@ def test_devices_callbacks(viewer):
     devices = page("devices")
     opts = devices.search_options("r2-01-s01:", None)
     assert [o["value"] for o in opts][:4] == ["R2-01-S01:0", "R2-01-S01:1", "R2-01-S01:2", "R2-01-S01:3"]
-    title, charts, events = devices.show_device("R2-01-S01:0", "1h", 0)
+    title, charts, events, alarms = devices.show_device("R2-01-S01:0", "1h", 0)
     assert "R2-01-S01:0" in title.children and len(charts) == 6
     assert events.id == "devices-events-table" and "XID 79" in str(events)
-    title, charts, events = devices.show_device("nope", "1h", 0)
+    title, charts, events, _ = devices.show_device("nope", "1h", 0)
     assert title.id == "devices-error" and charts == []
     with pytest.raises(PreventUpdate):
         devices.search_options("", None)
