@@ -20,6 +20,7 @@ URLs) are SecretStr: never printed or logged.
     escalation_policies:
       - name: facilities
         levels: [{after_s: 600, targets: ["schedule:facilities"]}, {after_s: 1200, targets: ["receiver:noc"]}]
+    inbound: {host: 0.0.0.0, port: 9095, token: "..."}   # Alertmanager webhooks in
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from alerts.matchers import parse_matcher
 from alerts.notifiers.email import EmailConfig
@@ -151,6 +152,14 @@ class OutboxSettings(_Model):
     poll_s: float = Field(0.5, gt=0)
 
 
+class InboundSettings(_Model):
+    """The Prometheus Alertmanager webhook endpoint (POST /api/v1/alertmanager)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9095, ge=0, le=65535)
+    token: SecretStr | None = Field(None, description="Bearer token Alertmanager must send.")
+
+
 class AlertingConfig(_Model):
     receivers: tuple[Receiver, ...] = ()
     route: Route = Route()
@@ -161,6 +170,7 @@ class AlertingConfig(_Model):
     grouping: Grouping = Grouping()
     flapping: Flapping = Flapping()
     outbox: OutboxSettings = OutboxSettings()
+    inbound: InboundSettings | None = None
 
     def receiver(self, name: str):
         for r in self.receivers:

@@ -84,6 +84,7 @@ class Alerter:
             on_stop_escalation=self._cancel_escalation if escalation else None)
         self.sender = OutboxSender(self.store, build_notifiers(self.cfg, self._client), self.cfg.outbox, clock) if outbox else None
         self._consumers: dict = {}
+        self.inbound_server = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self.processed = 0
@@ -101,6 +102,13 @@ class Alerter:
         self._consumers = {t: self.bus.consumer(t, f"{self.group}.{t}") for t in _TOPICS}
         if self.escalator is not None:
             self.escalator.start()
+        if self.cfg.inbound is not None:
+            from alerts.inbound import alertmanager_app, serve
+            ib = self.cfg.inbound
+            app = alertmanager_app(self.submit_signals, self.inventory,
+                                   token=ib.token.get_secret_value() if ib.token else None)
+            self.inbound_server, _ = serve(app, ib.host, ib.port)
+            log.info("Alertmanager webhook endpoint on %s:%d", ib.host, self.inbound_server.server_port)
         if self.sender is not None:
             t = threading.Thread(target=self.sender.run, args=(self._stop,), name="dcops-outbox", daemon=True)
             t.start()
@@ -113,6 +121,10 @@ class Alerter:
         for undo in self._unobserve:
             undo()
         self._unobserve.clear()
+        if self.inbound_server is not None:
+            self.inbound_server.shutdown()
+            self.inbound_server.server_close()
+            self.inbound_server = None
         for t in self._threads:
             t.join(timeout=10)
         self._threads.clear()

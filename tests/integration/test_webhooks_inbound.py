@@ -71,3 +71,21 @@ def test_bad_bodies_get_clear_errors(endpoint):
     assert _post(url, {"status": "firing", "alerts": [_alert()]}, token="wrong").status_code == 401
     assert httpx.get(url).status_code == 405
     assert repo.list_alarms() == []
+
+
+def test_alerter_serves_the_endpoint_from_its_config(small_site, tmp_path):
+    from alerts.config import alerting_from_text
+
+    cfg = alerting_from_text("inbound: {host: 127.0.0.1, port: 0, token: t0k}\n")
+    db = f"sqlite:///{tmp_path}/cfg.sqlite"
+    a = Alerter(InProcessBus(), build_inventory(small_site), alerting=cfg, db_url=db, outbox=False, escalation=False).start()
+    try:
+        url = f"http://127.0.0.1:{a.inbound_server.server_port}{PATH}"
+        body = {"status": "firing", "alerts": [_alert(device="CRAC-2", probable_cause="heatingVentCoolingSystemProblem",
+                                                      event_type="environmentalAlarm")]}
+        assert _post(url, body, token="t0k").status_code == 200
+        (alarm,) = Repository(db).list_alarms()
+        assert alarm.component == "CRAC-2" and alarm.probable_cause.value == "heatingVentCoolingSystemProblem"
+    finally:
+        a.close()
+    assert a.inbound_server is None
