@@ -24,6 +24,7 @@ import httpx
 
 from alerts.config import AlertingConfig
 from alerts.escalation import Escalator
+from alerts.incidents import entry
 from alerts.notifiers import NOTIFIERS
 from alerts.oncall import receivers_for_target
 from alerts.outbox import OutboxSender
@@ -31,7 +32,7 @@ from alerts.persistence import AlerterStore, CycleWrite
 from alerts.pipeline import AlertPipeline
 from alerts.rules import default_rules
 from alerts.signals import AlarmSignal
-from dcops.alarm_types import Incident, IncidentState
+from dcops.alarm_types import Incident, IncidentState, TimelineKind
 from dcops.bus import TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_FINDINGS, TOPIC_SAMPLES, Bus
 from dcops.codec import CodecError, decode_batch, decode_events
 from dcops.findings import decode_findings
@@ -281,6 +282,13 @@ class Alerter:
                 return
             pol = next(p for p in self.cfg.escalation_policies if p.name == policy)
             now = self.now_ns()
+            root, _ = self.pipeline._members(inc)
+            if root is not None and root.suppressed_by:  # silenced since it was paged: stay quiet
+                w = CycleWrite()
+                w.timeline.append((inc.id, entry(now, TimelineKind.SUPPRESSED, f"escalation level {round_}.{level} "
+                                                 f"not sent: {', '.join(root.suppressed_by)}")))
+                self.store.write(w, self._wall_ns())
+                return
             targets: dict[str, str | None] = {}
             for t in pol.levels[level].targets:
                 recvs, user = receivers_for_target(self.cfg, t, int(self.clock() * _NS))

@@ -111,3 +111,25 @@ def test_escalation_survives_a_restart(small_site, tmp_path, hooks):
         assert sum(oncall.accepted.values()) == 1
     finally:
         b.close()
+
+
+def test_silenced_incident_does_not_escalate(small_site, tmp_path, hooks):
+    noc, oncall = hooks
+    sim, bus, db = Simulator(small_site, seed=24), InProcessBus(), f"sqlite:///{tmp_path}/sil.sqlite"
+    a = _start(bus, sim.inventory, _cfg(noc, oncall, 2.0), db)
+    try:
+        cur = pump(sim, bus, 5)
+        sim.inject("pdu_breaker_trip", "PDU-B1", duration_s=3000)
+        cur = pump(sim, bus, 3, cur)
+        a.drain()
+        repo = Repository(db, sim.inventory)
+        (inc,) = repo.list_incidents()
+        assert wait_for(lambda: len(noc.accepted) == 1, 10)            # paged before the silence
+        repo.create_silence(['device="PDU-B1"'], sim.now_ns - 10**9, sim.now_ns + 3600 * 10**9, "erin", "electrician on site")
+        pump(sim, bus, 1, cur)
+        a.drain()
+        assert wait_for(lambda: any(e.kind.value == "suppressed" and "escalation" in e.text
+                                    for e in repo.get_incident(inc.id).timeline), 10)
+        assert oncall.accepted == {}
+    finally:
+        a.close()
