@@ -15,7 +15,7 @@ import pandas as pd
 from console.data import Context
 
 __all__ = ["ALARM_RANK", "AlarmFilter", "alarm_table", "rack_alarm_rank", "open_incident_counts",
-           "incident_table", "silence_matchers", "OPEN_STATES", "listed_alarms"]
+           "incident_table", "silence_matchers", "OPEN_STATES", "listed_alarms", "utc_time"]
 
 # Floor colouring rank of a perceived severity (0 = no alarm).
 ALARM_RANK = {"indeterminate": 1, "warning": 1, "minor": 2, "major": 3, "critical": 4}
@@ -75,7 +75,7 @@ class AlarmFilter:
     fold: bool = True  # symptoms folded under their root cause
 
 
-def _ts(ns) -> str:
+def utc_time(ns) -> str:
     return pd.Timestamp(int(ns), unit="ns", tz="UTC").strftime("%Y-%m-%d %H:%M:%S") if ns else ""
 
 
@@ -104,7 +104,7 @@ def alarm_table(ctx: Context, f: AlarmFilter) -> list[dict]:
         rows.append({
             "id": a.id, "severity": _v(a.severity), "rank": ALARM_RANK.get(_v(a.severity), 0),
             "state": _v(a.list_state), "component": a.component, "object": a.managed_object,
-            "problem": a.specific_problem, "cause": _v(a.probable_cause), "raised": _ts(a.raised_ns),
+            "problem": a.specific_problem, "cause": _v(a.probable_cause), "raised": utc_time(a.raised_ns),
             "acknowledged_by": a.acknowledged_by or "", "incident": a.incident_id or "",
             "role": "root cause" if a.root_cause else ("symptom" if a.root_alarm_id else ""),
             "symptoms": len(a.correlated), "suppressed": ", ".join(a.suppressed_by),
@@ -127,7 +127,7 @@ def incident_table(ctx: Context, open_only: bool) -> list[dict]:
         return []
     incidents = ctx.alarms.list_incidents(states=OPEN_STATES if open_only else None)
     return [{"id": i.id, "title": i.title, "state": _v(i.state), "severity": _v(i.severity),
-             "opened": _ts(i.opened_ns), "root": i.root_component or "", "alarms": len(i.alarm_ids),
+             "opened": utc_time(i.opened_ns), "root": i.root_component or "", "alarms": len(i.alarm_ids),
              "acknowledged_by": i.acknowledged_by or "", "opened_by": i.opened_by} for i in incidents]
 
 
@@ -167,7 +167,7 @@ def recurring_offenders(history: pd.DataFrame, top: int = 10) -> pd.DataFrame:
         return pd.DataFrame(columns=["root", "incidents", "last_opened"])
     h = history[history["root"] != ""]
     g = h.groupby("root").agg(incidents=("id", "size"), last_opened=("opened_ns", "max")).reset_index()
-    g["last_opened"] = [_ts(t) for t in g["last_opened"]]
+    g["last_opened"] = [utc_time(t) for t in g["last_opened"]]
     return g.sort_values(["incidents", "root"], ascending=[False, True]).head(top).reset_index(drop=True)
 
 
@@ -193,22 +193,22 @@ def postmortem_markdown(ctx: Context, incident_id: str) -> str:
     alarms = repo.incident_alarms(incident_id)
     lines = [f"# Postmortem: {inc.title}", "", f"- Incident: `{inc.id}`", f"- Severity: {_v(inc.severity)}",
              f"- State: {_v(inc.state)}", f"- Root cause component: {inc.root_component or 'unknown'}",
-             f"- Opened: {_ts(inc.opened_ns)} UTC by {inc.opened_by}"]
+             f"- Opened: {utc_time(inc.opened_ns)} UTC by {inc.opened_by}"]
     if inc.acknowledged_ns:
-        lines.append(f"- Acknowledged: {_ts(inc.acknowledged_ns)} UTC by {inc.acknowledged_by} "
+        lines.append(f"- Acknowledged: {utc_time(inc.acknowledged_ns)} UTC by {inc.acknowledged_by} "
                      f"({(inc.acknowledged_ns - inc.opened_ns) / 60e9:.1f} min)")
     if inc.resolved_ns:
-        lines.append(f"- Resolved: {_ts(inc.resolved_ns)} UTC ({(inc.resolved_ns - inc.opened_ns) / 60e9:.1f} min)")
+        lines.append(f"- Resolved: {utc_time(inc.resolved_ns)} UTC ({(inc.resolved_ns - inc.opened_ns) / 60e9:.1f} min)")
     lines += ["", "## Alarms", "", "| role | severity | component | problem | cause | raised |", "|---|---|---|---|---|---|"]
     for a in alarms:
         role = "root cause" if a.component == inc.root_component or a.root_cause else "symptom"
         lines.append(f"| {role} | {_v(a.severity)} | {a.component} | {_md(a.specific_problem)} | "
-                     f"{_v(a.probable_cause)} | {_ts(a.raised_ns)} |")
+                     f"{_v(a.probable_cause)} | {utc_time(a.raised_ns)} |")
     lines += ["", "## Timeline (UTC)", ""]
-    lines += [f"- {_ts(e.time_ns)} [{_v(e.kind)}] {e.actor}: {_md(e.text)}" for e in inc.timeline]
+    lines += [f"- {utc_time(e.time_ns)} [{_v(e.kind)}] {e.actor}: {_md(e.text)}" for e in inc.timeline]
     notes = repo.notifications(incident_id=incident_id)
     lines += ["", "## Notifications", ""]
-    lines += [f"- {_ts(n.created_ns)} {n.receiver} {_v(n.action)}: {_v(n.status)} after {n.attempts} attempt(s)"
+    lines += [f"- {utc_time(n.created_ns)} {n.receiver} {_v(n.action)}: {_v(n.status)} after {n.attempts} attempt(s)"
               for n in notes] or ["- none"]
     lines += ["", "## What went well / what to improve / actions", "", "- ", ""]
     return "\n".join(lines)

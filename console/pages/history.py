@@ -86,7 +86,7 @@ def find_similar(n_clicks, incident_id, range_key):
     if similar.empty:
         return html.Div("Nothing similar in this range.", className="text-muted", id="history-similar-none")
     rows = [html.Tr([html.Td(dcc.Link(r.id, href=f"/incident/{r.id}")), html.Td(r.title), html.Td(r.why),
-                     html.Td(data_alarms._ts(r.opened_ns)), html.Td(r.state)]) for r in similar.itertuples()]
+                     html.Td(data_alarms.utc_time(r.opened_ns)), html.Td(r.state)]) for r in similar.itertuples()]
     return dbc.Table([html.Thead(html.Tr([html.Th(h) for h in ("incident", "title", "why", "opened", "state")])),
                       html.Tbody(rows)], size="sm", striped=True, id="history-similar-table")
 
