@@ -50,6 +50,9 @@ _COOLING = frozenset({PC.HEATING_VENT_COOLING, PC.FAN_FAILURE, PC.PRESSURE_UNACC
 _HOST_EFFECTS = frozenset({PC.EQUIPMENT_MALFUNCTION, PC.UNDERLYING_RESOURCE_UNAVAILABLE, PC.LOSS_OF_SIGNAL,
                            PC.COMMUNICATIONS_FAILURE, PC.PERFORMANCE_DEGRADED})
 
+# what a surviving unit of a redundant group shows when it carries a lost sibling's load
+_SIBLING_EFFECTS = _POWER | _COOLING | {PC.RESOURCE_AT_OR_NEARING_CAPACITY, PC.TEMPERATURE_UNACCEPTABLE}
+
 EXPLAINS: tuple[Explains, ...] = (
     Explains("power", frozenset({"ups", "pdu", "rack_pdu"}), _POWER,
              _HOST_EFFECTS | {PC.POWER_PROBLEM, PC.POWER_SUPPLY_FAILURE, PC.BATTERY_DISCHARGING, PC.LOSS_OF_REDUNDANCY,
@@ -117,9 +120,10 @@ class Correlator:
                         continue
                     if best is None or (r.raised_ns, r.id) < (best.raised_ns, best.id):
                         best = r
-            if best is None and a.labels.get("unit_lost") == "true":
+            if best is None and (a.labels.get("unit_lost") == "true" or a.probable_cause in _SIBLING_EFFECTS):
                 # a second unit of the same redundant group (CRAC of one zone, the other feed of
-                # the same racks) belongs with the first one lost: one incident, its root the first
+                # the same racks) lost, or overloaded by taking over, belongs with the first unit
+                # lost: one incident, its root the first
                 for sib in self._siblings(a.component):
                     for r in roots_at.get(sib, ()):
                         if r.labels.get("unit_lost") == "true" and (r.raised_ns, r.id) < (a.raised_ns, a.id) \

@@ -84,3 +84,14 @@ def test_second_unit_of_a_redundant_group_joins_the_first(small_inventory):
     b2 = A("b2", "PDU-B2", PC.POWER_SUPPLY_FAILURE, 1, unit_lost="true")
     b1 = A("b1", "PDU-B1", PC.POWER_SUPPLY_FAILURE, 1, unit_lost="true")    # feeds other racks
     assert c.parents([a2, b2, b1]) == {"b2": "a2"}
+
+
+def test_surviving_unit_overloaded_by_a_lost_sibling_joins_it(small_inventory):
+    c = Correlator(small_inventory)
+    a1 = A("a1", "PDU-A1", PC.POWER_SUPPLY_FAILURE, 0, unit_lost="true")
+    b1 = A("b1", "PDU-B1", PC.RESOURCE_AT_OR_NEARING_CAPACITY, 30)     # now carries R1-01/R1-02 alone
+    c1 = A("c1", "CRAC-1", PC.HEATING_VENT_COOLING, 0, unit_lost="true")
+    c2 = A("c2", "CRAC-2", PC.HEATING_VENT_COOLING, 60)                 # supply hot, not lost
+    assert c.parents([a1, b1, c1, c2]) == {"b1": "a1", "c2": "c1"}
+    b1_first = A("b1", "PDU-B1", PC.RESOURCE_AT_OR_NEARING_CAPACITY, -30)
+    assert c.parents([a1, b1_first]) == {}                              # overloaded before: unrelated
