@@ -235,8 +235,20 @@ class SnmpPoller:
         if events:
             self.on_events(events)
 
+    async def open_sessions(self) -> None:
+        """Sessions for every target not yet opened, registered with the engine in one go."""
+        new = [st for st in self.states if st.session is None]
+        if not new:
+            return
+        opened = await asyncio.gather(*(self.client.session(st.target.snmp) for st in new), return_exceptions=True)
+        for st, s in zip(new, opened):
+            if not isinstance(s, BaseException):
+                st.session = s
+        self.client.prepare([st.session for st in new if st.session is not None])
+
     async def poll_round(self) -> list[PollResult]:
         """Poll every target once, concurrently (bounded)."""
+        await self.open_sessions()
         return list(await asyncio.gather(*(self.poll_one(st) for st in self.states)))
 
     async def run(self, stop: Callable[[], bool], tick_s: float = 0.2) -> None:
@@ -254,6 +266,7 @@ class SnmpPoller:
                 if next_due < time.monotonic():
                     next_due = time.monotonic() + st.target.snmp.interval_s  # overran: skip, don't burst
 
+        await self.open_sessions()
         await asyncio.gather(*(loop(st) for st in self.states))
 
 
