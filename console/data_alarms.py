@@ -40,6 +40,7 @@ def rack_alarm_rank(ctx: Context) -> dict[str, int]:
     inv = ctx.inventory
     out: dict[str, int] = {}
     racks = {r.name for r in inv.racks}
+    below = ctx.memo.setdefault("racks_below", {})  # component -> racks that depend on it (static)
     for a in listed_alarms(ctx):
         if not a.active:
             continue
@@ -49,7 +50,9 @@ def rack_alarm_rank(ctx: Context) -> dict[str, int]:
         if rack:
             hit.add(rack)
         elif a.component in inv.components:
-            hit = inv.downstream(a.component) & racks
+            if a.component not in below:
+                below[a.component] = frozenset(inv.downstream(a.component) & racks)
+            hit = below[a.component]
         for r in hit:
             out[r] = max(out.get(r, 0), rank)
     return out
