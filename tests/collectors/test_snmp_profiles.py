@@ -131,3 +131,21 @@ def test_readings_become_batches_per_measurement():
     env = batches["env"]
     assert env.tags["rack"][0] == "R1-01" and env.fields["env_temp_degc"][0] == 20.0
     assert all(math.isfinite(v) for v in ups.fields["ups_input_voltage_v"])
+
+
+def test_entity_sensor_scale_precision_and_type():
+    p = default_profiles()["entity-sensor"]
+    base = "1.3.6.1.2.1.99.1.1.1"
+    snap = Snapshot(tables={
+        f"{base}.4": {"10": 2305, "11": 1520, "12": 245, "13": 7},
+        f"{base}.1": {"10": 3, "11": 5, "12": 8, "13": 12},      # voltsAC, amperes, celsius, truthvalue
+        f"{base}.2": {"10": 9, "11": 8, "12": 9, "13": 9},       # units, milli, units, units
+        f"{base}.3": {"10": 1, "11": 0, "12": 1, "13": 0},       # precision
+        "1.3.6.1.2.1.47.1.1.1.1.7": {"10": "Inlet voltage", "11": "Inlet current", "12": "Ambient"},
+    })
+    readings, problems = map_snapshot(p, snap)
+    by = {r.metric: r for r in readings}
+    assert problems == [] and set(by) == {"pdu_voltage_v", "pdu_current_a", "env_temp_degc"}  # truthvalue: no metric
+    assert by["pdu_voltage_v"].value == pytest.approx(230.5) and by["pdu_voltage_v"].description == "Inlet voltage"
+    assert by["pdu_current_a"].value == pytest.approx(1.52)
+    assert by["env_temp_degc"].value == pytest.approx(24.5) and by["env_temp_degc"].index == "12"

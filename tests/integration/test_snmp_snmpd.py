@@ -195,3 +195,37 @@ def test_traps_and_informs_v2c_and_v3_become_events():
     assert all(e.target["device"] == "UPS-A" for e in got)
     assert got[1].attributes["name"] == "upsAlarmOutputOverload"
     assert got[-1].attributes["varbinds"] == {"1.3.6.1.4.1.99999.1": "hello"}
+
+
+def test_run_role_polls_the_site_config_devices():
+    from collectors.snmp_poller import run_role
+    from dcops.site import site_from_text
+    from dcops.wiring import open_bus
+
+    with Snmpd(UPS) as d:
+        cfg = site_from_text(f"""
+site: roleSite
+halls:
+  - name: H1
+    upses: [{{name: UPS-R, capacity_kw: 100, snmp: {{port: {d.port}, interval_s: 0.5}}}}]
+    pdus: [{{name: PDU-R, ups: UPS-R, capacity_kw: 50}}]
+    rows:
+      - name: R1
+        racks:
+          - name: R1-01
+            feeds: {{A: PDU-R}}
+            servers: [{{name: srv, kind: cpu_server, psus: [A]}}]
+""")
+        cons = open_bus(cfg.settings.bus).consumer([TOPIC_SAMPLES], "role-test")
+        stop = threading.Event()
+        th = threading.Thread(target=run_role, args=(cfg, stop), daemon=True)
+        th.start()
+        got = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not got:
+            got = [decode_batch(m.value) for m in cons.poll(0.2, 100)]
+        stop.set()
+        th.join(10)
+    assert not th.is_alive() and got
+    b = got[0]
+    assert b.measurement == "ups" and b.tags["site"][0] == "roleSite" and b.tags["device"][0] == "UPS-R"
