@@ -245,3 +245,30 @@ def test_devices_page_lists_component_alarms(alarm_app):
         assert "R2-01-S01:2" in str(rack_alarms)  # what is inside the rack
         *_, none = devices.show_device("R2-03", "1h", 0)
         assert none.id == "devices-alarms-none"
+
+
+def test_destructive_step_needs_a_second_persons_approval(alarm_app):
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    eng = alarm_app.server.config["DCOPS_CONSOLE"].runbooks
+    inc = next(i for i in repo.list_incidents() if i.root_component == "R2-01-S01:2")
+    incident = page("incident")
+    with signed_in(alarm_app, "operator"):
+        assert incident.start_runbook(1, inc.id, "gpu-xid79").id == "incident-ok"
+        assert incident.run_step(inc.id, "confirm", "collect-logs", "logs attached").id == "incident-ok"
+        refused = incident.run_step(inc.id, "execute", "drain", "")
+        assert refused.id == "incident-error"  # destructive: approval first
+        assert incident.run_step(inc.id, "request_approval", "drain", "drain R2-01-S01").id == "incident-ok"
+        own = incident.run_step(inc.id, "approve", "drain", "")
+        assert own.id == "incident-error"  # not by the requester
+    with signed_in(alarm_app, "viewer"):
+        with pytest.raises(Forbidden):
+            incident.run_step(inc.id, "approve", "drain", "")
+    with signed_in(alarm_app, "admin"):
+        assert incident.run_step(inc.id, "approve", "drain", "ok").id == "incident-ok"
+    step = eng.runs(inc.id)[-1].step("drain")
+    assert step.status == "approved" and step.requested_by == "operator" and step.approved_by == "admin"
+    with signed_in(alarm_app, "operator"):
+        result = incident.run_step(inc.id, "execute", "drain", "")
+    # no drain command is configured on this site: the attempt is recorded, not silently dropped
+    assert result.id in ("incident-ok", "incident-error")
+    assert eng.runs(inc.id)[-1].step("drain").attempts == 1
