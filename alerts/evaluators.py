@@ -19,6 +19,7 @@ import numpy as np
 
 from alerts.rule_models import AbsenceRule, AnomalyRule, EventRule, RateRule, RuleBase, ThresholdRule
 from alerts.signals import AlarmSignal, component_of, safe_format
+from dcops.alarm_types import PerceivedSeverity
 from dcops.batch import Batch, Event
 from dcops.findings import Finding
 
@@ -26,6 +27,8 @@ __all__ = ["Evaluator", "ThresholdEvaluator", "RateEvaluator", "AbsenceEvaluator
 
 _OPS: Mapping[str, Callable] = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 _NS = 1_000_000_000
+_EVENT_SEVERITY = {s.value: s for s in (PerceivedSeverity.CRITICAL, PerceivedSeverity.MAJOR, PerceivedSeverity.MINOR,
+                                        PerceivedSeverity.WARNING)}
 
 
 def _where_mask(rule: RuleBase, tags: Mapping[str, np.ndarray], n: int) -> np.ndarray:
@@ -54,12 +57,13 @@ class Evaluator:
     def __init__(self, rule: RuleBase) -> None:
         self.rule = rule
 
-    def signal(self, time_ns: int, component: str, active: bool, tags: Mapping[str, str] | None = None, **fmt) -> AlarmSignal:
+    def signal(self, time_ns: int, component: str, active: bool, tags: Mapping[str, str] | None = None,
+               severity: PerceivedSeverity | None = None, **fmt) -> AlarmSignal:
         r = self.rule
         labels = {k: str(v) for k, v in (tags or {}).items() if v != ""}
         labels.update(r.labels)
         return AlarmSignal(
-            time_ns=int(time_ns), component=component, rule=r.name, active=active, severity=r.severity,
+            time_ns=int(time_ns), component=component, rule=r.name, active=active, severity=severity or r.severity,
             event_type=r.event_type, probable_cause=r.probable_cause,
             specific_problem=safe_format(r.specific_problem, component=component, **fmt) or r.name,
             additional_text=r.description, repair_actions=r.repair_actions, labels=labels,
@@ -210,8 +214,13 @@ class EventEvaluator(Evaluator):
         if not comp:
             return []
         if event.kind in r.kinds and self._matches(event):
+            sev = None
+            if r.severity_from_event:
+                sev = _EVENT_SEVERITY.get(event.severity)
+                if sev is None:
+                    return []
             self._last[comp] = (event.time_ns, dict(event.target))
-            return [self.signal(event.time_ns, comp, True, event.target, message=event.message, kind=event.kind,
+            return [self.signal(event.time_ns, comp, True, event.target, severity=sev, message=event.message, kind=event.kind,
                                 **{k: v for k, v in event.attributes.items() if isinstance(k, str) and k.isidentifier()})]
         if event.kind in r.clear_kinds and (comp in active or comp in self._last):
             self._last.pop(comp, None)

@@ -122,6 +122,9 @@ class EventRule(RuleBase):
     match: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     clear_kinds: tuple[str, ...] = ()
     clear_after_s: float | None = Field(None, gt=0)
+    severity_from_event: bool = Field(False, description="Use the event's severity (e.g. from the XID catalogue) "
+                                                         "when it is critical, major, minor or warning; "
+                                                         "events of other severities raise nothing.")
 
     @field_validator("kinds", "clear_kinds")
     @classmethod

@@ -202,3 +202,28 @@ def test_default_pack_maps_trap_events():
     assert low.severity.value == "critical" and low.active
     (clr,) = m.apply(eng.on_events([Event(3, "ups_battery_ok", "snmp_trap", ups, "cleared")]))
     assert clr.alarm.id == low.id and not clr.alarm.active
+
+
+def test_event_severity_can_come_from_the_event():
+    eng, active = _engine("  - {name: xid, type: event, kinds: [xid], severity_from_event: true,"
+                          " event_type: equipmentAlarm, probable_cause: equipmentMalfunction}\n")
+    tgt = {"device": "S1", "accel": "0"}
+    (s,) = eng.on_events([Event(1, "xid", "nvml", tgt, "critical", attributes={"xid": 79})])
+    assert s.severity.value == "critical"
+    (s,) = eng.on_events([Event(2, "xid", "nvml", {"device": "S1", "accel": "1"}, "minor", attributes={"xid": 94})])
+    assert s.severity.value == "minor"
+    assert eng.on_events([Event(3, "xid", "nvml", tgt, "info", attributes={"xid": 1})]) == []
+
+
+def test_default_pack_follows_the_xid_catalogue():
+    """Real XID events (collectors.xid_events over the shipped catalogue) raise with its severity."""
+    from collectors.xid_events import load_xid_catalogue, xid_event
+    from alerts.manager import AlarmManager
+
+    cat = load_xid_catalogue()
+    m = AlarmManager()
+    eng = RuleEngine(default_rules(), m.active_of)
+    tgt = {"site": "s", "device": "S1", "accel": "3"}
+    m.apply(eng.on_events([xid_event(cat.lookup(79), 1, tgt, "nvml")]))
+    (a,) = m.alarms.values()
+    assert a.component == "S1:3" and a.severity.value == "critical" and "XID 79" in a.specific_problem
