@@ -164,6 +164,24 @@ def free_udp_ports(n: int, exclude: set[int] = frozenset()) -> list[int]:
     return ports
 
 
+def _stop(proc: subprocess.Popen | None, log, tmp: str, resume: bool = False) -> None:
+    """Terminate our own child (resumed first if it may be SIGSTOPped), then clean up."""
+    if proc and proc.poll() is None:
+        if resume:
+            try:
+                os.kill(proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    log.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 _SNMPSIM_LAUNCHER = """
 import dbm.dumb, encodings.latin_1, encodings.utf_8, encodings.ascii  # before privileges drop
 import sys
@@ -202,15 +220,7 @@ class Snmpsim:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        _stop(self.proc, self.log, self._tmp)
 
 
 class Snmpd:
@@ -276,16 +286,4 @@ class Snmpd:
         os.kill(self.proc.pid, signal.SIGCONT)
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        _stop(self.proc, self.log, self._tmp, resume=True)
