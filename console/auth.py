@@ -75,6 +75,21 @@ def users_of_app():
     return flask.current_app.config[AUTH_KEY].users
 
 
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",  # no clickjacking of operator buttons
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _security_headers(resp: flask.Response) -> flask.Response:
+    for k, v in SECURITY_HEADERS.items():
+        resp.headers.setdefault(k, v)
+    if flask.request.path.startswith("/_dash-update-component"):
+        resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
 def _safe_next(target: str | None) -> str:
     """Only local paths are followed after login (no open redirects)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -95,6 +110,7 @@ class Auth:
     def install(self, server: flask.Flask) -> None:
         server.config[AUTH_KEY] = self
         server.before_request(self._guard)
+        server.after_request(_security_headers)
         server.add_url_rule("/login", "dcops_login", self._login, methods=["GET", "POST"])
         server.add_url_rule("/logout", "dcops_logout", self._logout, methods=["POST"])
 

@@ -52,7 +52,9 @@ def test_login_sets_strict_httponly_cookie_and_opens_pages(app):
     assert r.status_code == 302 and r.headers["Location"] == "/fleet"
     cookie = r.headers["Set-Cookie"]
     assert cookie.startswith(COOKIE + "=") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    assert c.get("/fleet", base_url=BASE).status_code == 200
+    page = c.get("/fleet", base_url=BASE)
+    assert page.status_code == 200
+    assert page.headers["X-Frame-Options"] == "DENY" and page.headers["X-Content-Type-Options"] == "nosniff"
     layout = c.get("/_dash-layout", base_url=BASE)
     assert layout.status_code == 200 and b"viewer (viewer)" in layout.data
     # a viewer's menu has no admin page; an admin's has
