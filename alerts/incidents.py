@@ -32,7 +32,7 @@ def incident_title(root: Alarm, n_symptoms: int) -> str:
 
 
 def incident_labels(root: Alarm, severity: PerceivedSeverity, epoch: int = 0) -> dict[str, str]:
-    labels = {k: v for k, v in root.labels.items() if k not in ("rule_severity",)}
+    labels = dict(root.labels)
     labels["severity"] = severity.value
     labels["epoch"] = str(epoch)
     return labels
