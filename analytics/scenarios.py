@@ -1,7 +1,8 @@
 """Evaluation over the simulator: each fault type injected several times, scored against labels.
 
 The run: the site runs fault-free for `train_intervals` (the models train on that history and
-the online baselines warm up on it), then one segment per fault type. A segment injects its
+the online baselines warm up on it), then `quiet_intervals` more fault-free (every finding
+there is a false one: the false-alarm rate), then one segment per fault type. A segment injects its
 fault type `repeats` times on different targets, each after a quiet gap, and lets each fault
 run its duration plus a recovery period. Every interval of the run is scored by the same
 `FleetScorer` the service uses.
@@ -49,6 +50,7 @@ class ScenarioConfig:
     gap_intervals: int = 60
     grace_s: float = 900.0
     recovery_intervals: int = 90
+    quiet_intervals: int = 720  # a fault-free stretch first: every finding there is false
     # Shorter than the library defaults where the default adds run time but no information.
     durations_s: dict = field(default_factory=lambda: {"clogged_filter": 3 * 3600.0, "crac_failure": 900.0,
                                                        "pdu_breaker_trip": 600.0, "psu_failure": 600.0,
@@ -174,6 +176,15 @@ def evaluate_scenarios(seed: int = 0, repeats: int = 4, config: ScenarioConfig |
     rng = np.random.default_rng(cfg.seed)
     report = {"seed": cfg.seed, "repeats": cfg.repeats, "site": str(cfg.site), "interval_s": sim.interval_s,
               "fault_types": {}}
+    quiet = []
+    for _ in range(cfg.quiet_intervals):
+        sim.step()
+        quiet.extend(scorer.score(sim.batches()))
+    q = _judge(sim.inventory, quiet, [], sim.interval_s, cfg.grace_s)
+    hours = cfg.quiet_intervals * sim.interval_s / 3600.0
+    report["quiet"] = {"hours": hours, "false_episodes": q["episodes"],
+                       "false_episodes_per_hour": q["episodes"] / hours if hours else 0.0,
+                       "components": len(sim.inventory.components), "examples": q["false_examples"]}
     earlier: list[FaultLabel] = []
     for ft in fault_types or FAULT_TYPES:
         findings, labels = _run_segment(sim, scorer, ft, cfg, rng)
@@ -195,5 +206,9 @@ def format_report(report: dict) -> str:
         ttd = "-" if r["median_ttd_intervals"] is None else f"{r['median_ttd_intervals']:.1f}"
         lines.append(f"{ft:22s} {r['injected']:3d} {r['recall']:6.2f} {r['precision']:9.2f} {r['episodes']:8d} "
                      f"{ttd:>10s}{'' if r['abrupt'] else ' (gradual)'}")
+    q = report.get("quiet")
+    if q:
+        lines.append(f"fault-free {q['hours']:.1f} h before the faults: {q['false_episodes']} false episodes "
+                     f"({q['false_episodes_per_hour']:.2f}/h over {q['components']} components)")
     lines.append(f"targets met: {report['targets_met']}")
     return "\n".join(lines)

@@ -30,7 +30,7 @@ def test_judging_counts_episodes_recall_and_time_to_detect(small_inventory):
 
 
 def test_short_scenario_run_meets_the_targets(small_site):
-    cfg = ScenarioConfig(seed=1, repeats=2, train_intervals=120, gap_intervals=15, recovery_intervals=30,
+    cfg = ScenarioConfig(seed=1, repeats=2, train_intervals=120, gap_intervals=15, recovery_intervals=30, quiet_intervals=60,
                          durations_s={"crac_failure": 300.0, "gpu_xid79": 200.0, "stuck_sensor": 200.0,
                                       "psu_failure": 200.0})
     report = evaluate_scenarios(config=cfg, fault_types=["crac_failure", "gpu_xid79", "stuck_sensor", "psu_failure"])
@@ -39,6 +39,7 @@ def test_short_scenario_run_meets_the_targets(small_site):
         assert r["precision"] >= 0.9, (ft, r)
         assert r["median_ttd_intervals"] <= 3, (ft, r)
     assert report["targets_met"]
+    assert report["quiet"]["false_episodes"] <= 1
 
 
 def test_eval_scenarios_cli_writes_json(tmp_path, capsys):
