@@ -209,8 +209,13 @@ class AlarmManager:
         return AlarmChange(TimelineKind.ALARM_CLEARED, new)
 
     def tick(self, now_ns: int) -> list[AlarmChange]:
-        """Release held clears of flapping alarms that stayed clear for `hold_s`."""
+        """Release held clears of flapping alarms that stayed clear for `hold_s`; forget raise
+        history older than the flap window."""
         out = []
+        window = self.flap.window_s * _NS
+        if len(self._raises) > len(self._by_key) + 1000:
+            for key in [k for k, q in self._raises.items() if k not in self._by_key and (not q or now_ns - q[-1] > window)]:
+                del self._raises[key]
         for key, t in list(self._held_clear.items()):
             if now_ns - t >= self.flap.hold_s * _NS:
                 aid = self._by_key.get(key)

@@ -141,6 +141,9 @@ class AlertPipeline:
                 self.raised_by_severity[w.alarms.get(ch.alarm.id, ch.alarm).severity.value] += 1
         self._changes.clear()
         self._dirty.clear()
+        if len(self._settled) > 1000:  # keep only settled incidents that listed alarms still name
+            named = {a.incident_id for a in self.manager.alarms.values()}
+            self._settled = {k: v for k, v in self._settled.items() if k in named}
         return w
 
     def _correlate(self, now_ns: int) -> None:
