@@ -26,6 +26,7 @@ from typing import Callable
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api
 from pysnmp.proto.api import v2c
+from pysnmp.proto.api.verdec import decode_message_version
 
 from dcops.site import SnmpTarget
 
@@ -108,7 +109,7 @@ class _Agent(asyncio.DatagramProtocol):
             self.transport.sendto(rsp, addr)
 
     def _answer(self, data: bytes) -> bytes | None:
-        if int(api.decodeMessageVersion(data)) != api.SNMP_VERSION_2C:
+        if int(decode_message_version(data)) != api.SNMP_VERSION_2C:
             return None
         req, _ = decoder.decode(data, asn1Spec=v2c.Message())
         if str(v2c.apiMessage.get_community(req)) != self.community:
