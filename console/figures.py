@@ -76,7 +76,8 @@ def _nan_to_none(z: np.ndarray) -> list:
 def floor_figure(racks: pd.DataFrame, colour_by: str) -> dict:
     """One heatmap per hall: rows down, rack positions across, coloured by `colour_by`.
 
-    Each cell's customdata is the rack name, so a click names the rack to open. Built as a
+    Each cell's text is the rack name (shown in the cell while it fits, and what a click
+    names); its customdata is the hover text. Built as a
     plain figure dict (no plotly validation): this runs on every refresh of every browser.
     """
     if colour_by not in COLOUR_BY:
@@ -118,9 +119,11 @@ def floor_figure(racks: pd.DataFrame, colour_by: str) -> dict:
         sfx = "" if i == 1 else str(i)
         traces.append({
             "type": "heatmap", "z": _nan_to_none(z), "x": list(range(1, width + 1)), "y": rows,
-            "customdata": names.tolist(), "text": text.tolist(), "hovertemplate": "%{text}<extra></extra>",
+            "text": names.tolist(), "customdata": text.tolist(), "hovertemplate": "%{customdata}<extra></extra>",
             "colorscale": spec.colorscale, "zmin": spec.zmin, "zmax": zmax, "xgap": 3, "ygap": 3,
             "showscale": i == 1, "name": hall, "xaxis": "x" + sfx, "yaxis": "y" + sfx,
+            # rack names in the cells while they fit
+            **({"texttemplate": "%{text}", "textfont": {"size": 10}} if width <= 16 else {}),
             "colorbar": {"title": {"text": spec.label + (f" ({spec.unit})" if spec.unit else "")}, "len": 0.9},
         })
         layout_axes["xaxis" + sfx] = {"anchor": "y" + sfx, "domain": [0, 1], "dtick": 1,

@@ -43,7 +43,7 @@ def kpi_cards(snap: data.FloorSnapshot) -> list:
 
 
 def vendor_table(snap: data.FloorSnapshot) -> dbc.Table:
-    frame = snap.accel_by_vendor.reset_index().rename(columns={"index": "vendor"})
+    frame = snap.accel_by_vendor.astype(int).reset_index().rename(columns={"index": "vendor"})
     frame.columns = ["vendor", *data.ACCEL_STATES]
     return dbc.Table.from_dataframe(frame, striped=True, bordered=False, size="sm", id="floor-vendors")
 
@@ -94,7 +94,7 @@ def update_floor(_n_intervals, colour_by):
 def open_rack(click_data):
     """A click on a rack cell navigates to its rack view."""
     try:
-        rack = click_data["points"][0]["customdata"]
+        rack = click_data["points"][0]["text"]
     except (TypeError, KeyError, IndexError):
         raise PreventUpdate from None
     if not rack or rack not in data.current().inventory:

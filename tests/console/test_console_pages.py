@@ -40,7 +40,7 @@ def test_floor_callback_colours_racks(viewer):
     heat = fig["data"][0]
     assert heat["type"] == "heatmap" and list(heat["y"]) == ["R1", "R2"]
     assert heat["z"][0][0] == 33.0 and heat["z"][0][1] == 24.0  # R1-01 is hot
-    assert heat["customdata"][1][2] == "R2-03"
+    assert heat["text"][1][2] == "R2-03" and "R2-03" in heat["customdata"][1][2]
     import plotly.graph_objects as go
 
     go.Figure(fig)  # a valid Plotly figure
@@ -57,8 +57,8 @@ def test_floor_callback_colours_racks(viewer):
 
 def test_floor_click_opens_rack(viewer):
     floor = page("floor")
-    assert floor.open_rack({"points": [{"customdata": "R2-02", "z": 24}]}) == "/rack/R2-02"
-    for bad in (None, {}, {"points": []}, {"points": [{"customdata": ""}]}, {"points": [{"customdata": "X"}]}):
+    assert floor.open_rack({"points": [{"text": "R2-02", "z": 24}]}) == "/rack/R2-02"
+    for bad in (None, {}, {"points": []}, {"points": [{"text": ""}]}, {"points": [{"text": "X"}]}):
         with pytest.raises(PreventUpdate):
             floor.open_rack(bad)
 
