@@ -1,5 +1,5 @@
 """Alarms: the live NOC list (AG Grid), filtered by severity, area and cause, symptoms folded
-under their root cause; operators acknowledge and silence selected alarms."""
+under their root cause; operators acknowledge, silence and annotate selected alarms."""
 
 from __future__ import annotations
 
@@ -73,6 +73,10 @@ def layout(**_query):
             dbc.Col(dbc.Button("Silence selected", id="alarms-silence", color="secondary", disabled=not can_act),
                     md="auto"),
         ], className="g-2 mt-2"),
+        dbc.Row([
+            dbc.Col(dbc.Input(id="alarms-note-text", placeholder="note for the incidents of the selected alarms"), md=6),
+            dbc.Col(dbc.Button("Add note", id="alarms-note", color="secondary", disabled=not can_act), md="auto"),
+        ], className="g-2 mt-2"),
         html.Div(id="alarms-result", className="mt-2"),
         html.Div("Viewers see the list; acknowledging and silencing need the operator role." if not can_act else "",
                  className="text-muted small", id="alarms-role-note"),
@@ -133,6 +137,29 @@ def silence(n_clicks, selected, duration, reason):
     return dbc.Alert(f"{user.name} silenced {made} alarm(s) for {duration}.", color="success", id="alarms-ok")
 
 
+def add_note(n_clicks, selected, text):
+    """Add the operator's note to the incident timeline of each selected alarm's incident."""
+    if not n_clicks:
+        raise PreventUpdate
+    user = require_role("operator")
+    if not selected:
+        return dbc.Alert("Select alarms first.", color="warning", id="alarms-error")
+    repo = data.current().alarms
+    incidents = []
+    try:
+        for row in selected:
+            iid = repo.get_alarm(str(row["id"])).incident_id
+            if iid and iid not in incidents:
+                incidents.append(iid)
+        if not incidents:
+            return dbc.Alert("The selected alarms belong to no incident.", color="warning", id="alarms-error")
+        for iid in incidents:
+            repo.add_note(iid, user.name, text or "")
+    except (KeyError, ValueError) as e:
+        return dbc.Alert(str(e.args[0]), color="warning", id="alarms-error")
+    return dbc.Alert(f"Note added to {len(incidents)} incident(s) by {user.name}.", color="success", id="alarms-ok")
+
+
 callback(Output("alarms-grid", "rowData"), Output("alarms-cause", "options"),
          Input("shell-tick", "n_intervals"), Input("alarms-severity", "value"), Input("alarms-area", "value"),
          Input("alarms-cause", "value"), Input("alarms-text", "value"), Input("alarms-fold", "value"),
@@ -142,3 +169,5 @@ callback(Output("alarms-result", "children", allow_duplicate=True), Input("alarm
 callback(Output("alarms-result", "children", allow_duplicate=True), Input("alarms-silence", "n_clicks"),
          State("alarms-grid", "selectedRows"), State("alarms-silence-for", "value"),
          State("alarms-silence-reason", "value"), prevent_initial_call=True)(silence)
+callback(Output("alarms-result", "children", allow_duplicate=True), Input("alarms-note", "n_clicks"),
+         State("alarms-grid", "selectedRows"), State("alarms-note-text", "value"), prevent_initial_call=True)(add_note)

@@ -272,3 +272,17 @@ def test_destructive_step_needs_a_second_persons_approval(alarm_app):
     # no drain command is configured on this site: the attempt is recorded, not silently dropped
     assert result.id in ("incident-ok", "incident-error")
     assert eng.runs(inc.id)[-1].step("drain").attempts == 1
+
+
+def test_note_on_selected_alarms_goes_to_their_incident(alarm_app):
+    alarms = page("alarms")
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    xid = next(a for a in repo.list_alarms() if a.component == "R2-01-S01:2")
+    with signed_in(alarm_app, "viewer"):
+        with pytest.raises(Forbidden):
+            alarms.add_note(1, [{"id": xid.id}], "x")
+    with signed_in(alarm_app, "operator"):
+        assert alarms.add_note(1, [{"id": xid.id}], "  ").id == "alarms-error"
+        assert alarms.add_note(1, [{"id": xid.id}], "GPU swap at 14:00").id == "alarms-ok"
+    notes = [e for e in repo.get_incident(xid.incident_id).timeline if e.text == "GPU swap at 14:00"]
+    assert len(notes) == 1 and notes[0].actor == "operator"
