@@ -254,8 +254,8 @@ class SnmpClient:
                 last[r] = t
                 cursor[r] = o
                 result[r][o[len(r) + 1:]] = v
-            if len(var_binds) < n:  # truncated answer: columns without a varbind are finished
-                done.update(active[len(var_binds):])
+            # an answer cut short to fit the agent's message size leaves some columns without
+            # a varbind this round: they stay open and continue from their cursor next round
             active = [r for r in active if r not in done]
             if fixed_reps:
                 break

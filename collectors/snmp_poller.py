@@ -60,12 +60,24 @@ class Layout:
     scalars: tuple[str, ...]
     rows: tuple[tuple[str, str], ...]  # (column root, row suffix)
 
-    @property
-    def max_rows(self) -> int:
+    def requests(self, max_varbinds: int = 128, max_rows: int = 32) -> list[tuple[int, tuple[str, ...]]]:
+        """(rows, roots) per GETBULK: columns of equal row count together, each request at
+        most `max_varbinds`. Columns longer than `max_rows` come as (0, roots): walk those
+        (a long fixed-size answer may not fit the agent's message size and come back cut)."""
         counts: dict[str, int] = {}
         for r, _ in self.rows:
             counts[r] = counts.get(r, 0) + 1
-        return max(counts.values(), default=0)
+        groups: dict[int, list[str]] = {}
+        for r, n in counts.items():
+            groups.setdefault(n, []).append(r)
+        out = []
+        for n, roots in sorted(groups.items()):
+            if n > max_rows:
+                out.append((0, tuple(roots)))
+                continue
+            per = max(1, max_varbinds // n)
+            out += [(n, tuple(roots[i:i + per])) for i in range(0, len(roots), per)]
+        return out
 
     @classmethod
     def of(cls, scalars: Mapping[str, object], tables: Mapping[str, Mapping[str, object]]) -> "Layout":
@@ -126,9 +138,14 @@ async def poll_agent(client: SnmpClient, target: SnmpTarget, profiles: Mapping[s
                     return PollResult(name, False, error=f"{name}: no profile matches ({ident}); give one with --profile / snmp.profile",
                                       duration_s=time.perf_counter() - t0)
         if layout is not None and layout.rows:
-            # one GETBULK: the scalars as non-repeaters, then as many rows as the walk found
-            roots = tuple(dict.fromkeys(r for r, _ in layout.rows))
-            tables, problems, scalars = await client.walk(s, roots, scalars=layout.scalars, fixed_reps=layout.max_rows)
+            # GETBULKs of exactly as many rows as the walk found (usually one request, the
+            # scalars riding along as non-repeaters)
+            tables, problems, scalars = {}, [], {}
+            for k, (n, roots) in enumerate(layout.requests()):
+                t, p, sc = await client.walk(s, roots, scalars=layout.scalars if k == 0 else (), fixed_reps=n or None)
+                tables.update(t)
+                problems += p
+                scalars.update(sc)
             found = {(r, sfx) for r, rows in tables.items() for sfx in rows}
             next_layout = layout if found.issuperset(layout.rows) and len(scalars) == len(layout.scalars) else None
         elif layout is not None:
