@@ -34,13 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--repeats", type=int, default=4, help="injections per fault type")
     s.add_argument("--out", type=Path, help="write the report as JSON here")
     s.add_argument("--types", nargs="+", metavar="FAULT", help="only these fault types (default: all)")
+    s.add_argument("--site", type=Path, help="site YAML to simulate (default: tests/data/small-site.yaml)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         if args.eval_command == "nab":
             return run_nab(args.data_dir, args.out, args.profile)
-        return run_scenarios(args.seed, args.repeats, args.out, args.types)
+        return run_scenarios(args.seed, args.repeats, args.out, args.types, args.site)
     except nab.NabError as exc:
         print(f"dcops eval: {exc}", file=sys.stderr)
         return 2
@@ -69,15 +70,16 @@ def run_nab(root: Path, out: Path, profile: str = "standard") -> int:
     return 0
 
 
-def run_scenarios(seed: int, repeats: int, out: Path | None, types=None) -> int:
-    from analytics.scenarios import evaluate_scenarios, format_report
+def run_scenarios(seed: int, repeats: int, out: Path | None, types=None, site: Path | None = None) -> int:
+    from analytics.scenarios import ScenarioConfig, evaluate_scenarios, format_report
     from dcops.sim import FAULT_TYPES
 
     unknown = sorted(set(types or ()) - set(FAULT_TYPES))
     if unknown:
         print(f"dcops eval scenarios: unknown fault type(s) {unknown}; known: {sorted(FAULT_TYPES)}", file=sys.stderr)
         return 2
-    report = evaluate_scenarios(seed=seed, repeats=repeats, fault_types=types)
+    cfg = ScenarioConfig(seed=seed, repeats=repeats, **({"site": site} if site else {}))
+    report = evaluate_scenarios(config=cfg, fault_types=types)
     print(format_report(report))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
