@@ -1,8 +1,9 @@
 """The demo runtime: the simulated site end to end in one process.
 
     simulator --(GPU/NPU agents, sim collector)--> in-process bus --> ingest --> DuckDB
-                                                 \\-> analytics, alerts (when wired)
-    console (Dash) reads the store
+                                                 |-> analytics --(findings)--> bus
+                                                 \\-> alerter: rules, correlation, incidents, outbox --> pager
+    console (Dash) reads the store and the alarm/incident repository, drives runbooks
 
 The simulator's clock follows the wall clock (times `speed`), so the console shows "now".
 Everything runs in threads of this process and stops cleanly on `stop()`.
@@ -50,6 +51,8 @@ class DemoOptions:
     port: int = 8050
     faults: tuple[tuple[float, str, str], ...] = DEFAULT_FAULTS
     console: bool = True
+    alerts: bool = True
+    analytics: bool = True
 
 
 @dataclass
@@ -85,6 +88,10 @@ class Demo:
         self._pending = sorted(options.faults)
         self._server = None
         self.credentials: dict[str, str] = {}
+        self.alerts_db_url = f"sqlite:///{(self.opt.data_dir / 'alerts.sqlite').resolve()}"
+        self.alerter = None
+        self.repository = None
+        self.runbooks = None
 
     # ----- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -96,11 +103,16 @@ class Demo:
         self._tick()  # one reading in the store before the console opens
         self.ingest.drain(idle_polls=1)
         self._spawn("ingest", self.ingest.run)
-        self._spawn("simulator", self._run_sim)
         from dcops.demo_control import ControlServer
 
-        self._control = ControlServer(self.opt.data_dir, self.inject, lambda: list(self.sim.labels))
+        self._control = ControlServer(self.opt.data_dir, self.inject, lambda: list(self.sim.labels),
+                                      power_limit=self.set_power_limit)
         self._control.start()
+        if self.opt.alerts:
+            self._start_alerts()
+        if self.opt.analytics:
+            self._start_analytics()
+        self._spawn("simulator", self._run_sim)
         if self.opt.console:
             self._start_console()
         for at, kind, target in self._pending:
@@ -110,6 +122,61 @@ class Demo:
         t = threading.Thread(target=fn, name=f"dcops-{name}", daemon=True)
         t.start()
         self._threads.append(t)
+
+    def _start_alerts(self) -> None:
+        """Alerter (rules, correlation, incidents, outbox) paging a local receiver; runbooks."""
+        from alerts.config import AlertingConfig
+        from alerts.repository import Repository
+        from alerts.runbooks.engine import RunbookEngine
+        from alerts.runbooks.executors import ExecutorConfig, ExecutorRuntime
+        from alerts.runbooks.loader import load_runbooks
+        from alerts.service import Alerter
+        from dcops.demo_pager import DemoPager
+
+        (self.opt.data_dir / "alerts.sqlite").unlink(missing_ok=True)  # a fresh incident history per demo run
+        self.pager = DemoPager(self.say)
+        self.pager.start()
+        alerting = AlertingConfig.model_validate({
+            "receivers": [{"name": "demo-pager", "type": "webhook", "url": self.pager.url, "secret": self.pager.secret}],
+            "route": {"receiver": "demo-pager"},
+            "grouping": {"group_wait_s": 20, "lookback_s": 900, "incident_min_severity": "minor"},
+        })
+        inv = self.sim.inventory
+        self.alerter = Alerter(self.bus, inv, alerting=alerting, db_url=self.alerts_db_url, time_source="data").start()
+        self._threads.append(self.alerter.run_in_thread(self._stop))
+        self.repository = Repository(self.alerts_db_url, inv)
+        executors = ExecutorRuntime(ExecutorConfig.model_validate({
+            # harmless stand-ins for the site's real commands (kubectl drain, BMS calls, ...)
+            "allowed_commands": {name: ["/bin/echo", f"demo: {name} done"] for name in
+                                 ("notify_facilities", "uncordon", "notify_serving", "shed_load", "restore_load")},
+            "drain_command": ["/bin/echo", "demo: drained", "{server}"],
+            "agent_url": self._control.url,  # power caps reach the simulated GPUs through the control endpoint
+            "webhook_secret": self._control.token,
+        }))
+        self.runbooks = RunbookEngine(self.repository.engine, load_runbooks(), inventory=inv, store=self.store,
+                                      executors=executors, repository=self.repository)
+        self.runbooks.ensure_schema()
+        self.say(f"alarms and incidents: SQLite at {self.alerts_db_url[len('sqlite:///'):]}; pages go to {self.pager.url}")
+
+    def _start_analytics(self) -> None:
+        from analytics.service import Analytics
+
+        models = self.opt.data_dir / "models" / "analytics.joblib"
+        self.analytics = Analytics(self.bus, self.store, self.sim.inventory, model_path=models,
+                                   interval_s=self.opt.interval_s)
+        self._spawn("analytics", lambda: self.analytics.run(self._stop))
+        self.say(f"analytics: streaming anomaly scoring of every device each interval (models in {models.parent})")
+
+    def set_power_limit(self, accel: str, watts: float) -> float:
+        """A power cap set through the accelerator agent's control endpoint (runbook action)."""
+        with self._lock:
+            i = self.sim.inventory.accel_index[accel]
+            tdp = float(self.sim.a_tdp[i])
+            if not 0.2 * tdp <= watts <= tdp:
+                raise ValueError(f"{watts:g} W is outside {accel}'s range {0.2 * tdp:g}..{tdp:g} W")
+            self.sim.power_limit[i] = watts
+        self.say(f"power cap: {accel} limited to {watts:g} W")
+        return watts
 
     def _start_console(self) -> None:
         from console.app import create_app, serve
@@ -122,8 +189,8 @@ class Demo:
         users = UserStore.from_url(f"sqlite:///{users_db.resolve()}")
         self.credentials = bootstrap_users(users)
         auth = Auth(users, session_ttl_s=self.cfg.settings.console.session_ttl_s)
-        app = create_app(self.store, self.sim.inventory, auth=auth, refresh_s=min(self.opt.interval_s, 5.0),
-                         energy_price_per_kwh=self.cfg.energy_price_per_kwh)
+        app = create_app(self.store, self.sim.inventory, alarms=self.repository, runbooks=self.runbooks, auth=auth,
+                         refresh_s=min(self.opt.interval_s, 5.0), energy_price_per_kwh=self.cfg.energy_price_per_kwh)
         self._server = serve(app, self.opt.host, self.opt.port)
         self._spawn("console", self._server.run)
         self.say(f"console: http://{self.opt.host}:{self.opt.port}/")
@@ -140,6 +207,10 @@ class Demo:
         while self.bus.lag("samples", "ingest") + self.bus.lag("events", "ingest") and time.monotonic() < deadline:
             time.sleep(0.05)
         self.ingest.stop()
+        if self.alerter is not None:
+            self.alerter.close()
+        if getattr(self, "pager", None) is not None:
+            self.pager.stop()
         if getattr(self, "_control", None) is not None:
             self._control.stop()
         if self._server is not None:

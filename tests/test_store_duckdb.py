@@ -115,3 +115,14 @@ def test_retention_and_reopen(tmp_path):
     again = DuckDBStore(path)
     assert again.count("rack") == 2 and "rack" in again.measurements()
     again.close()
+
+
+def test_merged_small_batches_keep_series_identity(store):
+    """Batches written together (merged per measurement) or alone give the same series."""
+    a = Batch("accel", np.array([T0]), {"rack": np.array(["r1"], dtype=object)}, {"accel_power_w": [1.0]})
+    b = Batch("accel", np.array([T0]), {"rack": np.array(["r2"], dtype=object), "uuid": np.array(["GPU-1"], dtype=object)},
+              {"accel_temp_degc": [50.0]})
+    store.write([a, b])
+    store.write([a])
+    store.write([b])
+    assert store.count("accel") == 2

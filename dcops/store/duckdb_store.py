@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from dcops.batch import Batch, Event
+from dcops.batch import Batch, Event, concat_batches
 from dcops.store.base import AGGREGATES, StoreError, Where
 
 __all__ = ["DuckDBStore", "series_ids"]
@@ -48,12 +48,14 @@ def _run(cur, sql: str) -> None:
 
 
 def series_ids(tags: dict[str, np.ndarray], n: int) -> np.ndarray:
-    """A stable 64-bit id per row from its tag values (order of tag names does not matter)."""
+    """A stable 64-bit id per row from its non-empty tag values (tag order does not matter)."""
     h = np.full(n, 1469598103934665603, dtype=np.uint64)
     for name in sorted(tags):
-        col = pd.util.hash_array(np.asarray(tags[name], dtype=object), categorize=True)
+        values = np.asarray(tags[name], dtype=object)
+        col = pd.util.hash_array(values, categorize=True)
         key = pd.util.hash_array(np.asarray([name], dtype=object))[0]
-        h = (h * np.uint64(1099511628211)) ^ col ^ key
+        # an empty tag is the same as no tag, so batches merged with others keep their series ids
+        h = np.where(values == "", h, (h * np.uint64(1099511628211)) ^ col ^ key)
     return h
 
 
@@ -116,9 +118,9 @@ class DuckDBStore:
         for b in batches:
             if len(b):
                 by_measurement.setdefault(b.measurement, []).append(b)
-        for measurement, group in by_measurement.items():
-            for b in group:
-                written += self._write_one(b)
+        for group in by_measurement.values():
+            # Many small batches (one per host or rack) become one bulk write per measurement.
+            written += self._write_one(group[0] if len(group) == 1 else concat_batches(group))
         return written
 
     def _write_one(self, b: Batch) -> int:
@@ -126,8 +128,10 @@ class DuckDBStore:
             if np.isinf(col).any():
                 raise StoreError(f"{b.measurement}.{name}: infinite value refused")
         table = self._ensure(b.measurement, list(b.tags), list(b.fields))
-        n = len(b)
-        sid = series_ids(dict(b.tags), n)
+        sid = series_ids(dict(b.tags), len(b))
+        dup = pd.DataFrame({"s": sid, "t": b.time_ns}).duplicated(keep="last").to_numpy()
+        if dup.any():  # the same row twice in one write: the later one wins, as with two writes
+            b, sid = b.select(~dup), sid[~dup]
         arrays = {"time": pa.array(b.time_ns, pa.int64()), "sid": pa.array(sid, pa.uint64())}
         for k, v in b.tags.items():
             arrays[k] = pa.array(v, pa.string())
