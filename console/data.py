@@ -167,22 +167,42 @@ class FloorSnapshot:
     incidents_by_severity: dict[str, int] | None
 
 
+def _accel_base(ctx: Context) -> tuple[pd.DataFrame, pd.Index]:
+    """The inventory's accelerators as a frame and an index of their ids (built once per app)."""
+    hit = ctx.memo.get("accel_base")
+    if hit is None:
+        inv = ctx.inventory
+        base = pd.DataFrame({"accel_id": inv.accel_ids, "vendor": inv.accel_tags["vendor"],
+                             "model": inv.accel_tags["model"], "hall": inv.accel_tags["hall"],
+                             "row": inv.accel_tags["row"], "rack": inv.accel_tags["rack"],
+                             "device": inv.accel_tags["device"]})
+        hit = ctx.memo["accel_base"] = (base, pd.Index(base["accel_id"]))
+    return hit
+
+
+def _state_counts(keys: np.ndarray, states: np.ndarray, index: Sequence[str]) -> pd.DataFrame:
+    """Accelerators per (key, state) as a frame indexed by `index`, columns ACCEL_STATES."""
+    k = pd.Index(index).get_indexer(keys)
+    s = pd.Index(ACCEL_STATES).get_indexer(states)
+    ok = (k >= 0) & (s >= 0)
+    n = len(ACCEL_STATES)
+    flat = np.bincount(k[ok] * n + s[ok], minlength=len(index) * n).reshape(len(index), n)
+    return pd.DataFrame(flat, index=pd.Index(index), columns=list(ACCEL_STATES))
+
+
 def _accel_frame(ctx: Context, rack: str | None = None, fields: Sequence[str] = ACCEL_FIELDS) -> pd.DataFrame:
     """Every accelerator of the inventory (or of one rack) with its latest values and state
     ("no data" when it has no recent sample)."""
-    inv = ctx.inventory
-    base = pd.DataFrame({"accel_id": inv.accel_ids, "vendor": inv.accel_tags["vendor"],
-                         "model": inv.accel_tags["model"], "hall": inv.accel_tags["hall"],
-                         "row": inv.accel_tags["row"], "rack": inv.accel_tags["rack"],
-                         "device": inv.accel_tags["device"]})
+    base, index = _accel_base(ctx)
     if rack is not None:
         base = base[base["rack"] == rack].reset_index(drop=True)
+        index = pd.Index(base["accel_id"])
     got = latest_frame(ctx.store, "accel", fields, where={"rack": rack} if rack else None,
                        max_age_s=ACCEL_MAX_AGE_S, known=ctx.known)
     values = pd.DataFrame(np.nan, index=base.index, columns=list(fields))
     if len(got):
         ids = got["device"].astype(str) + ":" + got["accel"].astype(str)
-        pos = pd.Index(base["accel_id"]).get_indexer(ids)
+        pos = index.get_indexer(ids)
         ok = pos >= 0
         for f in fields:
             col = values[f].to_numpy(np.float64).copy()
@@ -213,8 +233,7 @@ def _compute_floor(ctx: Context) -> FloorSnapshot:
     acc = _accel_frame(ctx)
     by_rack = acc.groupby("rack")
     racks["hottest_degc"] = by_rack["accel_temp_degc"].max().reindex(racks.index)
-    counts = pd.crosstab(acc["rack"], acc["state"]).reindex(index=racks.index, columns=list(ACCEL_STATES),
-                                                             fill_value=0)
+    counts = _state_counts(acc["rack"].to_numpy(), acc["state"].to_numpy(), list(racks.index))
     for s in ACCEL_STATES:
         racks["accel_" + s.replace(" ", "_")] = counts[s].astype(int)
     racks["accel_total"] = counts.sum(axis=1).astype(int)
@@ -226,7 +245,9 @@ def _compute_floor(ctx: Context) -> FloorSnapshot:
     else:
         racks["alarm_rank"] = np.nan
 
-    by_vendor = pd.crosstab(acc["vendor"], acc["state"]).reindex(columns=list(ACCEL_STATES), fill_value=0)
+    vendors = sorted(set(acc["vendor"]))
+    by_vendor = _state_counts(acc["vendor"].to_numpy(), acc["state"].to_numpy(), vendors)
+    by_vendor.index.name = "vendor"
 
     sf = latest_frame(ctx.store, "site", SITE_FIELDS, known=ctx.known)
     it_kw = float(np.nansum(sf["site_it_power_w"].to_numpy(np.float64))) / 1e3 if len(sf) else float("nan")
