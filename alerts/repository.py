@@ -46,16 +46,23 @@ def _user(user: str) -> str:
 
 class Repository:
     def __init__(self, db: str | Engine, inventory: Inventory | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, audit=None) -> None:
+        """`audit`: an `alerts.audit.AuditLog`; when given, every operator action is also appended
+        to the hash-chained, append-only audit log in the same transaction."""
         self.engine = open_engine(db) if isinstance(db, str) else db
         self.inventory = inventory
         self.clock = clock
+        self.audit = audit
 
     def _now(self) -> int:
         return int(self.clock() * _NS)
 
     def _action(self, s: Session, user: str, action: str, kind: str, target: str, **data) -> None:
-        s.add(OperatorActionRow(time_ns=self._now(), user=user, action=action, target_kind=kind, target_id=target, data=data))
+        now = self._now()
+        s.add(OperatorActionRow(time_ns=now, user=user, action=action, target_kind=kind, target_id=target, data=data))
+        if self.audit is not None:
+            self.audit.append(actor=user, role=str(data.get("role", "")), action=action, target_kind=kind,
+                              target_id=target, data=data, session=s, time_ns=now)
 
     def _timeline(self, s: Session, incident_id: str, kind: TimelineKind, text: str, actor: str, **kw) -> None:
         s.add(TimelineRow(incident_id=incident_id, time_ns=self._now(), kind=kind.value, text=text, actor=actor,

@@ -144,7 +144,12 @@ class Demo:
         inv = self.sim.inventory
         self.alerter = Alerter(self.bus, inv, alerting=alerting, db_url=self.alerts_db_url, time_source="data").start()
         self._threads.append(self.alerter.run_in_thread(self._stop))
-        self.repository = Repository(self.alerts_db_url, inv)
+        from alerts.audit import AuditLog
+        from alerts.db import open_engine
+
+        engine = open_engine(self.alerts_db_url)
+        audit = AuditLog(engine)
+        self.repository = Repository(engine, inv, audit=audit)
         executors = ExecutorRuntime(ExecutorConfig.model_validate({
             # harmless stand-ins for the site's real commands (kubectl drain, BMS calls, ...)
             "allowed_commands": {name: ["/bin/echo", f"demo: {name} done"] for name in
@@ -153,9 +158,9 @@ class Demo:
             "agent_url": self._control.url,  # power caps reach the simulated GPUs through the control endpoint
             "webhook_secret": self._control.token,
         }))
-        self.runbooks = RunbookEngine(self.repository.engine, load_runbooks(), inventory=inv, store=self.store,
-                                      executors=executors, repository=self.repository)
-        self.runbooks.ensure_schema()
+        self.runbooks = RunbookEngine(engine, load_runbooks(), inventory=inv, store=self.store,
+                                      executors=executors, repository=self.repository, audit=audit)
+        self.runbooks.ensure_schema()  # run and audit tables (with the database guard against UPDATE/DELETE)
         self.say(f"alarms and incidents: SQLite at {self.alerts_db_url[len('sqlite:///'):]}; pages go to {self.pager.url}")
 
     def _start_analytics(self) -> None:

@@ -82,3 +82,20 @@ def test_operator_opens_an_incident_and_clears_an_alarm(run_with_incident):
     assert repo.get_alarm(pdu.id).cleared_by == "carol"
     repo.add_timeline(inc.id, "runbook", "step 1: checked breaker", "carol", step=1)
     assert repo.get_incident(inc.id).timeline[-1].data == {"step": 1}
+
+
+def test_operator_actions_land_in_the_hash_chained_audit_log(run_with_incident):
+    from alerts.audit import AuditLog
+    from alerts.repository import Repository
+
+    run, inc = run_with_incident
+    audit = AuditLog(run.repo.engine)
+    audit.ensure_schema()
+    repo = Repository(run.repo.engine, run.repo.inventory, audit=audit)
+    alarm = repo.list_alarms(component="PDU-A1")[0]
+    repo.acknowledge_alarm(alarm.id, "alice")
+    repo.add_note(inc.id, "bob", "feed B carries the racks")
+    records = audit.records()
+    assert [(r.actor, r.action, r.target_id) for r in records][:1] == [("alice", "ack_alarm", alarm.id)]
+    assert any(r.actor == "bob" and r.target_id == inc.id for r in records)
+    assert audit.verify().ok
