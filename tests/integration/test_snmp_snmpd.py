@@ -93,7 +93,7 @@ def test_unexpected_types_are_reported_not_fatal():
 
 def test_agent_that_stops_answering_mid_run(caplog):
     with Snmpd(UPS) as a, Snmpd(UPS) as b:
-        targets = [PollTarget(name, {"site": "s", "hall": "H1", "device": name}, SnmpTarget(port=d.port, timeout_s=1.0, retries=1))
+        targets = [PollTarget(name, {"site": "s", "hall": "H1", "device": name}, SnmpTarget(port=d.port, timeout_s=1.5, retries=1))
                    for name, d in (("UPS-A", a), ("UPS-B", b))]
         batches, events = [], []
 
@@ -114,7 +114,7 @@ def test_agent_that_stops_answering_mid_run(caplog):
         r1, r2, r3, r4 = asyncio.run(scenario())
     assert [r.ok for r in r1] == [True, True] and [r.ok for r in r4] == [True, True]
     assert [r.ok for r in r2] == [False, True] and [r.ok for r in r3] == [False, True]
-    assert r2[0].duration_s >= 1.9 and r2[1].duration_s < 1.0  # the silent agent does not slow the other
+    assert r2[0].duration_s >= 2.9 and r2[1].duration_s < 1.5  # the silent agent does not slow the other
     kinds = [(e.kind, e.target["device"]) for e in events]
     assert kinds == [("agent_unreachable", "UPS-A"), ("agent_recovered", "UPS-A")]  # one event per outage, not per poll
     assert events[0].severity == "major" and "timed out" in events[0].message
