@@ -229,3 +229,24 @@ halls:
     assert not th.is_alive() and got
     b = got[0]
     assert b.measurement == "ups" and b.tags["site"][0] == "roleSite" and b.tags["device"][0] == "UPS-R"
+
+
+def test_cli_v3_poll_and_wrong_credentials(agent):
+    import json
+    import os
+    import sys
+
+    from tests.conftest import REPO
+
+    base = [sys.executable, "-m", "dcops.cli", "snmp", "poll", "--target", f"127.0.0.1:{agent.port}", "--v3-user", "u256",
+            "--auth-protocol", "SHA256", "--priv-protocol", "AES128", "--timeout", "1", "--retries", "0", "--format", "json"]
+    env = dict(os.environ, DCOPS_SNMP_AUTH_KEY="authpass123", DCOPS_SNMP_PRIV_KEY="privpass123")
+    ok = subprocess.run(base, capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert {"metric": "ups_battery_charge_pct", "unit": "%", "index": ""}.items() <= next(
+        r for r in json.loads(ok.stdout) if r["metric"] == "ups_battery_charge_pct").items()
+    bad = subprocess.run(base + ["--auth-key", "wrongpass1"], capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    assert bad.returncode == 1 and "SNMPv3 authentication failed" in bad.stderr and "Traceback" not in bad.stderr
+    assert "wrongpass1" not in bad.stderr and "privpass123" not in bad.stderr
+    missing = subprocess.run(base, capture_output=True, text=True, cwd=REPO, env={k: v for k, v in os.environ.items() if not k.startswith("DCOPS_SNMP")}, timeout=60)
+    assert missing.returncode == 2 and "needs --auth-key and --priv-key" in missing.stderr
