@@ -183,10 +183,11 @@ class IngestWorker:
                 self.run_once()
             except IngestStopped:
                 break
-            except Exception:
+            except Exception as exc:  # bus trouble (broker away...): nothing was committed; go on
                 if self._stop.is_set():
                     break
-                log.exception("ingest loop error; continuing")
+                log.warning("ingest loop error (%s: %s); continuing", type(exc).__name__, exc,
+                            exc_info=log.isEnabledFor(logging.DEBUG))
                 self._stop.wait(1.0)
 
     def drain(self, idle_polls: int = 2, timeout_s: float = 0.05) -> None:

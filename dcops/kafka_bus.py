@@ -272,7 +272,8 @@ class KafkaBus:
                     client_id=f"{self.client_id}-{group}")
         opts.update(self._consumer_options)
         opts.update(options)
-        consumer = KafkaConsumer(*[self.topic(t) for t in topics], **self._common, **opts)
+        consumer = KafkaConsumer(**self._common, **opts)
+        consumer.subscribe([self.topic(t) for t in topics])
         return KafkaBusConsumer(consumer, self.prefix)
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -298,8 +299,9 @@ class KafkaBusConsumer:
         self._c = consumer
         self._prefix = prefix
         self._pending: dict = {}
+        self._topic_ids: dict = {}
         self._commit_timeout_ms = int(commit_timeout_s * 1000)
-        self.redelivered_commits = 0
+        self.failed_commits = 0
 
     def lag(self) -> dict[tuple[str, int], int]:
         """{(topic, partition): messages not yet handed to the caller} for the partitions held now.
@@ -320,8 +322,39 @@ class KafkaBusConsumer:
                 out[(tp.topic[n:], tp.partition)] = max(0, hw - pos)
         return out
 
+    def _recreated_topics(self) -> set[str]:
+        """Topics whose id changed since the last look (deleted and created again, or a new empty broker)."""
+        cluster = self._c._client.cluster  # kafka-python keeps topic ids from metadata here
+        changed = set()
+        for topic in self._c.subscription() or ():
+            tid = cluster.topic_id(topic)
+            if tid is None:
+                continue
+            old = self._topic_ids.get(topic)
+            if old is not None and old != tid:
+                changed.add(topic)
+            self._topic_ids[topic] = tid
+        return changed
+
+    def _restart_topics(self, topics: set[str]) -> None:
+        log.warning("topics %s were recreated (broker replaced?); reading them again from the beginning",
+                    sorted(topics))
+        parts = [tp for tp in self._c.assignment() if tp.topic in topics]
+        for tp in list(self._pending):
+            if tp.topic in topics:
+                del self._pending[tp]
+        if parts:
+            self._c.seek_to_beginning(*parts)
+
     def poll(self, timeout_s: float = 1.0, max_records: int = 100) -> list[Message]:
+        recreated = self._recreated_topics()
+        if recreated:
+            self._restart_topics(recreated)
         records = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        recreated = self._recreated_topics()
+        if recreated:  # what this poll returned may come from the old positions: read it again
+            self._restart_topics(recreated)
+            records = {tp: msgs for tp, msgs in records.items() if tp.topic not in recreated}
         out: list[Message] = []
         n = len(self._prefix)
         for tp, msgs in records.items():
@@ -336,15 +369,17 @@ class KafkaBusConsumer:
         if not self._pending:
             return
         offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self._pending.items()}
+        self._pending.clear()
         try:
             self._c.commit(offsets, timeout_ms=self._commit_timeout_ms)
         except CommitFailedError as exc:  # the group rebalanced: the new owner gets them again
-            self.redelivered_commits += 1
+            self.failed_commits += 1
             log.warning("commit refused after a rebalance (%s); those messages will be redelivered", exc)
-        except KafkaError as exc:  # broker away: keep the offsets, the next commit covers them
-            log.warning("commit failed (%s); will retry with the next commit", exc)
-            return
-        self._pending.clear()
+        except KafkaError as exc:
+            # Broker away. The offsets are dropped, not kept for later: committing them to a broker
+            # that came back empty would skip its new log. Redelivery instead (harmless duplicates).
+            self.failed_commits += 1
+            log.warning("commit failed (%s); those messages may be redelivered", exc)
 
     def close(self) -> None:
         """Leave the group without committing anything not yet committed."""
