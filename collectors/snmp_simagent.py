@@ -21,6 +21,7 @@ import logging
 import math
 import threading
 import time
+from types import MappingProxyType
 from typing import Callable
 
 from pyasn1.codec.ber import decoder, encoder
@@ -30,7 +31,7 @@ from pysnmp.proto.api.verdec import decode_message_version
 
 from dcops.site import SnmpTarget
 
-__all__ = ["SIM_ROOT", "SIM_SYSOBJECTID", "serve_simulator", "sim_poll_targets", "tables_from_batches"]
+__all__ = ["SIM_ROOT", "SIM_SYSOBJECTID", "SIM_TRAPS", "serve_simulator", "sim_device_tags", "sim_poll_targets", "tables_from_batches", "trap_message"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,40 @@ _SYS_DESCR = (1, 3, 6, 1, 2, 1, 1, 1, 0)
 _SYS_OID = (1, 3, 6, 1, 2, 1, 1, 2, 0)
 _SYS_UPTIME = (1, 3, 6, 1, 2, 1, 1, 3, 0)
 _MAX_VARBINDS = 600
+_TRAP_OID = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
+_SYS_NAME = (1, 3, 6, 1, 2, 1, 1, 5, 0)
+
+# Simulator events the simulated devices announce as SNMPv2c traps (see collectors/data/snmp/traps.yaml):
+# kind -> (snmpTrapOID, extra var-binds)
+SIM_TRAPS = MappingProxyType({
+    "ups_on_battery": ((1, 3, 6, 1, 2, 1, 33, 2, 1), ()),                       # UPS-MIB upsTrapOnBattery
+    "ups_on_utility": ((1, 3, 6, 1, 2, 1, 33, 2, 4),                            # upsTrapAlarmEntryRemoved
+                       (((1, 3, 6, 1, 2, 1, 33, 1, 6, 2, 1, 2, 1), (1, 3, 6, 1, 2, 1, 33, 1, 6, 3, 2)),)),  # upsAlarmOnBattery
+    "breaker_trip": (SIM_ROOT + (7, 0, 3), ()),
+    "breaker_closed": (SIM_ROOT + (7, 0, 4), ()),
+    "cooling_fault": (SIM_ROOT + (7, 0, 5), ()),
+    "cooling_recovered": (SIM_ROOT + (7, 0, 6), ()),
+})
+
+
+def trap_message(kind: str, device: str, community: str, uptime_cs: int) -> bytes | None:
+    """The SNMPv2c trap a simulated device sends for a simulator event (None: not announced)."""
+    spec = SIM_TRAPS.get(kind)
+    if spec is None:
+        return None
+    trap_oid, extra = spec
+    pdu = v2c.TrapPDU()
+    v2c.apiTrapPDU.set_defaults(pdu)
+    vbs = [(v2c.ObjectIdentifier(_SYS_UPTIME), v2c.TimeTicks(uptime_cs)),
+           (v2c.ObjectIdentifier(_TRAP_OID), v2c.ObjectIdentifier(trap_oid)),
+           (v2c.ObjectIdentifier(_SYS_NAME), v2c.OctetString(device))]
+    vbs += [(v2c.ObjectIdentifier(o), v2c.ObjectIdentifier(v)) for o, v in extra]
+    v2c.apiTrapPDU.set_varbinds(pdu, vbs)
+    msg = v2c.Message()
+    v2c.apiMessage.set_defaults(msg)
+    v2c.apiMessage.set_community(msg, community)
+    v2c.apiMessage.set_pdu(msg, pdu)
+    return encoder.encode(msg)
 
 
 def tables_from_batches(batches) -> dict[str, list[tuple[tuple[int, ...], str, object]]]:
@@ -158,11 +193,14 @@ class _Agent(asyncio.DatagramProtocol):
 
 
 def serve_simulator(sim, host: str = "127.0.0.1", port: int = 0, community: str = "public",
-                    refresh_s: float = 1.0) -> tuple[dict[str, int], Callable[[], None]]:
+                    refresh_s: float = 1.0, trap_to: tuple[str, int] | None = None,
+                    ) -> tuple[dict[str, int], Callable[[], None]]:
     """Serve every simulated facility device; returns ({device: udp port}, stop).
 
     `port` 0: each device gets a free port; otherwise devices get `port`, `port + 1`, ... in
-    name order. Runs in a daemon thread with its own event loop; `stop()` closes everything.
+    name order. `trap_to` (host, port): the devices also send SNMPv2c traps there for the
+    simulator's UPS, breaker and cooling events (`SIM_TRAPS`, sysName.0 = device), from their
+    own agent port. Runs in a daemon thread with its own event loop; `stop()` closes everything.
     """
     tables = _Tables(sim, refresh_s)
     devices = sorted(tables_from_batches(sim.batches()))
@@ -184,7 +222,12 @@ def serve_simulator(sim, host: str = "127.0.0.1", port: int = 0, community: str 
             state["error"] = exc
         ready.set()
         if "error" not in state:
+            if trap_to is not None:
+                by_dev = dict(zip(devices, transports))
+                forward = asyncio.create_task(_forward_events(sim, by_dev, trap_to, community, tables))
             await state["stop"].wait()
+            if trap_to is not None:
+                forward.cancel()
         for tr in transports:
             tr.close()
 
@@ -204,18 +247,42 @@ def serve_simulator(sim, host: str = "127.0.0.1", port: int = 0, community: str 
     return dict(endpoints), stop
 
 
+async def _forward_events(sim, transports: dict, trap_to: tuple[str, int], community: str, tables: _Tables,
+                         period_s: float = 0.5) -> None:
+    _, cursor = sim.events_since(0)  # announce what happens from now on
+    while True:
+        await asyncio.sleep(period_s)
+        events, cursor = sim.events_since(cursor)
+        for e in events:
+            dev = e.target.get("device", "")
+            tr = transports.get(dev)
+            msg = trap_message(e.kind, dev, community, int((tables.clock() - tables.started) * 100)) if tr else None
+            if msg is not None:
+                tr.sendto(msg, trap_to)
+
+
+def sim_device_tags(sim, endpoints: dict[str, int]) -> dict[str, dict[str, str]]:
+    """{device: topology tags} for the served devices (the trap receiver's `devices` map)."""
+    inv = sim.inventory
+    out = {}
+    for dev in endpoints:
+        comp = inv.components.get(dev)
+        tags = {"site": inv.site, "device": dev}
+        if comp is not None:
+            tags.update({k: v for k, v in (("hall", comp.hall), ("row", comp.row), ("rack", comp.rack)) if v})
+        out[dev] = tags
+    return out
+
+
 def sim_poll_targets(sim, endpoints: dict[str, int], host: str = "127.0.0.1", community: str = "public",
                      interval_s: float | None = None):
     """PollTargets for the served devices, tagged from the simulator's inventory."""
     from collectors.snmp_poller import PollTarget
 
-    inv = sim.inventory
+    tags_of = sim_device_tags(sim, endpoints)
     out = []
     for dev, p in sorted(endpoints.items()):
-        comp = inv.components.get(dev)
-        tags = {"site": inv.site, "device": dev}
-        if comp is not None:
-            tags.update({k: v for k, v in (("hall", comp.hall), ("row", comp.row), ("rack", comp.rack)) if v})
+        tags = tags_of[dev]
         snmp = SnmpTarget(host=host, port=p, community=community, profile="dcops-sim",
                           interval_s=interval_s or getattr(sim, "interval_s", 10.0))
         out.append(PollTarget(dev, tags, snmp))

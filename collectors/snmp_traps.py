@@ -8,8 +8,9 @@
   events over; `run_trap_receiver(cfg, bus, stop_event)` publishes them to the bus.
 - `receive_forever(cfg, show, count)`: the CLI's `dcops snmp traps`.
 
-Sender attribution: `devices` maps the sender's IP address to the device tags (site, hall,
-device, ...); unknown senders are tagged by address only.
+Sender attribution: `devices` maps the sender's IP address (or, for agents that share an
+address, the sysName.0 the notification carries) to the device tags (site, hall, device, ...);
+unknown senders are tagged by address only.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from dcops.yamlconf import load_yaml
 
 from collectors.snmp_profiles import DATA_DIR
 
-__all__ = ["TrapReceiver", "TrapReceiverConfig", "TrapRule", "TrapUser", "load_trap_table", "map_notification",
+__all__ = ["SNMP_TRAP_OID", "SYS_NAME", "SYS_UPTIME", "TrapReceiver", "TrapReceiverConfig", "TrapRule", "TrapUser", "load_trap_table", "map_notification",
            "receive_forever", "run_trap_receiver"]
 
 log = logging.getLogger(__name__)
 
 SNMP_TRAP_OID = "1.3.6.1.6.3.1.1.4.1.0"
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
+SYS_NAME = "1.3.6.1.2.1.1.5.0"
 
 
 class _M(BaseModel):
@@ -85,7 +87,8 @@ def map_notification(table: Mapping[str, TrapRule], sender: str, var_binds: list
     vb = dict(var_binds)
     trap_oid = str(vb.get(SNMP_TRAP_OID, "")).lstrip(".")
     host = sender.rsplit(":", 1)[0]
-    target = {k: str(v) for k, v in (devices.get(host) or {"agent": host}).items()}
+    known = devices.get(host) or devices.get(str(vb.get(SYS_NAME, "")))  # by address, else by sysName.0
+    target = {k: str(v) for k, v in (known or {"agent": host}).items()}
     rule = table.get(trap_oid)
     attrs: dict[str, object] = {"trap_oid": trap_oid, "sender": sender}
     others = {k: (v if isinstance(v, (int, float)) else str(v)) for k, v in var_binds if k not in (SNMP_TRAP_OID, SYS_UPTIME)}

@@ -55,3 +55,38 @@ def test_simulated_devices_round_trip_through_snmp(small_site):
                     assert b.fields[name][0] == pytest.approx(col[i], rel=1e-12), (dev, name)
     env = got[("env", "R1-01-ENV")]
     assert env.tags["rack"][0] == "R1-01" and env.tags["row"][0] == "R1"
+
+
+def test_simulator_events_arrive_as_traps(small_site):
+    import asyncio
+
+    from collectors.snmp_simagent import sim_device_tags
+    from collectors.snmp_traps import TrapReceiver, TrapReceiverConfig
+    from tests.integration.snmp_fixtures import free_udp_port
+
+    sim = Simulator(small_site, seed=5)
+    sim.step()
+    port = free_udp_port()
+    got = []
+
+    async def scenario():
+        endpoints, stop = serve_simulator(sim, trap_to=("127.0.0.1", port))
+        rx = TrapReceiver(TrapReceiverConfig(host="127.0.0.1", port=port, devices=sim_device_tags(sim, endpoints)), got.extend)
+        rx.start()
+        try:
+            sim.inject("ups_on_battery", "UPS-A", duration_s=30)
+            sim.inject("pdu_breaker_trip", "PDU-A1", duration_s=30)
+            sim.inject("crac_failure", "CRAC-1", duration_s=30)
+            sim.run(6)
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(got) < 6 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            rx.close()
+            stop()
+
+    asyncio.run(scenario())
+    seen = sorted((e.kind, e.target["device"]) for e in got)
+    assert seen == sorted([("ups_on_battery", "UPS-A"), ("ups_on_utility", "UPS-A"), ("breaker_trip", "PDU-A1"),
+                           ("breaker_closed", "PDU-A1"), ("cooling_fault", "CRAC-1"), ("cooling_recovered", "CRAC-1")])
+    assert all(e.target["hall"] == "H1" and e.target["site"] == small_site.site for e in got)
