@@ -24,7 +24,7 @@ from dcops.topology import Inventory
 
 __all__ = [
     "ACCEL_STATES", "DEGRADED_WHEN", "Context", "FloorSnapshot", "accel_states", "current",
-    "floor_snapshot", "latest_frame", "rack_view", "RackView",
+    "floor_snapshot", "latest_batch", "latest_frame", "rack_view", "RackView",
 ]
 
 NS = 1_000_000_000
@@ -118,25 +118,29 @@ def current() -> Context:
 
 
 # ----- store reads ----------------------------------------------------------------------------
-def latest_frame(store, measurement: str, fields: Sequence[str], where=None,
-                 max_age_s: float = MAX_AGE_S, known: "_KnownFields | None" = None) -> pd.DataFrame:
-    """The latest row per series as a DataFrame with the wanted fields (NaN where absent).
-
-    Fields the store has never seen are returned as NaN columns instead of failing, so a page
-    renders before every collector has reported. `known` remembers which fields a measurement
-    has, so the fallback read (all fields) is paid once, not on every refresh.
-    """
+def latest_batch(store, measurement: str, fields: Sequence[str], where=None,
+                 max_age_s: float = MAX_AGE_S, known: "_KnownFields | None" = None):
+    """The latest row per series as a Batch; fields the store has never seen are left out
+    instead of failing (a page renders before every collector has reported). `known`
+    remembers which fields a measurement has, so the fallback read (all fields) is paid once,
+    not on every refresh."""
     wanted = list(fields)
     have = known.get(measurement) if known is not None else None
     if have is not None:
         wanted = [f for f in fields if f in have]
     try:
-        batch = store.latest(measurement, wanted, where=where, max_age_s=max_age_s)
+        return store.latest(measurement, wanted, where=where, max_age_s=max_age_s)
     except StoreError:
         batch = store.latest(measurement, None, where=where, max_age_s=max_age_s)
         if known is not None:
             known.put(measurement, set(batch.fields))
-    frame = batch.to_frame()
+        return batch
+
+
+def latest_frame(store, measurement: str, fields: Sequence[str], where=None,
+                 max_age_s: float = MAX_AGE_S, known: "_KnownFields | None" = None) -> pd.DataFrame:
+    """`latest_batch` as a DataFrame with every wanted field (NaN where absent)."""
+    frame = latest_batch(store, measurement, fields, where, max_age_s, known).to_frame()
     for f in fields:
         if f not in frame:
             frame[f] = np.nan
@@ -197,18 +201,17 @@ def _accel_frame(ctx: Context, rack: str | None = None, fields: Sequence[str] = 
     if rack is not None:
         base = base[base["rack"] == rack].reset_index(drop=True)
         index = pd.Index(base["accel_id"])
-    got = latest_frame(ctx.store, "accel", fields, where={"rack": rack} if rack else None,
+    got = latest_batch(ctx.store, "accel", fields, where={"rack": rack} if rack else None,
                        max_age_s=ACCEL_MAX_AGE_S, known=ctx.known)
-    values = pd.DataFrame(np.nan, index=base.index, columns=list(fields))
+    values = {f: np.full(len(base), np.nan) for f in fields}
     if len(got):
-        ids = got["device"].astype(str) + ":" + got["accel"].astype(str)
+        ids = np.asarray(got.tags["device"], dtype=object) + ":" + np.asarray(got.tags["accel"], dtype=object)
         pos = index.get_indexer(ids)
         ok = pos >= 0
         for f in fields:
-            col = values[f].to_numpy(np.float64).copy()
-            col[pos[ok]] = got[f].to_numpy(np.float64)[ok]
-            values[f] = col
-    out = pd.concat([base, values], axis=1)
+            if f in got.fields:
+                values[f][pos[ok]] = got.fields[f][ok]
+    out = base.assign(**values)
     out["state"] = accel_states(out)
     return out
 
