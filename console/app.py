@@ -146,7 +146,7 @@ def run_role(cfg, stop_event: threading.Event) -> int:
         log.warning("no console users in %s; add one with `dcops console-user add NAME --role admin -c SITE`",
                     settings.database.url)
     repo, runbooks = connect_alerts(settings.database.url, inventory, store)
-    auth = Auth(users, session_ttl_s=settings.console.session_ttl_s)
+    auth = Auth(users, session_ttl_s=settings.console.session_ttl_s, cookie_secure=settings.console.cookie_secure)
     app = create_app(store, inventory, alarms=repo, runbooks=runbooks, auth=auth,
                      refresh_s=settings.console.refresh_s, energy_price_per_kwh=cfg.energy_price_per_kwh)
     srv = serve(app, settings.console.host, settings.console.port)

@@ -71,6 +71,7 @@ class ConsoleSettings(_Model):
     port: int = Field(8050, ge=1, le=65535)
     refresh_s: float = Field(5.0, gt=0)
     session_ttl_s: int = Field(8 * 3600, gt=0)
+    cookie_secure: bool = Field(False, description="mark session cookies Secure (set when served behind TLS)")
 
 
 class MetricsSettings(_Model):
