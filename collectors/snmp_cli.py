@@ -161,4 +161,7 @@ def _traps(args) -> int:
 
 
 def run(args) -> int:
-    return {"poll": _poll, "profiles": _profiles, "traps": _traps}[args.snmp_command](args)
+    try:
+        return {"poll": _poll, "profiles": _profiles, "traps": _traps}[args.snmp_command](args)
+    except BrokenPipeError:  # output piped into `head` and friends
+        return 0
