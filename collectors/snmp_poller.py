@@ -216,7 +216,11 @@ class SnmpPoller:
                     self._after(st, res)
                     return res
             layout = st.layout if st.since_walk < self.rewalk_every else None
-            res = await poll_agent(self.client, st.target.snmp, self.profiles, st.session, st.profile, layout)
+            try:
+                res = await poll_agent(self.client, st.target.snmp, self.profiles, st.session, st.profile, layout)
+            except Exception as exc:  # a bug or a library surprise must not stop the other agents
+                log.exception("SNMP poll of %s failed unexpectedly", st.target.name)
+                res = PollResult(st.target.name, False, error=f"internal error: {type(exc).__name__}: {exc}")
             st.since_walk = st.since_walk + 1 if layout is not None else 0
             st.layout = res.layout if res.ok else None
         self._after(st, res)

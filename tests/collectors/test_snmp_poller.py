@@ -146,3 +146,20 @@ halls:
     assert dict(ts["UPS-A"].tags) == {"site": "s1", "hall": "H1", "device": "UPS-A"}
     assert dict(ts["R1-01-PA"].tags) == {"site": "s1", "hall": "H1", "row": "R1", "rack": "R1-01", "device": "R1-01-PA"}
     assert ts["R1-01-PA"].snmp.version == "3" and ts["UPS-A"].snmp.profile == "apc-ups"
+
+
+def test_an_unexpected_exception_is_contained_to_its_agent():
+    c = ScriptedClient()
+    p, batches, events = _poller(c, n=2)
+    real_walk = c.walk
+
+    async def flaky_walk(s, roots, **kw):
+        if s.endswith(":1000"):
+            raise RuntimeError("library surprise")
+        return await real_walk(s, roots, **kw)
+    c.walk = flaky_walk
+    results = asyncio.run(p.poll_round())
+    assert [r.ok for r in results] == [False, True]
+    assert "internal error: RuntimeError" in results[0].error
+    assert [(e.kind, e.target["device"]) for e in events] == [("agent_unreachable", "UPS-0")]
+    assert [d for d, _ in batches] == ["UPS-1"]
