@@ -30,7 +30,11 @@ __all__ = ["Demo", "DemoOptions", "DEFAULT_FAULTS"]
 log = logging.getLogger("dcops.demo")
 NS = 1_000_000_000
 
-NON_AGENT_MEASUREMENTS = ("server", "rack", "site", "pdu", "ups", "cooling", "env")
+SIM_ONLY_MEASUREMENTS = ("server", "rack", "site")
+SNMP_MEASUREMENTS = ("pdu", "ups", "cooling", "env")
+# events the simulated SNMP devices send as traps (the trap receiver publishes them)
+TRAP_EVENTS = frozenset({"ups_on_battery", "ups_on_utility", "breaker_trip", "breaker_closed",
+                         "cooling_fault", "cooling_recovered"})
 
 # Faults injected shortly after start, so a newcomer sees alarms and an incident at once.
 DEFAULT_FAULTS: tuple[tuple[float, str, str], ...] = (
@@ -51,6 +55,7 @@ class DemoOptions:
     port: int = 8050
     faults: tuple[tuple[float, str, str], ...] = DEFAULT_FAULTS
     console: bool = True
+    snmp: bool = True
     alerts: bool = True
     analytics: bool = True
 
@@ -80,7 +85,12 @@ class Demo:
         from collectors.sim_agents import SimAgents, agent_covers
 
         self.agents = SimAgents(self.sim, self.bus)
-        self.collector = SimCollector(self.sim, self.bus, measurements=NON_AGENT_MEASUREMENTS, skip_event=agent_covers)
+        # PDUs, UPSes, cooling units and environment probes are polled over real SNMP (and send
+        # traps) when `snmp` is on; servers, racks and site totals come from the sim collector.
+        measurements = SIM_ONLY_MEASUREMENTS if options.snmp else SIM_ONLY_MEASUREMENTS + SNMP_MEASUREMENTS
+        skip = (lambda e: agent_covers(e) or e.kind in TRAP_EVENTS) if options.snmp else agent_covers
+        self.collector = SimCollector(self.sim, self.bus, measurements=measurements, skip_event=skip)
+        self._stop_snmp_agents = None
         self.stats = DemoStats()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -108,6 +118,8 @@ class Demo:
         self._control = ControlServer(self.opt.data_dir, self.inject, lambda: list(self.sim.labels),
                                       power_limit=self.set_power_limit)
         self._control.start()
+        if self.opt.snmp:
+            self._start_snmp()
         if self.opt.alerts:
             self._start_alerts()
         if self.opt.analytics:
@@ -122,6 +134,28 @@ class Demo:
         t = threading.Thread(target=fn, name=f"dcops-{name}", daemon=True)
         t.start()
         self._threads.append(t)
+
+    def _start_snmp(self) -> None:
+        """The simulated facility devices answer SNMP on loopback; the real poller and trap receiver read them."""
+        import socket
+
+        from collectors.snmp_poller import run_poller
+        from collectors.snmp_simagent import serve_simulator, sim_device_tags, sim_poll_targets
+        from collectors.snmp_traps import TrapReceiverConfig, run_trap_receiver
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            trap_port = probe.getsockname()[1]
+        view = _LockedSim(self.sim, self._lock)
+        endpoints, self._stop_snmp_agents = serve_simulator(view, host="127.0.0.1", port=0,
+                                                            trap_to=("127.0.0.1", trap_port))
+        targets = sim_poll_targets(view, endpoints, interval_s=self.opt.interval_s / self.opt.speed)
+        self._spawn("snmp-poller", lambda: run_poller(targets, self.bus, self._stop, site=self.sim.inventory.site))
+        traps = TrapReceiverConfig(host="127.0.0.1", port=trap_port, devices=sim_device_tags(view, endpoints))
+        self._spawn("snmp-traps", lambda: run_trap_receiver(traps, self.bus, self._stop))
+        self.say(f"SNMP: {len(endpoints)} simulated PDUs/UPSes/cooling units/probes answer on 127.0.0.1 "
+                 f"(ports {min(endpoints.values())}-{max(endpoints.values())}); polled every "
+                 f"{self.opt.interval_s / self.opt.speed:g} s; traps to 127.0.0.1:{trap_port}")
 
     def _start_alerts(self) -> None:
         """Alerter (rules, correlation, incidents, outbox) paging a local receiver; runbooks."""
@@ -216,6 +250,8 @@ class Demo:
             self.alerter.close()
         if getattr(self, "pager", None) is not None:
             self.pager.stop()
+        if self._stop_snmp_agents is not None:
+            self._stop_snmp_agents()
         if getattr(self, "_control", None) is not None:
             self._control.stop()
         if self._server is not None:
@@ -264,3 +300,21 @@ class Demo:
         """Block until stop() or Ctrl-C, printing a status line now and then."""
         while not self._stop.wait(status_every_s):
             self.say(self.status_line())
+
+
+class _LockedSim:
+    """The simulator as other threads may read it (the SNMP agents): reads take the demo's lock."""
+
+    def __init__(self, sim: Simulator, lock: threading.Lock) -> None:
+        self._sim = sim
+        self._lock = lock
+        self.inventory = sim.inventory
+        self.interval_s = sim.interval_s
+
+    def batches(self):
+        with self._lock:
+            return self._sim.batches()
+
+    def events_since(self, cursor: int = 0):
+        with self._lock:
+            return self._sim.events_since(cursor)
