@@ -55,7 +55,7 @@ class ScorerParams:
     thermal_z: float = 6.0
     thermal_smoothing: float = 0.5
     isolation_z: float = 14.0
-    counter_z: float = 5.0
+    counter_z: float = 6.0  # a fleet has millions of counter-intervals a day: 1e-9 tails
     window: int = 30
 
 
