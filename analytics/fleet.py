@@ -191,7 +191,10 @@ class FleetScorer:
         offset = np.array([self.models.inlet_offset.get(r, np.nan) for r in racks])
         z, expected = np.zeros(len(racks)), np.full(len(racks), np.nan)
         for zone, model in self.models.inlet.items():
-            rows = np.flatnonzero((self.tracker.rack_zone == zone) & np.isfinite(offset))
+            if zone not in self.tracker.zone_names:
+                continue  # a zone that no longer exists in the site
+            code = self.tracker.zone_names.index(zone)
+            rows = np.flatnonzero((self.tracker.rack_zone == code) & np.isfinite(offset))
             X = f.rack_thermal[rows].copy()
             X[:, -1] -= offset[rows]
             ok = ~np.isnan(X).any(axis=1)

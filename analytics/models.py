@@ -46,7 +46,7 @@ class ModelBundle:
     thermal: dict[str, ThermalResidualModel]  # accelerator model -> residual model
     peer: PeerGroupDetector | None
     counters: CounterTrendDetector | None
-    inlet: dict[int, ThermalResidualModel] = field(default_factory=dict)  # cooling zone code -> inlet model
+    inlet: dict[str, ThermalResidualModel] = field(default_factory=dict)  # cooling zone -> rack inlet model
     inlet_offset: dict[str, float] = field(default_factory=dict)  # rack -> its usual inlet (training median)
 
     def save(self, path: Path) -> Path:

@@ -64,7 +64,8 @@ class FeatureTracker:
         self._power_ema = np.full(n, np.nan)
         self._last_inlet = np.full(n, np.nan)
         self.rack_index = pd.Index([r.name for r in inventory.racks])
-        self.rack_zone = pd.factorize(pd.Series([r.attrs.get("zone", "") for r in inventory.racks], dtype=object))[0]
+        codes, names = pd.factorize(pd.Series([r.attrs.get("zone", "") for r in inventory.racks], dtype=object))
+        self.rack_zone, self.zone_names = codes, [str(z) for z in names]
 
     def observe(self, batches) -> IntervalFeatures:
         by = group_batches(batches)

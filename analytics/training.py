@@ -121,8 +121,9 @@ def _fit_inlet(tracker: FeatureTracker, R: np.ndarray, rows: dict):
         X = X.reshape(-1, X.shape[-1])
         X = X[~np.isnan(X).any(axis=1)]
         if len(X) >= 50:
-            models[int(zone)] = ThermalResidualModel(min_scale=INLET_MIN_SCALE).fit(X)
-            rows[f"inlet:{zone}"] = len(X)
+            name = tracker.zone_names[zone]
+            models[name] = ThermalResidualModel(min_scale=INLET_MIN_SCALE).fit(X)
+            rows[f"inlet:{name}"] = len(X)
     return models, offsets
 
 

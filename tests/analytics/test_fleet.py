@@ -85,3 +85,19 @@ def test_untrained_scorer_still_runs_the_untrained_detectors(sim_history):
     out = [f for b in history[:40] for f in scorer.score(b)]
     assert {f.detector for f in out} <= {"univariate", "peer_group", "counter_trend"}
     assert np.isfinite([f.score for f in out]).all()
+
+
+def test_cooling_loss_shows_as_rack_inlet_residual_in_its_zone(sim_history, trained):
+    sim, scorer, _ = _continue(sim_history, trained)
+    assert set(trained.inlet) == {"Z1", "Z2"}
+    sim.inject("crac_failure", "CRAC-1", 1800)
+    hot = []
+    for _ in range(30):
+        sim.step()
+        hot += [f for f in scorer.score(sim.batches())
+                if f.detector == "thermal_residual" and f.contributions[0].feature == "rack_inlet_temp_degc"]
+    assert hot, "no rack inlet residual after losing a CRAC"
+    racks_z1 = {r.name for r in sim.inventory.racks if r.row == "R1"}
+    assert {f.component for f in hot} <= racks_z1
+    c = hot[0].contributions[0]
+    assert c.observed > c.expected + 1.0
