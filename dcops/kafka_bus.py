@@ -102,14 +102,17 @@ class KafkaBus:
         self._stop = threading.Event()
         self.stats = {"sent": 0, "acked": 0, "failed": 0, "spooled": 0, "replayed": 0, "lost": 0}
         self._topics_ok = False
-        self._producer = KafkaProducer(
+        self._producer_config = dict(
             acks="all", compression_type=_compression(), linger_ms=linger_ms, batch_size=1 << 20,
             max_request_size=16 << 20, enable_idempotence=False,
             max_in_flight_requests_per_connection=1, retries=2**31 - 1,
             delivery_timeout_ms=int(delivery_timeout_s * 1000), request_timeout_ms=int(request_timeout_s * 1000),
             max_block_ms=int(max_block_s * 1000), allow_auto_create_topics=False, metadata_max_age_ms=10_000,
-            reconnect_backoff_max_ms=2000, client_id=client_id, **self._common)
-        self._ensure_topics()
+            reconnect_backoff_max_ms=2000, bootstrap_timeout_ms=int(max_block_s * 1000), client_id=client_id,
+            **self._common)
+        self._producer: KafkaProducer | None = None
+        if self._connect():
+            self._ensure_topics()
         self._keeper_interval = keeper_interval_s
         self._keeper = threading.Thread(target=self._keep, name=f"kafka-bus-keeper-{client_id}", daemon=True)
         self._keeper.start()
@@ -141,6 +144,17 @@ class KafkaBus:
             opts["sasl_plain_password"] = s.sasl_password.get_secret_value() if s.sasl_password else None
         return opts
 
+    def _connect(self) -> bool:
+        """Create the producer; False (spool-only until the keeper succeeds) when the broker is away."""
+        if self._producer is None:
+            try:
+                self._producer = KafkaProducer(**self._producer_config)
+            except KafkaError as exc:
+                log.warning("broker %s unreachable (%s); spooling to %s until it answers",
+                            ",".join(self.settings.bootstrap_servers), exc, self.spool.path)
+                return False
+        return True
+
     def topic(self, name: str) -> str:
         return self.prefix + name
 
@@ -152,7 +166,8 @@ class KafkaBus:
     def _ensure_topics(self) -> bool:
         """Create missing topics with the configured partitions; False when the broker is away."""
         try:
-            admin = KafkaAdminClient(client_id=f"{self.client_id}-admin", request_timeout_ms=5000, **self._common)
+            admin = KafkaAdminClient(client_id=f"{self.client_id}-admin", request_timeout_ms=5000,
+                                     bootstrap_timeout_ms=5000, **self._common)
         except KafkaError as exc:
             log.debug("broker not reachable for topic check: %s", exc)
             return False
@@ -177,7 +192,7 @@ class KafkaBus:
     # ----- producing ------------------------------------------------------------------------
     def publish(self, topic: str, key: str, value: bytes) -> None:
         with self._lock:
-            if self.spool.depth:  # keep order: behind whatever waits in the spool
+            if self.spool.depth or self._producer is None:  # keep order: behind whatever waits in the spool
                 self._to_spool(topic, key, value, None)
                 return
         try:
@@ -239,6 +254,9 @@ class KafkaBus:
         while not self._stop.is_set():
             try:
                 now = time.monotonic()
+                if not self._connect():
+                    self._stop.wait(self._keeper_interval)
+                    continue
                 if not self._topics_ok or now - last_check > 10.0:
                     last_check = now
                     self._ensure_topics()
@@ -252,7 +270,8 @@ class KafkaBus:
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait until everything published so far was acknowledged by the broker (spool included)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        self._producer.flush(timeout=timeout_s)
+        if self._producer is not None:
+            self._producer.flush(timeout=timeout_s)
         while self.spool.depth:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{self.spool.depth} messages still spooled in {self.spool.path}"
@@ -284,7 +303,8 @@ class KafkaBus:
             log.warning("closing with undelivered messages: %s", exc)
         self._stop.set()
         self._keeper.join(timeout=5)
-        self._producer.close(timeout=1)
+        if self._producer is not None:
+            self._producer.close(timeout=1)
         self.spool.close()
         for undo in self._unobserve:
             undo()
