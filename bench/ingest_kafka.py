@@ -20,6 +20,7 @@ Last line: one JSON object (samples/s end to end, baseline rates, ratio; target 
 from __future__ import annotations
 
 import argparse
+import os
 import http.client
 import multiprocessing as mp
 import sys
@@ -69,7 +70,7 @@ def _post_all(port: int, path: str, bodies: list[bytes], concurrency: int) -> fl
 
 
 def _worker(bootstrap: str, spool: str, url: str, db: str, chunk_lines: int, concurrency: int,
-            ready, written, last_write, stop) -> None:
+            ready, written, last_write, cpu, stop) -> None:
     """The ingest side, in its own process: KafkaBus consumer group -> IngestWorker -> InfluxStore."""
     from dcops.ingest import IngestWorker
     from dcops.kafka_bus import KafkaBus
@@ -83,10 +84,12 @@ def _worker(bootstrap: str, spool: str, url: str, db: str, chunk_lines: int, con
     while not worker.consumer._c.assignment():  # joined the group: the clock may start
         worker.consumer.poll(0.5, 1)
     ready.set()
+    cpu0 = time.process_time()
     while not stop.is_set():
         if worker.run_once(timeout_s=0.2):
             written.value = worker.stats.values
             last_write.value = time.time()
+            cpu.value = time.process_time() - cpu0
     worker.close()
     bus.close(timeout_s=2)
     store.close()
@@ -135,10 +138,10 @@ def main() -> None:
 
         # ----- pipeline: Kafka -> ingest worker process -> InfluxDB ---------------------------
         ready, stop = ctx.Event(), ctx.Event()
-        written, last_write = ctx.Value("q", 0), ctx.Value("d", 0.0)
+        written, last_write, worker_cpu = ctx.Value("q", 0), ctx.Value("d", 0.0), ctx.Value("d", 0.0)
         proc = ctx.Process(target=_worker, args=(tansu.bootstrap, str(tmp / "spool"), route.url, "pipeline",
                                                  args.chunk_lines, args.concurrency, ready, written, last_write,
-                                                 stop))
+                                                 worker_cpu, stop))
         proc.start()
         bus = KafkaBus(BusSettings(kind="kafka", bootstrap_servers=(tansu.bootstrap,), spool_dir=str(tmp / "spool")),
                        "bench-producer")
@@ -146,12 +149,12 @@ def main() -> None:
             raise RuntimeError("ingest worker did not join its group within 120 s")
         replay = _Replay(steps)
         collector = SimCollector(replay, bus, split_by_rack=True)
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         for _ in steps:
             collector.collect()
             replay.next()
         bus.flush(120)
-        produced_s = time.time() - t0
+        produced_s, producer_cpu = time.time() - t0, time.process_time() - cpu0
         deadline = time.time() + 600
         while written.value < values and time.time() < deadline and proc.is_alive():
             time.sleep(0.05)
@@ -179,7 +182,8 @@ def main() -> None:
         "pipeline_s": round(pipe_s, 2), "raw_http_v2_samples_per_s": round(v2_rate),
         "raw_http_v1_samples_per_s": round(v1_rate), "line_protocol_build_samples_per_s": round(values / lp_s),
         "ratio_to_raw": round(rate / v2_rate, 3), "ratio_to_raw_v1_write": round(rate / v1_rate, 3),
-        "target_ratio": 0.8, "peak_rss_mb": round(peak_rss_mb(), 1),
+        "target_ratio": 0.8, "peak_rss_mb": round(peak_rss_mb(), 1), "producer_cpu_s": round(producer_cpu, 2),
+        "ingest_worker_cpu_s": round(worker_cpu.value, 2), "baseline_v2_s": round(v2_s, 2), "cpus": os.cpu_count(),
     })
 
 

@@ -31,7 +31,7 @@ import time
 from collections import defaultdict, deque
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import httpx
 import numpy as np
@@ -210,7 +210,8 @@ class InfluxStore:
         else:
             fut.set_exception(exc)
 
-    def _submit(self, bodies: list[bytes]) -> None:
+    def _submit(self, bodies: Iterable[bytes]) -> None:
+        """Hand each body to the write API as soon as it is built; return once all are acknowledged."""
         futures = []
         for body in bodies:
             fut: Future = Future()
@@ -235,12 +236,10 @@ class InfluxStore:
         return StoreUnavailable(f"InfluxDB write to {self.url} failed: {str(exc)[:300]}")
 
     def write(self, batches: Sequence[Batch]) -> int:
-        try:
-            bodies = list(batches_to_chunks(batches, self.chunk_lines))
+        try:  # bodies stream out while the next ones are built; a refused value stops the write
+            self._submit(batches_to_chunks(batches, self.chunk_lines))
         except ValueError as exc:
             raise StoreError(str(exc)) from None
-        if bodies:
-            self._submit(bodies)
         return sum(b.n_values for b in batches)
 
     def write_events(self, events: Sequence[Event]) -> int:
@@ -373,13 +372,14 @@ class InfluxStore:
         return out
 
     def count(self, measurement: str, field: str | None = None) -> int:
-        """Points stored in the raw policy (counted on one field)."""
-        found = self._fields(measurement, [field] if field else None)
-        if found is None:
+        """Points stored in the raw policy: rows with `field`, or rows with any field (the most of any)."""
+        if self._fields(measurement, [field] if field else None) is None:
             return 0
-        f = field or found[1][0]
-        series = self.execute(f"SELECT count({_ident(f)}) FROM {_ident(self.rp)}.{_ident(measurement)}")
-        return int(series[0]["values"][0][1]) if series else 0
+        what = f"count({_ident(field)})" if field else "count(*)"
+        series = self.execute(f"SELECT {what} FROM {_ident(self.rp)}.{_ident(measurement)}")
+        if not series:
+            return 0
+        return int(max(v or 0 for v in series[0]["values"][0][1:]))
 
     def enforce_retention(self, now_ns: int) -> int:
         """InfluxDB drops expired shards itself (retention policies); nothing to delete here."""

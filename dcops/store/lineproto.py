@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from dcops.batch import Batch, Event
+from dcops.batch import Batch, Event, concat_batches
 
 __all__ = ["batch_lines", "batches_to_chunks", "event_lines", "escape_tag", "escape_measurement",
            "EVENT_MEASUREMENT", "EVENT_TAGS"]
@@ -98,12 +98,23 @@ def event_lines(events: Sequence[Event]) -> list[str]:
 
 
 def batches_to_chunks(batches: Sequence[Batch], max_lines: int = 5000) -> Iterator[bytes]:
-    """Line-protocol request bodies of at most `max_lines` lines each."""
-    pending: list[str] = []
+    """Line-protocol request bodies of at most `max_lines` lines each.
+
+    Batches of one measurement are concatenated first (missing tags and fields are left out of
+    their rows, exactly as when written one by one), so many small per-rack batches cost what one
+    big batch costs.
+    """
+    by_measurement: dict[str, list[Batch]] = {}
     for b in batches:
-        pending.extend(batch_lines(b))
-        while len(pending) >= max_lines:
-            yield "\n".join(pending[:max_lines]).encode()
-            pending = pending[max_lines:]
+        if len(b):
+            by_measurement.setdefault(b.measurement, []).append(b)
+    pending: list[str] = []
+    for group in by_measurement.values():
+        pending.extend(batch_lines(group[0] if len(group) == 1 else concat_batches(group)))
+        if len(pending) >= max_lines:
+            full = len(pending) - len(pending) % max_lines
+            for i in range(0, full, max_lines):
+                yield "\n".join(pending[i:i + max_lines]).encode()
+            pending = pending[full:]
     if pending:
         yield "\n".join(pending).encode()
