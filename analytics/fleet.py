@@ -42,6 +42,12 @@ REL_SCALE_BY_UNIT = {"W": 0.02}
 PEER_FEATURES = ("accel_temp_degc", "accel_mem_temp_degc", "accel_fan_pct")
 
 
+def peer_min_scale() -> np.ndarray:
+    """Unit floors for the accelerator peer spread: NPU tools report whole degrees, so a quiet
+    group can have a spread of 0, and 1 degC against it must not read as 1,000 spreads."""
+    return np.array([MIN_SCALE_BY_UNIT.get(metric(m).unit, 1e-3) for m in PEER_FEATURES])
+
+
 @dataclass(frozen=True)
 class ScorerParams:
     min_score: float = 0.5  # findings at or above this score are emitted
@@ -96,7 +102,8 @@ class FleetScorer:
         self.stream_peers = {s.measurement: self._stream_peer(s) for s in STREAMS if s.peer_metrics}
         self.groups = peer_groups(inventory)
         self.accel_models = np.asarray(inventory.accel_tags["model"], dtype=object)
-        self.peer = models.peer if models and models.peer else PeerGroupDetector().fit(np.zeros((4, len(PEER_FEATURES))))
+        self.peer = models.peer if models and models.peer else PeerGroupDetector(min_scale=peer_min_scale()).fit(
+            np.zeros((4, len(PEER_FEATURES))))
         self.counters = models.counters if models and models.counters else CounterTrendDetector().fit(
             np.zeros((2, len(ACCEL_COUNTERS))))
         self._thermal_z = np.zeros(len(inventory.accel_ids))

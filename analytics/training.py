@@ -20,7 +20,7 @@ import numpy as np
 
 from analytics.detectors import CounterTrendDetector, FeatureIsolationForest, PeerGroupDetector, ThermalResidualModel
 from analytics.features import ACCEL_COUNTERS, ACCEL_MODEL_FEATURES, WINDOW_FEATURE_NAMES
-from analytics.fleet import PEER_FEATURES
+from analytics.fleet import PEER_FEATURES, peer_min_scale
 from analytics.models import FORMAT_VERSION, ModelBundle, ModelMetadata
 from analytics.tracker import INLET_INPUTS, THERMAL_INPUTS, FeatureTracker, peer_groups
 from dcops.batch import Batch
@@ -87,7 +87,7 @@ def train_bundle(inventory: Inventory, intervals: Iterable[Sequence[Batch]], win
             drift.update(_drift(model, previous, thermal_models.get(model), iso.get(model), iso_cols.get(model)))
     inlet, offsets = _fit_inlet(tracker, np.stack(rack_rows), rows)
     P = np.concatenate(peer_rows)
-    peer = PeerGroupDetector().fit(P, groups=np.concatenate(peer_groups_))
+    peer = PeerGroupDetector(min_scale=peer_min_scale()).fit(P, groups=np.concatenate(peer_groups_))
     counters = CounterTrendDetector().fit(np.concatenate(counter_rows))
     rows.update(peer=len(P), counter_trend=sum(len(c) for c in counter_rows))
     meta = ModelMetadata(
