@@ -257,10 +257,12 @@ class KafkaBus:
                 if not self._connect():
                     self._stop.wait(self._keeper_interval)
                     continue
+                if self._stop.is_set():  # closed while connecting: the spool is no longer ours
+                    break
                 if not self._topics_ok or now - last_check > 10.0:
                     last_check = now
                     self._ensure_topics()
-                if self.spool.depth and self._topics_ok:
+                if self.spool.depth and self._topics_ok and not self._stop.is_set():
                     if self._replay_once():
                         continue
             except Exception:  # the keeper must survive anything; the spool keeps the data
@@ -302,7 +304,11 @@ class KafkaBus:
         except TimeoutError as exc:
             log.warning("closing with undelivered messages: %s", exc)
         self._stop.set()
-        self._keeper.join(timeout=5)
+        # the keeper may be inside a connection attempt (bootstrap timeout) or a replay chunk
+        wait_s = (self._producer_config["bootstrap_timeout_ms"] + self._producer_config["delivery_timeout_ms"]) / 1000
+        self._keeper.join(timeout=wait_s + 5)
+        if self._keeper.is_alive():
+            log.error("kafka bus keeper did not stop; the spool in %s may be replayed twice", self.spool.path)
         if self._producer is not None:
             self._producer.close(timeout=1)
         self.spool.close()

@@ -146,8 +146,7 @@ class Spool:
     def append(self, topic: str, key: str, value: bytes) -> None:
         rec = _pack(topic, key, value)
         with self._lock:
-            if self._tail is None:
-                raise RuntimeError(f"spool {self.path} is closed")
+            self._check_open()
             if self._bytes + len(rec) > self.max_bytes:
                 raise SpoolFull(f"spool {self.path} is full ({self._bytes} of {self.max_bytes} bytes,"
                                 f" {self._depth} messages waiting for the broker)")
@@ -166,6 +165,7 @@ class Spool:
         """The oldest records, in order, without removing them."""
         out: list[SpoolRecord] = []
         with self._lock:
+            self._check_open()
             seq, off = self._read
             taken = 0
             while len(out) < max_records and taken < max_bytes and seq <= self._tail_seq:
@@ -184,6 +184,7 @@ class Spool:
     def ack(self, n: int) -> None:
         """Drop the `n` oldest records (they reached the broker)."""
         with self._lock:
+            self._check_open()
             n = min(n, self._depth)
             seq, off = self._read
             while n > 0:
@@ -214,6 +215,10 @@ class Spool:
                 self._tail = open(self._seg(self._tail_seq), "ab")
                 self._bytes = 0
             self._write_cursor()
+
+    def _check_open(self) -> None:
+        if self._tail is None:
+            raise RuntimeError(f"spool {self.path} is closed")
 
     def close(self) -> None:
         with self._lock:

@@ -52,3 +52,13 @@ def test_bounded_refuses_loudly(tmp_path):
 def test_rejects_nonsense_bound(tmp_path):
     with pytest.raises(ValueError, match="max_bytes"):
         Spool(tmp_path, max_bytes=0)
+
+
+def test_closed_spool_refuses_everything(tmp_path):
+    sp = Spool(tmp_path)
+    sp.append("samples", "r", b"x")
+    sp.close()
+    for op in (lambda: sp.append("samples", "r", b"y"), lambda: sp.peek(1), lambda: sp.ack(1)):
+        with pytest.raises(RuntimeError, match="closed"):
+            op()
+    assert Spool(tmp_path).depth == 1  # still on disk for the next owner

@@ -17,10 +17,12 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-__all__ = ["free_port", "tansu_binary", "Tansu", "TcpProxy", "Influxd", "V2WriteRoute", "wait_port"]
+__all__ = ["free_port", "tansu_binary", "Tansu", "TcpProxy", "Influxd", "V2WriteRoute", "wait_port",
+           "influx_with_route"]
 
 
 def free_port() -> int:
@@ -307,3 +309,19 @@ class V2WriteRoute:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def influx_with_route(skip):
+    """(Influxd, V2WriteRoute) for a block; `skip(reason)` (pytest.skip) when influxd is not installed."""
+    try:
+        server = Influxd().start()
+    except FileNotFoundError as exc:
+        skip(str(exc))
+        raise
+    route = V2WriteRoute(server.http_port)
+    try:
+        yield server, route
+    finally:
+        route.close()
+        server.cleanup()

@@ -9,7 +9,7 @@ import pytest
 
 from dcops.batch import Batch, Event
 from dcops.store.base import StoreError, StoreUnavailable
-from tests.integration.datapath_fixtures import Influxd, V2WriteRoute
+from tests.integration.datapath_fixtures import influx_with_route
 
 pytestmark = pytest.mark.slow
 NS = 1_000_000_000
@@ -17,14 +17,8 @@ NS = 1_000_000_000
 
 @pytest.fixture(scope="module")
 def influx():
-    try:
-        server = Influxd().start()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    route = V2WriteRoute(server.http_port)
-    yield server, route
-    route.close()
-    server.cleanup()
+    with influx_with_route(pytest.skip) as pair:
+        yield pair
 
 
 @pytest.fixture
