@@ -17,7 +17,11 @@ Delivery semantics (kept here, next to the code):
   configured partitions before first use, and again by the keeper if a broker comes back empty;
 - consumers: auto-commit off, `poll(max_records)`, and `commit()` commits exactly the offsets
   returned by the previous polls (after the caller processed them). A commit refused because the
-  group rebalanced is logged, not raised: those messages are delivered again to the new owner.
+  group rebalanced, or lost because the broker is away, is logged, not raised: those messages are
+  delivered again (to the new owner). A topic whose id changes (a broker that came back empty,
+  or a topic deleted and created again) is read again from its beginning, never from the old
+  positions;
+- a producer that starts while the broker is down spools until it answers.
 """
 
 from __future__ import annotations
