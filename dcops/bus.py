@@ -55,7 +55,14 @@ class Bus(Protocol):
 
 
 def publish_batch(bus: Bus, batch: Batch, key: str = "", topic: str = TOPIC_SAMPLES) -> None:
-    bus.publish(topic, key, encode_batch(batch))
+    """Publish a collector's batch. Impossible values are refused at this edge (dcops.validate):
+    they travel as `telemetry_rejected` events naming device, metric and value, not as samples."""
+    from dcops.validate import check_batch, rejection_events
+
+    clean, rejected = check_batch(batch)
+    bus.publish(topic, key, encode_batch(clean))
+    if rejected:
+        publish_events(bus, rejection_events(batch, rejected), key=key)
 
 
 def publish_events(bus: Bus, events: Sequence[Event], key: str = "", topic: str = TOPIC_EVENTS) -> None:

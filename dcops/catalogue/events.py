@@ -23,6 +23,7 @@ EVENT_KINDS = MappingProxyType({
     "cooling_recovered": "A cooling unit runs normally again.",
     "psu_fault": "A server PSU stopped delivering power.",
     "psu_recovered": "A server PSU delivers power again.",
+    "telemetry_rejected": "A collector reported a value no sensor can mean (negative power, infinite temperature...); the value is kept here, not as telemetry.",
     "fault_injected": "The simulator injected a fault (ground truth, never used by detectors).",
     "fault_cleared": "The simulator cleared a fault.",
 })

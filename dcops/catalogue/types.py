@@ -36,6 +36,7 @@ class Metric:
     description: str
     sources: tuple[str, ...] = ()
     states: tuple[tuple[int, str], ...] = ()  # for Kind.STATE: code -> label
+    valid: tuple[float, float] | None = None  # physically possible range; None: the unit's (dcops.validate)
 
     def __post_init__(self) -> None:
         if self.unit not in CANONICAL_UNITS:
