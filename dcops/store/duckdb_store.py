@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -306,5 +307,14 @@ class DuckDBStore:
         deleted += self._cur().execute(f"DELETE FROM events WHERE time < {cutoff}").fetchall()[0][0]
         return int(deleted)
 
-    def close(self) -> None:
-        self._con.close()
+    def close(self, wait_s: float = 5.0) -> None:
+        """Close; a query still running in another thread (a retraining job) is given `wait_s`."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self._con.close()
+                return
+            except duckdb.Error as exc:
+                if "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
