@@ -202,3 +202,34 @@ def receive_forever(cfg: TrapReceiverConfig, show: Callable[[list[Event]], None]
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def run_role(cfg, stop_event: threading.Event) -> None:
+    """The `traps` role: receive the site's traps and informs (settings.traps) until `stop_event`.
+
+    Senders are attributed by the address (and sysName.0) of the devices that have an `snmp:`
+    section in the site config, so a trap lands on the same device tags as its polled samples."""
+    from collectors.snmp_poller import targets_from_site
+    from dcops.wiring import open_bus
+
+    ts = cfg.settings.traps
+    targets = targets_from_site(cfg)
+    hosts = [t.snmp.host for t in targets]
+    devices: dict[str, dict[str, str]] = {}
+    for t in targets:
+        tags = {"site": cfg.site, **dict(t.tags)}
+        devices[t.name] = tags  # by sysName.0
+        if hosts.count(t.snmp.host) == 1:  # by address, unless several devices share it
+            devices[t.snmp.host] = tags
+    users = tuple(TrapUser(u.user, u.auth_protocol, u.auth_key.get_secret_value(), u.priv_protocol,
+                           u.priv_key.get_secret_value(), u.engine_ids) for u in ts.users)
+    rx = TrapReceiverConfig(host=ts.host, port=ts.port, communities=tuple(c.get_secret_value() for c in ts.communities),
+                            users=users, devices=devices)
+    bus = open_bus(cfg.settings.bus, client_id="snmp-traps")
+    log.info("traps role: listening on %s:%d (%d communities, %d v3 users, %d known devices)", ts.host, ts.port,
+             len(rx.communities), len(users), len(devices))
+    try:
+        run_trap_receiver(rx, bus, stop_event)
+    finally:
+        bus.flush()
+        bus.close()

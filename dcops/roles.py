@@ -16,6 +16,7 @@ __all__ = ["ROLES", "RoleUnavailable", "resolve", "unavailable"]
 
 ROLES = MappingProxyType({
     "poller": "collectors.snmp_poller:run_role",
+    "traps": "collectors.snmp_traps:run_role",
     "agent": "collectors.agent_cli:run_role",
     "ingest": "dcops.ingest:run_role",
     "analytics": "analytics.service:run_role",

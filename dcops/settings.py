@@ -74,6 +74,26 @@ class ConsoleSettings(_Model):
     cookie_secure: bool = Field(False, description="mark session cookies Secure (set when served behind TLS)")
 
 
+class TrapUserSettings(_Model):
+    """An SNMPv3 user whose traps and informs are accepted (keys may be `env:NAME`)."""
+
+    user: str = Field(min_length=1)
+    auth_protocol: Literal["SHA", "SHA256", "SHA512", "MD5"] = "SHA256"
+    auth_key: EnvSecret
+    priv_protocol: Literal["AES128", "AES256", "DES"] = "AES128"
+    priv_key: EnvSecret
+    engine_ids: tuple[str, ...] = Field((), description="trap senders' engine IDs (hex); informs need none")
+
+
+class TrapSettings(_Model):
+    """The `traps` role: where to listen and whom to believe (v2c communities, v3 users)."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(162, ge=1, le=65535)
+    communities: tuple[EnvSecret, ...] = (SecretStr("public"),)
+    users: tuple[TrapUserSettings, ...] = ()
+
+
 class MetricsSettings(_Model):
     """Each role process serves /metrics and /healthz here (`dcops up` gives its children port, port+1, ...)."""
 
@@ -89,5 +109,6 @@ class Settings(_Model):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
-    roles: tuple[Literal["poller", "agent", "ingest", "analytics", "alerter", "console"], ...] = (
+    traps: TrapSettings = Field(default_factory=TrapSettings)
+    roles: tuple[Literal["poller", "traps", "agent", "ingest", "analytics", "alerter", "console"], ...] = (
         "poller", "ingest", "analytics", "alerter", "console")

@@ -27,8 +27,9 @@ DOCKERFILE = DOCKER / "Dockerfile"
 SITE = DOCKER / "site.yaml"
 PACKAGES = ("dcops", "collectors", "analytics", "alerts", "console")
 SECRETS = {"INFLUXDB_ADMIN_PASSWORD": "admin-pw-1", "INFLUXDB_ADMIN_TOKEN": "admin-token-1",
-           "DCOPS_INFLUX_TOKEN": "dcops-token-1", "POSTGRES_PASSWORD": "pgpw1"}
-SITE_ENV = {"DCOPS_INFLUX_TOKEN": "dcops-token-1", "DCOPS_DATABASE_URL": "postgresql+psycopg://dcops:pgpw1@postgres:5432/dcops"}
+           "DCOPS_INFLUX_TOKEN": "dcops-token-1", "POSTGRES_PASSWORD": "pgpw1", "DCOPS_TRAP_COMMUNITY": "trap-1"}
+SITE_ENV = {"DCOPS_INFLUX_TOKEN": "dcops-token-1", "DCOPS_DATABASE_URL": "postgresql+psycopg://dcops:pgpw1@postgres:5432/dcops",
+            "DCOPS_TRAP_COMMUNITY": "trap-1"}
 
 
 def _compose_binary() -> str:
@@ -94,7 +95,7 @@ def test_compose_config_is_valid_and_has_the_production_topology(resolved):
     assert {"DOCKER_INFLUXDB_INIT_ORG", "DOCKER_INFLUXDB_INIT_BUCKET", "DOCKER_INFLUXDB_INIT_PASSWORD"} <= set(env)
     assert services["postgres"]["image"].startswith("postgres:")
     roles = {n: s["command"][1] for n, s in _dcops_services(resolved).items()}
-    assert roles == {"snmp-poller": "poller", "ingest-1": "ingest", "ingest-2": "ingest", "analytics": "analytics",
+    assert roles == {"snmp-poller": "poller", "snmp-traps": "traps", "ingest-1": "ingest", "ingest-2": "ingest", "analytics": "analytics",
                      "alerter": "alerter", "console": "console", "agent": "agent"}
     assert services["agent"]["profiles"] == ["gpu"]  # only with --profile gpu, on a GPU host
     gpu = services["agent"]["deploy"]["resources"]["reservations"]["devices"][0]
