@@ -8,6 +8,7 @@ Pages live one module each under `console/pages/` (Dash Pages); each registers i
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -77,12 +78,13 @@ def _ensure_dash_context() -> None:
         context_value.set({})
 
 
-def create_app(store, inventory, *, alarms=None, runbooks=None, auth: Auth, refresh_s: float = 5.0,
+def create_app(store, inventory, *, alarms=None, runbooks=None, alerting=None, auth: Auth, refresh_s: float = 5.0,
                energy_price_per_kwh: float | None = None, clock: Callable[[], float] = time.time,
                title: str = "dcops NOC") -> dash.Dash:
     """Build the console over a Store, an Inventory and (optionally) the alerts stage's
     `Repository` (`alarms`: Alarms, Incidents, History pages, floor alarm colouring) and
-    `RunbookEngine` (`runbooks`: runbook panel on an incident).
+    `RunbookEngine` (`runbooks`: runbook panel on an incident) and the alerting config
+    (`alerting`: receivers, routes and on-call shown read-only on the Admin page).
 
     `auth` is required: every page and callback is behind its login guard.
     """
@@ -92,7 +94,7 @@ def create_app(store, inventory, *, alarms=None, runbooks=None, auth: Auth, refr
     _ensure_dash_context()
     server = flask.Flask("console")
     server.config[CONFIG_KEY] = Context(store, inventory, alarms, float(refresh_s), float(price), clock,
-                                        runbooks=runbooks)
+                                        runbooks=runbooks, alerting=alerting)
     auth.install(server)
     app = dash.Dash(
         "console", server=server, use_pages=True, pages_folder=str(PAGES_DIR), title=title, update_title=None,
@@ -143,11 +145,16 @@ def run_role(cfg, stop_event: threading.Event) -> int:
     inventory = build_inventory(cfg)
     users = UserStore.from_url(settings.database.url)
     if not users.list_users():
+        from sqlalchemy.engine import make_url
+
         log.warning("no console users in %s; add one with `dcops console-user add NAME --role admin -c SITE`",
-                    settings.database.url)
+                    make_url(settings.database.url).render_as_string(hide_password=True))
     repo, runbooks = connect_alerts(settings.database.url, inventory, store)
+    from alerts.config import load_alerting
+
+    alerting = load_alerting(os.environ.get("DCOPS_ALERTING_CONFIG") or None)  # the alerter's file, shown read-only
     auth = Auth(users, session_ttl_s=settings.console.session_ttl_s, cookie_secure=settings.console.cookie_secure)
-    app = create_app(store, inventory, alarms=repo, runbooks=runbooks, auth=auth,
+    app = create_app(store, inventory, alarms=repo, runbooks=runbooks, alerting=alerting, auth=auth,
                      refresh_s=settings.console.refresh_s, energy_price_per_kwh=cfg.energy_price_per_kwh)
     srv = serve(app, settings.console.host, settings.console.port)
     thread = threading.Thread(target=srv.run, name="console-http", daemon=True)

@@ -96,6 +96,7 @@ class Context:
     clock: Callable[[], float] = time.time
     cache: _TickCache = field(default_factory=_TickCache, compare=False)
     runbooks: Any = None  # alerts.runbooks.engine.RunbookEngine, when runbooks are configured
+    alerting: Any = None  # alerts.config.AlertingConfig: receivers, routes, on-call (Admin page, read-only)
     memo: dict = field(default_factory=dict, compare=False)  # values derived from the (static) inventory
     known: _KnownFields = field(default=None, compare=False)  # type: ignore[assignment]
 

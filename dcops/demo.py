@@ -100,6 +100,7 @@ class Demo:
         self.credentials: dict[str, str] = {}
         self.alerts_db_url = f"sqlite:///{(self.opt.data_dir / 'alerts.sqlite').resolve()}"
         self.alerter = None
+        self.alerting = None
         self.repository = None
         self.runbooks = None
 
@@ -175,6 +176,7 @@ class Demo:
             "route": {"receiver": "demo-pager"},
             "grouping": {"group_wait_s": 20, "lookback_s": 900, "incident_min_severity": "minor"},
         })
+        self.alerting = alerting
         inv = self.sim.inventory
         self.alerter = Alerter(self.bus, inv, alerting=alerting, db_url=self.alerts_db_url, time_source="data").start()
         self._threads.append(self.alerter.run_in_thread(self._stop))
@@ -228,7 +230,8 @@ class Demo:
         users = UserStore.from_url(f"sqlite:///{users_db.resolve()}")
         self.credentials = bootstrap_users(users)
         auth = Auth(users, session_ttl_s=self.cfg.settings.console.session_ttl_s)
-        app = create_app(self.store, self.sim.inventory, alarms=self.repository, runbooks=self.runbooks, auth=auth,
+        app = create_app(self.store, self.sim.inventory, alarms=self.repository, runbooks=self.runbooks,
+                         alerting=self.alerting, auth=auth,
                          refresh_s=min(self.opt.interval_s, 5.0), energy_price_per_kwh=self.cfg.energy_price_per_kwh)
         self._server = serve(app, self.opt.host, self.opt.port)
         self._spawn("console", self._server.run)

@@ -1,4 +1,5 @@
-"""Admin: silences and maintenance windows, and the audit log of operator actions (admin only)."""
+"""Admin: silences and maintenance windows, receivers, routes and on-call (read-only), and the
+audit log of operator actions (admin only)."""
 
 from __future__ import annotations
 
@@ -44,10 +45,39 @@ def layout(**_query):
             dbc.Col(dbc.Button("Create", id="admin-mw-create", color="primary"), md="auto"),
         ], className="g-2"),
         html.Div(id="admin-result", className="mt-2"),
+        html.H3("Receivers, routes and on-call", className="mt-4"),
+        notification_setup(data.current().alerting, int(data.current().clock() * NS)),
         html.H3("Audit log", className="mt-4"),
         html.Div(id="admin-audit-chain"),
         html.Div(id="admin-audit"),
     ])
+
+
+def notification_setup(alerting, now_ns: int):
+    """Where notifications go: receivers (no secrets), the routing tree, who is on call now."""
+    if alerting is None:
+        return html.Div("No alerting configuration is connected to this console.", className="text-muted",
+                        id="admin-routing-none")
+    from alerts.config_view import oncall_view, receivers_view, routes_view
+
+    def table(id_, headers, rows):
+        return dbc.Table([html.Thead(html.Tr([html.Th(h) for h in headers])),
+                          html.Tbody([html.Tr([html.Td(c) for c in r]) for r in rows])],
+                         size="sm", striped=True, id=id_)
+
+    recv = receivers_view(alerting)
+    parts = [table("admin-receivers", ("receiver", "type", "delivers to", "signed"),
+                   [(r.name, r.type, r.destination, "HMAC-SHA256" if r.signed else "") for r in recv])
+             if recv else html.Div("No receivers: alarms and incidents are kept, nobody is notified.",
+                                   className="text-muted", id="admin-receivers-none")]
+    parts.append(table("admin-routes", ("matchers", "receiver", "escalation", "continue"),
+                       [("\u2003" * r.depth + r.matchers, r.receiver, r.escalation, "yes" if r.continues else "")
+                        for r in routes_view(alerting)]))
+    oncall = oncall_view(alerting, now_ns)
+    if oncall:
+        parts.append(table("admin-oncall", ("schedule", "on call now", "notified through"),
+                           [(o.schedule, o.on_call, o.receivers) for o in oncall]))
+    return html.Div(parts, id="admin-routing")
 
 
 def render_admin(_n, _result):

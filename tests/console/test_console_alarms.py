@@ -236,6 +236,29 @@ def test_admin_silences_maintenance_and_audit(alarm_app):
     assert repo.list_silences() == []
 
 
+def test_admin_shows_receivers_routes_and_on_call_without_secrets(alarm_app):
+    from alerts.config import alerting_from_text
+
+    admin = page("admin")
+    ctx = alarm_app.server.config["DCOPS_CONSOLE"]
+    with signed_in(alarm_app, "admin"):
+        assert "No alerting configuration" in str(admin.layout())
+    alerting = alerting_from_text("""
+receivers:
+  - {name: noc, type: webhook, url: "https://noc.example.net/hook", secret: "TOPSECRET"}
+  - {name: pd, type: pagerduty, routing_key: "PDKEY"}
+route: {receiver: noc, routes: [{matchers: ['kind="cooling"'], receiver: pd}]}
+users: {alice: {receivers: [pd]}}
+schedules: [{name: primary, rotation: {users: [alice], start: "2026-01-05T09:00:00+00:00"}}]
+""")
+    object.__setattr__(ctx, "alerting", alerting)
+    with signed_in(alarm_app, "admin"):
+        text = str(admin.layout())
+    assert "https://noc.example.net/hook" in text and "HMAC-SHA256" in text and 'kind="cooling"' in text
+    assert "admin-oncall" in text and "alice" in text
+    assert "TOPSECRET" not in text and "PDKEY" not in text
+
+
 def test_devices_page_lists_component_alarms(alarm_app):
     devices = page("devices")
     with signed_in(alarm_app, "viewer"):
