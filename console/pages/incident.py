@@ -227,6 +227,22 @@ callback(Output("incident-header", "children"), Output("incident-alarms", "child
          Output("incident-notifications", "children"),
          Input("shell-tick", "n_intervals"), State("incident-id", "data"), Input("incident-result", "children"))(
     render_incident)
+def default_choice(options, current):
+    """Keep the operator's choice while it is still offered; otherwise preselect the first
+    suggestion (for steps: the first one still pending), so the next action is one click."""
+    values = [o["value"] for o in options or ()]
+    if current in values:
+        raise PreventUpdate
+    pending = [o["value"] for o in options or () if str(o.get("label", "")).endswith("(pending)")]
+    if pending:
+        return pending[0]
+    return values[0] if values else None
+
+
+callback(Output("incident-runbook-pick", "value"), Input("incident-runbook-pick", "options"),
+         State("incident-runbook-pick", "value"))(default_choice)
+callback(Output("incident-step-pick", "value"), Input("incident-step-pick", "options"),
+         State("incident-step-pick", "value"))(default_choice)
 callback(Output("incident-result", "children", allow_duplicate=True), Input("incident-set-state", "n_clicks"),
          State("incident-id", "data"), State("incident-state", "value"), State("incident-note", "value"),
          prevent_initial_call=True)(set_state)

@@ -174,3 +174,18 @@ def test_colour_scales_are_explicit_for_plotly_js():
     # plotly.js does not know plotly.py's named scales such as "RdYlBu_r": send the stops.
     for key, spec in COLOUR_BY.items():
         assert isinstance(spec.colorscale, list) and spec.colorscale[0][0] == 0.0, key
+
+
+def test_incident_pickers_preselect_the_next_action():
+    import pytest
+    from dash.exceptions import PreventUpdate
+
+    from console.pages.incident import default_choice
+
+    runbooks = [{"label": "crac-failure: CRAC failure", "value": "crac-failure"}]
+    assert default_choice(runbooks, None) == "crac-failure"
+    with pytest.raises(PreventUpdate):
+        default_choice(runbooks, "crac-failure")  # the operator's choice stays
+    steps = [{"label": "notify (done)", "value": "notify"}, {"label": "check-inlet (pending)", "value": "check-inlet"}]
+    assert default_choice(steps, None) == "check-inlet"
+    assert default_choice([], "gone") is None

@@ -99,6 +99,31 @@ def wait_for(drv, css: str, timeout: float = 20.0, text: str | None = None):
     return w.until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
 
 
+def text_of(drv, element_id: str, tries: int = 20) -> str:
+    """An element's text; the live page may re-render it between lookup and read, so retry."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    for _ in range(tries):
+        try:
+            return drv.find_element(By.ID, element_id).text
+        except (StaleElementReferenceException, NoSuchElementException):
+            time.sleep(0.1)
+    return drv.find_element(By.ID, element_id).text
+
+
+def unstale(fn, tries: int = 20):
+    """Run `fn` (a lookup and a read or click) again when the live page re-rendered its element."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(tries - 1):
+        try:
+            return fn()
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    return fn()
+
+
 def log_in(drv, url: str, user: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -142,7 +167,7 @@ def test_floor_renders_coloured_and_opens_a_rack(console_url, browser, artifacts
     log_in(browser, console_url, "viewer")
     wait_for(browser, "#floor-map .hm image", timeout=30)
     wait_for(browser, "#floor-kpi-it", text="kW")
-    assert browser.find_element(By.ID, "floor-kpi-pue").text == "1.30"
+    wait_for(browser, "#floor-kpi-pue", text="1.30")
     browser.save_screenshot(str(artifacts_dir / "console-floor.png"))
 
     # R1-01 (33 °C inlet) is drawn red, R1-02 (24 °C) blue-ish: the racks are coloured by inlet.
@@ -156,11 +181,11 @@ def test_floor_renders_coloured_and_opens_a_rack(console_url, browser, artifacts
     wait_for(browser, "#floor-map .colorbar", text="Rack power")
 
     # the floor updates live: the data stamp changes without a reload
-    first = browser.find_element(By.ID, "floor-updated").text
+    first = text_of(browser, "floor-updated")
     deadline = time.monotonic() + 15
-    while browser.find_element(By.ID, "floor-updated").text == first and time.monotonic() < deadline:
+    while text_of(browser, "floor-updated") == first and time.monotonic() < deadline:
         time.sleep(0.3)
-    assert browser.find_element(By.ID, "floor-updated").text != first
+    assert text_of(browser, "floor-updated") != first
 
     # click R1-02's cell: the rack view opens
     x, y = browser.execute_script(CELL_XY_JS, 2, "R1")
@@ -202,7 +227,7 @@ def test_viewer_cannot_change_users_even_by_direct_post(console_url, browser, ar
     browser.find_element(By.ID, "admin_users-password").send_keys("a-long-password")
     browser.find_element(By.ID, "admin_users-save").click()
     wait_for(browser, "#admin_users-ok", text="Created night-shift (viewer)")
-    assert "mallory" not in browser.find_element(By.ID, "admin_users-table").text
+    assert "mallory" not in text_of(browser, "admin_users-table")
     browser.save_screenshot(str(artifacts_dir / "console-admin-users.png"))
 
 
@@ -230,8 +255,7 @@ def test_alarms_acknowledge_as_operator_viewer_refused(alarm_console_url, browse
     assert not ack.is_enabled()
     deps = browser.execute_async_script("const d=arguments[0]; fetch('/_dash-dependencies').then(r=>r.json()).then(d)")
     output = next(d["output"] for d in deps if d["inputs"][0]["id"] == "alarms-ack")
-    row = browser.find_element(By.XPATH, ALARM_ROW.format("R2-01-S01:2"))
-    alarm_id = row.get_attribute("row-id")
+    alarm_id = unstale(lambda: browser.find_element(By.XPATH, ALARM_ROW.format("R2-01-S01:2")).get_attribute("row-id"))
     payload = {"output": output, "outputs": {"id": "alarms-result", "property": "children", "allow_duplicate": True},
                "inputs": [{"id": "alarms-ack", "property": "n_clicks", "value": 1}],
                "changedPropIds": ["alarms-ack.n_clicks"],
@@ -244,12 +268,12 @@ def test_alarms_acknowledge_as_operator_viewer_refused(alarm_console_url, browse
     log_in(browser, url, "operator")
     browser.get(url + "/alarms")
     wait_for(browser, "#alarms-grid", text="R2-01-S01:2")
-    browser.find_element(By.XPATH, ALARM_ROW.format("R2-01-S01:2") + "//div[@col-id='problem']").click()
+    unstale(lambda: browser.find_element(By.XPATH, ALARM_ROW.format("R2-01-S01:2") + "//div[@col-id='problem']").click())
     browser.find_element(By.ID, "alarms-ack").click()
     wait_for(browser, "#alarms-ok", text="operator acknowledged 1 alarm(s)")
     wait_for(browser, "#alarms-grid", text="active-acknowledged")
-    row = browser.find_element(By.XPATH, ALARM_ROW.format("R2-01-S01:2"))
-    assert "operator" in row.text and "active-acknowledged" in row.text
+    row_text = unstale(lambda: browser.find_element(By.XPATH, ALARM_ROW.format("R2-01-S01:2")).text)
+    assert "operator" in row_text and "active-acknowledged" in row_text
     browser.save_screenshot(str(artifacts_dir / "console-alarms-acknowledged.png"))
 
 
