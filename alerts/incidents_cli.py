@@ -44,9 +44,7 @@ def run(args) -> int:
     try:
         db, inventory, store = _open(args)
     except ConfigError as exc:
-        print(f"{len(exc.problems)} problem(s) in the site config:", file=sys.stderr)
-        for prob in exc.problems:
-            print(f"  {prob}", file=sys.stderr)
+        exc.report(f"{len(exc.problems)} problem(s) in the site config:")
         return 1
     try:
         if action == "export":

@@ -33,9 +33,7 @@ def run(args) -> int:
     try:
         rules = load_rules(files)
     except ConfigError as exc:
-        print(f"{len(exc.problems)} problem(s):", file=sys.stderr)
-        for prob in exc.problems:
-            print(f"  {prob}", file=sys.stderr)
+        exc.report()
         return 1
     kinds: dict[str, int] = {}
     for r in rules:
@@ -50,9 +48,7 @@ def _check_alerting(path: str) -> int:
     try:
         cfg = load_alerting(path)
     except ConfigError as exc:
-        print(f"{len(exc.problems)} problem(s):", file=sys.stderr)
-        for prob in exc.problems:
-            print(f"  {prob}", file=sys.stderr)
+        exc.report()
         return 1
     print(f"OK: {len(cfg.receivers)} receivers, {len(cfg.schedules)} schedules, "
           f"{len(cfg.escalation_policies)} escalation policies, {len(cfg.inhibit_rules)} inhibition rules")

@@ -32,9 +32,7 @@ def run(args) -> int:
     try:
         books = load_runbooks(files)
     except ConfigError as exc:
-        print(f"{len(exc.problems)} problem(s):", file=sys.stderr)
-        for prob in exc.problems:
-            print(f"  {prob}", file=sys.stderr)
+        exc.report()
         return 1
     if action == "list":
         for rb in books.values():

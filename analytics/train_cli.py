@@ -34,9 +34,7 @@ def run(args) -> int:
     try:
         cfg = load_site(args.config)
     except ConfigError as exc:
-        print(f"{args.config}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for prob in exc.problems:
-            print(f"  {prob}", file=sys.stderr)
+        exc.report(f"{args.config}: {len(exc.problems)} problem(s)")
         return 1
     inv = build_inventory(cfg)
     previous = None

@@ -40,6 +40,15 @@ class ConfigError(ValueError):
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
 
+    def report(self, heading: str | None = None, file=None) -> None:
+        """Print a heading (default: how many problems) and one indented line per problem (stderr)."""
+        import sys
+
+        out = sys.stderr if file is None else file
+        print(heading if heading is not None else f"{len(self.problems)} problem(s):", file=out)
+        for prob in self.problems:
+            print(f"  {prob}", file=out)
+
 
 class _LineLoader(yaml.SafeLoader):
     pass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 
 from dcops.site import load_site
 from dcops.topology import build_inventory
@@ -17,9 +16,7 @@ def run(args) -> int:
     try:
         cfg = load_site(args.config)
     except ConfigError as exc:
-        print(f"{args.config}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for prob in exc.problems:
-            print(f"  {prob}", file=sys.stderr)
+        exc.report(f"{args.config}: {len(exc.problems)} problem(s)")
         return 1
     inv = build_inventory(cfg)
     kinds: dict[str, int] = {}

@@ -32,9 +32,7 @@ def run(args) -> int:
     try:
         cfg = load_site(args.config)
     except ConfigError as exc:
-        print(f"{args.config}: configuration refused:", file=sys.stderr)
-        for prob in exc.problems:
-            print(f"  {prob}", file=sys.stderr)
+        exc.report(f"{args.config}: configuration refused:")
         return 1
     if args.interval <= 0 or args.speed <= 0:
         print("--interval and --speed must be positive", file=sys.stderr)

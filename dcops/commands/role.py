@@ -50,9 +50,7 @@ def load_config(path: str):
     try:
         return load_site(path)
     except ConfigError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for prob in exc.problems:
-            print(f"  {prob}", file=sys.stderr)
+        exc.report(f"{path}: {len(exc.problems)} problem(s)")
     except OSError as exc:
         print(f"{path}: cannot read ({exc.strerror})", file=sys.stderr)
     return None
