@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from dcops.site import load_site
 from dcops.topology import build_inventory
 from dcops.yamlconf import ConfigError
