@@ -18,6 +18,7 @@ from collections import deque
 import numpy as np
 
 from dcops.batch import Batch, Event, Severity
+from dcops.sim.effects import apply_fault
 from dcops.sim.faults import FAULT_TYPES, FaultLabel, affected_components
 from dcops.sim.model import accel_model
 from dcops.sim.output import build_batches
@@ -48,6 +49,7 @@ class Simulator:
         self._events_base = 0
         self._max_events = max_events
         self._stuck: dict[tuple[str, str], float | None] = {}  # (component, metric) -> frozen value
+        self._clog: dict[int, FaultLabel] = {}  # cooling unit index -> its clogged-filter fault
         self._index(inv)
         self._init_state()
 
@@ -352,69 +354,7 @@ class Simulator:
                            f"{label.fault_type} on {label.target} ended", {"fault_id": label.fault_id})
 
     def _apply(self, label: FaultLabel, on: bool) -> None:
-        inv = self.inventory
-        comp = inv.get(label.target)
-        ft = label.fault_type
-        if ft in ("crac_failure", "clogged_filter"):
-            c = self._ci[comp.name]
-            if ft == "crac_failure":
-                self.c_running[c] = not on
-                self._emit("cooling_fault" if on else "cooling_recovered", comp,
-                           Severity.MAJOR if on else Severity.CLEARED,
-                           f"{comp.name} {'stopped' if on else 'running again'}", {"unit": comp.name})
-            else:
-                self._clog = getattr(self, "_clog", {})
-                if on:
-                    self._clog[c] = label
-                else:
-                    self._clog.pop(c, None)
-                    self.c_filter[c] = 1.0
-        elif ft == "fan_failure":
-            self.s_fan_ok[self._si[comp.name]] = not on
-        elif ft == "psu_failure":
-            j = "AB".index(str(label.params.get("psu", "A")))
-            self.s_psu_ok[self._si[comp.name], j] = not on
-            self._emit("psu_fault" if on else "psu_recovered", comp, Severity.MAJOR if on else Severity.CLEARED,
-                       f"PSU {'AB'[j]} of {comp.name} {'failed' if on else 'recovered'}", {"psu": "AB"[j]})
-        elif ft == "ups_on_battery":
-            u = self._ui_ups[comp.name]
-            self.u_battery[u] = on
-            self._emit("ups_on_battery" if on else "ups_on_utility", comp, Severity.MAJOR if on else Severity.CLEARED,
-                       f"{comp.name} {'on battery' if on else 'back on utility'}", {})
-        elif ft == "pdu_breaker_trip":
-            self.p_closed[self._pi[comp.name]] = not on
-            self._emit("breaker_trip" if on else "breaker_closed", comp, Severity.CRITICAL if on else Severity.CLEARED,
-                       f"{comp.name} breaker {'tripped' if on else 'closed'}", {"racks": list(inv.racks_of_pdu.get(comp.name, ()))})
-        elif ft == "gpu_ecc_dbe":
-            i = inv.accel_index[comp.name]
-            if on:
-                k = int(self.rng.integers(1, 4))
-                self.ecc_uncorr[i] += k
-                self.ecc_vol_uncorr[i] += k
-                self.remap_uncorr[i] += 1
-                self.remap_pending[i] = 1
-                self._xid(i, 48, "Double Bit ECC Error")
-                self._xid(i, 63, "Row remapping pending")
-            else:
-                self.remap_pending[i] = 0
-        elif ft == "gpu_xid79":
-            i = inv.accel_index[comp.name]
-            self.lost[i] = on
-            if on:
-                self._xid(i, 79, "GPU has fallen off the bus")
-                self._emit("accel_lost", comp, Severity.CRITICAL, f"{comp.name} fell off the bus", {"xid": 79})
-            else:
-                self._emit("accel_recovered", comp, Severity.CLEARED, f"{comp.name} answers again", {})
-        elif ft == "hbm_thermal_throttle":
-            self.hbm_extra[inv.accel_index[comp.name]] = 52.0 if on else 0.0
-        elif ft == "npu_thermal_throttle":
-            self.rth_factor[inv.accel_index[comp.name]] = 3.5 if on else 1.0
-        elif ft == "stuck_sensor":
-            metric = str(label.params.get("metric") or _STUCK_DEFAULT[comp.kind])
-            if on:
-                self._stuck[(comp.name, metric)] = None  # frozen at the next reading
-            else:
-                self._stuck.pop((comp.name, metric), None)
+        apply_fault(self, label, on)
 
     def _xid(self, i: int, xid: int, meaning: str) -> None:
         self.xid_total[i] += 1
@@ -423,7 +363,7 @@ class Simulator:
                    {"xid": xid, "accel": comp.name})
 
     def _drift(self) -> None:
-        for c, label in getattr(self, "_clog", {}).items():
+        for c, label in self._clog.items():
             span = (label.end_ns or self.now_ns + 1) - label.start_ns
             frac = min(max((self.now_ns - label.start_ns) / max(span, 1), 0.0), 1.0)
             self.c_filter[c] = 1.0 - 0.55 * frac
@@ -440,5 +380,3 @@ class Simulator:
         return build_batches(self)
 
 
-_STUCK_DEFAULT = {"accel": "accel_temp_degc", "rack": "rack_inlet_temp_degc", "env": "env_temp_degc",
-                  "cooling": "cooling_supply_temp_degc"}
