@@ -72,6 +72,7 @@ def test_the_dockerfile_install_works_in_a_fresh_virtualenv(tmp_path):
     assert int(profiles) > 0
     check = subprocess.run([dcops, "check", str(REPO / "docker" / "site.yaml")], capture_output=True, text=True,
                            cwd=elsewhere, timeout=60,
-                           env={**os.environ, "DCOPS_INFLUX_TOKEN": "t", "DCOPS_DATABASE_URL": "postgresql://x"})
+                           env={**os.environ, "DCOPS_INFLUX_TOKEN": "t", "DCOPS_DATABASE_URL": "postgresql://x",
+                                "DCOPS_TRAP_COMMUNITY": "c"})
     assert check.returncode == 0, check.stderr
     assert re.search(r"OK - site dc1", check.stdout)
