@@ -18,12 +18,14 @@ import threading
 from collections import deque
 from typing import NamedTuple, Protocol, Sequence
 
+import numpy as np
+
 from dcops.batch import Batch, Event
 from dcops.codec import encode_batch, encode_events
 
 __all__ = [
     "TOPIC_SAMPLES", "TOPIC_EVENTS", "TOPIC_FINDINGS", "TOPIC_ALARMS", "TOPIC_DEADLETTER",
-    "Bus", "Consumer", "InProcessBus", "Message", "publish_batch", "publish_events",
+    "Bus", "Consumer", "InProcessBus", "Message", "publish_batch", "publish_by_rack", "publish_events",
 ]
 
 TOPIC_SAMPLES = "samples"
@@ -63,6 +65,20 @@ def publish_batch(bus: Bus, batch: Batch, key: str = "", topic: str = TOPIC_SAMP
     bus.publish(topic, key, encode_batch(clean))
     if rejected:
         publish_events(bus, rejection_events(batch, rejected), key=key)
+
+
+def publish_by_rack(bus: Bus, batch: Batch, topic: str = TOPIC_SAMPLES, tag: str = "rack") -> int:
+    """Publish one message per rack (the partition key), so each rack's rows stay in order."""
+    col = batch.tags.get(tag)
+    if col is None or len(batch) == 0:
+        publish_batch(bus, batch, key="", topic=topic)
+        return 1
+    keys, inverse = np.unique(col.astype(str), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
+    for i, key in enumerate(keys):
+        publish_batch(bus, batch.select(order[bounds[i]:bounds[i + 1]]), key=str(key), topic=topic)
+    return len(keys)
 
 
 def publish_events(bus: Bus, events: Sequence[Event], key: str = "", topic: str = TOPIC_EVENTS) -> None:

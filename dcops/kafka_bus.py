@@ -33,20 +33,18 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from dcops import metrics as dcops_metrics
-from dcops.batch import Batch
 from dcops.bus import (TOPIC_ALARMS, TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_FINDINGS, TOPIC_SAMPLES, Message,
-                       publish_batch)
+                       publish_by_rack)
 from dcops.settings import BusSettings
 from dcops.spool import Spool, SpoolFull
 
-__all__ = ["KafkaBus", "KafkaBusConsumer", "SpoolFull", "SpoolInUse", "TOPICS", "publish_by_rack"]
+__all__ = ["KafkaBus", "KafkaBusConsumer", "SpoolFull", "SpoolInUse", "TOPICS", "publish_by_rack"]  # publish_by_rack: re-export
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +64,6 @@ def _compression() -> str:
         return "gzip"
 
 
-def publish_by_rack(bus, batch: Batch, topic: str = TOPIC_SAMPLES, tag: str = "rack") -> int:
-    """Publish one message per rack (the partition key), so each rack's rows stay in order."""
-    col = batch.tags.get(tag)
-    if col is None or len(batch) == 0:
-        publish_batch(bus, batch, key="", topic=topic)
-        return 1
-    keys, inverse = np.unique(col.astype(str), return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
-    for i, key in enumerate(keys):
-        publish_batch(bus, batch.select(order[bounds[i]:bounds[i + 1]]), key=str(key), topic=topic)
-    return len(keys)
 
 
 class KafkaBus:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-import numpy as np
-
 from dcops.batch import Event
-from dcops.bus import Bus, publish_batch, publish_events
+from dcops.bus import Bus, publish_batch, publish_by_rack, publish_events
 from dcops.sim import Simulator
 
 __all__ = ["SimCollector"]
@@ -43,14 +41,7 @@ class SimCollector:
             if self.measurements is not None and batch.measurement not in self.measurements:
                 continue
             if self.split_by_rack and "rack" in batch.tags and len(batch) > 1:
-                racks = batch.tags["rack"]
-                order = np.argsort(racks, kind="stable")
-                sorted_racks = racks[order]
-                cuts = np.flatnonzero(sorted_racks[1:] != sorted_racks[:-1]) + 1
-                for idx in np.split(order, cuts):
-                    part = batch.select(idx)
-                    publish_batch(self.bus, part, key=str(part.tags["rack"][0]))
-                    self.batches += 1
+                self.batches += publish_by_rack(self.bus, batch)
             else:
                 key = str(batch.tags["rack"][0]) if "rack" in batch.tags and len(batch) else batch.measurement
                 publish_batch(self.bus, batch, key=key)
