@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from alerts.config import AlertingConfig, Route
-from alerts.oncall import on_call
+from dcops.alerts.config import AlertingConfig, Route
+from dcops.alerts.oncall import on_call
 
 __all__ = ["ReceiverView", "RouteView", "OnCallView", "receivers_view", "routes_view", "oncall_view"]
 

@@ -22,7 +22,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
-from alerts.config import AlertingConfig
+from dcops.alerts.config import AlertingConfig
 
 __all__ = ["Escalator", "fire", "JOB_TABLE"]
 

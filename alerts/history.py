@@ -11,7 +11,7 @@ around a past incident, and "have we seen this before?".
   device kind, topology (hall, row, device) and a telemetry signature (relative change of each
   `KIND_METRICS` series across the opening).
 
-The postmortem export (Markdown) is in `alerts.postmortem`.
+The postmortem export (Markdown) is in `dcops.alerts.postmortem`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from alerts.db import AlarmRow, IncidentRow
-from alerts.runbooks.checks import resolve_scope, scope_where
-from alerts.runbooks.models import Scope
+from dcops.alerts.db import AlarmRow, IncidentRow
+from dcops.alerts.runbooks.checks import resolve_scope, scope_where
+from dcops.alerts.runbooks.models import Scope
 from dcops.alarm_types import SEVERITY_RANK, PerceivedSeverity
 from dcops.catalogue import METRICS
 from dcops.store.base import Store, StoreError

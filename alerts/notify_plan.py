@@ -16,10 +16,10 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Callable, Mapping, Sequence
 
-from alerts.config import AlertingConfig
-from alerts.incidents import build_message, entry, make_notification
-from alerts.persistence import AlerterStore, CycleWrite
-from alerts.routing import match_routes
+from dcops.alerts.config import AlertingConfig
+from dcops.alerts.incidents import build_message, entry, make_notification
+from dcops.alerts.persistence import AlerterStore, CycleWrite
+from dcops.alerts.routing import match_routes
 from dcops.alarm_types import Alarm, Incident, IncidentAction, TimelineKind as TK
 
 __all__ = ["NotificationPlanner"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
-from alerts.config import AlertingConfig, Schedule
+from dcops.alerts.config import AlertingConfig, Schedule
 
 __all__ = ["on_call", "receivers_for_target"]
 

@@ -24,9 +24,9 @@ from typing import Callable, Mapping
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from alerts.config import OutboxSettings
-from alerts.notifiers.base import DeliveryResult
-from alerts.persistence import AlerterStore
+from dcops.alerts.config import OutboxSettings
+from dcops.alerts.notifiers.base import DeliveryResult
+from dcops.alerts.persistence import AlerterStore
 
 __all__ = ["OutboxSender", "backoff_s"]
 

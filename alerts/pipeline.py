@@ -20,16 +20,16 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Callable, Iterable, Mapping
 
-from alerts.config import AlertingConfig
-from alerts.correlation import Correlator, InhibitRule, assess_redundancy, inhibited
-from alerts.incidents import entry, incident_labels, incident_title, worst
-from alerts.manager import AlarmChange, AlarmManager, FlapPolicy
-from alerts.matchers import parse_matchers
-from alerts.notify_plan import NotificationPlanner
-from alerts.persistence import AlerterStore, CycleWrite
-from alerts.rules import RuleEngine
-from alerts.signals import AlarmSignal
-from alerts.silences import SuppressionIndex
+from dcops.alerts.config import AlertingConfig
+from dcops.alerts.correlation import Correlator, InhibitRule, assess_redundancy, inhibited
+from dcops.alerts.incidents import entry, incident_labels, incident_title, worst
+from dcops.alerts.manager import AlarmChange, AlarmManager, FlapPolicy
+from dcops.alerts.matchers import parse_matchers
+from dcops.alerts.notify_plan import NotificationPlanner
+from dcops.alerts.persistence import AlerterStore, CycleWrite
+from dcops.alerts.rules import RuleEngine
+from dcops.alerts.signals import AlarmSignal
+from dcops.alerts.silences import SuppressionIndex
 from dcops.alarm_types import SEVERITY_RANK, Alarm, Incident, IncidentAction, IncidentState, TimelineKind as TK
 from dcops.topology import Inventory
 

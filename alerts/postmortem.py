@@ -15,12 +15,12 @@ import numpy as np
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
-from alerts.audit import AuditLog, AuditVerification
-from alerts.history import IncidentFacts, Series, Similar, incident_facts, similar_incidents, telemetry_around, \
+from dcops.alerts.audit import AuditLog, AuditVerification
+from dcops.alerts.history import IncidentFacts, Series, Similar, incident_facts, similar_incidents, telemetry_around, \
     telemetry_signature
-from alerts.repository import Repository
-from alerts.runbooks.engine import RunbookEngine
-from alerts.runbooks.state import RunView
+from dcops.alerts.repository import Repository
+from dcops.alerts.runbooks.engine import RunbookEngine
+from dcops.alerts.runbooks.state import RunView
 from dcops.alarm_types import Alarm, Incident
 from dcops.store.base import Store
 from dcops.topology import Inventory

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Mapping, NamedTuple
 
-from alerts.config import Route
-from alerts.matchers import matches_all, parse_matchers
+from dcops.alerts.config import Route
+from dcops.alerts.matchers import matches_all, parse_matchers
 
 __all__ = ["RouteMatch", "match_routes"]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Iterable, Sequence
 
-from alerts.evaluators import (AbsenceEvaluator, AnomalyEvaluator, Evaluator, EventEvaluator, RateEvaluator,
+from dcops.alerts.evaluators import (AbsenceEvaluator, AnomalyEvaluator, Evaluator, EventEvaluator, RateEvaluator,
                                ThresholdEvaluator)
-from alerts.rule_models import AbsenceRule, AnomalyRule, EventRule, RateRule, RuleBase, RuleFile, ThresholdRule
-from alerts.signals import AlarmSignal, components_of_batch
+from dcops.alerts.rule_models import AbsenceRule, AnomalyRule, EventRule, RateRule, RuleBase, RuleFile, ThresholdRule
+from dcops.alerts.signals import AlarmSignal, components_of_batch
 from dcops.batch import Batch, Event
 from dcops.findings import Finding
 from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with_lines

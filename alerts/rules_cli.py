@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from alerts.rules import DEFAULT_RULES, RULE_TYPES, load_rules
+from dcops.alerts.rules import DEFAULT_RULES, RULE_TYPES, load_rules
 from dcops.yamlconf import ConfigError
 
 
@@ -43,7 +43,7 @@ def run(args) -> int:
 
 
 def _check_alerting(path: str) -> int:
-    from alerts.config import load_alerting
+    from dcops.alerts.config import load_alerting
 
     try:
         cfg = load_alerting(path)

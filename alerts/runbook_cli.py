@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from alerts.runbooks.executors import EXECUTORS
-from alerts.runbooks.loader import DEFAULT_RUNBOOKS, load_runbooks
+from dcops.alerts.runbooks.executors import EXECUTORS
+from dcops.alerts.runbooks.loader import DEFAULT_RUNBOOKS, load_runbooks
 from dcops.yamlconf import ConfigError
 
 

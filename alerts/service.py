@@ -22,16 +22,16 @@ from typing import Callable, Iterable, Sequence
 
 import httpx
 
-from alerts.config import AlertingConfig
-from alerts.escalation import Escalator
-from alerts.incidents import entry
-from alerts.notifiers import NOTIFIERS
-from alerts.oncall import receivers_for_target
-from alerts.outbox import OutboxSender
-from alerts.persistence import AlerterStore, CycleWrite
-from alerts.pipeline import AlertPipeline
-from alerts.rules import default_rules
-from alerts.signals import AlarmSignal
+from dcops.alerts.config import AlertingConfig
+from dcops.alerts.escalation import Escalator
+from dcops.alerts.incidents import entry
+from dcops.alerts.notifiers import NOTIFIERS
+from dcops.alerts.oncall import receivers_for_target
+from dcops.alerts.outbox import OutboxSender
+from dcops.alerts.persistence import AlerterStore, CycleWrite
+from dcops.alerts.pipeline import AlertPipeline
+from dcops.alerts.rules import default_rules
+from dcops.alerts.signals import AlarmSignal
 from dcops.alarm_types import Incident, IncidentState, TimelineKind
 from dcops.bus import TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_FINDINGS, TOPIC_SAMPLES, Bus
 from dcops.codec import CodecError, decode_batch, decode_events
@@ -62,7 +62,7 @@ class Alerter:
                  http_client: httpx.Client | None = None, outbox: bool = True, escalation: bool = True,
                  cycle_s: float = 0.5, max_records: int = 500, reconcile_every_s: float = 1.0,
                  metrics=None) -> None:
-        from alerts.db import open_engine
+        from dcops.alerts.db import open_engine
 
         self.bus = bus
         self.inventory = inventory
@@ -104,7 +104,7 @@ class Alerter:
         if self.escalator is not None:
             self.escalator.start()
         if self.cfg.inbound is not None:
-            from alerts.inbound import alertmanager_app, serve
+            from dcops.alerts.inbound import alertmanager_app, serve
             ib = self.cfg.inbound
             app = alertmanager_app(self.submit_signals, self.inventory,
                                    token=ib.token.get_secret_value() if ib.token else None)
@@ -305,7 +305,7 @@ def run_role(cfg, stop_event: threading.Event, bus: Bus | None = None, alerting_
     and incidents are kept but nobody is notified."""
     import os
 
-    from alerts.config import load_alerting
+    from dcops.alerts.config import load_alerting
     from dcops.topology import build_inventory
 
     own_bus = bus is None

@@ -16,8 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from analytics import nab
-from analytics.detectors.novelty import novelty_scores
+from dcops.analytics import nab
+from dcops.analytics.detectors.novelty import novelty_scores
 
 # NAB's own standard profile, used when DIR/config/profiles.json is absent.
 STANDARD_PROFILE = {"tpWeight": 1.0, "fpWeight": 0.11, "fnWeight": 1.0}
@@ -71,7 +71,7 @@ def run_nab(root: Path, out: Path, profile: str = "standard") -> int:
 
 
 def run_scenarios(seed: int, repeats: int, out: Path | None, types=None, site: Path | None = None) -> int:
-    from analytics.scenarios import ScenarioConfig, evaluate_scenarios, format_report
+    from dcops.analytics.scenarios import ScenarioConfig, evaluate_scenarios, format_report
     from dcops.sim import FAULT_TYPES
 
     unknown = sorted(set(types or ()) - set(FAULT_TYPES))

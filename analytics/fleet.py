@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics.detectors import CounterTrendDetector, PeerGroupDetector, StreamState, z_to_score
-from analytics.features import ACCEL_COUNTERS, ACCEL_MODEL_FEATURES, STREAMS, WINDOW_FEATURE_NAMES
-from analytics.models import ModelBundle
-from analytics.tracker import FeatureTracker, THERMAL_INPUTS, peer_groups
+from dcops.analytics.detectors import CounterTrendDetector, PeerGroupDetector, StreamState, z_to_score
+from dcops.analytics.features import ACCEL_COUNTERS, ACCEL_MODEL_FEATURES, STREAMS, WINDOW_FEATURE_NAMES
+from dcops.analytics.models import ModelBundle
+from dcops.analytics.tracker import FeatureTracker, THERMAL_INPUTS, peer_groups
 from dcops.catalogue import metric
 from dcops.findings import Contribution, Finding
 from dcops.topology import Inventory

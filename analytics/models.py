@@ -14,7 +14,7 @@ from pathlib import Path
 
 import joblib
 
-from analytics.detectors import CounterTrendDetector, FeatureIsolationForest, PeerGroupDetector, ThermalResidualModel
+from dcops.analytics.detectors import CounterTrendDetector, FeatureIsolationForest, PeerGroupDetector, ThermalResidualModel
 
 __all__ = ["FORMAT_VERSION", "ModelMetadata", "ModelBundle", "ModelFileError"]
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analytics.fleet import FleetScorer, ScorerParams
-from analytics.training import train_bundle
+from dcops.analytics.fleet import FleetScorer, ScorerParams
+from dcops.analytics.training import train_bundle
 from dcops.sim import FAULT_TYPES, FaultLabel, Simulator
 from dcops.site import load_site
 from dcops.topology import Inventory

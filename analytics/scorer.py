@@ -27,7 +27,7 @@ from dcops.codec import CodecError, decode
 from dcops.findings import Finding, encode_findings
 from dcops.ingest import dead_letter_envelope
 
-from analytics.fleet import FleetScorer
+from dcops.analytics.fleet import FleetScorer
 
 __all__ = ["StreamingScorer", "ScorerStats"]
 

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from analytics.fleet import FleetScorer, ScorerParams
-from analytics.models import ModelBundle, ModelFileError
-from analytics.scorer import StreamingScorer
-from analytics.training import RetrainScheduler
+from dcops.analytics.fleet import FleetScorer, ScorerParams
+from dcops.analytics.models import ModelBundle, ModelFileError
+from dcops.analytics.scorer import StreamingScorer
+from dcops.analytics.training import RetrainScheduler
 from dcops.topology import Inventory
 
 __all__ = ["Analytics", "run_role", "DEFAULT_MODEL_PATH"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analytics.features import (
+from dcops.analytics.features import (
     ACCEL_COUNTERS, ACCEL_MODEL_FEATURES, STREAMS, FeatureWindow, accel_window_features, align, component_ids,
     group_batches,
 )

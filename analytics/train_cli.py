@@ -13,9 +13,9 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from analytics.models import ModelBundle, ModelFileError
-from analytics.service import DEFAULT_MODEL_PATH
-from analytics.training import TrainingError, train_bundle, train_from_store
+from dcops.analytics.models import ModelBundle, ModelFileError
+from dcops.analytics.service import DEFAULT_MODEL_PATH
+from dcops.analytics.training import TrainingError, train_bundle, train_from_store
 
 
 def add_arguments(p) -> None:

@@ -18,11 +18,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from analytics.detectors import CounterTrendDetector, FeatureIsolationForest, PeerGroupDetector, ThermalResidualModel
-from analytics.features import ACCEL_COUNTERS, ACCEL_MODEL_FEATURES, WINDOW_FEATURE_NAMES
-from analytics.fleet import PEER_FEATURES, peer_min_scale
-from analytics.models import FORMAT_VERSION, ModelBundle, ModelMetadata
-from analytics.tracker import INLET_INPUTS, THERMAL_INPUTS, FeatureTracker, peer_groups
+from dcops.analytics.detectors import CounterTrendDetector, FeatureIsolationForest, PeerGroupDetector, ThermalResidualModel
+from dcops.analytics.features import ACCEL_COUNTERS, ACCEL_MODEL_FEATURES, WINDOW_FEATURE_NAMES
+from dcops.analytics.fleet import PEER_FEATURES, peer_min_scale
+from dcops.analytics.models import FORMAT_VERSION, ModelBundle, ModelMetadata
+from dcops.analytics.tracker import INLET_INPUTS, THERMAL_INPUTS, FeatureTracker, peer_groups
 from dcops.batch import Batch
 from dcops.topology import Inventory
 

@@ -57,8 +57,8 @@ def _raw_calls(n, handles) -> None:
 
 
 def single_host(polls: int, seconds: float) -> dict:
-    from collectors.nvml_agent import NvmlAgent
-    from collectors.nvml_standin import NvmlStandin, StaticBackend, typical_gpu
+    from dcops.collectors.nvml_agent import NvmlAgent
+    from dcops.collectors.nvml_standin import NvmlStandin, StaticBackend, typical_gpu
     from dcops.codec import encode_batch
 
     nvml = NvmlStandin(StaticBackend([typical_gpu(i) for i in range(N_GPUS)]))
@@ -94,7 +94,7 @@ def single_host(polls: int, seconds: float) -> dict:
 
 
 def demo_scale(rounds: int) -> dict:
-    from collectors.sim_agents import SimAgents
+    from dcops.collectors.sim_agents import SimAgents
     from dcops.bus import InProcessBus
     from dcops.sim import Simulator
     from dcops.site import load_site

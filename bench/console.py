@@ -51,9 +51,9 @@ def _fault_targets(inv) -> dict[str, list[str]]:
 def build(n_accel: int, steps: int, with_alarms: bool):
     import sqlalchemy as sa
 
-    from console.app import create_app
-    from console.auth import Auth
-    from console.users import UserStore
+    from dcops.console.app import create_app
+    from dcops.console.auth import Auth
+    from dcops.console.users import UserStore
     from dcops.sim import Simulator
     from dcops.sim.sitegen import synthetic_site
     from dcops.store.duckdb_store import DuckDBStore
@@ -65,12 +65,12 @@ def build(n_accel: int, steps: int, with_alarms: bool):
     if with_alarms:
         import tempfile
 
-        from alerts.config import AlertingConfig
-        from alerts.db import open_engine
-        from alerts.persistence import AlerterStore
-        from alerts.pipeline import AlertPipeline
-        from alerts.repository import Repository
-        from alerts.rules import default_rules
+        from dcops.alerts.config import AlertingConfig
+        from dcops.alerts.db import open_engine
+        from dcops.alerts.persistence import AlerterStore
+        from dcops.alerts.pipeline import AlertPipeline
+        from dcops.alerts.repository import Repository
+        from dcops.alerts.rules import default_rules
 
         engine = open_engine(f"sqlite:///{tempfile.mkdtemp(prefix='dcops-bench-console-')}/alerts.sqlite")
         alerter = AlerterStore(engine)
@@ -164,7 +164,7 @@ def time_callbacks(app, tick, payload: dict, calls: int) -> list[float]:
 def time_browser(app, tick, runs: int = 3) -> dict:
     from selenium.webdriver.common.by import By
 
-    from console.app import serve
+    from dcops.console.app import serve
     from _chromium import make_driver, wait_for
 
     srv = serve(app, "127.0.0.1", 0)

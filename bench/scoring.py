@@ -29,9 +29,9 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from sklearn.ensemble import IsolationForest  # noqa: E402
 
-from analytics.fleet import FleetScorer  # noqa: E402
-from analytics.scorer import StreamingScorer  # noqa: E402
-from analytics.training import train_bundle  # noqa: E402
+from dcops.analytics.fleet import FleetScorer  # noqa: E402
+from dcops.analytics.scorer import StreamingScorer  # noqa: E402
+from dcops.analytics.training import train_bundle  # noqa: E402
 from dcops.bus import InProcessBus, publish_batch  # noqa: E402
 from dcops.sim import Simulator  # noqa: E402
 from dcops.site import site_from_text  # noqa: E402

@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from collectors.snmp_engine import SnmpClient  # noqa: E402
-from collectors.snmp_poller import PollTarget, SnmpPoller  # noqa: E402
+from dcops.collectors.snmp_engine import SnmpClient  # noqa: E402
+from dcops.collectors.snmp_poller import PollTarget, SnmpPoller  # noqa: E402
 from dcops.site import SnmpTarget  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("snmp_fixtures", REPO / "tests" / "integration" / "snmp_fixtures.py")

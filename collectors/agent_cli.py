@@ -23,7 +23,7 @@ import threading
 import time
 
 from dcops.yamlconf import ConfigError
-from collectors.accel_common import readings
+from dcops.collectors.accel_common import readings
 
 __all__ = ["add_arguments", "run", "run_role"]
 
@@ -85,7 +85,7 @@ def _print_identities(ids: list[dict], fmt: str, out) -> None:
 def _standin(args) -> int:
     from dcops.sim import Simulator
     from dcops.site import load_site
-    from collectors.sim_agents import SimAgents
+    from dcops.collectors.sim_agents import SimAgents
 
     cfg = load_site(args.standin_site)
     sim = Simulator(cfg, seed=args.seed)
@@ -99,7 +99,7 @@ def _standin(args) -> int:
         print(f"dcops agent: {args.standin_host} has no accelerators", file=sys.stderr)
         return 1
     if args.once and args.identity:
-        from collectors.host_agent import HostAgent
+        from dcops.collectors.host_agent import HostAgent
 
         sim.step()
         agents.poll()
@@ -137,7 +137,7 @@ def run(args) -> int:
     except ConfigError as exc:
         print(f"dcops agent: {exc}", file=sys.stderr)
         return 2
-    from collectors.host_agent import discover
+    from dcops.collectors.host_agent import discover
 
     host = args.host or socket.gethostname()
     agent = discover(host, inventory, use_nvml=not args.no_nvml, rbln_json=args.rbln_stat_json,
@@ -193,7 +193,7 @@ def run_role(cfg, stop: threading.Event) -> None:
     none works (a driver loaded after boot is picked up)."""
     from dcops.topology import build_inventory
     from dcops.wiring import open_bus
-    from collectors.host_agent import discover
+    from dcops.collectors.host_agent import discover
 
     host = socket.gethostname()
     inventory = build_inventory(cfg)

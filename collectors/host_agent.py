@@ -19,10 +19,10 @@ from typing import Callable, Sequence
 from dcops.batch import Batch, Event
 from dcops.bus import Bus, publish_batch, publish_events
 from dcops.topology import Inventory
-from collectors.npu_agent import NpuAgent, NpuParseError, NpuToolError, load_npu_adapters, run_tool
-from collectors.nvml_agent import NvmlAgent, NvmlUnavailable, load_pynvml
-from collectors.prom_scrape import PromMapper, PromParseError, PromScraper, load_prom_map
-from collectors.xid_events import XidWatcher
+from dcops.collectors.npu_agent import NpuAgent, NpuParseError, NpuToolError, load_npu_adapters, run_tool
+from dcops.collectors.nvml_agent import NvmlAgent, NvmlUnavailable, load_pynvml
+from dcops.collectors.prom_scrape import PromMapper, PromParseError, PromScraper, load_prom_map
+from dcops.collectors.xid_events import XidWatcher
 
 __all__ = ["HostAgent", "discover"]
 

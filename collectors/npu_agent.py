@@ -29,7 +29,7 @@ from dcops.batch import Batch, Event
 from dcops.catalogue import METRICS
 from dcops.topology import Inventory
 from dcops.yamlconf import load_yaml
-from collectors.accel_common import accel_targets, build_accel_batch, lost_event, recovered_event
+from dcops.collectors.accel_common import accel_targets, build_accel_batch, lost_event, recovered_event
 
 __all__ = ["NPU_ADAPTERS_PATH", "NpuAdapter", "NpuAgent", "NpuDevice", "NpuParse", "NpuParseError",
            "NpuToolError", "UNITS", "load_npu_adapters", "parse_document", "run_tool"]

@@ -1,7 +1,7 @@
 """The per-host GPU agent: every GPU's health through NVML, one `accel` batch per poll.
 
 The NVML module is injected: `load_pynvml()` is the one place that imports `pynvml`
-(nvidia-ml-py); tests and the demo pass `collectors.nvml_standin.NvmlStandin` instead, and
+(nvidia-ml-py); tests and the demo pass `dcops.collectors.nvml_standin.NvmlStandin` instead, and
 the agent's code is the same either way.
 
 What is read is declared as data (`READS`): each entry names the NVML call, the catalogue
@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 from dcops.batch import Batch, Event
 from dcops.topology import Inventory
-from collectors.accel_common import (POWER_BITS, THERMAL_BITS, accel_targets, build_accel_batch,
+from dcops.collectors.accel_common import (POWER_BITS, THERMAL_BITS, accel_targets, build_accel_batch,
                                      lost_event, recovered_event)
 
 __all__ = ["GpuIdentity", "NvmlAgent", "NvmlRead", "NvmlUnavailable", "READS", "load_pynvml", "run_sim_agents"]
@@ -324,7 +324,7 @@ class NvmlAgent:
 def run_sim_agents(sim, bus, stop_event, interval_s: float = 10.0, **kwargs):
     """One agent per simulated server (GPU: NVML stand-in; NPU: rbln-stat stand-in), one thread.
 
-    See `collectors.sim_agents.run_sim_agents` for the parameters."""
-    from collectors.sim_agents import run_sim_agents as _run
+    See `dcops.collectors.sim_agents.run_sim_agents` for the parameters."""
+    from dcops.collectors.sim_agents import run_sim_agents as _run
 
     return _run(sim, bus, stop_event, interval_s, **kwargs)

@@ -11,7 +11,7 @@ Backends:
 - `StaticBackend`: a list of `FakeGpu` whose values tests set directly; covers MIG enabled,
   ECC not supported, a GPU lost after N more calls (in the middle of a poll), and a driver
   that is not loaded (`init_error`).
-- `SimBackend` (in `collectors.sim_agents`): the GPUs of one server of `dcops.sim`.
+- `SimBackend` (in `dcops.collectors.sim_agents`): the GPUs of one server of `dcops.sim`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from collectors.nvml_constants import CONSTANTS as _CONSTANTS, ERROR_CLASSES as _ERROR_CLASSES
-from collectors.nvml_constants import GPU_IS_LOST, NOT_SUPPORTED, NVMLError, TIMEOUT
+from dcops.collectors.nvml_constants import CONSTANTS as _CONSTANTS, ERROR_CLASSES as _ERROR_CLASSES
+from dcops.collectors.nvml_constants import GPU_IS_LOST, NOT_SUPPORTED, NVMLError, TIMEOUT
 
 __all__ = ["FakeGpu", "GpuBackend", "NVMLError", "NvmlStandin", "StaticBackend", "ECC_CALLS", "typical_gpu"]
 

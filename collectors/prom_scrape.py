@@ -32,8 +32,8 @@ from dcops.batch import Batch, Event, Severity
 from dcops.catalogue import METRICS
 from dcops.topology import Inventory
 from dcops.yamlconf import load_yaml
-from collectors.accel_common import accel_targets, build_accel_batch
-from collectors.xid_events import XidCatalogue, load_xid_catalogue, xid_event
+from dcops.collectors.accel_common import accel_targets, build_accel_batch
+from dcops.collectors.xid_events import XidCatalogue, load_xid_catalogue, xid_event
 
 __all__ = ["PROM_MAP_PATH", "PromMap", "PromMapper", "PromParseError", "PromScraper", "load_prom_map"]
 

@@ -24,10 +24,10 @@ from collections import defaultdict
 
 from dcops.batch import Batch, Event
 from dcops.bus import Bus, publish_batch, publish_events
-from collectors.npu_agent import NpuAgent, load_npu_adapters
-from collectors.nvml_agent import NvmlAgent
-from collectors.nvml_standin import NvmlStandin
-from collectors.xid_events import XidWatcher, load_xid_catalogue
+from dcops.collectors.npu_agent import NpuAgent, load_npu_adapters
+from dcops.collectors.nvml_agent import NvmlAgent
+from dcops.collectors.nvml_standin import NvmlStandin
+from dcops.collectors.xid_events import XidWatcher, load_xid_catalogue
 
 __all__ = ["AGENT_EVENT_KINDS", "SimAgents", "SimBackend", "SimView", "agent_covers", "rbln_document",
            "run_sim_agents"]

@@ -92,8 +92,8 @@ def _table(rows: list[dict]) -> str:
 
 
 def _poll(args) -> int:
-    from collectors.snmp_engine import SnmpClient
-    from collectors.snmp_poller import poll_agent
+    from dcops.collectors.snmp_engine import SnmpClient
+    from dcops.collectors.snmp_poller import poll_agent
 
     try:
         target = target_from_args(args)
@@ -124,7 +124,7 @@ def _poll(args) -> int:
 
 
 def _profiles(args) -> int:
-    from collectors.snmp_profiles import default_profiles
+    from dcops.collectors.snmp_profiles import default_profiles
 
     for p in sorted(default_profiles().values(), key=lambda p: p.name):
         picks = [*(f"sysObjectID {o}" for o in p.sysobjectid), *(f"sysDescr /{r.pattern}/" for r in p.sysdescr)]
@@ -136,7 +136,7 @@ def _profiles(args) -> int:
 
 
 def _traps(args) -> int:
-    from collectors.snmp_traps import TrapReceiverConfig, TrapUser, receive_forever
+    from dcops.collectors.snmp_traps import TrapReceiverConfig, TrapUser, receive_forever
 
     host, port = _host_port(args.listen, 162)
     users = ()

@@ -17,7 +17,7 @@ import numpy as np
 from dcops.batch import Batch
 from dcops.catalogue import MEASUREMENTS, METRICS
 
-from collectors.snmp_profiles import Case, Profile, Related, Sensor
+from dcops.collectors.snmp_profiles import Case, Profile, Related, Sensor
 
 __all__ = ["Reading", "Snapshot", "map_snapshot", "readings_to_batches", "snapshot_from_pairs"]
 

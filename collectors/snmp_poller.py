@@ -32,9 +32,9 @@ from dcops.batch import Batch, Event, Severity
 from dcops.bus import Bus, publish_batch, publish_events
 from dcops.site import SiteConfig, SnmpTarget
 
-from collectors.snmp_engine import SnmpAuthError, SnmpClient, SnmpError, Session
-from collectors.snmp_mapping import Reading, Snapshot, map_snapshot, readings_to_batches
-from collectors.snmp_profiles import Profile, choose_profile, default_profiles, probe_order
+from dcops.collectors.snmp_engine import SnmpAuthError, SnmpClient, SnmpError, Session
+from dcops.collectors.snmp_mapping import Reading, Snapshot, map_snapshot, readings_to_batches
+from dcops.collectors.snmp_profiles import Profile, choose_profile, default_profiles, probe_order
 
 __all__ = ["Layout", "PollResult", "PollTarget", "SnmpPoller", "poll_agent", "run_poller", "run_role", "targets_from_site"]
 

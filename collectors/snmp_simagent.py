@@ -277,7 +277,7 @@ def sim_device_tags(sim, endpoints: dict[str, int]) -> dict[str, dict[str, str]]
 def sim_poll_targets(sim, endpoints: dict[str, int], host: str = "127.0.0.1", community: str = "public",
                      interval_s: float | None = None):
     """PollTargets for the served devices, tagged from the simulator's inventory."""
-    from collectors.snmp_poller import PollTarget
+    from dcops.collectors.snmp_poller import PollTarget
 
     tags_of = sim_device_tags(sim, endpoints)
     out = []

@@ -30,7 +30,7 @@ from dcops.batch import Event, Severity
 from dcops.catalogue import EVENT_KINDS
 from dcops.yamlconf import load_yaml
 
-from collectors.snmp_profiles import DATA_DIR
+from dcops.collectors.snmp_profiles import DATA_DIR
 
 __all__ = ["SNMP_TRAP_OID", "SYS_NAME", "SYS_UPTIME", "TrapReceiver", "TrapReceiverConfig", "TrapRule", "TrapUser", "load_trap_table", "map_notification",
            "receive_forever", "run_trap_receiver"]
@@ -133,7 +133,7 @@ class TrapReceiver:
 
     def __init__(self, cfg: TrapReceiverConfig, on_events: Callable[[list[Event]], None],
                  clock: Callable[[], int] = time.time_ns, table: Mapping[str, TrapRule] | None = None) -> None:
-        from collectors.snmp_engine import NotificationListener
+        from dcops.collectors.snmp_engine import NotificationListener
 
         self.cfg = cfg
         self.table = table if table is not None else load_trap_table()
@@ -209,7 +209,7 @@ def run_role(cfg, stop_event: threading.Event) -> None:
 
     Senders are attributed by the address (and sysName.0) of the devices that have an `snmp:`
     section in the site config, so a trap lands on the same device tags as its polled samples."""
-    from collectors.snmp_poller import targets_from_site
+    from dcops.collectors.snmp_poller import targets_from_site
     from dcops.wiring import open_bus
 
     ts = cfg.settings.traps

@@ -1,7 +1,7 @@
 """The console's Dash app: `create_app(...)` builds it, `run_role(cfg, stop_event)` serves it.
 
 Pages live one module each under `console/pages/` (Dash Pages); each registers itself, has a
-`layout` function and only its own callbacks. They read through `console.data` with the
+`layout` function and only its own callbacks. They read through `dcops.console.data` with the
 `Context` kept in the Flask app's config, so several apps can live in one process (tests).
 """
 
@@ -19,8 +19,8 @@ import dash_bootstrap_components as dbc
 import flask
 from dash import dcc, html
 
-from console.auth import Auth, current_user
-from console.data import CONFIG_KEY, Context, current
+from dcops.console.auth import Auth, current_user
+from dcops.console.data import CONFIG_KEY, Context, current
 
 __all__ = ["create_app", "serve", "run_role", "connect_alerts", "PAGES_DIR"]
 
@@ -92,12 +92,12 @@ def create_app(store, inventory, *, alarms=None, runbooks=None, alerting=None, a
         raise ValueError("create_app needs an Auth: the console never runs without login")
     price = energy_price_per_kwh if energy_price_per_kwh is not None else inventory.config.energy_price_per_kwh
     _ensure_dash_context()
-    server = flask.Flask("console")
+    server = flask.Flask(__package__)  # "dcops.console": Dash names the pages dcops.console.pages.*
     server.config[CONFIG_KEY] = Context(store, inventory, alarms, float(refresh_s), float(price), clock,
                                         runbooks=runbooks, alerting=alerting)
     auth.install(server)
     app = dash.Dash(
-        "console", server=server, use_pages=True, pages_folder=str(PAGES_DIR), title=title, update_title=None,
+        __package__, server=server, use_pages=True, pages_folder=str(PAGES_DIR), title=title, update_title=None,
         assets_folder=str(ASSETS_DIR), suppress_callback_exceptions=True,  # assets: vendored Bootstrap CSS
         serve_locally=True, compress=False,
     )
@@ -120,10 +120,10 @@ def connect_alerts(db_url: str, inventory, store):
     """The alerts stage's Repository and RunbookEngine on the incident database, or (None, None)
     when the alerts package cannot be used (the console then runs without its alarm pages)."""
     try:
-        from alerts.db import open_engine
-        from alerts.repository import Repository
-        from alerts.runbooks.engine import RunbookEngine
-        from alerts.runbooks.loader import load_runbooks
+        from dcops.alerts.db import open_engine
+        from dcops.alerts.repository import Repository
+        from dcops.alerts.runbooks.engine import RunbookEngine
+        from dcops.alerts.runbooks.loader import load_runbooks
     except ImportError as e:  # pragma: no cover - alerts ships with dcops
         log.warning("alarm pages off: %s", e)
         return None, None
@@ -136,7 +136,7 @@ def connect_alerts(db_url: str, inventory, store):
 
 def run_role(cfg, stop_event: threading.Event) -> int:
     """The `console` role of `dcops up`: serve the console of the site `cfg` until stop_event."""
-    from console.users import UserStore
+    from dcops.console.users import UserStore
     from dcops.store import open_store
     from dcops.topology import build_inventory
 
@@ -150,7 +150,7 @@ def run_role(cfg, stop_event: threading.Event) -> int:
         log.warning("no console users in %s; add one with `dcops console-user add NAME --role admin -c SITE`",
                     make_url(settings.database.url).render_as_string(hide_password=True))
     repo, runbooks = connect_alerts(settings.database.url, inventory, store)
-    from alerts.config import load_alerting
+    from dcops.alerts.config import load_alerting
 
     alerting = load_alerting(os.environ.get("DCOPS_ALERTING_CONFIG") or None)  # the alerter's file, shown read-only
     auth = Auth(users, session_ttl_s=settings.console.session_ttl_s, cookie_secure=settings.console.cookie_secure)

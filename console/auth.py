@@ -26,7 +26,7 @@ import flask
 from markupsafe import escape
 from werkzeug.exceptions import Forbidden, Unauthorized
 
-from console.users import User, UserStore
+from dcops.console.users import User, UserStore
 
 __all__ = ["AUTH_KEY", "Auth", "current_user", "require_role", "users_of_app"]
 

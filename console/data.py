@@ -90,13 +90,13 @@ class Context:
 
     store: Any  # dcops.store.Store
     inventory: Inventory
-    alarms: Any = None  # alerts.repository.Repository, when the alerts stage is present
+    alarms: Any = None  # dcops.alerts.repository.Repository, when the alerts stage is present
     refresh_s: float = 5.0
     energy_price_per_kwh: float = 0.12
     clock: Callable[[], float] = time.time
     cache: _TickCache = field(default_factory=_TickCache, compare=False)
-    runbooks: Any = None  # alerts.runbooks.engine.RunbookEngine, when runbooks are configured
-    alerting: Any = None  # alerts.config.AlertingConfig: receivers, routes, on-call (Admin page, read-only)
+    runbooks: Any = None  # dcops.alerts.runbooks.engine.RunbookEngine, when runbooks are configured
+    alerting: Any = None  # dcops.alerts.config.AlertingConfig: receivers, routes, on-call (Admin page, read-only)
     memo: dict = field(default_factory=dict, compare=False)  # values derived from the (static) inventory
     known: _KnownFields = field(default=None, compare=False)  # type: ignore[assignment]
 
@@ -242,7 +242,7 @@ def _compute_floor(ctx: Context) -> FloorSnapshot:
         racks["accel_" + s.replace(" ", "_")] = counts[s].astype(int)
     racks["accel_total"] = counts.sum(axis=1).astype(int)
     if ctx.alarms is not None:
-        from console.data_alarms import rack_alarm_rank
+        from dcops.console.data_alarms import rack_alarm_rank
 
         alarm_rank = rack_alarm_rank(ctx)
         racks["alarm_rank"] = [alarm_rank.get(r, 0) for r in racks.index]
@@ -262,7 +262,7 @@ def _compute_floor(ctx: Context) -> FloorSnapshot:
     pue = fac_kw / it_kw if it_kw > 0 and fac_kw == fac_kw else None
     incidents = None
     if ctx.alarms is not None:
-        from console.data_alarms import open_incident_counts
+        from dcops.console.data_alarms import open_incident_counts
 
         incidents = open_incident_counts(ctx)
     return FloorSnapshot(t_ns, racks, by_vendor, it_kw, fac_kw, pue, incidents)

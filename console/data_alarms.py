@@ -1,5 +1,5 @@
 """Alarms and incidents for the console, read and changed only through the alerts stage's
-`Repository` API (`alerts.repository.Repository`, passed to `create_app(alarms=...)`).
+`Repository` API (`dcops.alerts.repository.Repository`, passed to `create_app(alarms=...)`).
 
 Reads are cached per refresh tick (the floor and the alarm list share one read); operator
 actions go straight to the repository with the signed-in user's name, so its audit trail and
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from console.data import Context
+from dcops.console.data import Context
 
 __all__ = ["ALARM_RANK", "AlarmFilter", "alarm_table", "rack_alarm_rank", "open_incident_counts",
            "incident_table", "silence_matchers", "OPEN_STATES", "listed_alarms", "utc_time"]

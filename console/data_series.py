@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from console.data import Context, floor_snapshot, latest_frame
+from dcops.console.data import Context, floor_snapshot, latest_frame
 from dcops.batch import Event
 from dcops.catalogue import metric
 from dcops.store.base import StoreError

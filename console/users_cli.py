@@ -13,7 +13,7 @@ import argparse
 import getpass
 import sys
 
-from console.users import ROLES, UserError, UserStore
+from dcops.console.users import ROLES, UserError, UserStore
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

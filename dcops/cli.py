@@ -21,14 +21,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inject": ("dcops.commands.inject", "inject a fault into a running demo"),
     "up": ("dcops.commands.up", "run the roles a site config names (poller, agent, ingest, ...)"),
     "role": ("dcops.commands.role", "run one role as its own process"),
-    "snmp": ("collectors.snmp_cli", "SNMP: poll a device once, list profiles, receive traps"),
-    "agent": ("collectors.agent_cli", "accelerator agent: NVML GPUs, NPUs, dcgm-exporter scrape"),
-    "eval": ("analytics.eval_cli", "evaluate detectors: simulated fault scenarios, NAB"),
-    "train": ("analytics.train_cli", "train anomaly models from the store's history"),
-    "rules": ("alerts.rules_cli", "validate alert rule files"),
-    "runbook": ("alerts.runbook_cli", "validate and list runbooks (methods of procedure)"),
-    "incidents": ("alerts.incidents_cli", "incident history: postmortem export, MTTA/MTTR"),
-    "console-user": ("console.users_cli", "console accounts: add, list, set-role, disable"),
+    "snmp": ("dcops.collectors.snmp_cli", "SNMP: poll a device once, list profiles, receive traps"),
+    "agent": ("dcops.collectors.agent_cli", "accelerator agent: NVML GPUs, NPUs, dcgm-exporter scrape"),
+    "eval": ("dcops.analytics.eval_cli", "evaluate detectors: simulated fault scenarios, NAB"),
+    "train": ("dcops.analytics.train_cli", "train anomaly models from the store's history"),
+    "rules": ("dcops.alerts.rules_cli", "validate alert rule files"),
+    "runbook": ("dcops.alerts.runbook_cli", "validate and list runbooks (methods of procedure)"),
+    "incidents": ("dcops.alerts.incidents_cli", "incident history: postmortem export, MTTA/MTTR"),
+    "console-user": ("dcops.console.users_cli", "console accounts: add, list, set-role, disable"),
 }
 
 

@@ -82,7 +82,7 @@ class Demo:
         self.ingest = IngestWorker(self.bus, self.store, max_records=500)
         # Accelerators are read by per-host agents (the NVML code path over the simulator-backed
         # stand-in, rbln-stat JSON for NPUs); the rest of the site by the simulator collector.
-        from collectors.sim_agents import SimAgents, agent_covers
+        from dcops.collectors.sim_agents import SimAgents, agent_covers
 
         self.agents = SimAgents(self.sim, self.bus)
         # PDUs, UPSes, cooling units and environment probes are polled over real SNMP (and send
@@ -140,9 +140,9 @@ class Demo:
         """The simulated facility devices answer SNMP on loopback; the real poller and trap receiver read them."""
         import socket
 
-        from collectors.snmp_poller import run_poller
-        from collectors.snmp_simagent import serve_simulator, sim_device_tags, sim_poll_targets
-        from collectors.snmp_traps import TrapReceiverConfig, run_trap_receiver
+        from dcops.collectors.snmp_poller import run_poller
+        from dcops.collectors.snmp_simagent import serve_simulator, sim_device_tags, sim_poll_targets
+        from dcops.collectors.snmp_traps import TrapReceiverConfig, run_trap_receiver
 
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind(("127.0.0.1", 0))
@@ -160,12 +160,12 @@ class Demo:
 
     def _start_alerts(self) -> None:
         """Alerter (rules, correlation, incidents, outbox) paging a local receiver; runbooks."""
-        from alerts.config import AlertingConfig
-        from alerts.repository import Repository
-        from alerts.runbooks.engine import RunbookEngine
-        from alerts.runbooks.executors import ExecutorConfig, ExecutorRuntime
-        from alerts.runbooks.loader import load_runbooks
-        from alerts.service import Alerter
+        from dcops.alerts.config import AlertingConfig
+        from dcops.alerts.repository import Repository
+        from dcops.alerts.runbooks.engine import RunbookEngine
+        from dcops.alerts.runbooks.executors import ExecutorConfig, ExecutorRuntime
+        from dcops.alerts.runbooks.loader import load_runbooks
+        from dcops.alerts.service import Alerter
         from dcops.demo_pager import DemoPager
 
         (self.opt.data_dir / "alerts.sqlite").unlink(missing_ok=True)  # a fresh incident history per demo run
@@ -180,8 +180,8 @@ class Demo:
         inv = self.sim.inventory
         self.alerter = Alerter(self.bus, inv, alerting=alerting, db_url=self.alerts_db_url, time_source="data").start()
         self._threads.append(self.alerter.run_in_thread(self._stop))
-        from alerts.audit import AuditLog
-        from alerts.db import open_engine
+        from dcops.alerts.audit import AuditLog
+        from dcops.alerts.db import open_engine
 
         engine = open_engine(self.alerts_db_url)
         audit = AuditLog(engine)
@@ -200,7 +200,7 @@ class Demo:
         self.say(f"alarms and incidents: SQLite at {self.alerts_db_url[len('sqlite:///'):]}; pages go to {self.pager.url}")
 
     def _start_analytics(self) -> None:
-        from analytics.service import Analytics
+        from dcops.analytics.service import Analytics
 
         models = self.opt.data_dir / "models" / "analytics.joblib"
         self.analytics = Analytics(self.bus, self.store, self.sim.inventory, model_path=models,
@@ -220,9 +220,9 @@ class Demo:
         return watts
 
     def _start_console(self) -> None:
-        from console.app import create_app, serve
-        from console.auth import Auth
-        from console.users import UserStore, bootstrap_users
+        from dcops.console.app import create_app, serve
+        from dcops.console.auth import Auth
+        from dcops.console.users import UserStore, bootstrap_users
 
         # Fresh demo accounts with new random passwords on every start, printed below.
         users_db = self.opt.data_dir / "console-users.sqlite"

@@ -15,13 +15,13 @@ from typing import Callable
 __all__ = ["ROLES", "RoleUnavailable", "resolve", "unavailable"]
 
 ROLES = MappingProxyType({
-    "poller": "collectors.snmp_poller:run_role",
-    "traps": "collectors.snmp_traps:run_role",
-    "agent": "collectors.agent_cli:run_role",
+    "poller": "dcops.collectors.snmp_poller:run_role",
+    "traps": "dcops.collectors.snmp_traps:run_role",
+    "agent": "dcops.collectors.agent_cli:run_role",
     "ingest": "dcops.ingest:run_role",
-    "analytics": "analytics.service:run_role",
-    "alerter": "alerts.service:run_role",
-    "console": "console.app:run_role",
+    "analytics": "dcops.analytics.service:run_role",
+    "alerter": "dcops.alerts.service:run_role",
+    "console": "dcops.console.app:run_role",
 })
 
 

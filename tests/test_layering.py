@@ -53,7 +53,7 @@ def test_core_imports_no_stage():
         rel = path.relative_to(REPO).as_posix()
         if rel in WIRING or rel.startswith("dcops/commands/"):
             continue
-        hits = _hits(imports_of(path), set(STAGES))
+        hits = _hits(imports_of(path), {f"dcops.{s}" for s in STAGES})
         if hits:
             bad[rel] = sorted(hits)
     assert not bad, f"dcops/ core modules import stage packages: {bad}"
@@ -63,7 +63,8 @@ def test_core_imports_no_stage():
 def test_stage_dependencies_point_down_the_flow(pkg):
     bad = {}
     for path in sources(pkg):
-        hits = _hits(imports_of(path), FORBIDDEN[pkg])
+        hits = _hits(imports_of(path), {b if "." in b or b in ("duckdb", "kafka", "influxdb_client") else f"dcops.{b}"
+                                        for b in FORBIDDEN[pkg]})
         if hits:
             bad[path.relative_to(REPO).as_posix()] = sorted(hits)
     assert not bad, f"{pkg} imports what it must not: {bad}"
@@ -77,7 +78,20 @@ def test_nothing_shipped_imports_tests():
     assert not bad
 
 
-def test_top_level_names_belong_to_dcops_alone():
+def test_dcops_claims_one_import_name():
+    """The client's folders install as `dcops.collectors`, ...: the distribution ships `dcops` alone."""
     owners = importlib.metadata.packages_distributions()
-    for name in ("dcops", *STAGES):
-        assert set(owners.get(name) or ()) == {"dcops"}, f"{name} is shipped by {owners.get(name)}"
+    assert set(owners.get("dcops") or ()) == {"dcops"}
+    for name in STAGES:
+        assert "dcops" not in (owners.get(name) or ()), f"dcops installs a top-level {name!r}"
+
+
+def test_stage_packages_are_imported_through_the_dcops_namespace():
+    """A bare `import collectors` works from a checkout's root only; installed, it is another project's."""
+    bad = {}
+    for pkg in ("dcops", *STAGES, "tests", "bench", "migrations"):
+        for path in sources(pkg):
+            hits = {m for m in imports_of(path) if m.split(".")[0] in STAGES}
+            if hits:
+                bad[path.relative_to(REPO).as_posix()] = sorted(hits)
+    assert not bad, f"bare imports of the client's folders (use dcops.<folder>): {bad}"

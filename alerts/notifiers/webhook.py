@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 import httpx
 from pydantic import Field, HttpUrl, SecretStr
 
-from alerts.notifiers.base import DeliveryResult, NotifierConfig, post_json
+from dcops.alerts.notifiers.base import DeliveryResult, NotifierConfig, post_json
 
 __all__ = ["WebhookConfig", "WebhookNotifier", "sign", "verify_signature", "SIGNATURE_HEADER", "TIMESTAMP_HEADER"]
 

@@ -13,7 +13,7 @@ import operator
 from dataclasses import dataclass
 import numpy as np
 
-from alerts.runbooks.models import KIND_TAG, CheckSpec, Scope
+from dcops.alerts.runbooks.models import KIND_TAG, CheckSpec, Scope
 from dcops.catalogue import MEASUREMENTS
 from dcops.store.base import Store, StoreError
 from dcops.topology import Inventory

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from alerts.runbooks.checks import resolve_scope
-from alerts.runbooks.models import Runbook, Scope
+from dcops.alerts.runbooks.checks import resolve_scope
+from dcops.alerts.runbooks.models import Runbook, Scope
 from dcops.topology import Inventory
 
 __all__ = ["scope_label", "expected_alarm_silences"]

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from alerts.runbooks.models import SECTIONS, Runbook
+from dcops.alerts.runbooks.models import SECTIONS, Runbook
 from dcops.alarm_types import Alarm
 from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with_lines
 

@@ -9,7 +9,7 @@ A step is one of three types:
 - `manual`: an instruction the operator confirms with a note;
 - `check`: a telemetry condition dcops evaluates itself through the Store, e.g. "inlet
   temperature of the rows this CRAC cools under 27 degC for 5 minutes";
-- `action`: a call through one of the executors in `alerts.runbooks.executors.EXECUTORS`
+- `action`: a call through one of the executors in `dcops.alerts.runbooks.executors.EXECUTORS`
   (webhook, allow-listed command, GPU power cap through its agent, node drain). Its options are
   validated against the executor's own schema when the file is loaded. Destructive actions need
   a second person's approval (the engine enforces it).
@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from alerts.runbooks.executors import EXECUTORS, TEMPLATE_VARIABLES
+from dcops.alerts.runbooks.executors import EXECUTORS, TEMPLATE_VARIABLES
 from dcops.alarm_types import PerceivedSeverity, ProbableCause
 from dcops.catalogue import MEASUREMENTS, METRICS
 

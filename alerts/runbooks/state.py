@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from alerts.runbooks.models import SECTIONS, ActionStep, Runbook
+from dcops.alerts.runbooks.models import SECTIONS, ActionStep, Runbook
 
 __all__ = ["StepEvent", "StepView", "RunView", "derive_steps", "STEP_EVENT_KINDS", "RUN_EVENT_KINDS"]
 

@@ -1,11 +1,11 @@
 """Detectors. Each follows scikit-learn's outlier-detector contract (see `base`)."""
 
-from analytics.detectors.base import OutlierDetector, z_to_score
-from analytics.detectors.counters import CounterTrendDetector
-from analytics.detectors.multivariate import FeatureIsolationForest
-from analytics.detectors.peer import PeerGroupDetector
-from analytics.detectors.thermal import ThermalResidualModel
-from analytics.detectors.univariate import RobustStreamingDetector, StreamState
+from dcops.analytics.detectors.base import OutlierDetector, z_to_score
+from dcops.analytics.detectors.counters import CounterTrendDetector
+from dcops.analytics.detectors.multivariate import FeatureIsolationForest
+from dcops.analytics.detectors.peer import PeerGroupDetector
+from dcops.analytics.detectors.thermal import ThermalResidualModel
+from dcops.analytics.detectors.univariate import RobustStreamingDetector, StreamState
 
 DETECTORS = {
     "univariate": RobustStreamingDetector,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from analytics.detectors.base import OutlierDetector
+from dcops.analytics.detectors.base import OutlierDetector
 
 __all__ = ["FeatureIsolationForest"]
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from analytics.detectors.base import OutlierDetector
+from dcops.analytics.detectors.base import OutlierDetector
 
 __all__ = ["PeerGroupDetector", "group_median_mad"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.detectors.base import OutlierDetector
+from dcops.analytics.detectors.base import OutlierDetector
 
 __all__ = ["ThermalResidualModel"]
 

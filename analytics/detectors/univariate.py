@@ -22,7 +22,7 @@ import numpy as np
 
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from analytics.detectors.base import OutlierDetector
+from dcops.analytics.detectors.base import OutlierDetector
 
 __all__ = ["StreamState", "RobustStreamingDetector"]
 

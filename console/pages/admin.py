@@ -9,8 +9,8 @@ import pandas as pd
 from dash import Input, Output, State, callback, html
 from dash.exceptions import PreventUpdate
 
-from console import data
-from console.auth import current_user, require_role
+from dcops.console import data
+from dcops.console.auth import current_user, require_role
 
 dash.register_page(__name__, path="/admin", name="Admin", title="dcops - Admin", order=70, min_role="admin",
                    needs_alarms=True)
@@ -58,7 +58,7 @@ def notification_setup(alerting, now_ns: int):
     if alerting is None:
         return html.Div("No alerting configuration is connected to this console.", className="text-muted",
                         id="admin-routing-none")
-    from alerts.config_view import oncall_view, receivers_view, routes_view
+    from dcops.alerts.config_view import oncall_view, receivers_view, routes_view
 
     def table(id_, headers, rows):
         return dbc.Table([html.Thead(html.Tr([html.Th(h) for h in headers])),

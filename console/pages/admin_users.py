@@ -9,8 +9,8 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, html
 from dash.exceptions import PreventUpdate
 
-from console.auth import current_user, require_role, users_of_app
-from console.users import ROLES, UserError
+from dcops.console.auth import current_user, require_role, users_of_app
+from dcops.console.users import ROLES, UserError
 
 dash.register_page(__name__, path="/admin/users", name="Users", title="dcops - Users", order=80, min_role="admin")
 

@@ -9,8 +9,8 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, html
 from dash.exceptions import PreventUpdate
 
-from console import data, data_alarms
-from console.auth import current_user, require_role
+from dcops.console import data, data_alarms
+from dcops.console.auth import current_user, require_role
 
 dash.register_page(__name__, path="/alarms", name="Alarms", title="dcops - Alarms", order=10, min_role="viewer",
                    needs_alarms=True)

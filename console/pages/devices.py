@@ -8,8 +8,8 @@ import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from console import data, data_series
-from console.figures import timeseries_figure
+from dcops.console import data, data_series
+from dcops.console.figures import timeseries_figure
 
 dash.register_page(__name__, path="/devices", name="Devices", title="dcops - Devices", order=30, min_role="viewer")
 

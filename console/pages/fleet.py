@@ -8,8 +8,8 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
-from console import data, data_series
-from console.figures import trend_figure, vendor_bars
+from dcops.console import data, data_series
+from dcops.console.figures import trend_figure, vendor_bars
 
 dash.register_page(__name__, path="/fleet", name="Fleet efficiency", title="dcops - Fleet", order=40,
                    min_role="viewer")

@@ -10,8 +10,8 @@ import pandas as pd
 from dash import Input, Output, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from console import data
-from console.figures import COLOUR_BY, floor_figure
+from dcops.console import data
+from dcops.console.figures import COLOUR_BY, floor_figure
 
 dash.register_page(__name__, path="/", name="Floor", title="dcops - Floor", order=0, min_role="viewer")
 

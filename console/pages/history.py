@@ -9,7 +9,7 @@ import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from console import data, data_alarms
+from dcops.console import data, data_alarms
 
 dash.register_page(__name__, path="/history", name="History", title="dcops - History", order=50, min_role="viewer",
                    needs_alarms=True)

@@ -9,9 +9,9 @@ import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from console import data, data_series
-from console.auth import current_user, require_role
-from console.figures import timeseries_figure
+from dcops.console import data, data_series
+from dcops.console.auth import current_user, require_role
+from dcops.console.figures import timeseries_figure
 
 dash.register_page(__name__, path_template="/incident/<incident_id>", name="Incident", title="dcops - Incident",
                    order=91, nav=False, min_role="viewer", needs_alarms=True)

@@ -7,7 +7,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from console import data, data_alarms
+from dcops.console import data, data_alarms
 
 dash.register_page(__name__, path="/incidents", name="Incidents", title="dcops - Incidents", order=20,
                    min_role="viewer", needs_alarms=True)

@@ -10,7 +10,7 @@ import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from console import data
+from dcops.console import data
 
 dash.register_page(__name__, path_template="/rack/<rack_id>", name="Rack", title="dcops - Rack", order=90,
                    nav=False, min_role="viewer")

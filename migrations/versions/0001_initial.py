@@ -15,7 +15,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# Frozen copy of alerts.audit.GUARD_SQL as of this revision.
+# Frozen copy of dcops.alerts.audit.GUARD_SQL as of this revision.
 _GUARD = {
     "sqlite": (
         "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log "

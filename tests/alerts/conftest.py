@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.config import AlertingConfig, alerting_from_text
-from alerts.db import open_engine
-from alerts.persistence import AlerterStore
-from alerts.pipeline import AlertPipeline
-from alerts.repository import Repository
-from alerts.rules import default_rules
+from dcops.alerts.config import AlertingConfig, alerting_from_text
+from dcops.alerts.db import open_engine
+from dcops.alerts.persistence import AlerterStore
+from dcops.alerts.pipeline import AlertPipeline
+from dcops.alerts.repository import Repository
+from dcops.alerts.rules import default_rules
 from tests.alerts.helpers import GROUND_TRUTH
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from alerts.config import AlertingConfig
-from alerts.config_view import oncall_view, receivers_view, routes_view
+from dcops.alerts.config import AlertingConfig
+from dcops.alerts.config_view import oncall_view, receivers_view, routes_view
 from dcops.yamlconf import parse_yaml
 
 CFG = """

@@ -9,13 +9,13 @@ import threading
 import httpx
 import pytest
 
-from alerts.config import OutboxSettings
-from alerts.notifiers import NOTIFIERS
-from alerts.notifiers.email import EmailConfig, EmailNotifier
-from alerts.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier, pagerduty_body
-from alerts.notifiers.slack import SlackConfig, SlackNotifier
-from alerts.notifiers.webhook import WebhookConfig, WebhookNotifier, sign, verify_signature
-from alerts.outbox import backoff_s
+from dcops.alerts.config import OutboxSettings
+from dcops.alerts.notifiers import NOTIFIERS
+from dcops.alerts.notifiers.email import EmailConfig, EmailNotifier
+from dcops.alerts.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier, pagerduty_body
+from dcops.alerts.notifiers.slack import SlackConfig, SlackNotifier
+from dcops.alerts.notifiers.webhook import WebhookConfig, WebhookNotifier, sign, verify_signature
+from dcops.alerts.outbox import backoff_s
 from tests.alerts.helpers import Receiver
 
 MSG = {"action": "trigger", "incident": {"id": "abc", "title": "CRAC-1 stopped", "severity": "major",

@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from alerts.config import alerting_from_text
-from alerts.oncall import on_call, receivers_for_target
-from alerts.routing import RouteMatch, match_routes
+from dcops.alerts.config import alerting_from_text
+from dcops.alerts.oncall import on_call, receivers_for_target
+from dcops.alerts.routing import RouteMatch, match_routes
 from dcops.yamlconf import ConfigError
 
 CFG = """
@@ -92,7 +92,7 @@ def test_secrets_are_not_printed():
 
 
 def test_shipped_example_config_is_valid(capsys):
-    from alerts import rules_cli
+    from dcops.alerts import rules_cli
     from tests.conftest import REPO
 
     class A:

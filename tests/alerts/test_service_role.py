@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from alerts.repository import Repository
-from alerts.service import Alerter, run_role
+from dcops.alerts.repository import Repository
+from dcops.alerts.service import Alerter, run_role
 from dcops.bus import InProcessBus, publish_events
 from dcops.batch import Event
 from dcops.site import site_from_text

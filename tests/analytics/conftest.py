@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analytics.training import train_bundle
+from dcops.analytics.training import train_bundle
 from dcops.sim import Simulator
 
 START_NS = 1_700_000_000 * 10**9

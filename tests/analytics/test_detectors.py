@@ -8,11 +8,11 @@ from sklearn.ensemble import IsolationForest
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from analytics.detectors import (
+from dcops.analytics.detectors import (
     CounterTrendDetector, FeatureIsolationForest, PeerGroupDetector, RobustStreamingDetector, ThermalResidualModel,
     z_to_score,
 )
-from analytics.detectors.multivariate import _flat_score_samples
+from dcops.analytics.detectors.multivariate import _flat_score_samples
 
 rng = np.random.default_rng(0)
 

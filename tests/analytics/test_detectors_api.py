@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from analytics.detectors import DETECTORS
+from dcops.analytics.detectors import DETECTORS
 
 
 @parametrize_with_checks([cls() for cls in DETECTORS.values()])

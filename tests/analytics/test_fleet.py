@@ -6,7 +6,7 @@ import copy
 
 import numpy as np
 
-from analytics.fleet import FleetScorer
+from dcops.analytics.fleet import FleetScorer
 
 
 def _continue(sim_history, trained):

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics import nab
-from analytics.detectors.novelty import novelty_scores
+from dcops.analytics import nab
+from dcops.analytics.detectors.novelty import novelty_scores
 from tests.conftest import shared_data
 
 STANDARD = {"tpWeight": 1.0, "fpWeight": 0.11, "fnWeight": 1.0}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from analytics.scenarios import ScenarioConfig, _judge, evaluate_scenarios, explained_by
+from dcops.analytics.scenarios import ScenarioConfig, _judge, evaluate_scenarios, explained_by
 from dcops.findings import Finding
 from dcops.sim import FaultLabel
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from analytics.fleet import FleetScorer
-from analytics.scorer import StreamingScorer
+from dcops.analytics.fleet import FleetScorer
+from dcops.analytics.scorer import StreamingScorer
 from dcops.bus import TOPIC_DEADLETTER, TOPIC_FINDINGS, InProcessBus, publish_batch
 from dcops.findings import decode_findings
 

@@ -6,7 +6,7 @@ import copy
 import threading
 import time
 
-from analytics.service import Analytics
+from dcops.analytics.service import Analytics
 from dcops.bus import TOPIC_FINDINGS, InProcessBus, publish_batch
 from dcops.findings import decode_findings
 from dcops.store.duckdb_store import DuckDBStore

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from analytics.models import ModelBundle, ModelFileError
-from analytics.training import RetrainScheduler, TrainingError, train_bundle, train_from_store
+from dcops.analytics.models import ModelBundle, ModelFileError
+from dcops.analytics.training import RetrainScheduler, TrainingError, train_bundle, train_from_store
 from dcops.store.duckdb_store import DuckDBStore
 
 

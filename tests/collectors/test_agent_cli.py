@@ -83,9 +83,9 @@ def test_bad_arguments(capsys, tmp_path):
 
 
 def test_role_publishes_to_the_sites_bus(monkeypatch, small_site):
-    import collectors.agent_cli as cli
-    import collectors.host_agent as ha
-    from collectors.nvml_standin import NvmlStandin, StaticBackend, typical_gpu
+    import dcops.collectors.agent_cli as cli
+    import dcops.collectors.host_agent as ha
+    from dcops.collectors.nvml_standin import NvmlStandin, StaticBackend, typical_gpu
     from dcops.codec import decode
     from dcops.wiring import open_bus
 
@@ -128,8 +128,8 @@ def test_identity_of_npus(capsys):
 
 
 def test_identity_of_gpus(monkeypatch):
-    import collectors.host_agent as ha
-    from collectors.nvml_standin import NvmlStandin, StaticBackend, typical_gpu
+    import dcops.collectors.host_agent as ha
+    from dcops.collectors.nvml_standin import NvmlStandin, StaticBackend, typical_gpu
 
     monkeypatch.setattr(ha, "load_pynvml", lambda: NvmlStandin(StaticBackend([typical_gpu(0), typical_gpu(1, mig_mode=1)])))
     monkeypatch.setenv("PATH", "/nonexistent")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collectors.accel_common import readings
-from collectors.npu_agent import (NpuAgent, NpuParseError, NpuToolError, load_npu_adapters, parse_document,
+from dcops.collectors.accel_common import readings
+from dcops.collectors.npu_agent import (NpuAgent, NpuParseError, NpuToolError, load_npu_adapters, parse_document,
                                   run_tool)
 from dcops.yamlconf import ConfigError
 

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from collectors.accel_common import readings
-from collectors.nvml_agent import READS, NvmlAgent, NvmlUnavailable
-from collectors.nvml_standin import (ECC_CALLS, NvmlStandin, StaticBackend, typical_gpu)
+from dcops.collectors.accel_common import readings
+from dcops.collectors.nvml_agent import READS, NvmlAgent, NvmlUnavailable
+from dcops.collectors.nvml_standin import (ECC_CALLS, NvmlStandin, StaticBackend, typical_gpu)
 from dcops.catalogue import METRICS
 
 T0 = 1_700_000_000_000_000_000
@@ -186,7 +186,7 @@ def test_batch_encodes_on_the_bus():
 
 def test_real_pynvml_without_a_driver_is_a_clear_error():
     """On this machine there is no NVIDIA driver: the real module fails cleanly, naming why."""
-    from collectors.nvml_agent import load_pynvml
+    from dcops.collectors.nvml_agent import load_pynvml
 
     agent = NvmlAgent(load_pynvml(), "this-host")
     try:

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from collectors.npu_agent import load_npu_adapters, parse_document
-from collectors.sim_agents import SimAgents, SimView, rbln_document, run_sim_agents
+from dcops.collectors.npu_agent import load_npu_adapters, parse_document
+from dcops.collectors.sim_agents import SimAgents, SimView, rbln_document, run_sim_agents
 from dcops.bus import InProcessBus
 from dcops.codec import decode
 from dcops.sim import Simulator
@@ -135,7 +135,7 @@ def test_run_sim_agents_publishes_to_the_bus(sim):
 
 
 def test_agent_covers_accelerator_events_not_server_ones(sim):
-    from collectors.sim_agents import agent_covers
+    from dcops.collectors.sim_agents import agent_covers
 
     cursor = sim.events_since(0)[1]
     sim.inject("gpu_xid79", "R1-01-S01:0")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pynvml
 import pytest
 
-from collectors import nvml_standin
-from collectors.nvml_constants import CONSTANTS, ERROR_CLASSES
-from collectors.nvml_standin import NvmlStandin, StaticBackend, typical_gpu
+from dcops.collectors import nvml_standin
+from dcops.collectors.nvml_constants import CONSTANTS, ERROR_CLASSES
+from dcops.collectors.nvml_standin import NvmlStandin, StaticBackend, typical_gpu
 
 
 def test_constants_have_pynvmls_values():

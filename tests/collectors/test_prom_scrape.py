@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collectors.prom_scrape import PromMapper, PromParseError, PromScraper, load_prom_map
+from dcops.collectors.prom_scrape import PromMapper, PromParseError, PromScraper, load_prom_map
 from dcops.yamlconf import ConfigError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prom"
@@ -145,7 +145,7 @@ def test_http_scrape_and_unreachable_target(pmap):
 
 
 def test_scrape_role_polls_servers_exporters():
-    from collectors.prom_scrape import run_role, site_targets
+    from dcops.collectors.prom_scrape import run_role, site_targets
     from dcops.bus import InProcessBus
     from dcops.codec import decode
     from dcops.site import site_from_text

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from collectors.snmp_engine import SnmpAuthError, SnmpTimeout
-from collectors.snmp_poller import PollTarget, SnmpPoller, poll_agent, targets_from_site
+from dcops.collectors.snmp_engine import SnmpAuthError, SnmpTimeout
+from dcops.collectors.snmp_poller import PollTarget, SnmpPoller, poll_agent, targets_from_site
 from dcops.site import SnmpTarget, site_from_text
 
 OUT_V = "1.3.6.1.2.1.33.1.4.4.1.2"

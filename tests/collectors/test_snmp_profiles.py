@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from collectors.snmp_mapping import Snapshot, map_snapshot, readings_to_batches, snapshot_from_pairs
-from collectors.snmp_profiles import DATA_DIR, answered_probes, choose_profile, default_profiles, load_profiles, match_profile
+from dcops.collectors.snmp_mapping import Snapshot, map_snapshot, readings_to_batches, snapshot_from_pairs
+from dcops.collectors.snmp_profiles import DATA_DIR, answered_probes, choose_profile, default_profiles, load_profiles, match_profile
 from dcops.yamlconf import ConfigError
 from tests.conftest import shared_data
 from tests.integration.snmp_fixtures import compare_with_librenms, librenms_sensors, read_snmprec

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from collectors.snmp_poller import run_poller
-from collectors.snmp_simagent import serve_simulator, sim_poll_targets
+from dcops.collectors.snmp_poller import run_poller
+from dcops.collectors.snmp_simagent import serve_simulator, sim_poll_targets
 from dcops.bus import TOPIC_SAMPLES, InProcessBus
 from dcops.codec import decode_batch
 from dcops.sim import Simulator
@@ -60,8 +60,8 @@ def test_simulated_devices_round_trip_through_snmp(small_site):
 def test_simulator_events_arrive_as_traps(small_site):
     import asyncio
 
-    from collectors.snmp_simagent import sim_device_tags
-    from collectors.snmp_traps import TrapReceiver, TrapReceiverConfig
+    from dcops.collectors.snmp_simagent import sim_device_tags
+    from dcops.collectors.snmp_traps import TrapReceiver, TrapReceiverConfig
     from tests.integration.snmp_fixtures import free_udp_port
 
     sim = Simulator(small_site, seed=5)

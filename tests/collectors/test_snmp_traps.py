@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from collectors.snmp_profiles import DATA_DIR
-from collectors.snmp_traps import SNMP_TRAP_OID, SYS_UPTIME, TrapUser, load_trap_table, map_notification
+from dcops.collectors.snmp_profiles import DATA_DIR
+from dcops.collectors.snmp_traps import SNMP_TRAP_OID, SYS_UPTIME, TrapUser, load_trap_table, map_notification
 from dcops.catalogue import EVENT_KINDS
 from dcops.yamlconf import ConfigError
 

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from collectors.nvml_agent import NvmlAgent
-from collectors.nvml_standin import NvmlStandin, StaticBackend, typical_gpu
-from collectors.xid_events import ACTION_LADDER, XidWatcher, load_xid_catalogue
+from dcops.collectors.nvml_agent import NvmlAgent
+from dcops.collectors.nvml_standin import NvmlStandin, StaticBackend, typical_gpu
+from dcops.collectors.xid_events import ACTION_LADDER, XidWatcher, load_xid_catalogue
 from dcops.catalogue import EVENT_KINDS
 from dcops.codec import decode_events, encode_events
 from dcops.yamlconf import ConfigError

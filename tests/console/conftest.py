@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 
-from console.app import create_app
-from console.auth import Auth
-from console.users import UserStore
+from dcops.console.app import create_app
+from dcops.console.auth import Auth
+from dcops.console.users import UserStore
 from dcops.store.duckdb_store import DuckDBStore
 from tests.console.fake_site import NS, site_batches, xid_event
 
@@ -53,11 +53,11 @@ GROUND_TRUTH = ("fault_injected", "fault_cleared")
 def alarm_world(small_site, tmp_path_factory):
     """The simulator on the small site feeding the alert pipeline and a telemetry store: a CRAC
     failure (one incident, the CRAC the root) and an XID 79. Built once; tests copy its database."""
-    from alerts.config import AlertingConfig
-    from alerts.db import open_engine
-    from alerts.persistence import AlerterStore
-    from alerts.pipeline import AlertPipeline
-    from alerts.rules import default_rules
+    from dcops.alerts.config import AlertingConfig
+    from dcops.alerts.db import open_engine
+    from dcops.alerts.persistence import AlerterStore
+    from dcops.alerts.pipeline import AlertPipeline
+    from dcops.alerts.rules import default_rules
     from dcops.sim import Simulator
 
     path = tmp_path_factory.mktemp("alarms") / "alerts.sqlite"
@@ -94,10 +94,10 @@ def alarm_app(alarm_world, users, tmp_path):
     """The console over a fresh copy of the alarm world's database, with its repository and runbooks."""
     import shutil
 
-    from alerts.db import open_engine
-    from alerts.repository import Repository
-    from alerts.runbooks.engine import RunbookEngine
-    from alerts.runbooks.loader import load_runbooks
+    from dcops.alerts.db import open_engine
+    from dcops.alerts.repository import Repository
+    from dcops.alerts.runbooks.engine import RunbookEngine
+    from dcops.alerts.runbooks.loader import load_runbooks
 
     db = tmp_path / "alerts.sqlite"
     shutil.copy(alarm_world["db"], db)

@@ -9,14 +9,14 @@ import json
 import pytest
 from werkzeug.exceptions import Forbidden
 
-from console import data, data_alarms
+from dcops.console import data, data_alarms
 from tests.console.support import HOST, PASSWORDS, login
 
 BASE = f"http://{HOST}"
 
 
 def page(name):
-    return importlib.import_module(f"console.pages.{name}")
+    return importlib.import_module(f"dcops.console.pages.{name}")
 
 
 class signed_in:
@@ -200,7 +200,7 @@ def test_history_page(alarm_app):
 
 
 def test_similar_incidents_and_escaped_postmortem(alarm_app):
-    from console import data_alarms
+    from dcops.console import data_alarms
 
     repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
     inc = crac_incident(repo)
@@ -237,7 +237,7 @@ def test_admin_silences_maintenance_and_audit(alarm_app):
 
 
 def test_admin_shows_receivers_routes_and_on_call_without_secrets(alarm_app):
-    from alerts.config import alerting_from_text
+    from dcops.alerts.config import alerting_from_text
 
     admin = page("admin")
     ctx = alarm_app.server.config["DCOPS_CONSOLE"]

@@ -7,8 +7,8 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from console.auth import COOKIE, MAX_FAILURES, Auth
-from console.users import UserError, UserStore, bootstrap_users, users_table
+from dcops.console.auth import COOKIE, MAX_FAILURES, Auth
+from dcops.console.users import UserError, UserStore, bootstrap_users, users_table
 from tests.console.support import HOST, PASSWORDS, login
 
 BASE = f"http://{HOST}"
@@ -106,7 +106,7 @@ def test_cross_site_posts_refused(app):
 
 
 def test_sessions_expire_and_logout_ends_them(filled_store, small_inventory):
-    from console.app import create_app
+    from dcops.console.app import create_app
 
     now = [1_000_000.0]
     users = UserStore(sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool), clock=lambda: now[0])
@@ -163,7 +163,7 @@ def test_bootstrap_users_creates_missing_accounts_once():
 
 
 def test_create_app_refuses_no_auth(filled_store, small_inventory):
-    from console.app import create_app
+    from dcops.console.app import create_app
 
     with pytest.raises(ValueError, match="never runs without login"):
         create_app(filled_store, small_inventory, auth=None)

@@ -1,4 +1,4 @@
-"""The console's reads (console.data, console.data_series) over a DuckDB store with known values."""
+"""The console's reads (dcops.console.data, dcops.console.data_series) over a DuckDB store with known values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from console import data, data_series
+from dcops.console import data, data_series
 from dcops.store.duckdb_store import DuckDBStore
 from tests.console.fake_site import NS, site_batches
 

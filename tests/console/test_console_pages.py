@@ -8,12 +8,12 @@ import pytest
 from dash.exceptions import PreventUpdate
 from werkzeug.exceptions import Forbidden
 
-from console.figures import COLOUR_BY, floor_figure
+from dcops.console.figures import COLOUR_BY, floor_figure
 from tests.console.support import HOST, PASSWORDS
 
 
 def page(name: str):
-    return importlib.import_module(f"console.pages.{name}")
+    return importlib.import_module(f"dcops.console.pages.{name}")
 
 
 def as_user(app, name: str | None):
@@ -154,8 +154,8 @@ def test_figures_are_valid_plotly(viewer):
     import pandas as pd
     import plotly.graph_objects as go
 
-    from console import data_series
-    from console.figures import empty_figure, timeseries_figure, trend_figure, vendor_bars
+    from dcops.console import data_series
+    from dcops.console.figures import empty_figure, timeseries_figure, trend_figure, vendor_bars
 
     ctx = viewer.server.config["DCOPS_CONSOLE"]
     table = data_series.fleet_table(ctx)
@@ -180,7 +180,7 @@ def test_incident_pickers_preselect_the_next_action():
     import pytest
     from dash.exceptions import PreventUpdate
 
-    from console.pages.incident import default_choice
+    from dcops.console.pages.incident import default_choice
 
     runbooks = [{"label": "crac-failure: CRAC failure", "value": "crac-failure"}]
     assert default_choice(runbooks, None) == "crac-failure"

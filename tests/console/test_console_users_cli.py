@@ -21,7 +21,7 @@ def test_add_list_set_role_disable(tmp_path, monkeypatch, capsys):
     assert main(["console-user", "-c", str(site), "add", "bob", "--role", "viewer", "--password-stdin"]) == 1
     assert "at least 10 characters" in capsys.readouterr().err
     assert main(["console-user", "-c", str(site), "disable", "alice"]) == 0
-    from console.users import UserStore
+    from dcops.console.users import UserStore
 
     users = UserStore.from_url(f"sqlite:///{db}")
     assert users.verify("alice", "a-long-password") is None and users.get("bob") is None
@@ -32,8 +32,8 @@ def test_run_role_serves_the_console_until_stopped(tmp_path):
     import time
     import urllib.request
 
-    from console.app import run_role
-    from console.users import UserStore
+    from dcops.console.app import run_role
+    from dcops.console.users import UserStore
     from dcops.site import site_from_text
     from tests.integration.datapath_fixtures import free_port, wait_port
 

@@ -8,13 +8,13 @@ import re
 import numpy as np
 import pytest
 
-from alerts.db import open_engine
-from alerts.history import incident_facts, telemetry_around, telemetry_signature
-from alerts.postmortem import export_postmortem
-from alerts.repository import Repository
-from alerts.runbooks.engine import RunbookEngine
-from alerts.runbooks.executors import ExecutorConfig, ExecutorRuntime
-from alerts.runbooks.loader import load_runbooks
+from dcops.alerts.db import open_engine
+from dcops.alerts.history import incident_facts, telemetry_around, telemetry_signature
+from dcops.alerts.postmortem import export_postmortem
+from dcops.alerts.repository import Repository
+from dcops.alerts.runbooks.engine import RunbookEngine
+from dcops.alerts.runbooks.executors import ExecutorConfig, ExecutorRuntime
+from dcops.alerts.runbooks.loader import load_runbooks
 from dcops.cli import main
 from tests.runbooks.support import NS, SiteDriver
 

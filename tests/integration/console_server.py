@@ -4,7 +4,7 @@ Run as a subprocess: `python tests/integration/console_server.py --site FILE [--
 Users admin/operator/viewer get the passwords of tests/console/support.py. Prints
 `READY <port>` once it listens, then writes a new poll every `--interval` seconds until killed:
 - default: fake polls (tests/console/fake_site.py); the last rack's inlet temperature cycles;
-- `--alarms`: the simulator feeds the store and the real alert pipeline (alerts.pipeline), with
+- `--alarms`: the simulator feeds the store and the real alert pipeline (dcops.alerts.pipeline), with
   a CRAC-1 failure and an XID 79 on R2-01-S01:2 injected before serving; the console gets the
   alerts Repository and RunbookEngine.
 """
@@ -22,9 +22,9 @@ sys.path.insert(0, str(REPO))
 
 import sqlalchemy as sa  # noqa: E402
 
-from console.app import create_app, serve  # noqa: E402
-from console.auth import Auth  # noqa: E402
-from console.users import UserStore  # noqa: E402
+from dcops.console.app import create_app, serve  # noqa: E402
+from dcops.console.auth import Auth  # noqa: E402
+from dcops.console.users import UserStore  # noqa: E402
 from dcops.site import load_site  # noqa: E402
 from dcops.store.duckdb_store import DuckDBStore  # noqa: E402
 from dcops.topology import build_inventory  # noqa: E402
@@ -71,14 +71,14 @@ def main() -> int:
 def serve_with_alarms(args) -> int:
     import tempfile
 
-    from alerts.config import AlertingConfig
-    from alerts.db import open_engine
-    from alerts.persistence import AlerterStore
-    from alerts.pipeline import AlertPipeline
-    from alerts.repository import Repository
-    from alerts.rules import default_rules
-    from alerts.runbooks.engine import RunbookEngine
-    from alerts.runbooks.loader import load_runbooks
+    from dcops.alerts.config import AlertingConfig
+    from dcops.alerts.db import open_engine
+    from dcops.alerts.persistence import AlerterStore
+    from dcops.alerts.pipeline import AlertPipeline
+    from dcops.alerts.repository import Repository
+    from dcops.alerts.rules import default_rules
+    from dcops.alerts.runbooks.engine import RunbookEngine
+    from dcops.alerts.runbooks.loader import load_runbooks
     from dcops.sim import Simulator
 
     sim = Simulator(load_site(args.site), seed=1)

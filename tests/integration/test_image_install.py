@@ -61,7 +61,7 @@ def test_the_dockerfile_install_works_in_a_fresh_virtualenv(tmp_path):
     elsewhere.mkdir()
     version = subprocess.run([dcops, "--version"], capture_output=True, text=True, cwd=elsewhere, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("dcops "), version.stderr
-    probe = ("from dcops.roles import ROLES, unavailable; from collectors.snmp_profiles import default_profiles;"
+    probe = ("from dcops.roles import ROLES, unavailable; from dcops.collectors.snmp_profiles import default_profiles;"
              "import dcops; assert 'site-packages' in dcops.__file__, dcops.__file__;"
              "print(sorted(unavailable(list(ROLES)).items()), len(default_profiles()))")
     out = subprocess.run([str(env_dir / "bin" / "python"), "-c", probe], capture_output=True, text=True,

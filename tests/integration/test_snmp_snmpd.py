@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from collectors.snmp_engine import SnmpClient
-from collectors.snmp_poller import PollTarget, SnmpPoller, poll_agent, run_poller
-from collectors.snmp_traps import TrapReceiver, TrapReceiverConfig, TrapUser
+from dcops.collectors.snmp_engine import SnmpClient
+from dcops.collectors.snmp_poller import PollTarget, SnmpPoller, poll_agent, run_poller
+from dcops.collectors.snmp_traps import TrapReceiver, TrapReceiverConfig, TrapUser
 from dcops.bus import TOPIC_EVENTS, TOPIC_SAMPLES, InProcessBus
 from dcops.codec import decode_batch, decode_events
 from dcops.site import SnmpTarget
@@ -198,7 +198,7 @@ def test_traps_and_informs_v2c_and_v3_become_events():
 
 
 def test_run_role_polls_the_site_config_devices():
-    from collectors.snmp_poller import run_role
+    from dcops.collectors.snmp_poller import run_role
     from dcops.site import site_from_text
     from dcops.wiring import open_bus
 

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from collectors.snmp_engine import SnmpClient
-from collectors.snmp_poller import poll_agent
+from dcops.collectors.snmp_engine import SnmpClient
+from dcops.collectors.snmp_poller import poll_agent
 from dcops.site import SnmpTarget
 from tests.conftest import REPO, shared_data
 from tests.integration.snmp_fixtures import Snmpsim, compare_with_librenms, librenms_sensors, read_snmprec
@@ -78,7 +78,7 @@ def test_profiles_command_lists_families():
 
 def test_later_polls_fetch_the_same_readings_in_fewer_requests(snmpsim_agent):
     """Round 1 walks every table; round 2 asks for exactly the rows found. Same readings."""
-    from collectors.snmp_poller import PollTarget, SnmpPoller
+    from dcops.collectors.snmp_poller import PollTarget, SnmpPoller
 
     recordings = sorted(shared_data("snmprec").glob("*.snmprec"))
     targets = [PollTarget(f.stem, {"site": "s", "hall": "H1", "device": f.stem},

@@ -46,7 +46,7 @@ def _send(*cmd):
 
 
 def test_traps_role_publishes_site_devices_events(monkeypatch):
-    from collectors.snmp_traps import run_role
+    from dcops.collectors.snmp_traps import run_role
     from dcops.wiring import open_bus
 
     monkeypatch.setenv("DCOPS_TEST_TRAP_COMMUNITY", "s3cret")

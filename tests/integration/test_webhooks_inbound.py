@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from alerts.inbound import PATH, alertmanager_app, serve
-from alerts.repository import Repository
-from alerts.service import Alerter
+from dcops.alerts.inbound import PATH, alertmanager_app, serve
+from dcops.alerts.repository import Repository
+from dcops.alerts.service import Alerter
 from dcops.bus import InProcessBus
 from dcops.topology import build_inventory
 
@@ -74,7 +74,7 @@ def test_bad_bodies_get_clear_errors(endpoint):
 
 
 def test_alerter_serves_the_endpoint_from_its_config(small_site, tmp_path):
-    from alerts.config import alerting_from_text
+    from dcops.alerts.config import alerting_from_text
 
     cfg = alerting_from_text("inbound: {host: 127.0.0.1, port: 0, token: t0k}\n")
     db = f"sqlite:///{tmp_path}/cfg.sqlite"

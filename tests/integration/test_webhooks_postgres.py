@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.config import alerting_from_text
-from alerts.repository import Repository
-from alerts.service import Alerter
+from dcops.alerts.config import alerting_from_text
+from dcops.alerts.repository import Repository
+from dcops.alerts.service import Alerter
 from dcops.bus import InProcessBus
 from dcops.sim import Simulator
 from tests.alerts.helpers import Receiver, pump, wait_for

@@ -14,10 +14,10 @@ class SiteDriver:
     """Steps the simulator; every step goes to the store and through the alert pipeline."""
 
     def __init__(self, site, db_engine, seed: int = 1) -> None:
-        from alerts.config import AlertingConfig
-        from alerts.persistence import AlerterStore
-        from alerts.pipeline import AlertPipeline
-        from alerts.rules import default_rules
+        from dcops.alerts.config import AlertingConfig
+        from dcops.alerts.persistence import AlerterStore
+        from dcops.alerts.pipeline import AlertPipeline
+        from dcops.alerts.rules import default_rules
 
         self.sim = Simulator(site, seed=seed)
         self.store = DuckDBStore(":memory:")
@@ -47,7 +47,7 @@ def make_incident(db_engine, *, iid: str, component: str, managed_object: str, c
                   rule: str = "", labels: dict | None = None, text: str = "", acknowledged_ns: int | None = None,
                   resolved_ns: int | None = None, closed_ns: int | None = None, kind: str = "") -> Incident:
     """Write an incident with its root alarm through `AlerterStore.write` (the alerter's API)."""
-    from alerts.persistence import AlerterStore, CycleWrite
+    from dcops.alerts.persistence import AlerterStore, CycleWrite
 
     lab = {"component": component, "probable_cause": cause.value, **({"kind": kind} if kind else {}), **(labels or {})}
     alarm = Alarm(id=f"a-{iid}", component=component, managed_object=managed_object, event_type=EventType.EQUIPMENT,

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from alerts.audit import AuditLog
-from alerts.db import open_engine
-from alerts.repository import Repository
-from alerts.runbooks.engine import ApprovalRequired, PermissionDenied, RunbookEngine, RunbookError, StepNotReady
-from alerts.runbooks.executors import ExecutorConfig, ExecutorRuntime
-from alerts.runbooks.loader import load_runbooks
+from dcops.alerts.audit import AuditLog
+from dcops.alerts.db import open_engine
+from dcops.alerts.repository import Repository
+from dcops.alerts.runbooks.engine import ApprovalRequired, PermissionDenied, RunbookEngine, RunbookError, StepNotReady
+from dcops.alerts.runbooks.executors import ExecutorConfig, ExecutorRuntime
+from dcops.alerts.runbooks.loader import load_runbooks
 from dcops.alarm_types import PerceivedSeverity, ProbableCause, TimelineKind
 from tests.runbooks.support import NS, make_incident
 
@@ -203,8 +203,8 @@ def test_one_active_run_per_runbook_and_incident(setup):
     ("ups-on-battery", "UPS-A", [['probable_cause="batteryDischarging"', 'component=~"UPS\\-A"']]),
 ])
 def test_expected_alarm_matchers(small_inventory, runbook, root, want):
-    from alerts.matchers import matches_all, parse_matchers
-    from alerts.runbooks.expected import expected_alarm_silences
+    from dcops.alerts.matchers import matches_all, parse_matchers
+    from dcops.alerts.runbooks.expected import expected_alarm_silences
     got = expected_alarm_silences(load_runbooks()[runbook], small_inventory, root)
     assert [m for m, _ in got] == want
     ms = parse_matchers(got[0][0])

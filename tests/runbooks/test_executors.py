@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from alerts.runbooks.executors import (EXECUTORS, ActionContext, CommandOptions, ExecutorConfig, ExecutorError,
+from dcops.alerts.runbooks.executors import (EXECUTORS, ActionContext, CommandOptions, ExecutorConfig, ExecutorError,
                                        ExecutorRuntime, PowerCapOptions, WebhookOptions)
 
 CTX = ActionContext("run1", "inc1", "step1", "alice",
@@ -107,7 +107,7 @@ def test_registry_declares_destructive_defaults():
 
 
 def test_executor_config_file(tmp_path):
-    from alerts.runbooks.executors import load_executor_config
+    from dcops.alerts.runbooks.executors import load_executor_config
     from dcops.yamlconf import ConfigError
     p = tmp_path / "executors.yaml"
     p.write_text("allowed_commands:\n  hello: [/bin/echo, '{server}']\ndrain_command: [/bin/true]\nwebhook_secret: x\n")

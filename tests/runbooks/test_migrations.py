@@ -12,9 +12,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from alerts.audit import AuditBase, AuditLog
-from alerts.db import Base
-from alerts.runbooks.tables import RunbookBase
+from dcops.alerts.audit import AuditBase, AuditLog
+from dcops.alerts.db import Base
+from dcops.alerts.runbooks.tables import RunbookBase
 from tests.conftest import REPO
 
 METADATA = [Base.metadata, RunbookBase.metadata, AuditBase.metadata]

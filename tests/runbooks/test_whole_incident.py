@@ -1,7 +1,7 @@
 """A whole incident, from an injected fault to closed, driven through its runbook.
 
 The simulator runs the small site; every step goes to a DuckDB store and through the alerting
-pipeline (`alerts.pipeline.AlertPipeline`), which raises the alarm and opens the incident. The
+pipeline (`dcops.alerts.pipeline.AlertPipeline`), which raises the alarm and opens the incident. The
 operator works the CRAC-failure runbook: check steps read the real telemetry (the unit-running
 check fails while the CRAC is down and passes after it is back), the action runs an allow-listed
 command, expected alarms are silenced during the run, and the incident is closed at the end.
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.audit import AuditLog
-from alerts.db import open_engine
-from alerts.repository import Repository
-from alerts.runbooks.engine import PermissionDenied, RunbookEngine, StepNotReady
-from alerts.runbooks.executors import ExecutorConfig, ExecutorRuntime
-from alerts.runbooks.loader import load_runbooks
+from dcops.alerts.audit import AuditLog
+from dcops.alerts.db import open_engine
+from dcops.alerts.repository import Repository
+from dcops.alerts.runbooks.engine import PermissionDenied, RunbookEngine, StepNotReady
+from dcops.alerts.runbooks.executors import ExecutorConfig, ExecutorRuntime
+from dcops.alerts.runbooks.loader import load_runbooks
 from dcops.alarm_types import IncidentState, TimelineKind
 from tests.runbooks.support import NS, SiteDriver
 
