@@ -31,11 +31,11 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from dcops.alerts.matchers import parse_matcher
-from dcops.alerts.notifiers.email import EmailConfig
-from dcops.alerts.notifiers.pagerduty import PagerDutyConfig
-from dcops.alerts.notifiers.slack import SlackConfig
-from dcops.alerts.notifiers.webhook import WebhookConfig
+from dcops.alerts.alarms.matchers import parse_matcher
+from dcops.alerts.notification.notifiers.email import EmailConfig
+from dcops.alerts.notification.notifiers.pagerduty import PagerDutyConfig
+from dcops.alerts.notification.notifiers.slack import SlackConfig
+from dcops.alerts.notification.notifiers.webhook import WebhookConfig
 from dcops.alarm_types import PerceivedSeverity
 from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with_lines
 

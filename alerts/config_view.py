@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from dcops.alerts.config import AlertingConfig, Route
-from dcops.alerts.oncall import on_call
+from dcops.alerts.notification.oncall import on_call
 
 __all__ = ["ReceiverView", "RouteView", "OnCallView", "receivers_view", "routes_view", "oncall_view"]
 

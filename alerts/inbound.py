@@ -30,7 +30,7 @@ from socketserver import ThreadingMixIn
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dcops.alerts.signals import AlarmSignal
+from dcops.alerts.alarms.signals import AlarmSignal
 from dcops.alarm_types import EventType, PerceivedSeverity, ProbableCause
 from dcops.topology import Inventory
 

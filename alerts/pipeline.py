@@ -21,15 +21,15 @@ from collections import defaultdict
 from typing import Callable, Iterable, Mapping
 
 from dcops.alerts.config import AlertingConfig
-from dcops.alerts.correlation import Correlator, InhibitRule, assess_redundancy, inhibited
-from dcops.alerts.incidents import entry, incident_labels, incident_title, worst
-from dcops.alerts.manager import AlarmChange, AlarmManager, FlapPolicy
-from dcops.alerts.matchers import parse_matchers
-from dcops.alerts.notify_plan import NotificationPlanner
-from dcops.alerts.persistence import AlerterStore, CycleWrite
-from dcops.alerts.rules import RuleEngine
-from dcops.alerts.signals import AlarmSignal
-from dcops.alerts.silences import SuppressionIndex
+from dcops.alerts.correlation.correlator import Correlator, InhibitRule, assess_redundancy, inhibited
+from dcops.alerts.correlation.incidents import entry, incident_labels, incident_title, worst
+from dcops.alerts.alarms.manager import AlarmChange, AlarmManager, FlapPolicy
+from dcops.alerts.alarms.matchers import parse_matchers
+from dcops.alerts.notification.plan import NotificationPlanner
+from dcops.alerts.storage.alerter_store import AlerterStore, CycleWrite
+from dcops.alerts.rules.engine import RuleEngine
+from dcops.alerts.alarms.signals import AlarmSignal
+from dcops.alerts.alarms.silences import SuppressionIndex
 from dcops.alarm_types import SEVERITY_RANK, Alarm, Incident, IncidentAction, IncidentState, TimelineKind as TK
 from dcops.topology import Inventory
 

@@ -23,15 +23,15 @@ from typing import Callable, Iterable, Sequence
 import httpx
 
 from dcops.alerts.config import AlertingConfig
-from dcops.alerts.escalation import Escalator
-from dcops.alerts.incidents import entry
-from dcops.alerts.notifiers import NOTIFIERS
-from dcops.alerts.oncall import receivers_for_target
-from dcops.alerts.outbox import OutboxSender
-from dcops.alerts.persistence import AlerterStore, CycleWrite
+from dcops.alerts.notification.escalation import Escalator
+from dcops.alerts.correlation.incidents import entry
+from dcops.alerts.notification.notifiers import NOTIFIERS
+from dcops.alerts.notification.oncall import receivers_for_target
+from dcops.alerts.notification.outbox import OutboxSender
+from dcops.alerts.storage.alerter_store import AlerterStore, CycleWrite
 from dcops.alerts.pipeline import AlertPipeline
-from dcops.alerts.rules import default_rules
-from dcops.alerts.signals import AlarmSignal
+from dcops.alerts.rules.engine import default_rules
+from dcops.alerts.alarms.signals import AlarmSignal
 from dcops.alarm_types import Incident, IncidentState, TimelineKind
 from dcops.bus import TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_FINDINGS, TOPIC_SAMPLES, Bus
 from dcops.codec import CodecError, decode_batch, decode_events
@@ -62,7 +62,7 @@ class Alerter:
                  http_client: httpx.Client | None = None, outbox: bool = True, escalation: bool = True,
                  cycle_s: float = 0.5, max_records: int = 500, reconcile_every_s: float = 1.0,
                  metrics=None) -> None:
-        from dcops.alerts.db import open_engine
+        from dcops.alerts.storage.tables import open_engine
 
         self.bus = bus
         self.inventory = inventory

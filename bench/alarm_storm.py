@@ -30,9 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dcops.alerts.config import alerting_from_text  # noqa: E402
-from dcops.alerts.correlation import Correlator  # noqa: E402
+from dcops.alerts.correlation.correlator import Correlator  # noqa: E402
 from dcops.alerts.pipeline import AlertPipeline  # noqa: E402
-from dcops.alerts.signals import AlarmSignal  # noqa: E402
+from dcops.alerts.alarms.signals import AlarmSignal  # noqa: E402
 from dcops.alarm_types import EventType as ET, PerceivedSeverity as S, ProbableCause as PC  # noqa: E402
 from dcops.site import load_site  # noqa: E402
 from dcops.topology import build_inventory  # noqa: E402

@@ -66,11 +66,11 @@ def build(n_accel: int, steps: int, with_alarms: bool):
         import tempfile
 
         from dcops.alerts.config import AlertingConfig
-        from dcops.alerts.db import open_engine
-        from dcops.alerts.persistence import AlerterStore
+        from dcops.alerts.storage.tables import open_engine
+        from dcops.alerts.storage.alerter_store import AlerterStore
         from dcops.alerts.pipeline import AlertPipeline
-        from dcops.alerts.repository import Repository
-        from dcops.alerts.rules import default_rules
+        from dcops.alerts.storage.repository import Repository
+        from dcops.alerts.rules.engine import default_rules
 
         engine = open_engine(f"sqlite:///{tempfile.mkdtemp(prefix='dcops-bench-console-')}/alerts.sqlite")
         alerter = AlerterStore(engine)

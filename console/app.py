@@ -120,8 +120,8 @@ def connect_alerts(db_url: str, inventory, store):
     """The alerts stage's Repository and RunbookEngine on the incident database, or (None, None)
     when the alerts package cannot be used (the console then runs without its alarm pages)."""
     try:
-        from dcops.alerts.db import open_engine
-        from dcops.alerts.repository import Repository
+        from dcops.alerts.storage.tables import open_engine
+        from dcops.alerts.storage.repository import Repository
         from dcops.alerts.runbooks.engine import RunbookEngine
         from dcops.alerts.runbooks.loader import load_runbooks
     except ImportError as e:  # pragma: no cover - alerts ships with dcops

@@ -90,7 +90,7 @@ class Context:
 
     store: Any  # dcops.store.Store
     inventory: Inventory
-    alarms: Any = None  # dcops.alerts.repository.Repository, when the alerts stage is present
+    alarms: Any = None  # dcops.alerts.storage.repository.Repository, when the alerts stage is present
     refresh_s: float = 5.0
     energy_price_per_kwh: float = 0.12
     clock: Callable[[], float] = time.time

@@ -1,5 +1,5 @@
 """Alarms and incidents for the console, read and changed only through the alerts stage's
-`Repository` API (`dcops.alerts.repository.Repository`, passed to `create_app(alarms=...)`).
+`Repository` API (`dcops.alerts.storage.repository.Repository`, passed to `create_app(alarms=...)`).
 
 Reads are cached per refresh tick (the floor and the alarm list share one read); operator
 actions go straight to the repository with the signed-in user's name, so its audit trail and

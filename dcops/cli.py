@@ -25,9 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("dcops.collectors.agent_cli", "accelerator agent: NVML GPUs, NPUs, dcgm-exporter scrape"),
     "eval": ("dcops.analytics.eval_cli", "evaluate detectors: simulated fault scenarios, NAB"),
     "train": ("dcops.analytics.train_cli", "train anomaly models from the store's history"),
-    "rules": ("dcops.alerts.rules_cli", "validate alert rule files"),
-    "runbook": ("dcops.alerts.runbook_cli", "validate and list runbooks (methods of procedure)"),
-    "incidents": ("dcops.alerts.incidents_cli", "incident history: postmortem export, MTTA/MTTR"),
+    "rules": ("dcops.alerts.rules.cli", "validate alert rule files"),
+    "runbook": ("dcops.alerts.runbooks.cli", "validate and list runbooks (methods of procedure)"),
+    "incidents": ("dcops.alerts.history.cli", "incident history: postmortem export, MTTA/MTTR"),
     "console-user": ("dcops.console.users_cli", "console accounts: add, list, set-role, disable"),
 }
 

@@ -161,7 +161,7 @@ class Demo:
     def _start_alerts(self) -> None:
         """Alerter (rules, correlation, incidents, outbox) paging a local receiver; runbooks."""
         from dcops.alerts.config import AlertingConfig
-        from dcops.alerts.repository import Repository
+        from dcops.alerts.storage.repository import Repository
         from dcops.alerts.runbooks.engine import RunbookEngine
         from dcops.alerts.runbooks.executors import ExecutorConfig, ExecutorRuntime
         from dcops.alerts.runbooks.loader import load_runbooks
@@ -180,8 +180,8 @@ class Demo:
         inv = self.sim.inventory
         self.alerter = Alerter(self.bus, inv, alerting=alerting, db_url=self.alerts_db_url, time_source="data").start()
         self._threads.append(self.alerter.run_in_thread(self._stop))
-        from dcops.alerts.audit import AuditLog
-        from dcops.alerts.db import open_engine
+        from dcops.alerts.storage.audit import AuditLog
+        from dcops.alerts.storage.tables import open_engine
 
         engine = open_engine(self.alerts_db_url)
         audit = AuditLog(engine)

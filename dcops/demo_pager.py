@@ -13,7 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from dcops.alerts.notifiers.webhook import SIGNATURE_HEADER, verify_signature
+from dcops.alerts.notification.notifiers.webhook import SIGNATURE_HEADER, verify_signature
 
 __all__ = ["DemoPager"]
 

@@ -1,6 +1,6 @@
 """Alembic environment for dcops: the target schema is the union of the alerting tables
-(`dcops.alerts.db.Base`), the runbook run tables (`dcops.alerts.runbooks.tables.RunbookBase`) and the audit
-log (`dcops.alerts.audit.AuditBase`). Tables that are not ours (APScheduler's job store) are ignored.
+(`dcops.alerts.storage.tables.Base`), the runbook run tables (`dcops.alerts.runbooks.tables.RunbookBase`) and the audit
+log (`dcops.alerts.storage.audit.AuditBase`). Tables that are not ours (APScheduler's job store) are ignored.
 
 The URL comes from `-x url=...`, else `config.attributes["url"]` or the ini's sqlalchemy.url
 (set by callers such as tests), else `$DCOPS_DATABASE_URL`, else `sqlite:///var/dcops.sqlite`.
@@ -13,8 +13,8 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from dcops.alerts.audit import AuditBase
-from dcops.alerts.db import Base
+from dcops.alerts.storage.audit import AuditBase
+from dcops.alerts.storage.tables import Base
 from dcops.alerts.runbooks.tables import RunbookBase
 
 config = context.config

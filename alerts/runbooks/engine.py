@@ -12,13 +12,13 @@ console authenticates them) and enforces the rules here, not in the UI:
 - sign-off needs every flow step finished and the runbook's sign-off role.
 
 Each change is one transaction: the step event, an entry on the incident timeline (kind
-`runbook`) and a hash-chained audit record (`dcops.alerts.audit`). Mutations of one run are
+`runbook`) and a hash-chained audit record (`dcops.alerts.storage.audit`). Mutations of one run are
 serialised by bumping the run row first (a row lock on PostgreSQL, the write lock on SQLite),
 so two operators cannot both execute the same approved action. Actions run between two
 transactions ("action_started", then the outcome), never inside one.
 
 While a run is active, the runbook's `expected_alarms` are covered by silences created through
-`dcops.alerts.repository.Repository` (matchers on probable cause and component), so the alerter
+`dcops.alerts.storage.repository.Repository` (matchers on probable cause and component), so the alerter
 shows them and does not page; they are expired when the run ends.
 
 The API (all plain methods; `RunbookError` and its subclasses carry operator-ready messages,
@@ -52,9 +52,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dcops.alerts.audit import AuditBase, AuditLog
-from dcops.alerts.db import IncidentRow, TimelineRow
-from dcops.alerts.repository import Repository
+from dcops.alerts.storage.audit import AuditBase, AuditLog
+from dcops.alerts.storage.tables import IncidentRow, TimelineRow
+from dcops.alerts.storage.repository import Repository
 from dcops.alerts.runbooks.checks import context_variables, evaluate_check
 from dcops.alerts.runbooks.expected import expected_alarm_silences
 from dcops.alerts.runbooks.executors import EXECUTORS, ActionContext, ExecutorError, ExecutorRuntime

@@ -15,7 +15,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# Frozen copy of dcops.alerts.audit.GUARD_SQL as of this revision.
+# Frozen copy of dcops.alerts.storage.audit.GUARD_SQL as of this revision.
 _GUARD = {
     "sqlite": (
         "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log "
@@ -210,7 +210,7 @@ def upgrade() -> None:
 
     # ### end Alembic commands ###
 
-    # The audit log is append-only: the database refuses UPDATE and DELETE (see alerts/audit.py).
+    # The audit log is append-only: the database refuses UPDATE and DELETE (see alerts/storage/audit.py).
     for sql in _GUARD.get(op.get_bind().dialect.name, ()):
         op.execute(sql)
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 
 from dcops.alerts.config import AlertingConfig, alerting_from_text
-from dcops.alerts.db import open_engine
-from dcops.alerts.persistence import AlerterStore
+from dcops.alerts.storage.tables import open_engine
+from dcops.alerts.storage.alerter_store import AlerterStore
 from dcops.alerts.pipeline import AlertPipeline
-from dcops.alerts.repository import Repository
-from dcops.alerts.rules import default_rules
+from dcops.alerts.storage.repository import Repository
+from dcops.alerts.rules.engine import default_rules
 from tests.alerts.helpers import GROUND_TRUTH
 
 

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from dcops.alerts.notifiers.webhook import SIGNATURE_HEADER, verify_signature
+from dcops.alerts.notification.notifiers.webhook import SIGNATURE_HEADER, verify_signature
 from dcops.bus import publish_batch, publish_events
 
 GROUND_TRUTH = ("fault_injected", "fault_cleared")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dcops.alerts.correlation import Correlator, InhibitRule, assess_redundancy, inhibited
-from dcops.alerts.matchers import parse_matchers
+from dcops.alerts.correlation.correlator import Correlator, InhibitRule, assess_redundancy, inhibited
+from dcops.alerts.alarms.matchers import parse_matchers
 from dcops.alarm_types import Alarm, EventType, PerceivedSeverity as S, ProbableCause as PC
 
 NS = 1_000_000_000

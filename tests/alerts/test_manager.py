@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dcops.alerts.manager import AlarmManager, FlapPolicy
-from dcops.alerts.signals import AlarmSignal
+from dcops.alerts.alarms.manager import AlarmManager, FlapPolicy
+from dcops.alerts.alarms.signals import AlarmSignal
 from dcops.alarm_types import AlarmListState, EventType, PerceivedSeverity as S, ProbableCause as PC, TimelineKind
 
 NS = 1_000_000_000

@@ -10,12 +10,12 @@ import httpx
 import pytest
 
 from dcops.alerts.config import OutboxSettings
-from dcops.alerts.notifiers import NOTIFIERS
-from dcops.alerts.notifiers.email import EmailConfig, EmailNotifier
-from dcops.alerts.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier, pagerduty_body
-from dcops.alerts.notifiers.slack import SlackConfig, SlackNotifier
-from dcops.alerts.notifiers.webhook import WebhookConfig, WebhookNotifier, sign, verify_signature
-from dcops.alerts.outbox import backoff_s
+from dcops.alerts.notification.notifiers import NOTIFIERS
+from dcops.alerts.notification.notifiers.email import EmailConfig, EmailNotifier
+from dcops.alerts.notification.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier, pagerduty_body
+from dcops.alerts.notification.notifiers.slack import SlackConfig, SlackNotifier
+from dcops.alerts.notification.notifiers.webhook import WebhookConfig, WebhookNotifier, sign, verify_signature
+from dcops.alerts.notification.outbox import backoff_s
 from tests.alerts.helpers import Receiver
 
 MSG = {"action": "trigger", "incident": {"id": "abc", "title": "CRAC-1 stopped", "severity": "major",

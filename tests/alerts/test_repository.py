@@ -85,8 +85,8 @@ def test_operator_opens_an_incident_and_clears_an_alarm(run_with_incident):
 
 
 def test_operator_actions_land_in_the_hash_chained_audit_log(run_with_incident):
-    from dcops.alerts.audit import AuditLog
-    from dcops.alerts.repository import Repository
+    from dcops.alerts.storage.audit import AuditLog
+    from dcops.alerts.storage.repository import Repository
 
     run, inc = run_with_incident
     audit = AuditLog(run.repo.engine)

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import pytest
 
 from dcops.alerts.config import alerting_from_text
-from dcops.alerts.oncall import on_call, receivers_for_target
-from dcops.alerts.routing import RouteMatch, match_routes
+from dcops.alerts.notification.oncall import on_call, receivers_for_target
+from dcops.alerts.notification.routing import RouteMatch, match_routes
 from dcops.yamlconf import ConfigError
 
 CFG = """
@@ -92,7 +92,7 @@ def test_secrets_are_not_printed():
 
 
 def test_shipped_example_config_is_valid(capsys):
-    from dcops.alerts import rules_cli
+    from dcops.alerts.rules import cli as rules_cli
     from tests.conftest import REPO
 
     class A:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dcops.alerts import rules_cli
-from dcops.alerts.rules import DEFAULT_RULES, RULE_TYPES, RuleEngine, default_rules, load_rules, rules_from_text
+from dcops.alerts.rules import cli as rules_cli
+from dcops.alerts.rules.engine import DEFAULT_RULES, RULE_TYPES, RuleEngine, default_rules, load_rules, rules_from_text
 from dcops.batch import Batch, Event
 from dcops.catalogue import EVENT_KINDS, METRICS
 from dcops.findings import Finding
@@ -189,7 +189,7 @@ def test_load_rules_refuses_names_defined_in_two_files(tmp_path):
 
 def test_default_pack_maps_trap_events():
     """Trap-derived events (dcops.collectors.snmp_traps) raise the same alarms as polled state."""
-    from dcops.alerts.manager import AlarmManager
+    from dcops.alerts.alarms.manager import AlarmManager
 
     m = AlarmManager()
     eng = RuleEngine(default_rules(), m.active_of)
@@ -218,7 +218,7 @@ def test_event_severity_can_come_from_the_event():
 def test_default_pack_follows_the_xid_catalogue():
     """Real XID events (dcops.collectors.xid_events over the shipped catalogue) raise with its severity."""
     from dcops.collectors.xid_events import load_xid_catalogue, xid_event
-    from dcops.alerts.manager import AlarmManager
+    from dcops.alerts.alarms.manager import AlarmManager
 
     cat = load_xid_catalogue()
     m = AlarmManager()

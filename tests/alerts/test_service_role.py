@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from dcops.alerts.repository import Repository
+from dcops.alerts.storage.repository import Repository
 from dcops.alerts.service import Alerter, run_role
 from dcops.bus import InProcessBus, publish_events
 from dcops.batch import Event

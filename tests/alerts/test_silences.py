@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from dcops.alerts.matchers import matches, parse_matcher
-from dcops.alerts.silences import SuppressionIndex, in_effect
+from dcops.alerts.alarms.matchers import matches, parse_matcher
+from dcops.alerts.alarms.silences import SuppressionIndex, in_effect
 from dcops.alarm_types import (Alarm, DeliveryStatus, EventType, MaintenanceWindow, PerceivedSeverity, ProbableCause,
                                Recurrence, Silence, TimelineKind)
 

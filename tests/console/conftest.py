@@ -54,10 +54,10 @@ def alarm_world(small_site, tmp_path_factory):
     """The simulator on the small site feeding the alert pipeline and a telemetry store: a CRAC
     failure (one incident, the CRAC the root) and an XID 79. Built once; tests copy its database."""
     from dcops.alerts.config import AlertingConfig
-    from dcops.alerts.db import open_engine
-    from dcops.alerts.persistence import AlerterStore
+    from dcops.alerts.storage.tables import open_engine
+    from dcops.alerts.storage.alerter_store import AlerterStore
     from dcops.alerts.pipeline import AlertPipeline
-    from dcops.alerts.rules import default_rules
+    from dcops.alerts.rules.engine import default_rules
     from dcops.sim import Simulator
 
     path = tmp_path_factory.mktemp("alarms") / "alerts.sqlite"
@@ -94,8 +94,8 @@ def alarm_app(alarm_world, users, tmp_path):
     """The console over a fresh copy of the alarm world's database, with its repository and runbooks."""
     import shutil
 
-    from dcops.alerts.db import open_engine
-    from dcops.alerts.repository import Repository
+    from dcops.alerts.storage.tables import open_engine
+    from dcops.alerts.storage.repository import Repository
     from dcops.alerts.runbooks.engine import RunbookEngine
     from dcops.alerts.runbooks.loader import load_runbooks
 

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from dcops.alerts.db import open_engine
-from dcops.alerts.history import IncidentFacts, incident_facts, iso_week, recurring, response_times, similar_incidents
+from dcops.alerts.storage.tables import open_engine
+from dcops.alerts.history.analysis import IncidentFacts, incident_facts, iso_week, recurring, response_times, similar_incidents
 from dcops.alarm_types import PerceivedSeverity as S, ProbableCause as PC
 from dcops.cli import main
 from tests.runbooks.support import NS, make_incident

@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from dcops.alerts.db import open_engine
-from dcops.alerts.history import incident_facts, telemetry_around, telemetry_signature
-from dcops.alerts.postmortem import export_postmortem
-from dcops.alerts.repository import Repository
+from dcops.alerts.storage.tables import open_engine
+from dcops.alerts.history.analysis import incident_facts, telemetry_around, telemetry_signature
+from dcops.alerts.history.postmortem import export_postmortem
+from dcops.alerts.storage.repository import Repository
 from dcops.alerts.runbooks.engine import RunbookEngine
 from dcops.alerts.runbooks.executors import ExecutorConfig, ExecutorRuntime
 from dcops.alerts.runbooks.loader import load_runbooks

@@ -72,11 +72,11 @@ def serve_with_alarms(args) -> int:
     import tempfile
 
     from dcops.alerts.config import AlertingConfig
-    from dcops.alerts.db import open_engine
-    from dcops.alerts.persistence import AlerterStore
+    from dcops.alerts.storage.tables import open_engine
+    from dcops.alerts.storage.alerter_store import AlerterStore
     from dcops.alerts.pipeline import AlertPipeline
-    from dcops.alerts.repository import Repository
-    from dcops.alerts.rules import default_rules
+    from dcops.alerts.storage.repository import Repository
+    from dcops.alerts.rules.engine import default_rules
     from dcops.alerts.runbooks.engine import RunbookEngine
     from dcops.alerts.runbooks.loader import load_runbooks
     from dcops.sim import Simulator

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from dcops.alerts.config import alerting_from_text
-from dcops.alerts.repository import Repository
+from dcops.alerts.storage.repository import Repository
 from dcops.alerts.service import Alerter
 from dcops.bus import InProcessBus
 from dcops.sim import Simulator

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from dcops.alerts.inbound import PATH, alertmanager_app, serve
-from dcops.alerts.repository import Repository
+from dcops.alerts.storage.repository import Repository
 from dcops.alerts.service import Alerter
 from dcops.bus import InProcessBus
 from dcops.topology import build_inventory

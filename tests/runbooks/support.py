@@ -15,9 +15,9 @@ class SiteDriver:
 
     def __init__(self, site, db_engine, seed: int = 1) -> None:
         from dcops.alerts.config import AlertingConfig
-        from dcops.alerts.persistence import AlerterStore
+        from dcops.alerts.storage.alerter_store import AlerterStore
         from dcops.alerts.pipeline import AlertPipeline
-        from dcops.alerts.rules import default_rules
+        from dcops.alerts.rules.engine import default_rules
 
         self.sim = Simulator(site, seed=seed)
         self.store = DuckDBStore(":memory:")
@@ -47,7 +47,7 @@ def make_incident(db_engine, *, iid: str, component: str, managed_object: str, c
                   rule: str = "", labels: dict | None = None, text: str = "", acknowledged_ns: int | None = None,
                   resolved_ns: int | None = None, closed_ns: int | None = None, kind: str = "") -> Incident:
     """Write an incident with its root alarm through `AlerterStore.write` (the alerter's API)."""
-    from dcops.alerts.persistence import AlerterStore, CycleWrite
+    from dcops.alerts.storage.alerter_store import AlerterStore, CycleWrite
 
     lab = {"component": component, "probable_cause": cause.value, **({"kind": kind} if kind else {}), **(labels or {})}
     alarm = Alarm(id=f"a-{iid}", component=component, managed_object=managed_object, event_type=EventType.EQUIPMENT,

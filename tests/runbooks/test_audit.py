@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from dcops.alerts.audit import AuditLog, AuditRecord
+from dcops.alerts.storage.audit import AuditLog, AuditRecord
 
 NS = 1_000_000_000
 
@@ -96,7 +96,7 @@ def test_tampering_behind_the_guard_is_detected(audit, tamper, reason):
 def test_rewriting_a_record_and_its_hash_breaks_the_next_link(audit):
     recs = _fill(audit, 4)
     _drop_guard(audit)
-    from dcops.alerts.audit import record_hash
+    from dcops.alerts.storage.audit import record_hash
     r = recs[1]
     forged = record_hash(r.seq, r.time_ns, "mallory", r.role, r.action, r.target_kind, r.target_id, dict(r.data), r.prev_hash)
     with audit.engine.begin() as c:

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from dcops.alerts.audit import AuditLog
-from dcops.alerts.db import open_engine
-from dcops.alerts.repository import Repository
+from dcops.alerts.storage.audit import AuditLog
+from dcops.alerts.storage.tables import open_engine
+from dcops.alerts.storage.repository import Repository
 from dcops.alerts.runbooks.engine import ApprovalRequired, PermissionDenied, RunbookEngine, RunbookError, StepNotReady
 from dcops.alerts.runbooks.executors import ExecutorConfig, ExecutorRuntime
 from dcops.alerts.runbooks.loader import load_runbooks
@@ -203,7 +203,7 @@ def test_one_active_run_per_runbook_and_incident(setup):
     ("ups-on-battery", "UPS-A", [['probable_cause="batteryDischarging"', 'component=~"UPS\\-A"']]),
 ])
 def test_expected_alarm_matchers(small_inventory, runbook, root, want):
-    from dcops.alerts.matchers import matches_all, parse_matchers
+    from dcops.alerts.alarms.matchers import matches_all, parse_matchers
     from dcops.alerts.runbooks.expected import expected_alarm_silences
     got = expected_alarm_silences(load_runbooks()[runbook], small_inventory, root)
     assert [m for m, _ in got] == want

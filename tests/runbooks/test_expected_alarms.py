@@ -5,14 +5,14 @@ the same alarm is no longer suppressed."""
 from __future__ import annotations
 
 from dcops.alerts.config import AlertingConfig
-from dcops.alerts.db import open_engine
-from dcops.alerts.persistence import AlerterStore
+from dcops.alerts.storage.tables import open_engine
+from dcops.alerts.storage.alerter_store import AlerterStore
 from dcops.alerts.pipeline import AlertPipeline
-from dcops.alerts.repository import Repository
+from dcops.alerts.storage.repository import Repository
 from dcops.alerts.runbooks.engine import RunbookEngine
 from dcops.alerts.runbooks.loader import load_runbooks
-from dcops.alerts.rules import default_rules
-from dcops.alerts.signals import AlarmSignal
+from dcops.alerts.rules.engine import default_rules
+from dcops.alerts.alarms.signals import AlarmSignal
 from dcops.alarm_types import EventType, PerceivedSeverity, ProbableCause
 from tests.runbooks.support import NS, make_incident
 

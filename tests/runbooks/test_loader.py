@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from dcops.alerts.runbooks.loader import DEFAULT_RUNBOOKS, applicable, load_runbook, load_runbooks, runbook_from_text
-from dcops.alerts.rules import default_rules
+from dcops.alerts.rules.engine import default_rules
 from dcops.alarm_types import Alarm, EventType, PerceivedSeverity, ProbableCause
 from dcops.cli import main
 from dcops.yamlconf import ConfigError

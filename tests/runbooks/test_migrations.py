@@ -12,8 +12,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from dcops.alerts.audit import AuditBase, AuditLog
-from dcops.alerts.db import Base
+from dcops.alerts.storage.audit import AuditBase, AuditLog
+from dcops.alerts.storage.tables import Base
 from dcops.alerts.runbooks.tables import RunbookBase
 from tests.conftest import REPO
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from dcops.alerts.audit import AuditLog
-from dcops.alerts.db import open_engine
-from dcops.alerts.repository import Repository
+from dcops.alerts.storage.audit import AuditLog
+from dcops.alerts.storage.tables import open_engine
+from dcops.alerts.storage.repository import Repository
 from dcops.alerts.runbooks.engine import PermissionDenied, RunbookEngine, StepNotReady
 from dcops.alerts.runbooks.executors import ExecutorConfig, ExecutorRuntime
 from dcops.alerts.runbooks.loader import load_runbooks

@@ -25,9 +25,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from dcops.alerts.db import (AlarmRow, IncidentRow, OperatorActionRow, OutboxRow, SilenceRow, TimelineRow, open_engine,
+from dcops.alerts.storage.tables import (AlarmRow, IncidentRow, OperatorActionRow, OutboxRow, SilenceRow, TimelineRow, open_engine,
                        row_to_alarm, row_to_entry, row_to_incident, row_to_notification, row_to_silence, silence_to_row)
-from dcops.alerts.matchers import parse_matchers
+from dcops.alerts.alarms.matchers import parse_matchers
 from dcops.alarm_types import (INCIDENT_TRANSITIONS, SEVERITY_RANK, Alarm, AlarmListState, Incident, IncidentState,
                                MaintenanceWindow, Matcher, Notification, PerceivedSeverity, Recurrence, Silence,
                                TimelineEntry, TimelineKind)
@@ -47,7 +47,7 @@ def _user(user: str) -> str:
 class Repository:
     def __init__(self, db: str | Engine, inventory: Inventory | None = None,
                  clock: Callable[[], float] = time.time, audit=None) -> None:
-        """`audit`: a `dcops.alerts.audit.AuditLog`; when given, every operator action is also appended
+        """`audit`: a `dcops.alerts.storage.audit.AuditLog`; when given, every operator action is also appended
         to the hash-chained, append-only audit log in the same transaction."""
         self.engine = open_engine(db) if isinstance(db, str) else db
         self.inventory = inventory
@@ -276,7 +276,7 @@ class Repository:
         if not reason or not reason.strip():
             raise ValueError("a reason is required")
         if recurrence is not None:
-            from dcops.alerts.silences import parse_hhmm
+            from dcops.alerts.alarms.silences import parse_hhmm
             from zoneinfo import ZoneInfo
             parse_hhmm(recurrence.start)
             ZoneInfo(recurrence.timezone)

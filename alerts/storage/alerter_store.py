@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from dcops.alerts.db import (AlarmRow, IncidentRow, OperatorActionRow, OutboxRow, SilenceRow, TimelineRow, alarm_to_row,
+from dcops.alerts.storage.tables import (AlarmRow, IncidentRow, OperatorActionRow, OutboxRow, SilenceRow, TimelineRow, alarm_to_row,
                        incident_to_row, row_to_alarm, row_to_incident, row_to_notification, row_to_silence)
 from dcops.alarm_types import (Alarm, DeliveryStatus, Incident, IncidentState, MaintenanceWindow, Notification, Silence,
                                TimelineEntry)

@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from dcops.alerts.matchers import matches_all
+from dcops.alerts.alarms.matchers import matches_all
 from dcops.alarm_types import Alarm, Matcher, PerceivedSeverity, ProbableCause as PC
 from dcops.topology import Inventory
 

@@ -17,8 +17,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from dcops.alerts.rule_models import AbsenceRule, AnomalyRule, EventRule, RateRule, RuleBase, ThresholdRule
-from dcops.alerts.signals import AlarmSignal, component_of, safe_format
+from dcops.alerts.rules.models import AbsenceRule, AnomalyRule, EventRule, RateRule, RuleBase, ThresholdRule
+from dcops.alerts.alarms.signals import AlarmSignal, component_of, safe_format
 from dcops.alarm_types import PerceivedSeverity
 from dcops.batch import Batch, Event
 from dcops.findings import Finding

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from pydantic import Field, SecretStr
 
-from dcops.alerts.notifiers.base import DeliveryResult, NotifierConfig, summary_of
+from dcops.alerts.notification.notifiers.base import DeliveryResult, NotifierConfig, summary_of
 
 __all__ = ["EmailConfig", "EmailNotifier", "build_email"]
 

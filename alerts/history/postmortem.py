@@ -15,10 +15,10 @@ import numpy as np
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
-from dcops.alerts.audit import AuditLog, AuditVerification
-from dcops.alerts.history import IncidentFacts, Series, Similar, incident_facts, similar_incidents, telemetry_around, \
+from dcops.alerts.storage.audit import AuditLog, AuditVerification
+from dcops.alerts.history.analysis import IncidentFacts, Series, Similar, incident_facts, similar_incidents, telemetry_around, \
     telemetry_signature
-from dcops.alerts.repository import Repository
+from dcops.alerts.storage.repository import Repository
 from dcops.alerts.runbooks.engine import RunbookEngine
 from dcops.alerts.runbooks.state import RunView
 from dcops.alarm_types import Alarm, Incident

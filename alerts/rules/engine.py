@@ -14,17 +14,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Iterable, Sequence
 
-from dcops.alerts.evaluators import (AbsenceEvaluator, AnomalyEvaluator, Evaluator, EventEvaluator, RateEvaluator,
+from dcops.alerts.rules.evaluators import (AbsenceEvaluator, AnomalyEvaluator, Evaluator, EventEvaluator, RateEvaluator,
                                ThresholdEvaluator)
-from dcops.alerts.rule_models import AbsenceRule, AnomalyRule, EventRule, RateRule, RuleBase, RuleFile, ThresholdRule
-from dcops.alerts.signals import AlarmSignal, components_of_batch
+from dcops.alerts.rules.models import AbsenceRule, AnomalyRule, EventRule, RateRule, RuleBase, RuleFile, ThresholdRule
+from dcops.alerts.alarms.signals import AlarmSignal, components_of_batch
 from dcops.batch import Batch, Event
 from dcops.findings import Finding
 from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with_lines
 
 __all__ = ["RULE_TYPES", "RuleType", "RuleEngine", "load_rules", "rules_from_text", "default_rules", "DEFAULT_RULES"]
 
-DEFAULT_RULES = Path(__file__).resolve().parent / "data" / "rules" / "default.yaml"
+DEFAULT_RULES = Path(__file__).resolve().parents[1] / "data" / "rules" / "default.yaml"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 import httpx
 from pydantic import Field, HttpUrl, SecretStr
 
-from dcops.alerts.notifiers.base import DeliveryResult, NotifierConfig, post_json
+from dcops.alerts.notification.notifiers.base import DeliveryResult, NotifierConfig, post_json
 
 __all__ = ["WebhookConfig", "WebhookNotifier", "sign", "verify_signature", "SIGNATURE_HEADER", "TIMESTAMP_HEADER"]
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import httpx
 from pydantic import Field, HttpUrl, SecretStr
 
-from dcops.alerts.notifiers.base import DeliveryResult, NotifierConfig, post_json, summary_of
+from dcops.alerts.notification.notifiers.base import DeliveryResult, NotifierConfig, post_json, summary_of
 
 __all__ = ["PagerDutyConfig", "PagerDutyNotifier", "pagerduty_body", "PD_SEVERITY"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from dcops.alerts.rules import DEFAULT_RULES, RULE_TYPES, load_rules
+from dcops.alerts.rules.engine import DEFAULT_RULES, RULE_TYPES, load_rules
 from dcops.yamlconf import ConfigError
 
 

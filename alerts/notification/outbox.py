@@ -25,8 +25,8 @@ from typing import Callable, Mapping
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from dcops.alerts.config import OutboxSettings
-from dcops.alerts.notifiers.base import DeliveryResult
-from dcops.alerts.persistence import AlerterStore
+from dcops.alerts.notification.notifiers.base import DeliveryResult
+from dcops.alerts.storage.alerter_store import AlerterStore
 
 __all__ = ["OutboxSender", "backoff_s"]
 

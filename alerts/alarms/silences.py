@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterable, NamedTuple
 from zoneinfo import ZoneInfo
 
-from dcops.alerts.matchers import matches_all
+from dcops.alerts.alarms.matchers import matches_all
 from dcops.alarm_types import Alarm, MaintenanceWindow, Recurrence, Silence
 from dcops.topology import Inventory
 

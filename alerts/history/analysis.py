@@ -11,7 +11,7 @@ around a past incident, and "have we seen this before?".
   device kind, topology (hall, row, device) and a telemetry signature (relative change of each
   `KIND_METRICS` series across the opening).
 
-The postmortem export (Markdown) is in `dcops.alerts.postmortem`.
+The postmortem export (Markdown) is in `dcops.alerts.history.postmortem`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from dcops.alerts.db import AlarmRow, IncidentRow
+from dcops.alerts.storage.tables import AlarmRow, IncidentRow
 from dcops.alerts.runbooks.checks import resolve_scope, scope_where
 from dcops.alerts.runbooks.models import Scope
 from dcops.alarm_types import SEVERITY_RANK, PerceivedSeverity

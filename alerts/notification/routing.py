@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Mapping, NamedTuple
 
 from dcops.alerts.config import Route
-from dcops.alerts.matchers import matches_all, parse_matchers
+from dcops.alerts.alarms.matchers import matches_all, parse_matchers
 
 __all__ = ["RouteMatch", "match_routes"]
 

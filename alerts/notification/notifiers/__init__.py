@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from dcops.alerts.notifiers.base import DeliveryResult, classify_http
-from dcops.alerts.notifiers.email import EmailNotifier
-from dcops.alerts.notifiers.pagerduty import PagerDutyNotifier
-from dcops.alerts.notifiers.slack import SlackNotifier
-from dcops.alerts.notifiers.webhook import WebhookNotifier, sign, verify_signature
+from dcops.alerts.notification.notifiers.base import DeliveryResult, classify_http
+from dcops.alerts.notification.notifiers.email import EmailNotifier
+from dcops.alerts.notification.notifiers.pagerduty import PagerDutyNotifier
+from dcops.alerts.notification.notifiers.slack import SlackNotifier
+from dcops.alerts.notification.notifiers.webhook import WebhookNotifier, sign, verify_signature
 
 __all__ = ["NOTIFIERS", "DeliveryResult", "classify_http", "sign", "verify_signature"]
 

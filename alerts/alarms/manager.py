@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable, NamedTuple
 
-from dcops.alerts.signals import AlarmSignal
+from dcops.alerts.alarms.signals import AlarmSignal
 from dcops.alarm_types import SEVERITY_RANK, Alarm, AlarmKey, PerceivedSeverity, TimelineKind
 from dcops.topology import Inventory
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dcops.alerts.history import GROUPINGS, incident_facts, recurring, response_times
+from dcops.alerts.history.analysis import GROUPINGS, incident_facts, recurring, response_times
 
 
 def add_arguments(p) -> None:
@@ -48,7 +48,7 @@ def run(args) -> int:
         return 1
     try:
         if action == "export":
-            from dcops.alerts.postmortem import export_postmortem
+            from dcops.alerts.history.postmortem import export_postmortem
             try:
                 text = export_postmortem(db, args.incident_id, store=store, inventory=inventory,
                                          before_s=args.before, after_s=args.after)
@@ -79,7 +79,7 @@ def run(args) -> int:
 
 
 def _open(args):
-    from dcops.alerts.db import default_url, open_engine
+    from dcops.alerts.storage.tables import default_url, open_engine
 
     inventory = store = None
     url = args.db

@@ -17,9 +17,9 @@ from dataclasses import replace
 from typing import Callable, Mapping, Sequence
 
 from dcops.alerts.config import AlertingConfig
-from dcops.alerts.incidents import build_message, entry, make_notification
-from dcops.alerts.persistence import AlerterStore, CycleWrite
-from dcops.alerts.routing import match_routes
+from dcops.alerts.correlation.incidents import build_message, entry, make_notification
+from dcops.alerts.storage.alerter_store import AlerterStore, CycleWrite
+from dcops.alerts.notification.routing import match_routes
 from dcops.alarm_types import Alarm, Incident, IncidentAction, TimelineKind as TK
 
 __all__ = ["NotificationPlanner"]

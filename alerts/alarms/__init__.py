@@ -1,0 +1,1 @@
+"""The alarm lifecycle: signals in, alarms out (dedup, flapping), matchers, silences."""

@@ -1,0 +1,1 @@
+"""Topology correlation: which alarm explains which, and the incidents built from the groups."""

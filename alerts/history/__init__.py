@@ -1,0 +1,1 @@
+"""Incident history for reliability engineers: MTTA/MTTR, recurring offenders, postmortems."""

@@ -1,0 +1,1 @@
+"""Who is told, how and when: routing, on-call, escalation, the notifiers and the durable outbox."""

@@ -1,0 +1,2 @@
+"""Where the alerter keeps its state: alarm, incident, silence and outbox tables, the alerter's
+writes, the read API for the console and runbooks, and the append-only audit log."""
