@@ -5,6 +5,11 @@
     dcops agent --once --standin-site S.yaml --standin-host SERVER
                                               the same agent against the simulated SERVER
     dcops agent --site S.yaml [--interval 10] run: publish to the bus the site's settings name
+    dcops agent --capabilities                which accelerators' power can be capped, and why not
+    dcops agent --site S.yaml --control-port 9101 --control-key-env DCOPS_AGENT_KEY
+                                              also serve the power-limit control API (signed tokens)
+    dcops agent --mint-token NAME --control-key-env DCOPS_AGENT_KEY [--token-ttl 3600]
+                                              print a control token for NAME (an operator, a runbook)
 
 Readings are `{"accelerator": UUID, "vendor", "model", "metric", "unit", "value"}` in
 canonical units (W, J, degC, MHz, %, bytes, count); a multi-die card's power is reported once,
@@ -47,6 +52,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run against the simulator for this site instead of real devices")
     p.add_argument("--standin-host", metavar="SERVER", default=None, help="the simulated server to be (with --standin-site)")
     p.add_argument("--seed", type=int, default=0, help="simulator seed (with --standin-site)")
+    p.add_argument("--capabilities", action="store_true",
+                   help="print, per accelerator, whether its power limit can be set (min/max/default W) or why not")
+    p.add_argument("--control-port", type=int, default=None, metavar="PORT",
+                   help="serve the power-limit control API on PORT (needs --control-key-env)")
+    p.add_argument("--control-host", default="0.0.0.0", help="address of the control API (default: all)")
+    p.add_argument("--control-key-env", default="DCOPS_AGENT_KEY", metavar="VAR",
+                   help="environment variable holding the key control tokens are signed with (default: DCOPS_AGENT_KEY)")
+    p.add_argument("--control-audit", default="/var/lib/dcops/agent-power-audit.jsonl", metavar="FILE",
+                   help="append-only audit trail of power-limit changes")
+    p.add_argument("--mint-token", metavar="NAME", default=None, help="print a control token for NAME and exit")
+    p.add_argument("--token-ttl", type=float, default=3600.0, help="lifetime of --mint-token in seconds")
 
 
 def _print(recs: list[dict], fmt: str, out) -> None:
@@ -120,7 +136,65 @@ def _standin(args) -> int:
         time.sleep(args.interval or sim.interval_s)
 
 
+def _control_key(args) -> bytes | None:
+    import os
+
+    key = os.environ.get(args.control_key_env, "")
+    return key.encode() if key else None
+
+
+def _capabilities(agent, fmt: str) -> int:
+    from dcops.collectors.power_control import controller_for
+
+    rows = controller_for(agent).capabilities()
+    if fmt == "json":
+        json.dump({"host": agent.host, "accelerators": rows}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        for r in rows:
+            what = (f"settable {r['min_w']:g}..{r['max_w']:g} W (default {r['default_w']:g} W)" if r["settable"]
+                    else f"not settable: {r['reason']}")
+            print(f"{r['accel']:>3} {r['device']:<42} {r['vendor']:<10} {what}")
+    return 0 if rows else 1
+
+
+def _serve_control(agent, args, stop: threading.Event):
+    """Start the control API beside the poll loop; returns a stop function."""
+    from waitress.server import create_server
+
+    from dcops.collectors.power_api import ControlApi, JsonlAudit
+    from dcops.collectors.power_control import controller_for
+
+    key = _control_key(args)
+    if key is None:
+        raise SystemExit(f"dcops agent: --control-port needs a key in ${args.control_key_env}: "
+                         "the control API is never served open")
+    api = ControlApi({agent.host: controller_for(agent, JsonlAudit(args.control_audit))}, key)
+    api.start()
+    server = create_server(api, host=args.control_host, port=args.control_port, threads=4, ident="dcops-agent")
+    threading.Thread(target=server.run, name="dcops-agent-control", daemon=True).start()
+    log.warning("power-limit control API on %s:%d (audit trail %s)", args.control_host, args.control_port,
+                args.control_audit)
+
+    def close() -> None:
+        api.stop()
+        server.close()
+    return close
+
+
 def run(args) -> int:
+    if args.mint_token:
+        from dcops.tokens import mint_token
+
+        key = _control_key(args)
+        if key is None:
+            print(f"dcops agent: ${args.control_key_env} holds no key", file=sys.stderr)
+            return 2
+        print(mint_token(key, args.mint_token, args.token_ttl))
+        return 0
+    if args.control_port is not None and not 0 < args.control_port < 65536:
+        print(f"dcops agent: --control-port {args.control_port} is not a TCP port (1-65535)", file=sys.stderr)
+        return 2
     if bool(args.standin_site) != bool(args.standin_host):
         print("dcops agent: --standin-site and --standin-host go together", file=sys.stderr)
         return 2
@@ -147,18 +221,23 @@ def run(args) -> int:
     if agent.empty:
         print(f"dcops agent: no accelerator source works on {host}", file=sys.stderr)
         return 1
+    if args.capabilities:
+        return _capabilities(agent, args.format)
     if args.once or cfg is None:
         return _print_loop(agent, args)
     stop = threading.Event()
     interval = args.interval or cfg.settings.interval_s
     from dcops.wiring import open_bus
 
+    close_control = _serve_control(agent, args, stop) if args.control_port is not None else None
     bus = open_bus(cfg.settings.bus, client_id=f"agent-{host}")
     try:
         agent.run(bus, stop, interval)
     except KeyboardInterrupt:
         stop.set()
     finally:
+        if close_control is not None:
+            close_control()
         bus.flush()
         bus.close()
     return 0

@@ -49,9 +49,17 @@ class FakeGpu:
     lost: bool = False
     lose_after_calls: int | None = None  # becomes lost after this many more device calls
     retired_pages: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())  # (single-bit, double-bit)
+    power_limits_w: tuple[float, float, float] = (200.0, 700.0, 700.0)  # (min, max, default), an H100 SXM
+    set_error: int | None = None  # NVML error code nvmlDeviceSetPowerManagementLimit answers (e.g. NO_PERMISSION)
 
     def value(self, metric: str) -> float:
         return self.values.get(metric, math.nan)
+
+    def limits(self) -> tuple[float, float, float]:
+        return self.power_limits_w
+
+    def set_power_limit(self, watts: float) -> None:
+        self.values["accel_power_limit_w"] = watts
 
 
 class GpuBackend(Protocol):
@@ -351,6 +359,26 @@ class NvmlStandin:
 
     def nvmlEventSetFree(self, event_set: dict) -> None:
         event_set["registered"].clear()
+
+    # ----- power management (the agent's control API) ----------------------------------
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, h) -> list[int]:
+        lo, hi, _ = self._gpu(h, "nvmlDeviceGetPowerManagementLimitConstraints").limits()
+        return [int(lo * 1000), int(hi * 1000)]
+
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, h) -> int:
+        return int(self._gpu(h, "nvmlDeviceGetPowerManagementDefaultLimit").limits()[2] * 1000)
+
+    def nvmlDeviceGetPowerManagementLimit(self, h) -> int:
+        return int(round(self._num(self._gpu(h, "nvmlDeviceGetPowerManagementLimit"), "accel_power_limit_w") * 1000))
+
+    def nvmlDeviceSetPowerManagementLimit(self, h, limit_mw: int) -> None:
+        g = self._gpu(h, "nvmlDeviceSetPowerManagementLimit")
+        if g.set_error is not None:
+            raise NVMLError(g.set_error)
+        lo, hi, _ = g.limits()
+        if not isinstance(limit_mw, int) or not lo * 1000 <= limit_mw <= hi * 1000:
+            raise NVMLError(_CONSTANTS["NVML_ERROR_INVALID_ARGUMENT"])
+        g.set_power_limit(limit_mw / 1000.0)
 
     def wake(self) -> None:
         """Wake a thread blocked in nvmlEventSetWait_v2 (after a test pushed an XID)."""

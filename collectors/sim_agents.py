@@ -99,8 +99,19 @@ class _SimGpu:
     def lost(self) -> bool:
         return self.view.value(self.k, "accel_up") != 1.0
 
+    set_error = None
+
     def value(self, metric: str) -> float:
+        if metric == "accel_power_limit_w":  # a limit just set is read back at once, as on a real GPU
+            return float(self.view.sim.power_limit[self.k])
         return self.view.value(self.k, metric)
+
+    def limits(self) -> tuple[float, float, float]:
+        tdp = float(self.view.sim.a_tdp[self.k])
+        return 0.2 * tdp, tdp, tdp
+
+    def set_power_limit(self, watts: float) -> None:
+        self.view.sim.power_limit[self.k] = watts
 
 
 class SimBackend:
@@ -196,6 +207,25 @@ class SimAgents:
                                        ks, srv.rack))
         self.polls = 0
         self.values = 0
+
+    def power_controllers(self, audit=lambda record: None, clock=None) -> dict:
+        """server -> `PowerController` over the same stand-ins the agents poll: the demo's and the
+        tests' power caps go through the agent control API's code, backed by the simulator."""
+        import time
+
+        from dcops.collectors.power_control import (NPU_NO_POWER_LIMIT, NvmlPowerBackend, PowerController,
+                                                    UnsupportedPowerBackend)
+
+        clock = clock or time.time
+        out = {}
+        for agent, _, _, _ in self.gpu_hosts:
+            backend = NvmlPowerBackend(agent.nvml, [g.uuid for g in agent.identities])
+            out[agent.host] = PowerController(agent.host, [backend], audit=audit, clock=clock)
+        for agent, ks, _ in self.npu_hosts:
+            ids = [str(self.sim.inventory.accel_ids[k]) for k in ks]
+            backend = UnsupportedPowerBackend("rebellions", ids, NPU_NO_POWER_LIMIT)
+            out[agent.host] = PowerController(agent.host, [backend], audit=audit, clock=clock)
+        return out
 
     def poll(self) -> list[tuple[str, Batch, list[Event]]]:
         """Poll every running host once: [(rack, batch, events)]."""

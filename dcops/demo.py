@@ -116,9 +116,9 @@ class Demo:
         self._spawn("ingest", self.ingest.run)
         from dcops.demo_control import ControlServer
 
-        self._control = ControlServer(self.opt.data_dir, self.inject, lambda: list(self.sim.labels),
-                                      power_limit=self.set_power_limit)
+        self._control = ControlServer(self.opt.data_dir, self.inject, lambda: list(self.sim.labels))
         self._control.start()
+        self._start_power_api()
         if self.opt.snmp:
             self._start_snmp()
         if self.opt.alerts:
@@ -191,7 +191,8 @@ class Demo:
             "allowed_commands": {name: ["/bin/echo", f"demo: {name} done"] for name in
                                  ("notify_facilities", "uncordon", "notify_serving", "shed_load", "restore_load")},
             "drain_command": ["/bin/echo", "demo: drained", "{server}"],
-            "agent_url": self._control.url,  # power caps reach the simulated GPUs through the control endpoint
+            "agent_url": self.power_url,  # power caps reach the simulated GPUs through the agents' control API
+            "agent_token_key": self.power_key,
             "webhook_secret": self._control.token,
         }))
         self.runbooks = RunbookEngine(engine, load_runbooks(), inventory=inv, store=self.store,
@@ -208,16 +209,22 @@ class Demo:
         self._spawn("analytics", lambda: self.analytics.run(self._stop))
         self.say(f"analytics: streaming anomaly scoring of every device each interval (models in {models.parent})")
 
-    def set_power_limit(self, accel: str, watts: float) -> float:
-        """A power cap set through the accelerator agent's control endpoint (runbook action)."""
-        with self._lock:
-            i = self.sim.inventory.accel_index[accel]
-            tdp = float(self.sim.a_tdp[i])
-            if not 0.2 * tdp <= watts <= tdp:
-                raise ValueError(f"{watts:g} W is outside {accel}'s range {0.2 * tdp:g}..{tdp:g} W")
-            self.sim.power_limit[i] = watts
-        self.say(f"power cap: {accel} limited to {watts:g} W")
-        return watts
+    def _start_power_api(self) -> None:
+        """The accelerator agents' power-limit control API (the code a real `dcops agent
+        --control-port` serves), one URL prefix per simulated host, backed by the simulator."""
+        import secrets
+
+        from waitress.server import create_server
+
+        from dcops.collectors.power_api import ControlApi, JsonlAudit
+
+        self.power_key = secrets.token_urlsafe(24)
+        audit = JsonlAudit(self.opt.data_dir / "power-audit.jsonl")
+        self._power_api = ControlApi(self.agents.power_controllers(audit=audit), self.power_key.encode())
+        self._power_api.start()
+        self._power_server = create_server(self._power_api, host="127.0.0.1", port=0, threads=4, ident="dcops-agent")
+        self.power_url = f"http://127.0.0.1:{self._power_server.effective_port}/hosts/{{server}}"
+        self._spawn("power-api", self._power_server.run)
 
     def _start_console(self) -> None:
         from dcops.console.app import create_app, serve
@@ -257,6 +264,9 @@ class Demo:
             self._stop_snmp_agents()
         if getattr(self, "_control", None) is not None:
             self._control.stop()
+        if getattr(self, "_power_server", None) is not None:
+            self._power_api.stop()
+            self._power_server.close()
         if self._server is not None:
             self._server.close()
         for t in self._threads:

@@ -5,13 +5,13 @@ to `<data_dir>/control.json` (mode 0600). Requests without the token are refused
 
     POST /inject  {"fault": "crac_failure", "target": "CRAC-H1-2", "duration_s": 600}
     GET  /faults  -> the ground-truth labels so far
-    POST /v1/power-limit {"server": S, "accel": I, "watts": W}   (the accelerator agent's power-cap
-         call that runbook actions make; authenticated by `X-Dcops-Signature: sha256=<HMAC of the body>`)
+
+(Power caps do not come here: the demo serves the accelerator agents' own control API,
+`dcops.collectors.power_api`, over the simulated GPUs.)
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
@@ -25,8 +25,7 @@ __all__ = ["ControlServer", "read_control"]
 
 
 class ControlServer:
-    def __init__(self, data_dir: Path, inject: Callable[..., object], labels: Callable[[], list],
-                 power_limit: Callable[[str, float], float] | None = None) -> None:
+    def __init__(self, data_dir: Path, inject: Callable[..., object], labels: Callable[[], list]) -> None:
         self.token = secrets.token_urlsafe(24)
         self.path = Path(data_dir) / "control.json"
         outer = self
@@ -50,20 +49,6 @@ class ControlServer:
                     return False
                 return True
 
-            def _power_limit(self) -> None:
-                body = self.rfile.read(min(int(self.headers.get("Content-Length", "0") or 0), 65536))
-                mac = "sha256=" + hmac.new(outer.token.encode(), body, hashlib.sha256).hexdigest()
-                if not hmac.compare_digest(mac.encode(), self.headers.get("X-Dcops-Signature", "").encode()):
-                    return self._reply(403, {"error": "bad or missing X-Dcops-Signature"})
-                try:
-                    req = json.loads(body)
-                    accel = f"{req['server']}:{int(req['accel'])}"
-                    watts = float(req["watts"])
-                    applied = power_limit(accel, watts)
-                except (ValueError, KeyError, TypeError) as exc:
-                    return self._reply(400, {"error": str(exc).strip('"')})
-                self._reply(200, {"accel": accel, "power_limit_w": applied})
-
             def do_GET(self):  # noqa: N802
                 if not self._authorised():
                     return
@@ -72,8 +57,6 @@ class ControlServer:
                 self._reply(200, [lab.to_dict() for lab in labels()])
 
             def do_POST(self):  # noqa: N802
-                if self.path == "/v1/power-limit" and power_limit is not None:
-                    return self._power_limit()
                 if not self._authorised():
                     return
                 if self.path != "/inject":

@@ -121,6 +121,8 @@ class RunbookEngine:
         self.inventory = inventory
         self.store = store
         self.executors = executors or ExecutorRuntime()
+        if self.executors.inventory is None:
+            self.executors.inventory = inventory
         self.audit = audit or AuditLog(db, clock)
         self.repo = repository or Repository(db, inventory, clock=lambda: clock() / _NS)
         self.clock = clock

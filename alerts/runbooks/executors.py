@@ -8,8 +8,13 @@ Safety by construction:
 - `command` and `drain_node` run only argv templates from the site's `ExecutorConfig`
   (`allowed_commands`, `drain_command`), never a shell and never a command line written in a
   runbook; runbooks only name the allow-listed command.
-- `webhook` and `gpu_power_cap` send JSON over HTTP, signed with HMAC-SHA256 when a secret is
-  configured (`X-Dcops-Signature: sha256=<hex>`); the secret is a `SecretStr` and never logged.
+- `webhook` sends JSON over HTTP, signed with HMAC-SHA256 when a secret is configured
+  (`X-Dcops-Signature: sha256=<hex>`); the secret is a `SecretStr` and never logged.
+- `gpu_power_check` / `gpu_power_cap` / `gpu_power_restore` talk to each server's agent control
+  API (`dcops.collectors.power_api`) with a short-lived bearer token signed by
+  `agent_token_key`, naming the operator as subject and the run/step/incident as the reason;
+  caps carry a lease (`ttl_s`) after which the agent reverts them by itself. Capping is
+  destructive by default (four-eyes approval).
 - Templates (`{server}`, `{rack}`, ...) are filled from `TEMPLATE_VARIABLES` only.
 
 Add an executor by writing an options model and a run function and adding a row to `EXECUTORS`.
@@ -21,6 +26,7 @@ The site's `ExecutorConfig` is a YAML file (`load_executor_config`), e.g.
       shed_load: [/usr/local/bin/capctl, --ups, "{component}", --watts, "450"]
     drain_command: [kubectl, drain, "{server}", --ignore-daemonsets, --delete-emptydir-data]
     agent_url: "http://{server}:9101"
+    agent_token_key: "env-or-vault-provided"
     webhook_secret: "env-or-vault-provided"
 """
 
@@ -32,10 +38,10 @@ import json
 import subprocess
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 __all__ = ["TEMPLATE_VARIABLES", "ExecutorConfig", "ExecutorRuntime", "ActionContext", "ActionResult", "ExecutorSpec",
            "EXECUTORS", "fill", "ExecutorError", "load_executor_config"]
@@ -61,6 +67,7 @@ class ExecutorConfig(_Model):
                                                          description="name -> argv template, e.g. ['/usr/bin/ipmitool', ...]")
     drain_command: tuple[str, ...] = Field((), description="argv template to drain a node, e.g. kubectl drain {server}")
     agent_url: str = Field("", description="accelerator agent control URL template, e.g. http://{server}:9101")
+    agent_token_key: SecretStr | None = Field(None, description="key the agents verify control tokens with")
     webhook_secret: SecretStr | None = None
     command_timeout_s: float = Field(120.0, gt=0)
     http_timeout_s: float = Field(10.0, gt=0)
@@ -94,6 +101,7 @@ class ExecutorRuntime:
 
     config: ExecutorConfig = field(default_factory=ExecutorConfig)
     http: httpx.Client | None = None
+    inventory: Any = None  # dcops.topology.Inventory: expands rack/zone scopes into servers
 
     def client(self) -> httpx.Client:
         if self.http is None:
@@ -170,23 +178,128 @@ def run_drain(o: DrainOptions, ctx: ActionContext, rt: ExecutorRuntime) -> Actio
     return _run_argv([fill(a, variables) for a in rt.config.drain_command], rt.config.command_timeout_s)
 
 
-# ----- GPU power cap through its agent -----------------------------------------------------
+# ----- accelerator power caps through each server's agent control API -----------------------
 
 class PowerCapOptions(_Model):
-    watts: float = Field(gt=50, le=2000)
-    accel: str = Field("{component}", description="template naming the accelerator (<server>:<index>)")
+    """Which accelerators: `accel` names a target of kind `scope` (a template: an accelerator id
+    `<server>:<index>`, a server, a rack or a cooling zone); all GPU servers under it are asked."""
+
+    scope: Literal["accelerator", "server", "rack", "zone"] = "accelerator"
+    accel: str = Field("{component}", description="template naming the target (of kind `scope`)")
+    watts: float | None = Field(None, gt=50, le=2000)
+    fraction: float | None = Field(None, gt=0.1, le=1.0, description="of each device's default limit")
+    ttl_s: float = Field(1800.0, gt=0, le=86400, description="the cap reverts unless renewed within this")
+
+    @model_validator(mode="after")
+    def _one_value(self):
+        if (self.watts is None) == (self.fraction is None):
+            raise ValueError("give exactly one of 'watts' and 'fraction'")
+        return self
+
+
+class PowerScopeOptions(_Model):
+    scope: Literal["accelerator", "server", "rack", "zone"] = "accelerator"
+    accel: str = Field("{component}", description="template naming the target (of kind `scope`)")
+
+
+def _targets(o, ctx: ActionContext, rt: ExecutorRuntime) -> dict[str, list[int] | str]:
+    """server -> accelerator indices ("all" for every accelerator of the server)."""
+    name = fill(o.accel, ctx.variables)
+    if o.scope == "accelerator":
+        server, sep, index = name.rpartition(":")
+        if not sep or not index.isdigit():
+            raise ExecutorError(f"{name!r} is not an accelerator id (<server>:<index>)")
+        return {server: [int(index)]}
+    if o.scope == "server" and rt.inventory is None:
+        return {name: "all"}
+    inv = rt.inventory
+    if inv is None:
+        raise ExecutorError(f"scope {o.scope!r} needs the site inventory (not given to the executors)")
+    if name not in inv:
+        raise ExecutorError(f"{name!r} is not a component of this site")
+    c = inv.get(name)
+    if c.kind != o.scope and not (o.scope == "accelerator" and c.kind == "accel"):
+        raise ExecutorError(f"{name!r} is a {c.kind}, not a {o.scope}")
+    servers = [s for s in inv.servers if (s.name == name if o.scope == "server" else
+                                          s.rack == name if o.scope == "rack" else
+                                          inv.get(s.rack).attrs.get("zone") == name)]
+    if not servers:
+        raise ExecutorError(f"no servers under {o.scope} {name!r}")
+    return {s.name: "all" for s in sorted(servers, key=lambda s: s.name)}
+
+
+def _agent_call(rt: ExecutorRuntime, ctx: ActionContext, method: str, server: str, path: str,
+                payload: Mapping | None) -> tuple[bool, dict | str]:
+    if not rt.config.agent_url:
+        raise ExecutorError("no agent_url is configured for this site")
+    if rt.config.agent_token_key is None:
+        raise ExecutorError("no agent_token_key is configured: agents accept signed requests only")
+    from dcops.tokens import mint_token
+
+    url = fill(rt.config.agent_url, dict(ctx.variables, server=server)).rstrip("/") + path
+    token = mint_token(rt.config.agent_token_key.get_secret_value().encode(), ctx.user or "runbook", 60.0)
+    try:
+        r = rt.client().request(method, url, json=payload, headers={"Authorization": f"Bearer {token}"},
+                                timeout=rt.config.http_timeout_s)
+    except httpx.HTTPError as exc:
+        return False, f"{server}: agent unreachable ({type(exc).__name__})"
+    try:
+        body = r.json()
+    except ValueError:
+        body = {"error": r.text[:200]}
+    if not 200 <= r.status_code < 300:
+        return False, f"{server}: HTTP {r.status_code} {body.get('error', '') if isinstance(body, dict) else body}".strip()
+    return True, body
+
+
+def _why(ctx: ActionContext) -> dict:
+    return {"reason": f"runbook run {ctx.run_id} step {ctx.step_id} by {ctx.user}", "incident": ctx.incident_id,
+            "step": ctx.step_id}
+
+
+def _per_server(o, ctx, rt, method, path, payload_of) -> ActionResult:
+    lines, data, ok_all = [], {}, True
+    for server, accels in _targets(o, ctx, rt).items():
+        ok, body = _agent_call(rt, ctx, method, server, path, payload_of(accels))
+        ok_all &= ok
+        data[server] = body
+        if not ok:
+            lines.append(str(body))
+            continue
+        for r in body.get("results", []) if isinstance(body, dict) else []:
+            lines.append(f"{server}:{r.get('accel')} " + (
+                f"{r.get('previous_w', '?')} W -> {r.get('applied_w', '?')} W" + (" (clamped)" if r.get("clamped") else "")
+                if r.get("ok") else f"failed: {r.get('error', '')}"))
+    return ActionResult(ok_all, _truncate("\n".join(lines)), {"servers": data})
 
 
 def run_power_cap(o: PowerCapOptions, ctx: ActionContext, rt: ExecutorRuntime) -> ActionResult:
-    if not rt.config.agent_url:
-        raise ExecutorError("no agent_url is configured for this site")
-    accel = fill(o.accel, ctx.variables)
-    server, sep, index = accel.rpartition(":")
-    if not sep or not index.isdigit():
-        raise ExecutorError(f"{accel!r} is not an accelerator id (<server>:<index>)")
-    url = fill(rt.config.agent_url, dict(ctx.variables, server=server)).rstrip("/") + "/v1/power-limit"
-    return _post(rt, "POST", url, {"accel": int(index), "server": server, "watts": o.watts,
-                                   "requested_by": ctx.user, "incident": ctx.incident_id, "run": ctx.run_id})
+    value = {"watts": o.watts} if o.watts is not None else {"fraction": o.fraction}
+    return _per_server(o, ctx, rt, "POST", "/v1/power-limit",
+                       lambda accels: {"accels": accels, "ttl_s": o.ttl_s, **value, **_why(ctx)})
+
+
+def run_power_restore(o: PowerScopeOptions, ctx: ActionContext, rt: ExecutorRuntime) -> ActionResult:
+    return _per_server(o, ctx, rt, "POST", "/v1/power-limit/restore",
+                       lambda accels: {"accels": accels, "reason": _why(ctx)["reason"]})
+
+
+def run_power_check(o: PowerScopeOptions, ctx: ActionContext, rt: ExecutorRuntime) -> ActionResult:
+    """Pre-check: every agent answers and can cap at least the accelerators asked for."""
+    lines, data, ok_all = [], {}, True
+    for server, accels in _targets(o, ctx, rt).items():
+        ok, body = _agent_call(rt, ctx, "GET", server, "/v1/capabilities", None)
+        data[server] = body
+        if not ok:
+            ok_all = False
+            lines.append(str(body))
+            continue
+        rows = [a for a in body.get("accelerators", []) if accels == "all" or a.get("accel") in accels]
+        cannot = [a for a in rows if not a.get("settable")]
+        ok_all &= bool(rows) and not cannot
+        lines.append(f"{server}: {len(rows) - len(cannot)} of {len(rows)} accelerators can be capped" +
+                     "".join(f"; {a.get('accel')}: {a.get('reason', '')}" for a in cannot[:3]))
+    return ActionResult(ok_all, _truncate("\n".join(lines)), {"servers": data})
 
 
 # ----- webhook -------------------------------------------------------------------------------
@@ -215,7 +328,11 @@ class ExecutorSpec:
 EXECUTORS: Mapping[str, ExecutorSpec] = MappingProxyType({
     "webhook": ExecutorSpec("webhook", WebhookOptions, False, run_webhook, "signed JSON to an HTTP endpoint"),
     "command": ExecutorSpec("command", CommandOptions, False, run_command, "a command from the site's allow-list"),
-    "gpu_power_cap": ExecutorSpec("gpu_power_cap", PowerCapOptions, False, run_power_cap,
-                                  "set a GPU power limit through its agent"),
+    "gpu_power_cap": ExecutorSpec("gpu_power_cap", PowerCapOptions, True, run_power_cap,
+                                  "cap accelerator power (an accelerator, server, rack or zone) through the agents"),
+    "gpu_power_restore": ExecutorSpec("gpu_power_restore", PowerScopeOptions, False, run_power_restore,
+                                      "restore the power limits dcops capped (rollback)"),
+    "gpu_power_check": ExecutorSpec("gpu_power_check", PowerScopeOptions, False, run_power_check,
+                                    "pre-check: agents reachable and their accelerators' power can be capped"),
     "drain_node": ExecutorSpec("drain_node", DrainOptions, True, run_drain, "drain a node through the configured command"),
 })

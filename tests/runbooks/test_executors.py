@@ -61,19 +61,18 @@ def test_webhook_is_signed_and_templated(http_peer):
     assert not bad.ok and "HTTP 500" in bad.output
 
 
-def test_power_cap_goes_to_the_agent_of_the_server(http_peer):
-    base, got = http_peer
-    port = base.rsplit(":", 1)[1]
-    rt = ExecutorRuntime(ExecutorConfig(agent_url="http://127.0.0.1:" + port + "/agents/{server}"))
-    res = EXECUTORS["gpu_power_cap"].run(PowerCapOptions(watts=450), CTX, rt)
-    assert res.ok
-    _, path, _, body = got[0]
-    assert path == "/agents/R2-01-S01/v1/power-limit"
-    assert json.loads(body)["accel"] == 3 and json.loads(body)["watts"] == 450
-    with pytest.raises(ExecutorError, match="not an accelerator"):
-        EXECUTORS["gpu_power_cap"].run(PowerCapOptions(watts=450, accel="{rack}"), CTX, rt)
+def test_power_cap_needs_an_agent_url_and_a_token_key():
     with pytest.raises(ExecutorError, match="no agent_url"):
         EXECUTORS["gpu_power_cap"].run(PowerCapOptions(watts=450), CTX, ExecutorRuntime())
+    with pytest.raises(ExecutorError, match="agent_token_key"):
+        EXECUTORS["gpu_power_cap"].run(PowerCapOptions(watts=450), CTX,
+                                       ExecutorRuntime(ExecutorConfig(agent_url="http://127.0.0.1:9/{server}")))
+    with pytest.raises(ExecutorError, match="not an accelerator"):
+        EXECUTORS["gpu_power_cap"].run(PowerCapOptions(watts=450, accel="{rack}"), CTX, ExecutorRuntime(
+            ExecutorConfig(agent_url="http://127.0.0.1:9/{server}", agent_token_key="k")))
+    with pytest.raises(ValueError, match="exactly one"):
+        PowerCapOptions(watts=450, fraction=0.5)
+    assert EXECUTORS["gpu_power_cap"].destructive  # four-eyes approval by default
 
 
 def test_unreachable_peer_is_a_failed_action():
@@ -101,7 +100,7 @@ def test_command_timeout_and_missing_binary():
 
 
 def test_registry_declares_destructive_defaults():
-    assert {n for n, s in EXECUTORS.items() if s.destructive} == {"drain_node"}
+    assert {n for n, s in EXECUTORS.items() if s.destructive} == {"drain_node", "gpu_power_cap"}
     with pytest.raises(ExecutorError, match="no drain_command"):
         EXECUTORS["drain_node"].run(EXECUTORS["drain_node"].options(), CTX, ExecutorRuntime())
 
