@@ -52,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run against the simulator for this site instead of real devices")
     p.add_argument("--standin-host", metavar="SERVER", default=None, help="the simulated server to be (with --standin-site)")
     p.add_argument("--seed", type=int, default=0, help="simulator seed (with --standin-site)")
+    p.add_argument("--strict", action="store_true",
+                   help="a read that fails with anything but an NVML error (a binding/driver mismatch) fails the command (exit 3)")
     p.add_argument("--capabilities", action="store_true",
                    help="print, per accelerator, whether its power limit can be set (min/max/default W) or why not")
     p.add_argument("--control-port", type=int, default=None, metavar="PORT",
@@ -111,9 +113,15 @@ def _standin(args) -> int:
               f"(servers: {', '.join(servers[:8])}{' ...' if len(servers) > 8 else ''})", file=sys.stderr)
         return 2
     agents = SimAgents(sim, servers=[args.standin_host])
+    for gpu_agent, *_ in agents.gpu_hosts:
+        gpu_agent.strict = args.strict
     if not agents.gpu_hosts and not agents.npu_hosts:
         print(f"dcops agent: {args.standin_host} has no accelerators", file=sys.stderr)
         return 1
+    if args.capabilities:
+        rows = [r for ctl in agents.power_controllers().values() for r in ctl.capabilities()]
+        _print_capabilities(args.standin_host, rows, args.format)
+        return 0 if rows else 1
     if args.once and args.identity:
         from dcops.collectors.host_agent import HostAgent
 
@@ -147,15 +155,19 @@ def _capabilities(agent, fmt: str) -> int:
     from dcops.collectors.power_control import controller_for
 
     rows = controller_for(agent).capabilities()
+    _print_capabilities(agent.host, rows, fmt)
+    return 0 if rows else 1
+
+
+def _print_capabilities(host: str, rows: list[dict], fmt: str) -> None:
     if fmt == "json":
-        json.dump({"host": agent.host, "accelerators": rows}, sys.stdout, indent=1)
+        json.dump({"host": host, "accelerators": rows}, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         for r in rows:
             what = (f"settable {r['min_w']:g}..{r['max_w']:g} W (default {r['default_w']:g} W)" if r["settable"]
                     else f"not settable: {r['reason']}")
             print(f"{r['accel']:>3} {r['device']:<42} {r['vendor']:<10} {what}")
-    return 0 if rows else 1
 
 
 def _serve_control(agent, args, stop: threading.Event):
@@ -221,6 +233,8 @@ def run(args) -> int:
     if agent.empty:
         print(f"dcops agent: no accelerator source works on {host}", file=sys.stderr)
         return 1
+    if args.strict and agent.nvml is not None:
+        agent.nvml.strict = True
     if args.capabilities:
         return _capabilities(agent, args.format)
     if args.once or cfg is None:
@@ -244,8 +258,14 @@ def run(args) -> int:
 
 
 def _print_loop(agent, args) -> int:
+    from dcops.collectors.nvml_agent import NvmlBindingError
+
     while True:
-        batches, events, problems = agent.poll()
+        try:
+            batches, events, problems = agent.poll()
+        except NvmlBindingError as exc:
+            print(f"dcops agent: {exc}", file=sys.stderr)
+            return 3
         for p in problems:
             print(f"dcops agent: {p}", file=sys.stderr)
         recs = [r for b in batches for r in readings(b)]

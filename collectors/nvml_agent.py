@@ -13,9 +13,12 @@ call and per GPU:
 - GPU_IS_LOST: the GPU's row reports `accel_up = 0`, an `accel_lost` event is raised once,
   and the GPU is probed again next poll (`accel_recovered` when it answers);
 - FUNCTION_NOT_FOUND (an older driver) is treated like NOT_SUPPORTED;
-- anything else: logged once per (GPU, call, error) with the GPU's index and UUID, counted
-  in `errors`, and the poll goes on (a non-NVML exception from the binding also drops that
-  read for the GPU). One GPU never stops the others.
+- anything else from NVML: logged once per (GPU, call, error) with the GPU's index and UUID,
+  counted in `errors`, and the poll goes on. One GPU never stops the others.
+- an exception that is not an NVMLError (the binding does not match the driver: a missing
+  symbol, a changed struct) is a bug, not a quiet GPU: it is logged at ERROR, listed in
+  `problems` (which `dcops agent` prints and the role logs), and with `strict=True` (tests,
+  `dcops agent --strict`, the device check) raised as `NvmlBindingError`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dcops.topology import Inventory
 from dcops.collectors.accel_common import (POWER_BITS, THERMAL_BITS, accel_targets, build_accel_batch,
                                      lost_event, recovered_event)
 
-__all__ = ["GpuIdentity", "NvmlAgent", "NvmlRead", "NvmlUnavailable", "READS", "load_pynvml", "run_sim_agents"]
+__all__ = ["GpuIdentity", "NvmlAgent", "NvmlBindingError", "NvmlRead", "NvmlUnavailable", "READS", "load_pynvml", "run_sim_agents"]
 
 log = logging.getLogger(__name__)
 NAN = math.nan
@@ -39,6 +42,10 @@ NAN = math.nan
 
 class NvmlUnavailable(RuntimeError):
     """NVML cannot be used on this host (library missing, driver not loaded, no permission)."""
+
+
+class NvmlBindingError(RuntimeError):
+    """A read failed with something other than an NVMLError: the binding and driver disagree."""
 
 
 def load_pynvml():
@@ -162,8 +169,10 @@ class NvmlAgent:
 
     def __init__(self, nvml, host: str, inventory: Inventory | None = None,
                  clock: Callable[[], int] = time.time_ns, source: str = "nvml",
-                 reads: Sequence[NvmlRead] = READS) -> None:
+                 reads: Sequence[NvmlRead] = READS, strict: bool = False) -> None:
         self.nvml = nvml
+        self.strict = strict
+        self.problems: list[str] = []  # binding errors (not NVML errors), one line each
         self.host = host
         self.inventory = inventory
         self.clock = clock
@@ -271,10 +280,15 @@ class NvmlAgent:
                         self.errors += 1
                         self._log_once(i, r.call, exc)
                     continue
-                except Exception as exc:  # a binding that lacks the call, a bad struct: skip it, keep polling
+                except Exception as exc:  # a binding that lacks the call, a bad struct: loud, never a quiet NaN
                     self.errors += 1
                     skip.add(r.call)
-                    self._log_once(i, r.call, exc)
+                    uuid = self.identities[i].uuid if i < len(self.identities) else "?"
+                    msg = f"GPU {i} ({uuid}): {r.call} raised {type(exc).__name__}: {exc} (binding/driver mismatch?)"
+                    self.problems.append(msg)
+                    log.error("%s %s", self.host, msg)
+                    if self.strict:
+                        raise NvmlBindingError(msg) from exc
                     continue
                 for m, v in zip(r.metrics, vals):
                     row[col[m]] = v

@@ -6,8 +6,14 @@ listed series to the metric catalogue through `collectors/data/prom_map.yaml`. A
 are identified by the labels the source names (dcgm: `UUID`, `gpu`, `modelName`,
 `Hostname`); MIG instance series are left out of device rows.
 
-- `DCGM_EXP_XID_ERRORS_TOTAL{xid=...}` is summed into `accel_xid_total`, and each increase
-  between two scrapes becomes an `xid` event with the XID catalogue's advice.
+- XIDs, as dcgm-exporter really exports them (its `etc/default-counters.csv`): the counter
+  `DCGM_EXP_XID_ERRORS_TOTAL{xid=...}` (errors since the exporter started, newer exporters)
+  is summed into `accel_xid_total`; the gauge `DCGM_EXP_XID_ERRORS_COUNT{xid=...}` (errors
+  within the exporter's `--xid-count-window-size`, older exporters, disabled by default) is
+  read only for events. Each increase between two scrapes becomes an `xid` event with the
+  XID catalogue's advice (the counter when the exporter has it, else the window gauge: a fall
+  of the gauge is the window moving on, not news). `DCGM_FI_DEV_XID_ERRORS` is the last XID's
+  number only (a gauge that misses repeats), kept as `accel_xid_last`.
 - Inference servers' generation-token counters (`vllm:generation_tokens_total`) are shared
   evenly among the accelerators the engine serves on (all of the host's by default), as
   `accel_tokens_total`, so energy per token compares between GPUs and NPUs.
@@ -79,6 +85,7 @@ class _Source(BaseModel):
     labels: _Labels
     skip_labels: tuple[str, ...] = ()
     xid_counter: str | None = None
+    xid_window: str | None = None  # a gauge: XID errors within the exporter's window, label `xid`
     series: dict[str, _Series] = Field(min_length=1)
 
 
@@ -141,6 +148,8 @@ class PromMapper:
         rows: dict[tuple[str, str], _Row] = {}
         tokens: dict[str, float] = {}
         xid_now: dict[tuple[str, int], float] = {}
+        xid_window: dict[tuple[str, int], float] = {}
+        windows = {src.xid_window: src for src in self.pmap.sources.values() if src.xid_window}
         first_die: dict[tuple[str, str], str] = {}
         for where, text in texts:
             for fam in _families(text, where):
@@ -150,6 +159,12 @@ class PromMapper:
                     serving = self.pmap.serving.get(s.name) or self.pmap.serving.get(fam.name)
                     if serving is not None:
                         tokens[serving.metric] = tokens.get(serving.metric, 0.0) + float(s.value) * serving.scale
+                        continue
+                    win = windows.get(s.name)
+                    if win is not None:
+                        uuid, xid = s.labels.get(win.labels.uuid, ""), s.labels.get("xid", "")
+                        if uuid and xid.isdigit():
+                            xid_window[(uuid, int(xid))] = float(s.value)
                         continue
                     hit = self._find(s.name, fam.name)
                     if hit is None:
@@ -198,7 +213,7 @@ class PromMapper:
             for m, v in r.values.items():
                 vals[col[m]] = v
             out_rows.append(vals)
-        events = self._xid_events(xid_now, {r.uuid: t for r, t in zip(ordered, targets)}, time_ns)
+        events = self._xid_events(xid_now or xid_window, {r.uuid: t for r, t in zip(ordered, targets)}, time_ns)
         return build_accel_batch(time_ns, targets, columns, out_rows), events
 
     def _share_tokens(self, rows: list[_Row], tokens: Mapping[str, float]) -> None:
@@ -221,7 +236,7 @@ class PromMapper:
             if delta > 0:
                 info = self.xids.lookup(xid)
                 events.append(xid_event(info, time_ns, targets.get(uuid, {}), self.source, uuid,
-                                        detail=f"{int(delta)} new in dcgm-exporter's counter"))
+                                        detail=f"{int(delta)} new in dcgm-exporter's XID series"))
         return events
 
 

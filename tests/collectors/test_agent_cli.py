@@ -139,3 +139,23 @@ def test_identity_of_gpus(monkeypatch):
     assert ids[0]["serial"] == "1650923000000" and ids[0]["pci_bus_id"] == "00000000:18:00.0"
     assert ids[0]["driver_version"] == "550.90.07" and ids[0]["vbios_version"] == "96.00.89.00.01"
     assert ids[1]["accelerator"].startswith("GPU-") and ids[1]["model"] == "NVIDIA H100 80GB HBM3"
+
+
+def test_capabilities_say_which_accelerators_can_be_capped(capsys):
+    """`dcops agent --capabilities`: GPUs with their constraints, NPUs with the reason they cannot."""
+    import json as _json
+
+    from dcops.cli import main
+
+    site = str(Path(__file__).resolve().parents[1] / "data" / "small-site.yaml")
+    assert main(["agent", "--capabilities", "--format", "json", "--standin-site", site, "--standin-host", "R1-01-S01"]) == 0
+    rows = _json.loads(capsys.readouterr().out)["accelerators"]
+    assert rows and all(r["settable"] and r["min_w"] < r["default_w"] <= r["max_w"] for r in rows)
+    from dcops.site import load_site
+    from dcops.topology import build_inventory
+
+    inv = build_inventory(load_site(site))
+    npu = next(s.name for s in inv.servers if s.attrs["kind"] == "npu_server")
+    assert main(["agent", "--capabilities", "--format", "json", "--standin-site", site, "--standin-host", npu]) == 0
+    rows = _json.loads(capsys.readouterr().out)["accelerators"]
+    assert rows and not any(r["settable"] for r in rows) and "rbln-stat" in rows[0]["reason"]

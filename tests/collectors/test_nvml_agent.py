@@ -188,15 +188,17 @@ def test_real_pynvml_without_a_driver_is_a_clear_error():
     """On this machine there is no NVIDIA driver: the real module fails cleanly, naming why."""
     from dcops.collectors.nvml_agent import load_pynvml
 
-    agent = NvmlAgent(load_pynvml(), "this-host")
+    agent = NvmlAgent(load_pynvml(), "this-host", strict=True)
     try:
         ids = agent.start()
     except NvmlUnavailable as exc:
         assert "NVML" in str(exc) and "driver" in str(exc)
         return
-    try:  # a real GPU host: one poll must produce a row per GPU
+    try:  # a real GPU host: a row per GPU, the core readings present, no binding error
         batch, _ = agent.poll()
-        assert len(batch) == len(ids)
+        assert len(batch) == len(ids) and not agent.problems
+        for m in ("accel_temp_degc", "accel_power_w", "accel_sm_clock_mhz", "accel_mem_total_bytes"):
+            assert not np.isnan(batch.fields[m]).any(), m
     finally:
         agent.close()
 
@@ -215,3 +217,16 @@ def test_binding_without_a_call_or_driver_without_a_function():
     assert math.isnan(r["accel_mem_temp_degc"]) and math.isnan(r["accel_remapped_rows_pending"])
     assert r["accel_temp_degc"] == 61.0 and agent.errors == 1
     assert {"nvmlDeviceGetFieldValues", "nvmlDeviceGetRemappedRows"} <= agent._skip[0]
+    assert len(agent.problems) == 1 and "AttributeError" in agent.problems[0]  # said, not a quiet NaN
+
+
+def test_strict_agent_raises_on_a_binding_mismatch():
+    """Tests and the device check run strict: a binding that disagrees with the driver fails loudly."""
+    from dcops.collectors.nvml_agent import NvmlBindingError
+
+    agent, nvml = _agent([typical_gpu(0)])
+    agent.strict = True
+    agent.start()
+    nvml.nvmlDeviceGetPowerUsage = lambda h: (_ for _ in ()).throw(TypeError("c_uint expected"))
+    with pytest.raises(NvmlBindingError, match="nvmlDeviceGetPowerUsage raised TypeError"):
+        agent.poll()

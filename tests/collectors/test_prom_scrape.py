@@ -191,3 +191,26 @@ halls:
     assert got[0].key == "K1" and set(batch.tags["device"]) == {"g1"} and set(batch.tags["site"]) == {"s"}
     evs = [e for m in events.poll(0.1, 100) for e in decode(m.value)]
     assert [(e.kind, e.target["device"]) for e in evs] == [("agent_unreachable", "g2")]
+
+
+def _as_window_gauge(text: str) -> str:
+    """The same scrape from an older dcgm-exporter: XIDs only as the windowed gauge
+    DCGM_EXP_XID_ERRORS_COUNT (its default-counters.csv names it a gauge with an `xid` label)."""
+    return (text.replace("# TYPE DCGM_EXP_XID_ERRORS_TOTAL counter", "# TYPE DCGM_EXP_XID_ERRORS_COUNT gauge")
+                .replace("# HELP DCGM_EXP_XID_ERRORS_TOTAL Total XID errors observed since exporter start.",
+                         "# HELP DCGM_EXP_XID_ERRORS_COUNT Count of XID Errors within user-specified time window.")
+                .replace("DCGM_EXP_XID_ERRORS_TOTAL{", "DCGM_EXP_XID_ERRORS_COUNT{"))
+
+
+def test_xid_window_gauge_of_older_exporters_becomes_events_not_a_counter(pmap):
+    m = PromMapper(pmap, "gpu-node-07", source="dcgm")
+    first = _as_window_gauge(_text("dcgm-exporter-h100.txt"))
+    later = _as_window_gauge(_text("dcgm-exporter-h100-later.txt"))
+    assert "DCGM_EXP_XID_ERRORS_TOTAL" not in later and "DCGM_EXP_XID_ERRORS_COUNT{" in later
+    m.map([("dcgm", first)], 1)
+    batch, events = m.map([("dcgm", later)], 2)
+    assert sorted((e.attributes["uuid"][:12], e.attributes["xid"]) for e in events) == [
+        ("GPU-5f2a9c41", 79), ("GPU-a81c07d2", 63)]
+    assert "accel_xid_total" not in batch.fields  # a windowed count is not a lifetime counter
+    _, again = m.map([("dcgm", first)], 3)  # the window moved on: counts fell, nothing new
+    assert again == []
