@@ -172,21 +172,25 @@ def _print_capabilities(host: str, rows: list[dict], fmt: str) -> None:
 
 def _serve_control(agent, args, stop: threading.Event):
     """Start the control API beside the poll loop; returns a stop function."""
+    key = _control_key(args)
+    if key is None:
+        raise SystemExit(f"dcops agent: --control-port needs a key in ${args.control_key_env}: "
+                         "the control API is never served open")
+    return serve_control(agent, key, args.control_host, args.control_port, args.control_audit)
+
+
+def serve_control(agent, key: bytes, host: str, port: int, audit_path: str):
+    """The power-limit control API of this host's agent, on waitress; returns a stop function."""
     from waitress.server import create_server
 
     from dcops.collectors.power_api import ControlApi, JsonlAudit
     from dcops.collectors.power_control import controller_for
 
-    key = _control_key(args)
-    if key is None:
-        raise SystemExit(f"dcops agent: --control-port needs a key in ${args.control_key_env}: "
-                         "the control API is never served open")
-    api = ControlApi({agent.host: controller_for(agent, JsonlAudit(args.control_audit))}, key)
+    api = ControlApi({agent.host: controller_for(agent, JsonlAudit(audit_path))}, key)
     api.start()
-    server = create_server(api, host=args.control_host, port=args.control_port, threads=4, ident="dcops-agent")
+    server = create_server(api, host=host, port=port, threads=4, ident="dcops-agent")
     threading.Thread(target=server.run, name="dcops-agent-control", daemon=True).start()
-    log.warning("power-limit control API on %s:%d (audit trail %s)", args.control_host, args.control_port,
-                args.control_audit)
+    log.warning("power-limit control API on %s:%d (audit trail %s)", host, server.effective_port, audit_path)
 
     def close() -> None:
         api.stop()
@@ -302,9 +306,19 @@ def run_role(cfg, stop: threading.Event) -> None:
         if stop.wait(60.0):
             return
         agent = discover(host, inventory)
+    ctl = cfg.settings.agent
+    close_control = None
+    if ctl.control_key is not None:
+        close_control = serve_control(agent, ctl.control_key.get_secret_value().encode(), ctl.control_host,
+                                      ctl.control_port, ctl.control_audit)
+    else:
+        log.warning("agent role on %s: no settings.agent.control_key, so no power-limit control API "
+                    "(runbook power caps cannot reach this host)", host)
     bus = open_bus(cfg.settings.bus, client_id=f"agent-{host}")
     try:
         agent.run(bus, stop, cfg.settings.interval_s)
     finally:
+        if close_control is not None:
+            close_control()
         bus.flush()
         bus.close()

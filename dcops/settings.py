@@ -12,7 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
-__all__ = ["BusSettings", "StoreSettings", "DatabaseSettings", "ConsoleSettings", "MetricsSettings", "Settings"]
+__all__ = ["AgentSettings", "BusSettings", "StoreSettings", "DatabaseSettings", "ConsoleSettings", "MetricsSettings",
+           "Settings"]
 
 
 class _Model(BaseModel):
@@ -102,6 +103,16 @@ class MetricsSettings(_Model):
     port: int = Field(9850, ge=0, le=65535, description="0: any free port")
 
 
+class AgentSettings(_Model):
+    """The `agent` role's power-limit control API: served only when a key is set (never open).
+    Runbook actions sign their requests with the same key (`agent_token_key` of the executors)."""
+
+    control_host: str = "0.0.0.0"
+    control_port: int = Field(9101, ge=1, le=65535)
+    control_key: EnvSecret | None = None
+    control_audit: str = "var/agent-power-audit.jsonl"
+
+
 class Settings(_Model):
     interval_s: float = Field(10.0, gt=0, description="Telemetry sample interval.")
     bus: BusSettings = Field(default_factory=BusSettings)
@@ -110,5 +121,6 @@ class Settings(_Model):
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     traps: TrapSettings = Field(default_factory=TrapSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
     roles: tuple[Literal["poller", "traps", "agent", "ingest", "analytics", "alerter", "console"], ...] = (
         "poller", "ingest", "analytics", "alerter", "console")
