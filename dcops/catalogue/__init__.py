@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from dcops.catalogue import accel, cooling, env, events, power, server
+from dcops.catalogue import accel, bmc, cooling, env, events, power, server
 from dcops.catalogue.types import CANONICAL_UNITS, Kind, Metric, Measurement
 
 __all__ = [
@@ -25,7 +25,7 @@ __all__ = [
     "metrics_of",
 ]
 
-_DOMAINS = (accel, server, power, cooling, env)
+_DOMAINS = (accel, server, power, cooling, env, bmc)
 
 
 def _build():

@@ -23,6 +23,7 @@ EVENT_KINDS = MappingProxyType({
     "cooling_recovered": "A cooling unit runs normally again.",
     "psu_fault": "A server PSU stopped delivering power.",
     "psu_recovered": "A server PSU delivers power again.",
+    "bmc_log": "An entry of a server BMC's log (SEL, event log) or a Redfish EventService event (attributes: message_id, log, entry).",
     "telemetry_rejected": "A collector reported a value no sensor can mean (negative power, infinite temperature...); the value is kept here, not as telemetry.",
     "fault_injected": "The simulator injected a fault (ground truth, never used by detectors).",
     "fault_cleared": "The simulator cleared a fault.",
