@@ -41,6 +41,7 @@ class BmcTarget:
     verify: bool | str = True       # True: system CAs; a path: this BMC's CA bundle; False: explicit opt-out
     timeout_s: float = 10.0
     auth: str = "session"           # session (falls back to basic) | basic | none
+    psu_feeds: tuple[tuple[str, str], ...] = ()  # (PSU bay id, feed) pairs; default: bays in order on the server's feeds
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return f"BmcTarget(name={self.name!r}, url={self.url!r}, username={self.username!r}, verify={self.verify!r})"

@@ -39,7 +39,7 @@ from dcops.collectors.redfish_client import BmcTarget, BmcUnavailable, RedfishCo
 from dcops.collectors.redfish_logs import LogEntry, read_logs
 from dcops.collectors.redfish_map import BmcSnapshot, RedfishFetchError, read_bmc
 
-__all__ = ["RedfishPoller", "BmcResult", "snapshot_batches"]
+__all__ = ["RedfishPoller", "BmcResult", "psu_feeds", "snapshot_batches", "targets_from_site"]
 
 log = logging.getLogger(__name__)
 SOURCE = "redfish"
@@ -60,12 +60,26 @@ class _State:
     failures: int = 0
     next_try: float = 0.0
     down: bool = False
+    psus: dict[str, bool] = field(default_factory=dict)   # bay -> delivering, last poll
+    fans: dict[str, bool] = field(default_factory=dict)   # fan -> healthy, last poll
 
 
 def _tags(target: BmcTarget, inventory) -> dict[str, str]:
     if inventory is not None and target.name in inventory.components:
         return dict(inventory.get(target.name).tags(inventory.site))
     return {"site": "", "hall": "", "row": "", "rack": "", "device": target.name}
+
+
+def psu_feeds(target: BmcTarget, snap: BmcSnapshot, inventory=None) -> dict[str, str]:
+    """PSU bay -> feed (A/B): the target's explicit map, else the bays in order on the server's
+    PSU feeds from the site (`psus: [A, B]`), so a PSU lost on feed A lines up with feed A's PDU."""
+    if target.psu_feeds:
+        return dict(target.psu_feeds)
+    feeds: tuple = ()
+    if inventory is not None and target.name in inventory.components:
+        feeds = tuple(inventory.get(target.name).attrs.get("psus", ()))
+    bays = sorted({p.bay for p in snap.psus}, key=lambda b: (len(b), b))
+    return {b: f for b, f in zip(bays, feeds)}
 
 
 def snapshot_batches(target: BmcTarget, snap: BmcSnapshot, time_ns: int, inventory=None) -> list[Batch]:
@@ -84,6 +98,12 @@ def snapshot_batches(target: BmcTarget, snap: BmcSnapshot, time_ns: int, invento
         fields = {m: np.array([vals.get(m, math.nan) for _, vals in rows]) for m in metrics}
         out.append(Batch("bmc", np.full(n, time_ns, dtype=np.int64), tags, fields))
     summary = _summary(snap)
+    feeds = psu_feeds(target, snap, inventory)
+    for bay, feed in feeds.items():
+        watts = [r.value for r in snap.readings if r.sensor == f"psu:{bay}"
+                 and r.metric in ("bmc_psu_input_power_w", "bmc_psu_output_power_w")]
+        if watts and feed in "AB":
+            summary[f"server_psu_{feed.lower()}_power_w"] = watts[0]
     if summary:
         out.append(Batch("server", np.array([time_ns], dtype=np.int64),
                          {k: [base.get(k, "")] for k in ("site", "hall", "row", "rack", "device")},
@@ -193,6 +213,7 @@ class RedfishPoller:
                                     {"url": t.url}))
             snap = res.snapshot
             problems += [f"{t.name}: {p}" for p in snap.problems]
+            events += self._transitions(t, st, snap, tags, now)
             batches += snapshot_batches(t, snap, now, self.inventory)
             for e in res.entries:
                 events.append(Event(e.time_ns or now, "bmc_log", SOURCE, tags, e.severity, e.message,
@@ -200,9 +221,54 @@ class RedfishPoller:
         self._save_cursors()
         return batches, events, problems
 
+    def _transitions(self, t: BmcTarget, st: _State, snap: BmcSnapshot, tags: dict, now: int) -> list[Event]:
+        """A PSU or fan that stops (or starts again) delivering is an event, once per change:
+        `psu_fault`/`psu_recovered` (with the feed) and `fan_fault`/`fan_recovered`."""
+        out = []
+        feeds = psu_feeds(t, snap, self.inventory)
+        for p in snap.psus:
+            if not p.present:
+                continue
+            was = st.psus.get(p.bay)
+            st.psus[p.bay] = p.delivering
+            if was is not None and was != p.delivering:
+                feed = feeds.get(p.bay, "")
+                out.append(Event(now, "psu_recovered" if p.delivering else "psu_fault", SOURCE, tags,
+                                 Severity.CLEARED if p.delivering else Severity.MAJOR,
+                                 f"PSU {p.bay}{f' (feed {feed})' if feed else ''} of {t.name} "
+                                 f"{'delivers again' if p.delivering else 'stopped delivering'}",
+                                 {"psu": feed or p.bay, "bay": p.bay, "chassis": p.chassis}))
+        health = {r.sensor: r.value for r in snap.readings if r.metric == "bmc_health" and r.sensor.startswith("fan:")}
+        for fan, h in health.items():
+            ok = h < 2.0
+            was = st.fans.get(fan)
+            st.fans[fan] = ok
+            if was is not None and was != ok:
+                out.append(Event(now, "fan_recovered" if ok else "fan_fault", SOURCE, tags,
+                                 Severity.CLEARED if ok else Severity.MAJOR,
+                                 f"{fan[4:]} of {t.name} {'runs again' if ok else 'failed'}", {"fan": fan[4:]}))
+        return out
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         for st in self.state.values():
             if st.conn is not None:
                 st.conn.close()
                 st.conn = None
+
+
+def targets_from_site(cfg) -> list[BmcTarget]:
+    """Every server with a `bmc:` in the site config, as a poll target (`{server}` filled in)."""
+    out = []
+    for hall in cfg.halls:
+        for row in hall.rows:
+            for rack in row.racks:
+                for srv in cfg.servers_of(rack):
+                    b = srv.bmc
+                    if b is None:
+                        continue
+                    verify = False if not b.verify else (b.ca_file or True)
+                    out.append(BmcTarget(srv.name, b.url.replace("{server}", srv.name), b.username,
+                                         b.password.get_secret_value() if b.password is not None else None,
+                                         verify, b.timeout_s, b.auth, tuple(sorted(b.psu_feeds.items()))))
+    return out

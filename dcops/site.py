@@ -17,8 +17,7 @@ from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with
 
 __all__ = [
     "Accelerators", "CoolingUnit", "CoolingZone", "EnvSensor", "Hall", "Pdu", "Rack", "Row",
-    "Server", "SiteConfig", "SnmpTarget", "Ups", "load_site", "site_from_text",
-]
+    "Server", "SiteConfig", "SnmpTarget", "Ups", "load_site", "site_from_text", "BmcConfig"]
 
 Name = str
 FeedName = Literal["A", "B"]
@@ -46,6 +45,23 @@ class SnmpTarget(_Model):
     retries: int = Field(1, ge=0, le=10)
 
 
+class BmcConfig(_Model):
+    """How to reach a server's BMC over Redfish. `url` may say `{server}` (templates); the password
+    is a secret (never printed); TLS is verified unless `verify: false` says otherwise."""
+
+    url: str = Field(pattern=r"^https?://", description="e.g. https://{server}-bmc.mgmt.example")
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: str | None = Field(None, description="CA bundle that signed this BMC's certificate")
+    verify: bool = True
+    auth: Literal["session", "basic", "none"] = "session"
+    interval_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+    psu_feeds: dict[str, FeedName] = Field(default_factory=dict,
+                                           description="Redfish PSU bay id -> feed, e.g. {Bay1: A, Bay2: B}; "
+                                                       "default: bays in order on the server's psus")
+
+
 class Accelerators(_Model):
     vendor: Literal["nvidia", "rebellions", "amd", "intel", "other"]
     model: str = Field(min_length=1)
@@ -62,6 +78,7 @@ class Server(_Model):
     psus: tuple[FeedName, ...] = ("A", "B")
     idle_w: float = Field(800.0, ge=0)
     agent: str | None = None  # host:port of the accelerator agent, when polled remotely
+    bmc: BmcConfig | None = None  # the server's BMC (Redfish): PSUs, fans, temperatures, coolant, logs
 
 
 class EnvSensor(_Model):
