@@ -88,7 +88,17 @@ class Demo:
         # PDUs, UPSes, cooling units and environment probes are polled over real SNMP (and send
         # traps) when `snmp` is on; servers, racks and site totals come from the sim collector.
         measurements = SIM_ONLY_MEASUREMENTS if options.snmp else SIM_ONLY_MEASUREMENTS + SNMP_MEASUREMENTS
-        skip = (lambda e: agent_covers(e) or e.kind in TRAP_EVENTS) if options.snmp else agent_covers
+        # Servers' PSUs and fans are read from their BMCs over Redfish (the collector's code over the
+        # simulated resource trees): PSU and fan faults arrive from there, not from the simulator.
+        from dcops.collectors.redfish_client import BmcTarget
+        from dcops.collectors.redfish_poller import RedfishPoller
+        from dcops.collectors.redfish_sim import sim_connect
+
+        self.bmcs = RedfishPoller([BmcTarget(s, "https://bmc.sim") for s in self.sim.server_names], self.sim.inventory,
+                                  max_workers=1, clock=lambda: self.sim.now_ns, connect=sim_connect(self.sim))
+        bmc_kinds = {"psu_fault", "psu_recovered", "fan_fault", "fan_recovered"}
+        skip = ((lambda e: agent_covers(e) or e.kind in TRAP_EVENTS or e.kind in bmc_kinds) if options.snmp
+                else (lambda e: agent_covers(e) or e.kind in bmc_kinds))
         self.collector = SimCollector(self.sim, self.bus, measurements=measurements, skip_event=skip)
         self._stop_snmp_agents = None
         self.stats = DemoStats()
@@ -269,6 +279,7 @@ class Demo:
             self._power_server.close()
         if self._server is not None:
             self._server.close()
+        self.bmcs.close()
         for t in self._threads:
             t.join(timeout=10)
         self.bus.close()
@@ -280,7 +291,18 @@ class Demo:
             self.sim.step()
             self.stats.values += self.agents.collect()
             self.stats.values += self.collector.collect()
+            self._poll_bmcs()
             self.stats.steps += 1
+
+    def _poll_bmcs(self) -> None:
+        from dcops.bus import publish_batch, publish_events
+
+        batches, events, _ = self.bmcs.poll()
+        for b in batches:
+            if b.measurement == "bmc":  # the simulator's own `server` rows stay the summary
+                publish_batch(self.bus, b, key=str(b.tags["rack"][0]) if len(b) else "")
+                self.stats.values += b.n_values
+        publish_events(self.bus, events, key="bmc")
 
     def _run_sim(self) -> None:
         period = self.opt.interval_s / self.opt.speed
