@@ -18,6 +18,7 @@ ROLES = MappingProxyType({
     "poller": "dcops.collectors.snmp_poller:run_role",
     "traps": "dcops.collectors.snmp_traps:run_role",
     "agent": "dcops.collectors.agent_cli:run_role",
+    "redfish": "dcops.collectors.redfish_role:run_role",
     "ingest": "dcops.ingest:run_role",
     "analytics": "dcops.analytics.service:run_role",
     "alerter": "dcops.alerts.service:run_role",

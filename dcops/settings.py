@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
-__all__ = ["AgentSettings", "BusSettings", "StoreSettings", "DatabaseSettings", "ConsoleSettings", "MetricsSettings",
+__all__ = ["AgentSettings", "RedfishSettings", "BusSettings", "StoreSettings", "DatabaseSettings", "ConsoleSettings", "MetricsSettings",
            "Settings"]
 
 
@@ -113,6 +113,16 @@ class AgentSettings(_Model):
     control_audit: str = "var/agent-power-audit.jsonl"
 
 
+class RedfishSettings(_Model):
+    """The `redfish` role: where BMCs push their events (empty events_url: poll only) and where
+    the log cursors are kept (so a restart repeats no log entry)."""
+
+    events_url: str = Field("", description="URL the BMCs can reach this role at, e.g. https://dcops.mgmt:8443")
+    events_host: str = "0.0.0.0"
+    events_port: int = Field(8443, ge=1, le=65535)
+    state_path: str = "var/redfish-cursors.json"
+
+
 class Settings(_Model):
     interval_s: float = Field(10.0, gt=0, description="Telemetry sample interval.")
     bus: BusSettings = Field(default_factory=BusSettings)
@@ -122,5 +132,6 @@ class Settings(_Model):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     traps: TrapSettings = Field(default_factory=TrapSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
-    roles: tuple[Literal["poller", "traps", "agent", "ingest", "analytics", "alerter", "console"], ...] = (
+    redfish: RedfishSettings = Field(default_factory=RedfishSettings)
+    roles: tuple[Literal["poller", "traps", "agent", "redfish", "ingest", "analytics", "alerter", "console"], ...] = (
         "poller", "ingest", "analytics", "alerter", "console")

@@ -34,6 +34,7 @@ class FakeBmc:
         self.user, self.password = user, password
         self.faults: dict[str, object] = {}   # path -> 500 | 404 | "garbage" | "hang"
         self.tokens: set[str] = set()
+        self.subscriptions: list[dict] = []
         self.logins = 0
         self.gets = 0
         outer = self
@@ -81,6 +82,11 @@ class FakeBmc:
                                                            "Id": sid}).encode(),
                                           {"X-Auth-Token": tok, "Location": f"/redfish/v1/SessionService/Sessions/{sid}"})
                     return self._send(401, b'{"error": {"code": "Base.1.0.NoValidSession"}}')
+                if self.path.rstrip("/") == "/redfish/v1/EventService/Subscriptions" and self._authorised():
+                    outer.subscriptions.append(json.loads(body))
+                    n = len(outer.subscriptions)
+                    return self._send(201, json.dumps({"Id": str(n)}).encode(),
+                                      {"Location": f"/redfish/v1/EventService/Subscriptions/{n}"})
                 self._send(405, b"{}")
 
             def do_DELETE(self):  # noqa: N802
@@ -124,6 +130,23 @@ class FakeBmc:
     def start(self) -> "FakeBmc":
         self._thread.start()
         return self
+
+    def push(self, events: list[dict]) -> int:
+        """Send a Redfish Event to every subscriber, as a BMC does; returns the last HTTP status."""
+        import urllib.error
+        import urllib.request
+
+        status = 0
+        for sub in self.subscriptions:
+            body = json.dumps({"@odata.type": "#Event.v1_7_0.Event", "Id": str(time.time_ns()), "Name": "Event",
+                               "Context": sub.get("Context", ""), "Events": events}).encode()
+            req = urllib.request.Request(sub["Destination"], data=body, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    status = r.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+        return status
 
     def forget_sessions(self) -> None:
         """The BMC drops every session (a BMC reboot, a session timeout, a token rotation)."""

@@ -257,3 +257,43 @@ def test_cli_poll_json(tls):
         assert bad.returncode == 1 and "Traceback" not in bad.stderr and "certificate" in bad.stderr.lower()
     finally:
         bmc.stop()
+
+
+def test_eventservice_subscription_and_pushes_end_to_end():
+    """The role's receiver: subscribe at the BMC, the BMC pushes a PSU failure, it is an event at
+    once; a push with another Context or a body that is no Redfish Event is refused."""
+    import threading as _th
+
+    from waitress.server import create_server
+
+    from dcops.collectors.redfish_role import EventReceiver, subscribe
+
+    bmc = FakeBmc("dmtf-public-rackmount1").start()
+    got: list = []
+    receiver = EventReceiver({"gpu-07": "tok-gpu-07"}, got.extend, lambda s: {"device": s, "rack": "R1"})
+    server = create_server(receiver, host="127.0.0.1", port=0, threads=2)
+    _th.Thread(target=server.run, daemon=True).start()
+    try:
+        conn = RedfishConnection(BmcTarget("gpu-07", bmc.url, bmc.user, bmc.password, True, 5.0))
+        where = subscribe(conn, f"http://127.0.0.1:{server.effective_port}/redfish/events/gpu-07", "tok-gpu-07")
+        conn.close()
+        assert where.endswith("/Subscriptions/1") and bmc.subscriptions[0]["Protocol"] == "Redfish"
+        status = bmc.push([{"EventId": "1", "MessageSeverity": "Critical", "MessageId": "Power.1.0.PowerSupplyFailed",
+                            "Message": "Power supply 'PSU 2' has failed.", "EventTimestamp": "2026-12-01T10:00:00Z"}])
+        assert status == 200
+        assert [(e.kind, e.severity, e.target["device"]) for e in got] == [("bmc_log", "critical", "gpu-07")]
+        bmc.subscriptions[0]["Context"] = "forged"
+        assert bmc.push([{"EventId": "2", "Message": "x"}]) == 403
+        bmc.subscriptions[0]["Context"] = "tok-gpu-07"
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(f"http://127.0.0.1:{server.effective_port}/redfish/events/gpu-07",
+                                     data=json.dumps({"Context": "tok-gpu-07", "Id": "3"}).encode())
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(req, timeout=5)
+        assert exc.value.code == 400 and b"Events" in exc.value.read()
+        assert len(got) == 1 and receiver.refused == 2
+    finally:
+        server.close()
+        bmc.stop()
