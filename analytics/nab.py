@@ -175,33 +175,33 @@ class CorpusScore:
 
 
 def _threshold_curve(files: Sequence[SweptFile], cost: Mapping[str, float]):
-    """NAB's `calcScoreByThreshold` over the whole corpus: (thresholds, scores) in sweep order."""
+    """NAB's `calcScoreByThreshold` over the whole corpus: (thresholds, totals) in sweep order.
+
+    Vectorised: rows sorted by descending score (stable, as NAB's sort); an FP row adds its sweep
+    score, a window row adds how much it raises its window's best so far; the total at threshold
+    t is the running sum up to the last row scoring >= t.
+    """
     keep = [f.window != -2 for f in files]
     scores = np.concatenate([f.scores[k] for f, k in zip(files, keep)])
     sweep = np.concatenate([f.sweep[k] for f, k in zip(files, keep)])
     offsets = np.cumsum([0] + [f.n_windows for f in files])
     window = np.concatenate([np.where(f.window[k] >= 0, f.window[k] + o, -1) for f, k, o in zip(files, keep, offsets)])
-    scorable_windows = np.unique(window[window >= 0])
     order = np.argsort(-scores, kind="stable")
-    best = np.full(offsets[-1], -np.inf)
-    best[scorable_windows] = -cost["fnWeight"]
-    fp_total, window_total = 0.0, float(best[scorable_windows].sum())
-    thresholds, totals = [1.1], []
-    cur = 1.1
-    for j in order:
-        s = scores[j]
-        if s != cur:
-            totals.append(fp_total + window_total)
-            thresholds.append(s)
-            cur = s
-        w = window[j]
-        if w < 0:
-            fp_total += sweep[j]
-        elif sweep[j] > best[w]:
-            window_total += sweep[j] - best[w]
-            best[w] = sweep[j]
-    totals.append(fp_total + window_total)
-    return np.asarray(thresholds), np.asarray(totals)
+    s_sorted, w_sorted, sw_sorted = scores[order], window[order], sweep[order]
+    gain = np.where(w_sorted < 0, sw_sorted, 0.0)
+    scorable_windows = np.unique(window[window >= 0])
+    for w in scorable_windows:
+        pos = np.flatnonzero(w_sorted == w)
+        best = np.maximum.accumulate(np.concatenate([[-cost["fnWeight"]], sw_sorted[pos]]))
+        gain[pos] = np.diff(best)
+    base = -cost["fnWeight"] * len(scorable_windows)
+    running = base + np.cumsum(gain)
+    if s_sorted.size == 0:
+        return np.array([1.1]), np.array([base])
+    last_of_group = np.flatnonzero(np.append(s_sorted[1:] != s_sorted[:-1], True))
+    thresholds = np.concatenate([[1.1], s_sorted[last_of_group]])
+    totals = np.concatenate([[base], running[last_of_group]])
+    return thresholds, totals
 
 
 def _file_score(f: SweptFile, threshold: float, cost: Mapping[str, float]) -> tuple[float, dict]:
