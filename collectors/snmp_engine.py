@@ -263,17 +263,23 @@ class SnmpClient:
             got.update(await self.get(s, rest + (riders if not roots else [])))
         return result, problems, got
 
-    async def probe(self, s: Session, roots: list[str] | tuple[str, ...]) -> frozenset[str]:
-        """Which of `roots` have anything under them (one GETNEXT per root, in one GETBULK)."""
-        if not roots:
-            return frozenset()
-        res = await bulk_cmd(self._engine, s.auth, s.transport, self._ctx, len(roots), 1,
-                             *[self._oid(r) for r in roots], lookupMib=False)
-        self._check(s, *res)
+    async def probe(self, s: Session, roots: list[str] | tuple[str, ...], chunk: int = 24) -> frozenset[str]:
+        """Which of `roots` have anything under them (one GETNEXT per root, `chunk` per GETBULK
+        so the answer fits a small agent's message size; a tooBig answer halves the chunk)."""
         found = set()
-        for r, (name, value) in zip(roots, res[3]):
-            if to_python(value) is not None and str(name).startswith(r + "."):
-                found.add(r)
+        i = 0
+        while i < len(roots):
+            part = list(roots[i:i + chunk])
+            res = await bulk_cmd(self._engine, s.auth, s.transport, self._ctx, len(part), 1,
+                                 *[self._oid(r) for r in part], lookupMib=False)
+            if res[1] and int(res[1]) == 1 and chunk > 1:  # tooBig(1)
+                chunk //= 2
+                continue
+            self._check(s, *res)
+            for r, (name, value) in zip(part, res[3]):
+                if to_python(value) is not None and str(name).startswith(r + "."):
+                    found.add(r)
+            i += len(part)
         return frozenset(found)
 
 
