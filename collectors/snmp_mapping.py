@@ -202,7 +202,10 @@ def _row(sensor: Sensor, snap: Snapshot, suffix: str, raw, problems: list[str]) 
             if mult is None:
                 return Missing(metric, index, oid, f"scale code {int(fv)} at {f.oid} is not mapped", str(raw)[:40])
             scale = scale * mult
-    value = x * scale * convert.factor + convert.offset
+    scaled = x * scale
+    if sensor.scale != 1.0 and scaled.is_integer() and int(scaled) in SENTINELS and not sensor.values:
+        return Missing(metric, index, oid, f"sentinel value {SENTINELS[int(scaled)]} after scaling raw {raw}", str(raw)[:40])
+    value = scaled * convert.factor + convert.offset
     rng = valid_range(metric)
     if rng is not None and not (rng[0] <= value <= rng[1]):
         return Missing(metric, index, oid, f"{value:.6g} {METRICS[metric].unit} is outside the possible range "

@@ -60,7 +60,7 @@ class Layout:
     scalars: tuple[str, ...]
     rows: tuple[tuple[str, str], ...]  # (column root, row suffix)
 
-    def requests(self, max_varbinds: int = 128, max_rows: int = 32) -> list[tuple[int, tuple[str, ...]]]:
+    def requests(self, max_varbinds: int = 60, max_rows: int = 32) -> list[tuple[int, tuple[str, ...]]]:
         """(rows, roots) per GETBULK: columns of equal row count together, each request at
         most `max_varbinds`. Columns longer than `max_rows` come as (0, roots): walk those
         (a long fixed-size answer may not fit the agent's message size and come back cut)."""
