@@ -115,3 +115,27 @@ def test_later_polls_fetch_the_same_readings_in_fewer_requests(snmpsim_agent):
         assert lay is not None and b.layout == lay, f.stem  # layout still valid after the fixed-size fetch
         key = lambda r: (r.oid, r.metric)
         assert sorted((key(r), r.value) for r in a.readings) == sorted((key(r), r.value) for r in b.readings), f.stem
+
+
+def test_discover_names_the_profile_the_readings_and_writes_a_starter_profile(snmpsim_agent, tmp_path):
+    from dcops.collectors.snmp_profiles import ProfileModel
+    from dcops.yamlconf import load_yaml
+
+    out = tmp_path / "starter.yaml"
+    base = [sys.executable, "-m", "dcops.cli", "snmp", "discover", "--target", f"127.0.0.1:{snmpsim_agent.port}"]
+    run = subprocess.run(base + ["--community", "akcp_serverprobe8", "--format", "json", "--write-profile", str(out), "--name", "akcp-try"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert run.returncode == 0, run.stderr
+    d = json.loads(run.stdout)
+    assert d["profiles"] == ["akcp-sensorprobe"] and d["oids_walked"] > 1000
+    temps = {r["oid"]: r["value"] for r in d["readings"] if r["metric"] == "env_temp_degc"}
+    assert temps["1.3.6.1.4.1.3854.1.2.2.1.16.1.14.7"] == pytest.approx(22.1)
+    assert any("probe offline" in m["missing"] for m in d["missing"])
+    assert d["unmapped"] and all(u["oid"].startswith("1.3.6.1.4.1.3854.") for u in d["unmapped"])
+    starter = load_yaml(out, ProfileModel)  # the starting profile is a valid profile
+    assert starter.name == "akcp-try" and starter.match.sysobjectid == ("1.3.6.1.4.1.3854.1",)
+    table = subprocess.run(base + ["--community", "deltaups"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert table.returncode == 0 and "profile(s): ups-mib" in table.stdout and "ups_battery_charge_pct" in table.stdout
+    dead = subprocess.run(base[:-1] + ["127.0.0.1:1", "--community", "x", "--timeout", "0.3", "--retries", "0"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert dead.returncode == 1 and "Traceback" not in dead.stderr and "no answer" in dead.stderr
