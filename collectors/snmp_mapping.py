@@ -70,8 +70,8 @@ def sentinel_reason(raw, x: float | None) -> str | None:
         return None
     if x.is_integer() and int(x) in SENTINELS:
         return f"sentinel value {SENTINELS[int(x)]}"
-    if abs(x) >= 1.8e19 or (abs(x) >= 9.2e18):  # 64-bit all-ones / INT64 limits
-        return f"sentinel value {x:.4g} (64-bit limit)"
+    if abs(x) >= 9.2e18:  # 64-bit all-ones (1.8e19) / INT64 limits, or beyond
+        return f"sentinel value {x:.4g} (64-bit limit or beyond)"
     return None
 
 
@@ -117,8 +117,13 @@ def _fmt(template: str, groups: Mapping[str, str]) -> str:
 def _number(value) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:  # a garbage integer of hundreds of digits: "impossible", not a crash
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, float):
+        return value
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     if isinstance(value, str):
