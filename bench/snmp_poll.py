@@ -67,7 +67,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--agents", type=int, default=1000)
     ap.add_argument("--instances", type=int, default=4)
-    ap.add_argument("--concurrency", type=int, default=16,
+    ap.add_argument("--concurrency", type=int, default=64,
                     help="polls in flight (loopback agents answer in microseconds: more only queues in pysnmp)")
     ap.add_argument("--baseline-agents", type=int, default=200)
     ap.add_argument("--batches", choices=["build", "skip"], default="build", help="build the batches as the poller does")

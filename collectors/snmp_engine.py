@@ -211,7 +211,8 @@ class SnmpClient:
         costs O(n^2) (~40 s for 1,000). Registering them all first costs one rebuild.
         """
         for s in sessions:
-            LCD.configure(self._engine, s.auth, s.transport, self._ctx.contextName)
+            if s.fast is None:  # the light v2c path keeps no per-target state in pysnmp
+                LCD.configure(self._engine, s.auth, s.transport, self._ctx.contextName)
 
     def _check(self, s: Session, err_ind, err_status, err_index, var_binds) -> None:
         if err_ind:
