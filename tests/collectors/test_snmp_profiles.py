@@ -87,6 +87,9 @@ def test_unknown_model_of_a_known_family_and_unknown_vendor_degrade_gracefully()
     # an unknown vendor with the UPS-MIB and ENTITY-SENSOR-MIB: both standard profiles, combined
     p = choose_profile(profs, "1.3.6.1.4.1.99999.1", "Acme UPS", ups_probe | {"1.3.6.1.2.1.99.1.1.1.4"})
     assert p.name == "ups-mib+entity-sensor" and p.standard
+    # one identity, two families (Eaton's legacy NMC reports the MGE UPS sysObjectID): the probe decides
+    assert choose_profile(profs, "1.3.6.1.4.1.705.1", "", {"1.3.6.1.4.1.534.10.2.2"}).name == "eaton-ats"
+    assert choose_profile(profs, "1.3.6.1.4.1.705.1", "", set()).name == "eaton-mgeups"
     # nothing known answers: no profile (the poller says so with the identity)
     assert choose_profile(profs, "1.3.6.1.4.1.99999.1", "Acme", set()) is None
 
