@@ -239,8 +239,11 @@ class SnmpPoller:
                 log.info("SNMP agent of %s answers again", dev)
                 events.append(self._event(st, "agent_recovered", Severity.CLEARED, f"SNMP agent of {dev} answers again"))
             st.up = True
-            if res.problems and not st.problems_logged:
-                log.warning("SNMP agent of %s: %d value problem(s), e.g. %s", dev, len(res.problems), res.problems[0])
+            if (res.problems or res.missing) and not st.problems_logged:
+                if res.problems:
+                    log.warning("SNMP agent of %s: %d value problem(s), e.g. %s", dev, len(res.problems), res.problems[0])
+                if res.missing:  # sentinels, unmapped states, impossible values: not readings, but not silent
+                    log.info("SNMP agent of %s: %d sensor(s) without a usable value, e.g. %s", dev, len(res.missing), res.missing[0])
                 st.problems_logged = True
             batches = readings_to_batches(res.readings, st.target.tags, self.clock()) if res.readings else []
             if batches:
