@@ -225,7 +225,7 @@ def map_snapshot_full(profile: Profile, snap: Snapshot) -> tuple[list[Reading], 
     readings: list[Reading] = []
     missing: list[Missing] = []
     problems: list[str] = []
-    seen: set[tuple[str, str]] = set()
+    seen: dict[tuple[str, str], Reading] = {}
 
     def add(r) -> None:
         if r is None:
@@ -234,10 +234,13 @@ def map_snapshot_full(profile: Profile, snap: Snapshot) -> tuple[list[Reading], 
             missing.append(r)
             return
         key = (r.metric, r.index)
-        if key in seen:  # two sensors for one (metric, index): keep the first, say so
-            problems.append(f"{r.oid}: {r.metric} index {r.index!r} already read from another OID; ignored")
+        first = seen.get(key)
+        if first is not None:  # the same quantity from a second OID (vendor table and standard MIB): keep the first
+            if not math.isclose(first.value, r.value, rel_tol=0.01, abs_tol=1e-6):
+                problems.append(f"{r.oid}: {r.metric} index {r.index!r} = {r.value:g}, but {first.oid} says {first.value:g}; "
+                                f"kept {first.oid}")
             return
-        seen.add(key)
+        seen[key] = r
         readings.append(r)
 
     for s in profile.sensors:

@@ -393,13 +393,19 @@ def choose_profiles(profiles: Mapping[str, Profile], sys_object_id: str, sys_des
     answered = lambda p: not p.probes or any(o in probes_answered for o in p.probes)  # noqa: E731
     by_identity = sorted(((s, p.priority, p.name, p) for p in profiles.values() if not p.standard
                           for s in [_identity_score(p, oid, sys_descr)] if s is not None), reverse=True)
+    standard = [p for p in probe_order(profiles) if p.standard and any(o in probes_answered for o in p.probes)]
+
+    def with_standard(p: Profile) -> list[Profile]:
+        # the standard MIBs the device also serves and the vendor profile does not already read
+        have = {s.oid for s in p.sensors}
+        return [p] + [q for q in standard if not {s.oid for s in q.sensors} <= have]
+
     for *_, p in by_identity:
         if answered(p):
-            return [p]
+            return with_standard(p)
     for p in probe_order(profiles):
         if not p.standard and any(o in probes_answered for o in p.probes):
-            return [p]
-    standard = [p for p in probe_order(profiles) if p.standard and any(o in probes_answered for o in p.probes)]
+            return with_standard(p)
     if standard:
         return standard
     return [by_identity[0][-1]] if by_identity else []  # identity alone: a family model we have not seen

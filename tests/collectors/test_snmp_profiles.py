@@ -19,9 +19,9 @@ from tests.integration.snmp_fixtures import compare_with_librenms, librenms_sens
 EXPECTED_PROFILE = {
     "akcp_serverprobe8": "akcp-sensorprobe", "apc-epdu_epdu1116s": "apc-epdu", "apc-netbotz_netbotz750": "apc-netbotz",
     "apc_airfm": "apc-airfm", "apc_ap7900b": "apc-rpdu", "apc_ats": "apc-ats", "apc_inrow-dx": "apc-inrow",
-    "apc_isx-pdu": "apc-xpdu", "apc_smt750x-nmc2": "apc-ups", "apc_smtl1000-nmc3": "apc-ups", "apc_symmetralx": "apc-ups",
-    "apc_uniflair-sp": "apc-inrow", "avtech_roomalert32s": "avtech-roomalert", "cyberpower": "cyberpower",
-    "cyberpower_cp1000pfclcd": "cyberpower", "dell-rpdu": "dell-rpdu", "deltaups": "ups-mib",
+    "apc_isx-pdu": "apc-xpdu", "apc_smt750x-nmc2": "apc-ups", "apc_smtl1000-nmc3": "apc-ups", "apc_symmetralx": "apc-ups+ups-mib",
+    "apc_uniflair-sp": "apc-inrow", "avtech_roomalert32s": "avtech-roomalert", "cyberpower": "cyberpower+ups-mib",
+    "cyberpower_cp1000pfclcd": "cyberpower+ups-mib", "dell-rpdu": "dell-rpdu", "deltaups": "ups-mib",
     "eaton-mgeups_93ps": "eaton-mgeups", "eaton-mgeups_9px": "eaton-mgeups", "eatonpdu_2": "eaton-epdu",
     "eatonups": "eaton-xups", "enlogic-pdu_v2": "enlogic-pdu", "generex-ups_cs141": "ups-mib", "gude-esb_7214-12": "gude-esb",
     "hpe-mapdu_pdu2": "hpe-mapdu", "huaweiups_ups2000": "ups-mib", "janitza-umg96_umg96": "janitza-umg",
