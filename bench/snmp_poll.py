@@ -70,7 +70,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=64,
                     help="polls in flight (loopback agents answer in microseconds: more only queues in pysnmp)")
     ap.add_argument("--baseline-agents", type=int, default=200)
-    ap.add_argument("--batches", choices=["build", "skip"], default="build", help="build the batches as the poller does")
+    ap.add_argument("--profile", action="store_true", help="cProfile one extra steady-state round of the light path; top functions")
     args = ap.parse_args()
 
     values = ups_values()
@@ -112,6 +112,15 @@ def main() -> int:
                 res = await poller.poll_round()
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 values_seen["agents_cpu"] = agents_cpu() - a0
+                if args.profile and fast:
+                    import cProfile
+                    import pstats
+
+                    prof = cProfile.Profile()
+                    prof.enable()
+                    await poller.poll_round()
+                    prof.disable()
+                    pstats.Stats(prof).sort_stats("tottime").print_stats(12)
                 return warm, cold_wall, res, wall, cpu
             finally:
                 client.close()
