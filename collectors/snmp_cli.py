@@ -4,6 +4,7 @@
     dcops snmp poll --target HOST:PORT --v3-user U --auth-protocol SHA256 --auth-key K \
                     --priv-protocol AES128 --priv-key P
     dcops snmp profiles
+    dcops snmp discover --target HOST:PORT --community C [--write-profile FILE.yaml] [--format json]
     dcops snmp traps --listen 127.0.0.1:1162 --community public [--v3-user ...] [--format json]
 
 `poll --format json` prints one JSON list of readings, each {"metric", "unit", "index",
@@ -56,7 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=2.0, help="seconds per try")
     p.add_argument("--retries", type=int, default=1)
     p.add_argument("--format", choices=["table", "json"], default="table")
-    sub.add_parser("profiles", help="list the device profiles and what picks them")
+    sub.add_parser("profiles", help="list the device profiles, what picks them, and whether a recording verified them")
+    d = sub.add_parser("discover", help="walk a device: which profile matches, what it reads, which sensor tables it does not")
+    d.add_argument("--target", required=True, help="HOST:PORT of the agent (port 161 if omitted)")
+    _add_auth(d)
+    d.add_argument("--timeout", type=float, default=3.0, help="seconds per try")
+    d.add_argument("--retries", type=int, default=1)
+    d.add_argument("--write-profile", default=None, metavar="FILE", help="write a starting profile YAML for the unmapped tables")
+    d.add_argument("--name", default="my-device", help="profile name for --write-profile")
+    d.add_argument("--format", choices=["table", "json"], default="table")
     t = sub.add_parser("traps", help="receive traps/informs and print them as events")
     t.add_argument("--listen", default="0.0.0.0:162", help="HOST:PORT to listen on")
     _add_auth(t)
@@ -118,8 +127,63 @@ def _poll(args) -> int:
     else:
         print(f"{res.target}: profile {res.profile}, {len(rows)} readings in {res.duration_s:.2f}s")
         print(_table(rows))
+    for m in res.missing:  # sentinels, unmapped states, impossible values: never printed as readings
+        print(f"missing: {m.oid} {m.metric} index {m.index!r}: {m.reason}", file=sys.stderr)
     for p in res.problems:
         print(f"warning: {p}", file=sys.stderr)
+    return 0
+
+
+def _discover(args) -> int:
+    from dcops.collectors.snmp_discover import WALK_ROOTS, discover, starter_profile
+    from dcops.collectors.snmp_engine import SnmpClient, SnmpError
+
+    try:
+        target = target_from_args(args)
+    except (ValueError, ValidationError) as exc:
+        print(f"dcops snmp discover: {exc}", file=sys.stderr)
+        return 2
+
+    async def walk():
+        client = SnmpClient()
+        try:
+            s = await client.session(target)
+            tables, problems, _ = await client.walk(s, WALK_ROOTS, max_rounds=5000)
+            return {f"{root}.{sfx}": v for root, rows in tables.items() for sfx, v in rows.items()}, problems
+        finally:
+            client.close()
+
+    try:
+        pairs, problems = asyncio.run(walk())
+    except SnmpError as exc:
+        print(f"dcops snmp discover: {exc}", file=sys.stderr)
+        return 1
+    d = discover(pairs)
+    if args.format == "json":
+        print(json.dumps({"sysObjectID": d.sys_object_id, "sysDescr": d.sys_descr, "profiles": d.profiles,
+                          "oids_walked": len(pairs), "readings": [r.to_dict() for r in d.readings],
+                          "missing": [m.to_dict() for m in d.missing],
+                          "unmapped": [{"oid": c.oid, "rows": c.rows, "samples": dict(c.samples), "label": c.label, "guess": c.guess}
+                                       for c in d.unmapped]}))
+    else:
+        print(f"{args.target}: sysObjectID {d.sys_object_id or '-'}, sysDescr {d.sys_descr[:60]!r}, {len(pairs)} OIDs walked")
+        print(f"profile(s): {' + '.join(d.profiles) or 'none matches'}")
+        print(f"reads {len(d.readings)} sensors:")
+        print(_table([r.to_dict() for r in d.readings]))
+        for m in d.missing:
+            print(f"missing: {m.oid} {m.metric}: {m.reason}")
+        print(f"{len(d.unmapped)} sensor-looking column(s) no profile reads:")
+        for c in d.unmapped:
+            sample = ", ".join(f"{r}={v}" for r, v in c.samples)
+            print(f"  {c.oid:48} {c.rows:3} rows  e.g. {sample:30}  {c.label!r}  -> {c.guess or '?'}")
+    for p in problems + d.problems:
+        print(f"warning: {p}", file=sys.stderr)
+    if args.write_profile:
+        from pathlib import Path
+
+        Path(args.write_profile).write_text(starter_profile(d, args.name), encoding="utf-8")
+        print(f"wrote a starting profile to {args.write_profile}: check units and scale against the MIB, then add it to "
+              f"collectors/data/snmp/profiles.yaml (docs/snmp-vendors.md)", file=sys.stderr)
     return 0
 
 
@@ -128,10 +192,12 @@ def _profiles(args) -> int:
 
     for p in sorted(default_profiles().values(), key=lambda p: p.name):
         picks = [*(f"sysObjectID {o}" for o in p.sysobjectid), *(f"sysDescr /{r.pattern}/" for r in p.sysdescr)]
-        if p.probe:
-            picks.append(f"probe {p.probe}")
-        print(f"{p.name:16} {len(p.sensors):3} sensors  {p.description}")
-        print(f"{'':16}     picked by: {'; '.join(picks) or 'explicit --profile only'}")
+        picks += [f"probe {o}" for o in p.probes]
+        checked = f"verified against {', '.join(p.verified)}" if p.verified else "NOT verified against a recording (from the MIB)"
+        kind = "standard MIB fallback" if p.standard else "vendor family"
+        print(f"{p.name:18} {len(p.sensors):3} sensors  {p.description}")
+        print(f"{'':18}     {kind}; {checked}")
+        print(f"{'':18}     picked by: {'; '.join(picks) or 'explicit --profile only'}")
     return 0
 
 
@@ -162,6 +228,6 @@ def _traps(args) -> int:
 
 def run(args) -> int:
     try:
-        return {"poll": _poll, "profiles": _profiles, "traps": _traps}[args.snmp_command](args)
+        return {"poll": _poll, "profiles": _profiles, "discover": _discover, "traps": _traps}[args.snmp_command](args)
     except BrokenPipeError:  # output piped into `head` and friends
         return 0

@@ -82,11 +82,19 @@ class SnmpAuthError(SnmpError):
 
 @dataclass(frozen=True)
 class Session:
-    """What pysnmp needs to talk to one agent (built once per target)."""
+    """What pysnmp needs to talk to one agent (built once per target); v2c sessions also carry
+    what the light path needs (address, community, timeout, retries) in `fast`."""
 
     name: str
     auth: object
     transport: object
+    fast: tuple | None = None  # ((ip, port), community bytes, timeout_s, retries) for SNMPv2c
+
+
+_ERROR_STATUS = ("noError", "tooBig", "noSuchName", "badValue", "readOnly", "genErr", "noAccess", "wrongType",
+                 "wrongLength", "wrongEncoding", "wrongValue", "noCreation", "inconsistentValue",
+                 "resourceUnavailable", "commitFailed", "undoFailed", "authorizationError", "notWritable",
+                 "inconsistentName")
 
 
 def to_python(value):
@@ -116,7 +124,11 @@ def _oid(o: str) -> ObjectType:
 class SnmpClient:
     """Owns the process's SnmpEngine. Use `await client.session(target)` then get/walk/probe."""
 
-    def __init__(self) -> None:
+    def __init__(self, fast_v2c: bool = True) -> None:
+        from dcops.collectors.snmp_fastv2c import V2cTransport
+
+        self.fast_v2c = fast_v2c  # SNMPv2c through our BER codec (snmp_ber.py); v3 and traps always pysnmp
+        self._v2c = V2cTransport()
         self._engine = SnmpEngine()
         self._ctx = ContextData()
         self._vb: dict[str, ObjectType] = {}  # request var-binds, resolved once (MIB lookup is costly)
@@ -130,6 +142,7 @@ class SnmpClient:
         return vb
 
     def close(self) -> None:
+        self._v2c.close()
         self._engine.close_dispatcher()
 
     async def session(self, target: SnmpTarget) -> Session:
@@ -150,7 +163,44 @@ class SnmpClient:
             transport = await UdpTransportTarget.create((target.host, target.port), timeout=target.timeout_s, retries=target.retries)
         except Exception as exc:  # name resolution
             raise SnmpError(f"{name}: cannot resolve host: {exc}") from None
-        return Session(name, auth, transport)
+        fast = None
+        if target.version != "3" and self.fast_v2c:
+            addr = transport.transport_address[:2]
+            fast = (addr, target.community.get_secret_value().encode(), float(target.timeout_s), int(target.retries))
+        return Session(name, auth, transport, fast)
+
+    async def _request(self, s: Session, kind: str, oids, non_repeaters: int = 0, reps: int = 0):
+        """(error_status, error_index, [(oid, python value or None)]) of one GET or GETBULK."""
+        if s.fast is not None:
+            from dcops.collectors.snmp_ber import END_OF_MIB, GET, GETBULK
+            from dcops.collectors.snmp_fastv2c import V2cError, V2cTimeout
+
+            addr, community, timeout, retries = s.fast
+            try:
+                status, index, vbs = await self._v2c.request(addr, community, GETBULK if kind == "bulk" else GET, oids,
+                                                             non_repeaters=non_repeaters, max_repetitions=reps,
+                                                             timeout=timeout, retries=retries)
+            except V2cTimeout:
+                raise SnmpTimeout(f"{s.name}: no answer (timed out; agent down or unreachable, or a wrong community "
+                                  f"looks the same for SNMPv2c)") from None
+            except V2cError as exc:
+                raise SnmpError(f"{s.name}: {exc}") from None
+            except OSError as exc:
+                raise SnmpError(f"{s.name}: {exc}") from None
+            return status, index, [(o, None if v is END_OF_MIB else v) for o, v in vbs]
+        if kind == "bulk":
+            res = await bulk_cmd(self._engine, s.auth, s.transport, self._ctx, non_repeaters, reps,
+                                 *[self._oid(o) for o in oids], lookupMib=False)
+        else:
+            res = await get_cmd(self._engine, s.auth, s.transport, self._ctx, *[self._oid(o) for o in oids], lookupMib=False)
+        self._check(s, res[0], 0, 0, res[3])
+        return int(res[1] or 0), int(res[2] or 0), [(str(n), to_python(v)) for n, v in res[3]]
+
+    def _status(self, s: Session, status: int, index: int, vbs) -> None:
+        if status:
+            where = f" at {vbs[index - 1][0]}" if 0 < index <= len(vbs) else ""
+            what = _ERROR_STATUS[status] if 0 <= status < len(_ERROR_STATUS) else f"error-status {status}"
+            raise SnmpError(f"{s.name}: agent answered {what}{where}")
 
     def prepare(self, sessions: list[Session]) -> None:
         """Register many targets with the engine up front, before any traffic.
@@ -161,7 +211,8 @@ class SnmpClient:
         costs O(n^2) (~40 s for 1,000). Registering them all first costs one rebuild.
         """
         for s in sessions:
-            LCD.configure(self._engine, s.auth, s.transport, self._ctx.contextName)
+            if s.fast is None:  # the light v2c path keeps no per-target state in pysnmp
+                LCD.configure(self._engine, s.auth, s.transport, self._ctx.contextName)
 
     def _check(self, s: Session, err_ind, err_status, err_index, var_binds) -> None:
         if err_ind:
@@ -184,17 +235,16 @@ class SnmpClient:
         out: dict[str, object] = {}
         i = 0
         while i < len(oids):
-            part = oids[i:i + chunk]
-            res = await get_cmd(self._engine, s.auth, s.transport, self._ctx, *[self._oid(o) for o in part], lookupMib=False)
-            if res[1] and int(res[1]) == 1 and chunk > 1:  # tooBig(1): ask for less
+            part = list(oids[i:i + chunk])
+            status, index, vbs = await self._request(s, "get", part)
+            if status == 1 and chunk > 1:  # tooBig(1): ask for less
                 chunk //= 2
                 continue
-            self._check(s, *res)
+            self._status(s, status, index, vbs)
             i += len(part)
-            for name, value in res[3]:
-                v = to_python(value)
+            for name, v in vbs:
                 if v is not None:
-                    out[str(name)] = v
+                    out[name] = v
         return out
 
     async def walk(self, s: Session, roots: list[str] | tuple[str, ...], max_repetitions: int = 25,
@@ -224,29 +274,25 @@ class SnmpClient:
                 break
             reps = fixed_reps or max(2, min(max_repetitions, max_varbinds // len(active)))
             lead = riders if rounds == 1 else []
-            res = await bulk_cmd(self._engine, s.auth, s.transport, self._ctx, len(lead), reps,
-                                 *[self._oid(o[:-2]) for o in lead], *[self._oid(cursor[r]) for r in active], lookupMib=False)
-            self._check(s, *res)
-            var_binds = res[3]
-            for want, (name, value) in zip(lead, var_binds[:len(lead)]):
-                v = to_python(value)
-                if str(name) == want and v is not None:
+            status, index, var_binds = await self._request(s, "bulk", [o[:-2] for o in lead] + [cursor[r] for r in active],
+                                                           len(lead), reps)
+            self._status(s, status, index, var_binds)
+            for want, (name, v) in zip(lead, var_binds[:len(lead)]):
+                if name == want and v is not None:
                     got[want] = v
             var_binds = var_binds[len(lead):]
             if not var_binds:
                 break
             n = len(active)
             done: set[str] = set()
-            for k, (name, value) in enumerate(var_binds):
+            for k, (o, v) in enumerate(var_binds):
                 r = active[k % n]
                 if r in done:
                     continue
-                o = str(name)
-                v = to_python(value)
                 if v is None or not o.startswith(r + "."):
                     done.add(r)
                     continue
-                t = tuple(name)
+                t = tuple(int(x) for x in o.split("."))
                 if t <= last[r]:
                     problems.append(f"{s.name}: agent returned non-increasing OID {o} after {cursor[r]}")
                     done.add(r)
@@ -263,17 +309,22 @@ class SnmpClient:
             got.update(await self.get(s, rest + (riders if not roots else [])))
         return result, problems, got
 
-    async def probe(self, s: Session, roots: list[str] | tuple[str, ...]) -> frozenset[str]:
-        """Which of `roots` have anything under them (one GETNEXT per root, in one GETBULK)."""
-        if not roots:
-            return frozenset()
-        res = await bulk_cmd(self._engine, s.auth, s.transport, self._ctx, len(roots), 1,
-                             *[self._oid(r) for r in roots], lookupMib=False)
-        self._check(s, *res)
+    async def probe(self, s: Session, roots: list[str] | tuple[str, ...], chunk: int = 24) -> frozenset[str]:
+        """Which of `roots` have anything under them (one GETNEXT per root, `chunk` per GETBULK
+        so the answer fits a small agent's message size; a tooBig answer halves the chunk)."""
         found = set()
-        for r, (name, value) in zip(roots, res[3]):
-            if to_python(value) is not None and str(name).startswith(r + "."):
-                found.add(r)
+        i = 0
+        while i < len(roots):
+            part = list(roots[i:i + chunk])
+            status, index, vbs = await self._request(s, "bulk", part, len(part), 1)
+            if status == 1 and chunk > 1:  # tooBig(1)
+                chunk //= 2
+                continue
+            self._status(s, status, index, vbs)
+            for r, (name, v) in zip(part, vbs):
+                if v is not None and name.startswith(r + "."):
+                    found.add(r)
+            i += len(part)
         return frozenset(found)
 
 

@@ -33,8 +33,8 @@ from dcops.bus import Bus, publish_batch, publish_events
 from dcops.site import SiteConfig, SnmpTarget
 
 from dcops.collectors.snmp_engine import SnmpAuthError, SnmpClient, SnmpError, Session
-from dcops.collectors.snmp_mapping import Reading, Snapshot, map_snapshot, readings_to_batches
-from dcops.collectors.snmp_profiles import Profile, choose_profile, default_profiles, probe_order
+from dcops.collectors.snmp_mapping import Missing, Reading, Snapshot, map_snapshot_full, readings_to_batches
+from dcops.collectors.snmp_profiles import Profile, choose_profile, default_profiles, probes_for
 
 __all__ = ["Layout", "PollResult", "PollTarget", "SnmpPoller", "poll_agent", "run_poller", "run_role", "targets_from_site"]
 
@@ -60,7 +60,7 @@ class Layout:
     scalars: tuple[str, ...]
     rows: tuple[tuple[str, str], ...]  # (column root, row suffix)
 
-    def requests(self, max_varbinds: int = 128, max_rows: int = 32) -> list[tuple[int, tuple[str, ...]]]:
+    def requests(self, max_varbinds: int = 60, max_rows: int = 32) -> list[tuple[int, tuple[str, ...]]]:
         """(rows, roots) per GETBULK: columns of equal row count together, each request at
         most `max_varbinds`. Columns longer than `max_rows` come as (0, roots): walk those
         (a long fixed-size answer may not fit the agent's message size and come back cut)."""
@@ -91,18 +91,20 @@ class PollResult:
     profile: str | None = None
     readings: list[Reading] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    missing: list[Missing] = field(default_factory=list)  # answered, but no usable value (and why)
     error: str | None = None
     auth_error: bool = False
     duration_s: float = 0.0
     layout: Layout | None = None  # what to GET next time (None: walk again)
+    profile_obj: Profile | None = None  # the profile used (several standard ones combined: "ups-mib+entity-sensor")
 
 
 async def detect_profile(client: SnmpClient, s: Session, profiles: Mapping[str, Profile]) -> tuple[Profile | None, str]:
     ident = await client.get(s, [SYS_OBJECT_ID, SYS_DESCR])
     oid, descr = str(ident.get(SYS_OBJECT_ID, "")), str(ident.get(SYS_DESCR, ""))
-    probes = frozenset()
-    if choose_profile(profiles, oid, descr, frozenset()) is None:
-        probes = await client.probe(s, [p.probe for p in probe_order(profiles)])
+    # one GETBULK answers every family's probe tables: they confirm the model within a vendor
+    # family and find the standard MIBs (UPS-MIB, ENTITY-SENSOR, ...) for anything else
+    probes = await client.probe(s, probes_for(profiles))
     p = choose_profile(profiles, oid, descr, probes)
     return p, f"sysObjectID {oid or '-'}, sysDescr {descr[:60]!r}"
 
@@ -159,9 +161,9 @@ async def poll_agent(client: SnmpClient, target: SnmpTarget, profiles: Mapping[s
             tables, problems = {}, []
             scalars = await client.get(s, profile.get_oids) if profile.get_oids else {}
             next_layout = Layout.of(scalars, {})
-        readings, more = map_snapshot(profile, Snapshot(scalars, tables))
-        return PollResult(name, True, profile.name, readings, problems + more, duration_s=time.perf_counter() - t0,
-                          layout=next_layout)
+        readings, missing, more = map_snapshot_full(profile, Snapshot(scalars, tables))
+        return PollResult(name, True, profile.name, readings, problems + more, missing, duration_s=time.perf_counter() - t0,
+                          layout=next_layout, profile_obj=profile)
     except SnmpAuthError as exc:
         return PollResult(name, False, profile.name if profile else None, error=str(exc), auth_error=True, duration_s=time.perf_counter() - t0)
     except SnmpError as exc:
@@ -231,14 +233,17 @@ class SnmpPoller:
         events: list[Event] = []
         dev = st.target.name
         if res.ok:
-            if st.profile is None and res.profile:
-                st.profile = self.profiles[res.profile]
+            if st.profile is None and res.profile_obj is not None:
+                st.profile = res.profile_obj
             if st.up is False:
                 log.info("SNMP agent of %s answers again", dev)
                 events.append(self._event(st, "agent_recovered", Severity.CLEARED, f"SNMP agent of {dev} answers again"))
             st.up = True
-            if res.problems and not st.problems_logged:
-                log.warning("SNMP agent of %s: %d value problem(s), e.g. %s", dev, len(res.problems), res.problems[0])
+            if (res.problems or res.missing) and not st.problems_logged:
+                if res.problems:
+                    log.warning("SNMP agent of %s: %d value problem(s), e.g. %s", dev, len(res.problems), res.problems[0])
+                if res.missing:  # sentinels, unmapped states, impossible values: not readings, but not silent
+                    log.info("SNMP agent of %s: %d sensor(s) without a usable value, e.g. %s", dev, len(res.missing), res.missing[0])
                 st.problems_logged = True
             batches = readings_to_batches(res.readings, st.target.tags, self.clock()) if res.readings else []
             if batches:

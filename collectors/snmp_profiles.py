@@ -34,7 +34,7 @@ from dcops.yamlconf import ConfigError, ConfigProblem, load_yaml
 
 __all__ = [
     "DATA_DIR", "Factor", "Profile", "Related", "Select", "Sensor", "Unit",
-    "answered_probes", "choose_profile", "load_profiles", "match_profile", "default_profiles", "probe_order",
+    "answered_probes", "choose_profile", "choose_profiles", "combine", "probes_for", "load_profiles", "match_profile", "default_profiles", "probe_order",
 ]
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "snmp"
@@ -57,7 +57,7 @@ class RelatedModel(_M):
 
 
 class FactorModel(RelatedModel):
-    op: Literal["divide", "pow10neg", "map"]
+    op: Literal["divide", "multiply", "pow10neg", "signed_scale", "map"]
     map: dict[str, float] = Field(default_factory=dict)
 
 
@@ -67,6 +67,11 @@ class CaseModel(_M):
     scale: float = 1.0
     index: str | None = None
     descr: str | None = None
+
+
+class RequireModel(RelatedModel):
+    values: tuple[str, ...]  # the row counts only when this column holds one of these
+    reason: str = "sensor not connected"
 
 
 class SelectModel(RelatedModel):
@@ -87,6 +92,7 @@ class SensorModel(_M):
     select: SelectModel | None = None
     skip: tuple[float, ...] = ()  # raw values that mean "not available" (e.g. -1)
     values: dict[str, float] = Field(default_factory=dict)  # raw code -> value (states)
+    require: RequireModel | None = None  # rows whose status column says "absent" are missing
 
     @field_validator("suffix")
     @classmethod
@@ -102,7 +108,16 @@ class SensorModel(_M):
 class MatchModel(_M):
     sysobjectid: tuple[str, ...] = ()
     sysdescr: tuple[str, ...] = ()
-    probe: str | None = Field(None, pattern=_OID)
+    probe: str | None = Field(None, pattern=_OID)  # a table/subtree that must answer
+    probes: tuple[str, ...] = ()  # more of them: any one answering is enough
+
+    @field_validator("probes")
+    @classmethod
+    def _oids(cls, v):
+        for o in v:
+            if not re.fullmatch(_OID, o):
+                raise ValueError(f"{o!r} is not a numeric OID")
+        return v
 
 
 class ProfileModel(_M):
@@ -110,6 +125,9 @@ class ProfileModel(_M):
     description: str = ""
     match: MatchModel = MatchModel()
     priority: int = 0
+    standard: bool = False  # a standard MIB: the fallback for any device it answers on
+    verified: tuple[str, ...] = ()  # recordings (../shared/data/snmprec names) it was checked against
+    mib: str = ""  # where the OIDs, units and scales come from (MIB name and version)
     extends: tuple[str, ...] = ()
     scalars: tuple[SensorModel, ...] = ()
     columns: tuple[SensorModel, ...] = ()
@@ -160,6 +178,14 @@ class Select:
 
 
 @dataclass(frozen=True)
+class Require:
+    oid: str
+    suffix: str | None
+    values: frozenset
+    reason: str
+
+
+@dataclass(frozen=True)
 class Sensor:
     oid: str
     scalar: bool
@@ -174,6 +200,7 @@ class Sensor:
     select: Select | None
     skip: frozenset = frozenset()
     values: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    require: Require | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +212,10 @@ class Profile:
     probe: str | None
     priority: int
     sensors: tuple[Sensor, ...]
+    probes: tuple[str, ...] = ()
+    standard: bool = False
+    verified: tuple[str, ...] = ()
+    mib: str = ""
 
     @property
     def get_oids(self) -> tuple[str, ...]:
@@ -202,6 +233,8 @@ class Profile:
             roots.extend(f.oid for f in s.factors)
             if s.select:
                 roots.append(s.select.oid)
+            if s.require:
+                roots.append(s.require.oid)
         return tuple(dict.fromkeys(roots))
 
 
@@ -247,6 +280,7 @@ def _sensor(m: SensorModel, scalar: bool, units, where: str) -> Sensor:
         label=Related(m.label_oid.oid, m.label_oid.suffix) if m.label_oid else None,
         factors=tuple(Factor(f.oid, f.suffix, f.op, MappingProxyType(dict(f.map))) for f in m.factors),
         select=select, skip=frozenset(m.skip), values=MappingProxyType(dict(m.values)),
+        require=Require(m.require.oid, m.require.suffix, frozenset(m.require.values), m.require.reason) if m.require else None,
     )
 
 
@@ -302,6 +336,8 @@ def load_profiles(data_dir: str | Path = DATA_DIR) -> dict[str, Profile]:
             sysdescr=tuple(re.compile(r) for r in pm.match.sysdescr),
             probe=pm.match.probe, priority=pm.priority,
             sensors=sensors_of(name, (name,)),
+            probes=tuple(dict.fromkeys(([pm.match.probe] if pm.match.probe else []) + list(pm.match.probes))),
+            standard=pm.standard, verified=pm.verified, mib=pm.mib,
         )
     return out
 
@@ -311,17 +347,22 @@ def default_profiles() -> Mapping[str, Profile]:
     return MappingProxyType(load_profiles(DATA_DIR))
 
 
+def _identity_score(p: Profile, oid: str, descr: str) -> int | None:
+    score = None
+    for prefix in p.sysobjectid:
+        if oid == prefix or oid.startswith(prefix + "."):
+            score = max(score or 0, 1000 + len(prefix.split(".")))
+    if any(r.search(descr or "") for r in p.sysdescr):
+        score = max(score or 0, 500)
+    return score
+
+
 def match_profile(profiles: Mapping[str, Profile], sys_object_id: str, sys_descr: str) -> Profile | None:
-    """The profile for an agent's identity: longest sysObjectID prefix, then sysDescr, then priority."""
-    oid = (sys_object_id or "").lstrip(".")
+    """The profile for an agent's identity alone: longest sysObjectID prefix, then sysDescr, then priority."""
+    oid = (sys_object_id or "").strip().lstrip(".")
     best: tuple | None = None
     for p in profiles.values():
-        score = None
-        for prefix in p.sysobjectid:
-            if oid == prefix or oid.startswith(prefix + "."):
-                score = max(score or 0, 1000 + len(prefix.split(".")))
-        if any(r.search(sys_descr or "") for r in p.sysdescr):
-            score = max(score or 0, 500)
+        score = _identity_score(p, oid, sys_descr)
         if score is not None:
             key = (score, p.priority, p.name)
             if best is None or key > best[0]:
@@ -331,21 +372,69 @@ def match_profile(profiles: Mapping[str, Profile], sys_object_id: str, sys_descr
 
 def probe_order(profiles: Mapping[str, Profile]) -> list[Profile]:
     """Profiles that identify themselves by a probe OID, most specific (highest priority) first."""
-    return sorted((p for p in profiles.values() if p.probe), key=lambda p: (-p.priority, p.name))
+    return sorted((p for p in profiles.values() if p.probes), key=lambda p: (-p.priority, p.name))
+
+
+def probes_for(profiles: Mapping[str, Profile], sys_object_id: str = "", sys_descr: str = "") -> list[str]:
+    """Every probe OID `choose_profiles` may look at (ask them all in one request)."""
+    return list(dict.fromkeys(o for p in probe_order(profiles) for o in p.probes))
+
+
+def choose_profiles(profiles: Mapping[str, Profile], sys_object_id: str, sys_descr: str,
+                    probes_answered: set[str] | frozenset[str]) -> list[Profile]:
+    """Auto-detection, degrading gracefully:
+
+    1. vendor family by identity (longest sysObjectID prefix / sysDescr), confirmed by the
+       family's probe tables where the profile has any (several models share a vendor prefix);
+    2. else a vendor profile whose tables answer (a vendor MIB behind a generic identity);
+    3. else every standard-MIB profile (UPS-MIB, ENTITY-SENSOR, ...) whose tables answer.
+    An empty list: nothing known answers."""
+    oid = (sys_object_id or "").strip().lstrip(".")
+    answered = lambda p: not p.probes or any(o in probes_answered for o in p.probes)  # noqa: E731
+    by_identity = sorted(((s, p.priority, p.name, p) for p in profiles.values() if not p.standard
+                          for s in [_identity_score(p, oid, sys_descr)] if s is not None), reverse=True)
+    standard = [p for p in probe_order(profiles) if p.standard and any(o in probes_answered for o in p.probes)]
+
+    def with_standard(p: Profile) -> list[Profile]:
+        # the standard MIBs the device also serves and the vendor profile does not already read
+        have = {s.oid for s in p.sensors}
+        return [p] + [q for q in standard if not {s.oid for s in q.sensors} <= have]
+
+    for *_, p in by_identity:
+        if answered(p):
+            return with_standard(p)
+    for p in probe_order(profiles):
+        if not p.standard and any(o in probes_answered for o in p.probes):
+            return with_standard(p)
+    if standard:
+        return standard
+    return [by_identity[0][-1]] if by_identity else []  # identity alone: a family model we have not seen
 
 
 def choose_profile(profiles: Mapping[str, Profile], sys_object_id: str, sys_descr: str,
                    probes_answered: set[str] | frozenset[str]) -> Profile | None:
-    """Auto-detection: identity first (`match_profile`), else the first answered probe."""
-    p = match_profile(profiles, sys_object_id, sys_descr)
-    if p is not None:
-        return p
-    for cand in probe_order(profiles):
-        if cand.probe in probes_answered:
-            return cand
-    return None
+    """`choose_profiles` as one profile (several standard ones combined)."""
+    return combine(choose_profiles(profiles, sys_object_id, sys_descr, probes_answered))
+
+
+def combine(chosen: list[Profile]) -> Profile | None:
+    """Several profiles read as one ("ups-mib+entity-sensor"); an OID read once."""
+    if not chosen:
+        return None
+    if len(chosen) == 1:
+        return chosen[0]
+    seen: set[str] = set()
+    sensors = []
+    for p in chosen:
+        for s in p.sensors:
+            if (s.oid, s.suffix.pattern if s.suffix else None) not in seen:
+                seen.add((s.oid, s.suffix.pattern if s.suffix else None))
+                sensors.append(s)
+    return Profile("+".join(p.name for p in chosen), "; ".join(p.description for p in chosen), (), (), None,
+                   max(p.priority for p in chosen), tuple(sensors), standard=all(p.standard for p in chosen),
+                   verified=tuple(dict.fromkeys(v for p in chosen for v in p.verified)))
 
 
 def answered_probes(profiles: Mapping[str, Profile], has_subtree) -> frozenset[str]:
     """The probe OIDs for which `has_subtree(oid)` is true (for recordings and tests)."""
-    return frozenset(p.probe for p in profiles.values() if p.probe and has_subtree(p.probe))
+    return frozenset(o for p in profiles.values() for o in p.probes if has_subtree(o))

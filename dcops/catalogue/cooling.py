@@ -26,4 +26,7 @@ METRICS = (
     Metric("cooling_temp_degc", "cooling", "degC", G, "Other temperature probe of the unit (coil, rack inlet, dew point, ...); index names it.", _SRC),
     Metric("cooling_thermal_power_w", "cooling", "W", G, "Cooling demand or output the unit reports; index names which.", _SRC),
     Metric("cooling_fan_rpm", "cooling", "rpm", G, "Fan speed; index names the fan.", _SRC),
+    Metric("cooling_fan_freq_hz", "cooling", "Hz", G, "Fan/blower drive frequency (VFD); index names the fan.", _SRC),
+    Metric("cooling_voltage_v", "cooling", "V", G, "Supply voltage of a unit component; index names it.", _SRC),
+    Metric("cooling_current_a", "cooling", "A", G, "Current of a unit component (humidifier, blower); index names it.", _SRC),
 )

@@ -13,6 +13,8 @@ MEASUREMENTS = (
 METRICS = (
     Metric("pdu_power_w", "pdu", "W", G, "Active power.", _SRC),
     Metric("pdu_apparent_power_va", "pdu", "VA", G, "Apparent power.", _SRC),
+    Metric("pdu_reactive_power_var", "pdu", "VAR", G, "Reactive power (sign: inductive +, capacitive -).", _SRC,
+           valid=(-1e9, 1e9)),
     Metric("pdu_current_a", "pdu", "A", G, "Current.", _SRC),
     Metric("pdu_voltage_v", "pdu", "V", G, "Voltage.", _SRC),
     Metric("pdu_frequency_hz", "pdu", "Hz", G, "Frequency.", _SRC),

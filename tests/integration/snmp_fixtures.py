@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "CLASS_UNITS", "Verdict", "compare_with_librenms", "free_udp_port", "free_udp_ports", "librenms_sensors",
+    "ALSO_UNITS", "CLASS_UNITS", "Verdict", "compare_with_librenms", "free_udp_port", "free_udp_ports", "librenms_sensors",
     "read_snmprec", "Snmpd", "Snmpsim", "wait_udp_agent",
 ]
 
@@ -36,6 +36,10 @@ CLASS_UNITS = {
     "charge": ("%", 1.0), "runtime": ("s", 60.0),
 }
 
+# LibreNMS's "power" class holds active (W), apparent (VA) and reactive (VAR) power alike (the
+# sensor's description says which); we keep them apart, so any of the three units matches it.
+ALSO_UNITS = {"power": ("VA", "VAR")}
+
 # Where LibreNMS's own number is in another unit than its class claims. Each entry names the
 # reason; the comparison converts LibreNMS's number before comparing, it never loosens it.
 LIBRENMS_UNIT_FIXES = {
@@ -45,6 +49,10 @@ LIBRENMS_UNIT_FIXES = {
     ("apc_inrow-dx", "1.3.6.1.4.1.318.1.1.27.1.4.1.2.1.3.1.8"): (1000.0, "units column says kW"),
     ("apc_inrow-dx", "1.3.6.1.4.1.318.1.1.27.1.4.1.2.1.3.1.24"): (1000.0, "units column says kW"),
     ("apc_inrow-dx", "1.3.6.1.4.1.318.1.1.27.1.4.1.2.1.3.1.25"): (1000.0, "units column says kW"),
+    # huaweiups divides the RFC 1628 frequencies (0.1 Hz units, raw 500) by 100 and shows 5 Hz mains.
+    ("huaweiups_ups2000", "1.3.6.1.2.1.33.1.3.3.1.2.1"): (10.0, "RFC 1628 upsInputFrequency is in 0.1 Hz"),
+    ("huaweiups_ups2000", "1.3.6.1.2.1.33.1.4.2.0"): (10.0, "RFC 1628 upsOutputFrequency is in 0.1 Hz"),
+    ("huaweiups_ups2000", "1.3.6.1.2.1.33.1.5.1.0"): (10.0, "RFC 1628 upsBypassFrequency is in 0.1 Hz"),
 }
 
 _INT_TYPES = {"2", "65", "66", "67", "70"}
@@ -96,16 +104,32 @@ class Verdict:
     note: str
 
 
-def compare_with_librenms(device: str, readings, sensors: list[dict], recording: dict[str, object]) -> list[Verdict]:
+def _is_no_reading(m) -> bool:
+    """Only these reasons stand in for a LibreNMS number: the raw value is a marker or impossible."""
+    return m.reason.startswith(("sentinel value", "agent says", "value ")) or "outside the possible range" in m.reason
+
+
+def compare_with_librenms(device: str, readings, sensors: list[dict], recording: dict[str, object],
+                          missing=()) -> list[Verdict]:
     """One verdict per LibreNMS sensor; readings matched by OID. Sensors whose OID has no
-    value in the recording (LibreNMS shows 0 for them) pass only if we report nothing."""
+    value in the recording (LibreNMS shows 0 for them) pass only if we report nothing.
+
+    Where LibreNMS turns a "no reading" marker into a number (65535 minutes of runtime, 6553.5 A
+    of battery current) or keeps a physically impossible one (-4 W of UPS output power), the
+    sensor passes only if we report it as missing (`missing`: objects with .oid and .reason) and
+    invent no reading; the verdict's note says so ("sentinel: ...")."""
     by_oid: dict[str, list] = {}
     for r in readings:
         by_oid.setdefault(r.oid, []).append(r)
+    missing_by_oid = {m.oid: m for m in missing}
     out = []
     for s in sensors:
         oid = s["sensor_oid"].lstrip(".")
         unit, factor = CLASS_UNITS[s["sensor_class"]]
+        if oid in missing_by_oid and oid in recording and not by_oid.get(oid) and _is_no_reading(missing_by_oid[oid]):
+            out.append(Verdict(oid, s["sensor_class"], s["sensor_descr"], float(s["sensor_current"]) * factor, None, None,
+                               True, f"missing: {missing_by_oid[oid].reason} (LibreNMS shows {s['sensor_current']})"))
+            continue
         fix, why = LIBRENMS_UNIT_FIXES.get((device, oid), (1.0, ""))
         expected = float(s["sensor_current"]) * factor * fix
         mine = by_oid.get(oid, [])
@@ -114,7 +138,7 @@ def compare_with_librenms(device: str, readings, sensors: list[dict], recording:
             out.append(Verdict(oid, s["sensor_class"], s["sensor_descr"], expected, None, None, ok,
                                "no value in the recording; reported as missing" if ok else "invented a value"))
             continue
-        match = [r for r in mine if r.unit == unit]
+        match = [r for r in mine if r.unit == unit or r.unit in ALSO_UNITS.get(s["sensor_class"], ())]
         if not match:
             got = mine[0] if mine else None
             out.append(Verdict(oid, s["sensor_class"], s["sensor_descr"], expected,
