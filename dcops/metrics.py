@@ -96,6 +96,8 @@ _SHARED = (
                "Notifications written to the durable outbox and not yet delivered", ("outbox",)),
     Instrument("notifications", "dcops_notifications_total", "counter", "Notification delivery attempts",
                ("notifier", "outcome")),
+    Instrument("inbound_alerts", "dcops_inbound_alerts_total", "counter",
+               "Alertmanager alerts received on the inbound webhook, by outcome (accepted, refused)", ("outcome",)),
     # bus producer and its spool
     Instrument("bus_messages", "dcops_bus_messages_total", "counter",
                "Producer messages by outcome (sent, acked, failed, spooled, replayed, lost)", ("client", "outcome")),
