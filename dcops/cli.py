@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from dcops.secrets import install_log_redaction
+
+    install_log_redaction()  # secrets and credentials masked in every log line, at every level
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from dcops.secrets import Secret
 from dcops.settings import Settings
 from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with_lines
 
@@ -34,12 +35,12 @@ class SnmpTarget(_Model):
     host: str = "127.0.0.1"
     port: int = Field(161, ge=1, le=65535)
     version: Literal["2c", "3"] = "2c"
-    community: SecretStr = SecretStr("public")
+    community: Secret = SecretStr("public")
     user: str | None = None
     auth_protocol: Literal["SHA", "SHA256", "SHA512", "MD5", "none"] = "SHA256"
-    auth_key: SecretStr | None = None
+    auth_key: Secret | None = None
     priv_protocol: Literal["AES128", "AES256", "DES", "none"] = "AES128"
-    priv_key: SecretStr | None = None
+    priv_key: Secret | None = None
     profile: str = "auto"
     interval_s: float = Field(30.0, gt=0)
     timeout_s: float = Field(2.0, gt=0)

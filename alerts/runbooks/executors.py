@@ -35,7 +35,9 @@ from types import MappingProxyType
 from typing import Callable, Literal, Mapping
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
+
+from dcops.secrets import Secret
 
 __all__ = ["TEMPLATE_VARIABLES", "ExecutorConfig", "ExecutorRuntime", "ActionContext", "ActionResult", "ExecutorSpec",
            "EXECUTORS", "fill", "ExecutorError", "load_executor_config"]
@@ -61,7 +63,7 @@ class ExecutorConfig(_Model):
                                                          description="name -> argv template, e.g. ['/usr/bin/ipmitool', ...]")
     drain_command: tuple[str, ...] = Field((), description="argv template to drain a node, e.g. kubectl drain {server}")
     agent_url: str = Field("", description="accelerator agent control URL template, e.g. http://{server}:9101")
-    webhook_secret: SecretStr | None = None
+    webhook_secret: Secret | None = None
     command_timeout_s: float = Field(120.0, gt=0)
     http_timeout_s: float = Field(10.0, gt=0)
 

@@ -8,16 +8,20 @@ for good. Notifiers never retry themselves: the outbox does, durably.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Mapping, Protocol
 
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["DeliveryResult", "Notifier", "NotifierConfig", "classify_http", "post_json", "summary_of"]
+from dcops.secrets import redact
+
+__all__ = ["DeliveryResult", "Notifier", "NotifierConfig", "classify_http", "iso_time", "links_of", "post_json",
+           "summary_of"]
 
 
 class NotifierConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)  # inputs may be secrets
 
 
 @dataclass(frozen=True)
@@ -38,14 +42,14 @@ def classify_http(status: int, body: str = "") -> DeliveryResult:
     if 200 <= status < 300:
         return DeliveryResult(True, status=status)
     retry = status in (408, 425, 429) or status >= 500
-    return DeliveryResult(False, retryable=retry, status=status, error=f"HTTP {status}: {body[:200]}")
+    return DeliveryResult(False, retryable=retry, status=status, error=redact(f"HTTP {status}: {body[:200]}"))
 
 
 def post_json(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> DeliveryResult:
     try:
         r = client.post(url, content=body, headers={"Content-Type": "application/json", **headers}, timeout=timeout_s)
     except httpx.HTTPError as exc:
-        return DeliveryResult(False, retryable=True, error=f"{type(exc).__name__}: {exc}"[:300])
+        return DeliveryResult(False, retryable=True, error=redact(f"{type(exc).__name__}: {exc}")[:300])
     return classify_http(r.status_code, r.text)
 
 
@@ -54,3 +58,18 @@ def summary_of(message: Mapping[str, Any]) -> str:
     action = message.get("action", "trigger")
     head = {"trigger": "", "acknowledge": "[ACK] ", "resolve": "[RESOLVED] "}.get(action, "")
     return f"{head}[{str(inc.get('severity', '')).upper()}] {inc.get('title', '')}"[:1000]
+
+
+def iso_time(ns: Any) -> str:
+    """Nanoseconds since the epoch as ISO 8601 UTC (`2026-11-28T10:00:00.000Z`); "" when unknown."""
+    try:
+        t = datetime.fromtimestamp(int(ns) / 1e9, tz=timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def links_of(message: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The message's links ({href, text}): the incident in the console first, then the sources."""
+    return [dict(href=str(x["href"]), text=str(x.get("text") or x["href"])) for x in message.get("links") or []
+            if isinstance(x, Mapping) and str(x.get("href", "")).startswith(("http://", "https://"))]
