@@ -26,7 +26,7 @@ FeedName = Literal["A", "B"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)  # inputs may be secrets
 
 
 class SnmpTarget(_Model):
