@@ -23,9 +23,11 @@ def add_arguments(p) -> None:
                    help="serve /metrics and /healthz on this port instead of settings.metrics.port (0: any free)")
 
 
-def start_metrics(settings, role: str, port: int | None = None):
-    """Install this process's `Metrics` and serve them per `settings.metrics`: (metrics, server or None)."""
+def start_metrics(settings, role: str, port: int | None = None, roles=None):
+    """Install this process's `Metrics` (with the instruments of `roles`, default `role`) and serve them per
+    `settings.metrics`: (metrics, server or None)."""
     metrics = install(Metrics(role=role))
+    metrics.register_roles(roles or (role,))
     ms = settings.metrics
     if not ms.enabled:
         return metrics, None

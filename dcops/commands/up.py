@@ -81,7 +81,7 @@ def _supervise(children: list[_Child], stop: threading.Event, grace: float) -> i
 
 
 def _run_threads(names, cfg, stop: threading.Event, grace: float) -> int:
-    metrics, server = start_metrics(cfg.settings, "up")  # one /metrics for all the roles of this process
+    metrics, server = start_metrics(cfg.settings, "up", roles=names)  # one /metrics for all the roles of this process
     threads = {n: run_in_thread(n, resolve(n), cfg, stop) for n in names}
     for n, t in threads.items():
         watch_thread(metrics, n, t)
