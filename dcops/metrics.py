@@ -116,13 +116,14 @@ INSTRUMENTS: Mapping[str, Instrument] = MappingProxyType({i.name: i for i in _SH
 # for the family alone). Instruments a role exports through `observe()` (alarms_raised,
 # outbox_depth, notifications, bus_messages, spool_*) appear when the role registers them at start.
 ROLE_INSTRUMENTS: Mapping[str, tuple[tuple[str, Mapping[str, str] | None], ...]] = MappingProxyType({
-    "poller": (("polls", None), ("poll_errors", None), ("poll_seconds", None)),
+    "poller": (("polls", {"collector": "snmp"}), ("poll_errors", {"collector": "snmp"}),
+               ("poll_seconds", {"collector": "snmp"})),
     "traps": (("events_in", None),),
-    "agent": (("polls", None), ("poll_errors", None), ("poll_seconds", None)),
+    "agent": (),
     "ingest": tuple((n, {"stage": "ingest"}) for n in ("samples_in", "samples_out", "events_in", "dead_letters",
                                                        "store_errors", "store_write_seconds"))
     + (("messages_in", None), ("consumer_lag", None)),
-    "analytics": (("scoring_seconds", None), ("findings_out", None), ("consumer_lag", None)),
+    "analytics": (("scoring_seconds", {"detector": "fleet"}), ("findings_out", None), ("consumer_lag", None)),
     "alerter": (("messages_in", {"stage": "alerter", "topic": "all"}), ("dead_letters", {"stage": "alerter"}),
                 ("inbound_alerts", {"outcome": "accepted"}), ("inbound_alerts", {"outcome": "refused"})),
     "console": (),

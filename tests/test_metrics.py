@@ -341,3 +341,42 @@ def test_metrics_server_is_waitress_and_drops_a_half_sent_request(served):
     s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")               # headers never finished
     assert httpx.get(srv.url + "/healthz", timeout=5).status_code == 200   # others are still served
     s.close()
+
+
+def test_poller_counts_polls_and_is_unhealthy_when_no_agent_answers(tmp_path):
+    """`dcops role poller` against an SNMP port nobody answers on: polls and errors counted, /healthz 503."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    site = tmp_path / "site.yaml"
+    text = SMALL_SITE.read_text().replace(
+        "- {name: UPS-A, capacity_kw: 200, battery_runtime_s: 600}",
+        "- {name: UPS-A, capacity_kw: 200, battery_runtime_s: 600, snmp: {host: 127.0.0.1, port: %d, "
+        "interval_s: 1, timeout_s: 0.3, retries: 0}}" % port)
+    assert text != SMALL_SITE.read_text()
+    site.write_text(text + f"\nsettings:\n  metrics:\n    host: 127.0.0.1\n    port: 9850\n")
+    proc = subprocess.Popen([sys.executable, "-m", "dcops.cli", "role", "poller", "-c", str(site), "--metrics-port", "0"],
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        line = ""
+        while "metrics at" not in line and proc.poll() is None:
+            line = proc.stderr.readline()
+        url = line.split("metrics at ", 1)[1].split("/metrics", 1)[0]
+        first = scrape(url)
+        assert ("dcops_polls_total", (("collector", "snmp"),)) in first          # there before the first poll ends
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            r = httpx.get(url + "/healthz", timeout=5)
+            if r.status_code == 503:
+                break
+            time.sleep(0.3)
+        assert r.status_code == 503 and "none of 1 SNMP agents answers" in r.json()["checks"]["snmp"]["detail"], r.text
+        got = scrape(url)
+        assert got[("dcops_polls_total", (("collector", "snmp"),))] >= 1
+        assert got[("dcops_poll_errors_total", (("collector", "snmp"),))] >= 1
+    finally:
+        proc.terminate()
+        rc = proc.wait(30)
+    assert rc == 0
