@@ -79,7 +79,7 @@ class OutboxSender:
                 continue
             self.failed_attempts += 1
             give_up = not res.retryable or attempt >= self.settings.max_attempts
-            nxt = now_ns + int(backoff_s(attempt, self.settings) * _NS)
+            nxt = now_ns + int(max(backoff_s(attempt, self.settings), res.retry_after_s) * _NS)  # honour Retry-After
             log.warning("notification %s to %s attempt %d failed: %s%s", note.idempotency_key, note.receiver, attempt,
                         res.error, " (giving up)" if give_up else "")
             self.store.record_attempt(note.id, delivered=False, now_ns=now_ns, error=res.error, next_attempt_ns=nxt,

@@ -194,3 +194,53 @@ def test_backoff_grows_with_jitter_and_is_capped():
     assert max(waits) <= 60 and waits[-1] == 60
     assert len({round(backoff_s(3, st), 6) for _ in range(5)}) > 1      # jitter
     assert backoff_s(10_000, st) == 60                                  # no overflow on absurd attempt counts
+
+
+def test_rate_limited_delivery_honours_retry_after(client):
+    """Slack and PagerDuty answer 429 with Retry-After; the next attempt waits at least that long."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    class H(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(429)
+            self.send_header("Retry-After", "30")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        res = WebhookNotifier(WebhookConfig(url=f"http://127.0.0.1:{srv.server_port}/h"), client).send(MSG, "k")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert not res.ok and res.retryable and res.status == 429 and res.retry_after_s == 30
+
+
+def test_outbox_waits_at_least_retry_after(tmp_path):
+    """A real SQLite outbox: a 429 with Retry-After 30 s schedules the next attempt 30 s later, not after 1 s."""
+    from dcops.alarm_types import DeliveryStatus, IncidentAction, Notification
+    from dcops.alerts.notification.notifiers.base import DeliveryResult
+    from dcops.alerts.notification.outbox import OutboxSender
+    from dcops.alerts.storage.tables import open_engine
+    from dcops.alerts.storage.alerter_store import AlerterStore, CycleWrite
+
+    class RateLimited:
+        def send(self, message, key):
+            return DeliveryResult(False, retryable=True, status=429, error="HTTP 429", retry_after_s=30.0)
+
+    store = AlerterStore(open_engine(f"sqlite:///{tmp_path}/o.sqlite"))
+    w = CycleWrite()
+    w.notifications.append(Notification(id="n1", idempotency_key="k1", receiver="r", notifier="webhook",
+                                        action=IncidentAction.TRIGGER, incident_id=None,
+                                        status=DeliveryStatus.PENDING, created_ns=0, payload={}))
+    store.write(w, 1_000 * 10**9)
+    sender = OutboxSender(store, {"r": RateLimited()}, OutboxSettings(backoff_base_s=1), clock=lambda: 1_000.0)
+    assert sender.deliver_due() == 0
+    assert store.due(1_029 * 10**9) == []                     # exponential backoff alone would retry at ~1,001 s
+    assert [n.id for n in store.due(1_030 * 10**9)] == ["n1"]

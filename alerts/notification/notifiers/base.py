@@ -30,6 +30,7 @@ class DeliveryResult:
     retryable: bool = False
     status: int | None = None
     error: str = ""
+    retry_after_s: float = 0.0  # the receiver's Retry-After (Slack and PagerDuty send it with 429)
 
 
 class Notifier(Protocol):
@@ -38,11 +39,28 @@ class Notifier(Protocol):
     def send(self, message: Mapping[str, Any], idempotency_key: str) -> DeliveryResult: ...
 
 
-def classify_http(status: int, body: str = "") -> DeliveryResult:
+def _retry_after(value: str | None) -> float:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); 0 when absent or unreadable."""
+    if not value:
+        return 0.0
+    try:
+        return max(0.0, min(float(value), 3600.0))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return max(0.0, min((parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds(), 3600.0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def classify_http(status: int, body: str = "", retry_after: str | None = None) -> DeliveryResult:
     if 200 <= status < 300:
         return DeliveryResult(True, status=status)
     retry = status in (408, 425, 429) or status >= 500
-    return DeliveryResult(False, retryable=retry, status=status, error=redact(f"HTTP {status}: {body[:200]}"))
+    return DeliveryResult(False, retryable=retry, status=status, error=redact(f"HTTP {status}: {body[:200]}"),
+                          retry_after_s=_retry_after(retry_after) if retry else 0.0)
 
 
 def post_json(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> DeliveryResult:
@@ -50,7 +68,7 @@ def post_json(client: httpx.Client, url: str, body: bytes, headers: Mapping[str,
         r = client.post(url, content=body, headers={"Content-Type": "application/json", **headers}, timeout=timeout_s)
     except httpx.HTTPError as exc:
         return DeliveryResult(False, retryable=True, error=redact(f"{type(exc).__name__}: {exc}")[:300])
-    return classify_http(r.status_code, r.text)
+    return classify_http(r.status_code, r.text, r.headers.get("Retry-After"))
 
 
 def summary_of(message: Mapping[str, Any]) -> str:
