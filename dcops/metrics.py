@@ -39,6 +39,8 @@ from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, H
                                ProcessCollector, make_wsgi_app)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from dcops.secrets import redact
+
 __all__ = ["Check", "HealthChecks", "INSTRUMENTS", "Instrument", "Metrics", "MetricsServer", "ROLE_INSTRUMENTS",
            "current", "install", "observe_lag", "serve"]
 
@@ -197,7 +199,7 @@ class HealthChecks:
                 res = res if isinstance(res, Check) else Check(bool(res))
             except Exception as exc:  # a check that raises is a failing check, said plainly
                 res = Check(False, f"{type(exc).__name__}: {exc}")
-            out[name] = {"ok": res.ok, "detail": res.detail}
+            out[name] = {"ok": res.ok, "detail": redact(res.detail)}  # details quote errors: mask credentials
         ok = all(c["ok"] for c in out.values())
         return ok, {"status": "ok" if ok else "failing", "checks": out}
 

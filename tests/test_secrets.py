@@ -169,3 +169,23 @@ def test_planted_secrets_never_reach_the_log(verbose, tmp_path, monkeypatch):
     assert "store" in text and "delivery failed" in text
     leaked = [s for s in planted if s in text]
     assert leaked == [], text
+
+
+@pytest.mark.parametrize("verbosity", [[], ["-vv"]])
+def test_unreachable_influxdb_credentials_stay_out_of_role_output(tmp_path, verbosity):
+    """Issue 20 #8: `dcops role ingest` with `user:password@` in the InfluxDB URL and the store down."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    site = tmp_path / "site.yaml"
+    site.write_text(SMALL_SITE.read_text() + "\nsettings:\n  store: {kind: influxdb, "
+                    f"url: 'http://admin:InfluxPw99@127.0.0.1:{port}'}}\n  metrics: {{port: 0}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "dcops.cli", *verbosity, "role", "ingest", "-c", str(site)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        out, _ = proc.communicate(timeout=8)
+    except subprocess.TimeoutExpired:   # a role that waits for its store: stop it and read what it said
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert "InfluxDB" in out or "influx" in out.lower(), out
+    assert "InfluxPw99" not in out

@@ -16,6 +16,7 @@ import threading
 import time
 
 from dcops.commands.role import load_config, run_in_thread, start_metrics, watch_thread
+from dcops.secrets import redact
 from dcops.roles import ROLES, resolve, unavailable
 
 
@@ -90,7 +91,7 @@ def _run_threads(names, cfg, stop: threading.Event, grace: float) -> int:
         for n, t in threads.items():
             if not t.is_alive():
                 print(f"dcops up: role {n} stopped on its own"
-                      f"{': ' + repr(t.errors[0]) if t.errors else ''}; stopping the others", file=sys.stderr)
+                      f"{': ' + redact(repr(t.errors[0])) if t.errors else ''}; stopping the others", file=sys.stderr)
                 stop.set()
     rc = 0
     deadline = time.monotonic() + grace
