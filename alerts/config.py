@@ -3,7 +3,9 @@
 Validated once with `dcops.yamlconf`, so every problem names file, line and field; cross
 references (a route naming an unknown receiver, an escalation target naming an unknown
 schedule) are checked too. Secrets (webhook secrets, routing keys, SMTP passwords, Slack
-URLs) are SecretStr: never printed or logged.
+URLs, the inbound token) are `dcops.secrets.Secret`: a literal, `env:NAME` (or `NAME_FILE`) or
+`file:/run/secrets/x`, resolved at load (a missing one is an error naming file, line and field),
+never printed or logged.
 
     receivers:
       - {name: noc, type: webhook, url: "https://noc.example/hook", secret: "..."}
@@ -20,7 +22,8 @@ URLs) are SecretStr: never printed or logged.
     escalation_policies:
       - name: facilities
         levels: [{after_s: 600, targets: ["schedule:facilities"]}, {after_s: 1200, targets: ["receiver:noc"]}]
-    inbound: {host: 0.0.0.0, port: 9095, token: "..."}   # Alertmanager webhooks in
+    inbound: {host: 0.0.0.0, port: 9095, token: "env:DCOPS_AM_TOKEN"}   # Alertmanager webhooks in
+    console_url: https://dcops.example.net     # links in notifications go to <console_url>/incident/<id>
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from dcops.alerts.alarms.matchers import parse_matcher
 from dcops.alerts.notification.notifiers.email import EmailConfig
@@ -37,13 +40,14 @@ from dcops.alerts.notification.notifiers.pagerduty import PagerDutyConfig
 from dcops.alerts.notification.notifiers.slack import SlackConfig
 from dcops.alerts.notification.notifiers.webhook import WebhookConfig
 from dcops.alarm_types import PerceivedSeverity
+from dcops.secrets import Secret
 from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with_lines
 
 __all__ = ["AlertingConfig", "Route", "load_alerting", "alerting_from_text", "Receiver", "Schedule", "EscalationPolicy"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, hide_input_in_errors=True)
 
 
 def _matchers(v):
@@ -157,7 +161,7 @@ class InboundSettings(_Model):
 
     host: str = "127.0.0.1"
     port: int = Field(9095, ge=0, le=65535)
-    token: SecretStr | None = Field(None, description="Bearer token Alertmanager must send.")
+    token: Secret | None = Field(None, description="Bearer token Alertmanager must send (env:NAME / file:PATH).")
 
 
 class AlertingConfig(_Model):
@@ -171,6 +175,7 @@ class AlertingConfig(_Model):
     flapping: Flapping = Flapping()
     outbox: OutboxSettings = OutboxSettings()
     inbound: InboundSettings | None = None
+    console_url: HttpUrl | None = Field(None, description="Base URL of the dcops console, for links in notifications.")
 
     def receiver(self, name: str):
         for r in self.receivers:

@@ -108,8 +108,8 @@ class Alerter:
             ib = self.cfg.inbound
             app = alertmanager_app(self.submit_signals, self.inventory,
                                    token=ib.token.get_secret_value() if ib.token else None)
-            self.inbound_server, _ = serve(app, ib.host, ib.port)
-            log.info("Alertmanager webhook endpoint on %s:%d", ib.host, self.inbound_server.server_port)
+            self.inbound_server = serve(app, ib.host, ib.port)
+            log.info("Alertmanager webhook endpoint on %s:%d", ib.host, self.inbound_server.port)
         if self.sender is not None:
             t = threading.Thread(target=self.sender.run, args=(self._stop,), name="dcops-outbox", daemon=True)
             t.start()
@@ -123,8 +123,7 @@ class Alerter:
             undo()
         self._unobserve.clear()
         if self.inbound_server is not None:
-            self.inbound_server.shutdown()
-            self.inbound_server.server_close()
+            self.inbound_server.close()
             self.inbound_server = None
         for t in self._threads:
             t.join(timeout=10)

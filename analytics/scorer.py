@@ -60,6 +60,11 @@ class StreamingScorer:
         self._scored_up_to = -1  # buckets at or below this are done; later samples for them are late
         self._lock = threading.Lock()  # set_models from the retraining thread vs scoring
         self._stop = threading.Event()
+        from dcops.metrics import current
+
+        m = current()
+        self._m_score = m.get("scoring_seconds").labels(detector="fleet")  # one pass scores every detector
+        self._m_findings = m.get("findings_out")
 
     # ----- pure-ish steps -------------------------------------------------------------------
     def accept(self, messages) -> None:
@@ -99,11 +104,14 @@ class StreamingScorer:
             with self._lock:
                 findings = self.fleet.score(batches)
             self.stats.last_score_s = time.process_time() - t0
+            self._m_score.observe(self.stats.last_score_s)
             self.stats.intervals += 1
             self._scored_up_to = bucket
             if findings:
                 self.bus.publish(TOPIC_FINDINGS, str(bucket * self.interval_ns), encode_findings(findings))
                 self.stats.findings += len(findings)
+                for f in findings:
+                    self._m_findings.labels(detector=f.detector).inc()
             out.extend(findings)
         return out
 

@@ -297,15 +297,27 @@ def run_role(cfg, stop: threading.Event) -> None:
     from dcops.topology import build_inventory
     from dcops.wiring import open_bus
     from dcops.collectors.host_agent import discover
+    from dcops.metrics import Check, current
 
     host = socket.gethostname()
     inventory = build_inventory(cfg)
     agent = discover(host, inventory)
+    state = {"agent": agent}
+
+    def health() -> Check:  # an agent without an accelerator source cannot do its job: unhealthy
+        a = state["agent"]
+        if a.empty:
+            return Check(False, f"no accelerator source on {host}: {'; '.join(a.notes) or 'none found'}")
+        return Check(True, f"sources: {', '.join(k for k in ('nvml', 'npu', 'prom') if getattr(a, k, None))}")
+
+    metrics = current()
+    metrics.health.add("accelerators", health)
     while agent.empty:
         log.warning("agent role on %s: no accelerator source yet (%s); retrying in 60 s", host, "; ".join(agent.notes))
         if stop.wait(60.0):
+            metrics.health.remove("accelerators")
             return
-        agent = discover(host, inventory)
+        agent = state["agent"] = discover(host, inventory)
     ctl = cfg.settings.agent
     close_control = None
     if ctl.control_key is not None:
@@ -320,5 +332,6 @@ def run_role(cfg, stop: threading.Event) -> None:
     finally:
         if close_control is not None:
             close_control()
+        metrics.health.remove("accelerators")
         bus.flush()
         bus.close()

@@ -200,6 +200,21 @@ class SnmpPoller:
         self.source = source
         self.rewalk_every = rewalk_every  # slow cadence: walk the tables again every N polls (new rows)
         self._sem: asyncio.Semaphore | None = None
+        from dcops.metrics import current
+
+        m = current()
+        self._m_polls, self._m_errors = m.get("polls").labels(collector=source), m.get("poll_errors").labels(collector=source)
+        self._m_seconds = m.get("poll_seconds").labels(collector=source)
+
+    def health(self):
+        """/healthz: failing while no SNMP agent answers (after each was polled at least once)."""
+        from dcops.metrics import Check
+
+        polled = [st for st in self.states if st.up is not None]
+        up = sum(1 for st in polled if st.up)
+        if polled and len(polled) == len(self.states) and up == 0:
+            return Check(False, f"none of {len(self.states)} SNMP agents answers")
+        return Check(True, f"{up} of {len(self.states)} SNMP agents answer ({len(self.states) - len(polled)} not polled yet)")
 
     def _event(self, st: _State, kind: str, severity: str, message: str, **attrs) -> Event:
         target = {k: str(v) for k, v in st.target.tags.items() if v}
@@ -230,6 +245,10 @@ class SnmpPoller:
 
     def _after(self, st: _State, res: PollResult) -> None:
         st.polls += 1
+        self._m_polls.inc()
+        self._m_seconds.observe(res.duration_s)
+        if not res.ok:
+            self._m_errors.inc()
         events: list[Event] = []
         dev = st.target.name
         if res.ok:
@@ -309,13 +328,19 @@ def run_poller(targets: Sequence[PollTarget], bus: Bus, stop_event: threading.Ev
     def on_events(events: list[Event]) -> None:
         publish_events(bus, events, key=events[0].target.get("device", ""))
 
+    from dcops.metrics import current
+
+    m = current()
+
     async def main() -> None:
         client = SnmpClient()
         try:
             poller = SnmpPoller(targets, client, on_batches=on_batches, on_events=on_events,
                                 profiles=profiles, max_concurrency=max_concurrency)
+            m.health.add("snmp", poller.health)
             await poller.run(stop_event.is_set)
         finally:
+            m.health.remove("snmp")
             client.close()
 
     asyncio.run(main())
@@ -341,10 +366,14 @@ def run_role(cfg: SiteConfig, stop_event: threading.Event) -> None:
     """The `poller` role: poll every SNMP device of the site config until `stop_event` is set."""
     from dcops.wiring import open_bus
 
+    from dcops.metrics import Check, current
+
     targets = targets_from_site(cfg)
     if not targets:
         log.warning("poller role: no device in %s has an snmp section; nothing to poll", cfg.site)
+        current().health.add("snmp", lambda: Check(False, f"no device in site {cfg.site!r} has an snmp section"))
         stop_event.wait()
+        current().health.remove("snmp")
         return
     bus = open_bus(cfg.settings.bus, client_id="snmp-poller")
     try:

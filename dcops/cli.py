@@ -47,6 +47,15 @@ def _build_parser(chosen: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(verbose: int, **kw) -> None:
+    """WARNING by default, INFO at -v, DEBUG at -vv; secrets and credentials masked at every level."""
+    from dcops.secrets import install_log_redaction
+
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", **kw)
+    install_log_redaction()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
@@ -54,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = None
     parser = _build_parser(chosen)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

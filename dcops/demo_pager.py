@@ -1,7 +1,7 @@
 """The demo's stand-in for an on-call pager: a real HTTP webhook receiver on loopback.
 
-The demo's alerter routes every notification here through the durable outbox, signed with
-HMAC-SHA256; the pager checks each signature and prints one line per page, so a newcomer sees
+The demo's alerter routes every notification here through the durable outbox, signed per the
+Standard Webhooks spec; the pager checks each signature and prints one line per page, so a newcomer sees
 what on-call would receive. Pages with a bad signature are refused (401).
 """
 
@@ -13,7 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from dcops.alerts.notification.notifiers.webhook import SIGNATURE_HEADER, verify_signature
+from dcops.alerts.notification.notifiers.webhook import verify
 
 __all__ = ["DemoPager"]
 
@@ -31,7 +31,7 @@ class DemoPager:
 
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
-                ok = verify_signature(outer.secret.encode(), self.headers.get(SIGNATURE_HEADER, ""), body)
+                ok = verify(outer.secret, dict(self.headers.items()), body)
                 if not ok:
                     outer.refused += 1
                     self.send_response(401)

@@ -14,8 +14,13 @@ in `INSTRUMENTS`), and `HealthChecks`, the named checks `/healthz` reports. The 
     m.health.add("store", lambda: Check(store_ok, "last write 2s ago"))  # /healthz
 
 A stage with a metric of its own declares it in one line (`m.declare(Instrument(...))`) and
-then uses it by name like the shared ones. Instruments are created in the registry on first
-use, so a process exports only what it runs.
+then uses it by name like the shared ones.
+
+The first scrape is already complete: `register_roles()` (the role runner calls it before the
+role starts) creates every instrument of the roles this process runs (`ROLE_INSTRUMENTS`, with
+the series whose labels are known at start at 0), and every registry carries the process
+(`process_resident_memory_bytes`, CPU seconds, open fds), platform and GC collectors and
+`dcops_build_info{version, python, role}`. The server is waitress (`dcops.httpserve`).
 
 Nothing here starts, registers or reads anything on import.
 """
@@ -27,16 +32,17 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from socketserver import ThreadingMixIn
 from types import MappingProxyType
 from typing import Callable, Literal, Mapping
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, Info, PlatformCollector,
+                               ProcessCollector, make_wsgi_app)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-__all__ = ["Check", "HealthChecks", "INSTRUMENTS", "Instrument", "Metrics", "MetricsServer", "current",
-           "install", "observe_lag", "serve"]
+from dcops.secrets import redact
+
+__all__ = ["Check", "HealthChecks", "INSTRUMENTS", "Instrument", "Metrics", "MetricsServer", "ROLE_INSTRUMENTS",
+           "current", "install", "observe_lag", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +102,8 @@ _SHARED = (
                "Notifications written to the durable outbox and not yet delivered", ("outbox",)),
     Instrument("notifications", "dcops_notifications_total", "counter", "Notification delivery attempts",
                ("notifier", "outcome")),
+    Instrument("inbound_alerts", "dcops_inbound_alerts_total", "counter",
+               "Alertmanager alerts received on the inbound webhook, by outcome (accepted, refused)", ("outcome",)),
     # bus producer and its spool
     Instrument("bus_messages", "dcops_bus_messages_total", "counter",
                "Producer messages by outcome (sent, acked, failed, spooled, replayed, lost)", ("client", "outcome")),
@@ -105,6 +113,23 @@ _SHARED = (
                ("client",)),
 )
 INSTRUMENTS: Mapping[str, Instrument] = MappingProxyType({i.name: i for i in _SHARED})
+
+# What each role exports from its first scrape: (instrument, label values known at start or None
+# for the family alone). Instruments a role exports through `observe()` (alarms_raised,
+# outbox_depth, notifications, bus_messages, spool_*) appear when the role registers them at start.
+ROLE_INSTRUMENTS: Mapping[str, tuple[tuple[str, Mapping[str, str] | None], ...]] = MappingProxyType({
+    "poller": (("polls", {"collector": "snmp"}), ("poll_errors", {"collector": "snmp"}),
+               ("poll_seconds", {"collector": "snmp"})),
+    "traps": (("events_in", None),),
+    "agent": (),
+    "ingest": tuple((n, {"stage": "ingest"}) for n in ("samples_in", "samples_out", "events_in", "dead_letters",
+                                                       "store_errors", "store_write_seconds"))
+    + (("messages_in", None), ("consumer_lag", None)),
+    "analytics": (("scoring_seconds", {"detector": "fleet"}), ("findings_out", None), ("consumer_lag", None)),
+    "alerter": (("messages_in", {"stage": "alerter", "topic": "all"}), ("dead_letters", {"stage": "alerter"}),
+                ("inbound_alerts", {"outcome": "accepted"}), ("inbound_alerts", {"outcome": "refused"})),
+    "console": (),
+})
 
 _FACTORIES = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
 _FAMILIES = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
@@ -174,7 +199,7 @@ class HealthChecks:
                 res = res if isinstance(res, Check) else Check(bool(res))
             except Exception as exc:  # a check that raises is a failing check, said plainly
                 res = Check(False, f"{type(exc).__name__}: {exc}")
-            out[name] = {"ok": res.ok, "detail": res.detail}
+            out[name] = {"ok": res.ok, "detail": redact(res.detail)}  # details quote errors: mask credentials
         ok = all(c["ok"] for c in out.values())
         return ok, {"status": "ok" if ok else "failing", "checks": out}
 
@@ -187,12 +212,33 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     health: HealthChecks = field(default_factory=HealthChecks)
     started: float = field(default_factory=time.time)
+    process_collectors: bool = True
 
     def __post_init__(self) -> None:
         self._declared: dict[str, Instrument] = dict(INSTRUMENTS)
         self._made: dict[str, object] = {}
         self._lock = threading.Lock()
         self._lag_seen: dict[str, set[tuple[str, str]]] = {}  # group -> partitions reported last time
+        if self.process_collectors:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+        import platform
+
+        from dcops import __version__
+        Info("dcops_build", "dcops version, Python version and the role(s) of this process",
+             registry=self.registry).info({"version": __version__, "python": platform.python_version(),
+                                           "role": self.role or "-"})
+        if self.role in ROLE_INSTRUMENTS:
+            self.register_roles((self.role,))
+
+    def register_roles(self, roles) -> None:
+        """Create the instruments of `roles` now (`ROLE_INSTRUMENTS`), so the first scrape shows them all."""
+        for role in roles:
+            for name, labels in ROLE_INSTRUMENTS.get(role, ()):
+                metric = self.get(name)
+                if labels:
+                    metric.labels(**labels)
 
     def declare(self, instrument: Instrument) -> Instrument:
         """Add a stage's own instrument (idempotent for an identical declaration)."""
@@ -292,16 +338,6 @@ def observe_lag(metrics: Metrics, group: str, consumer) -> None:
 
 
 # ----- HTTP ---------------------------------------------------------------------------------
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - signature from the stdlib
-        log.debug("metrics http: " + format, *args)
-
-
 def wsgi_app(metrics: Metrics):
     """`/metrics` (Prometheus text format) and `/healthz` (JSON; 200 when every check passes, else 503)."""
     prom = make_wsgi_app(metrics.registry)
@@ -329,25 +365,22 @@ class MetricsServer:
     """The HTTP server of one process; `port` is the bound one (useful with port 0)."""
 
     def __init__(self, metrics: Metrics, host: str, port: int) -> None:
-        self._httpd = make_server(host, port, wsgi_app(metrics), server_class=_ThreadingServer,
-                                  handler_class=_QuietHandler)
+        from dcops.httpserve import WsgiServer
+
+        self._server = WsgiServer(wsgi_app(metrics), host, port, name="metrics-http", threads=2, max_body=1 << 16)
         self.host = host
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
+        self.port = self._server.port
 
     def start(self) -> "MetricsServer":
-        self._thread.start()
+        self._server.start()
         return self
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return self._server.url
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self._server.close()
 
 
 def serve(metrics: Metrics, host: str, port: int) -> MetricsServer | None:

@@ -7,33 +7,23 @@ section of the site YAML.
 
 from __future__ import annotations
 
-import os
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from dcops.secrets import Secret, SecretText
 
 __all__ = ["AgentSettings", "RedfishSettings", "BusSettings", "StoreSettings", "DatabaseSettings", "ConsoleSettings", "MetricsSettings",
            "Settings"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)  # inputs may be secrets
 
 
-def from_env(value):
-    """`env:NAME` stands for the value of environment variable NAME, so secrets stay out of the YAML."""
-    if isinstance(value, str) and value.startswith("env:"):
-        name = value[4:]
-        if not name:
-            raise ValueError("env: needs a variable name, e.g. env:DCOPS_INFLUX_TOKEN")
-        if name not in os.environ:
-            raise ValueError(f"environment variable {name} is not set")
-        return os.environ[name]
-    return value
-
-
-EnvSecret = Annotated[SecretStr, BeforeValidator(from_env)]  # a secret, or `env:NAME`
-EnvStr = Annotated[str, BeforeValidator(from_env)]
+# Secrets: a literal, `env:NAME` (or NAME_FILE) or `file:PATH`, resolved by dcops.secrets.
+EnvSecret = Secret      # names kept for code that imports them
+EnvStr = SecretText
 
 
 class BusSettings(_Model):
@@ -46,14 +36,14 @@ class BusSettings(_Model):
     spool_max_bytes: int = Field(1 << 30, gt=0)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
-    sasl_username: str | None = None
+    sasl_username: SecretText | None = None
     sasl_password: EnvSecret | None = None
 
 
 class StoreSettings(_Model):
     kind: Literal["duckdb", "influxdb"] = "duckdb"
     path: str = "var/dcops.duckdb"
-    url: str = "http://127.0.0.1:8086"
+    url: SecretText = "http://127.0.0.1:8086"  # user:password@ in it is masked in every log line
     org: str = "dcops"
     bucket: str = "dcops"
     token: EnvSecret | None = None
@@ -64,7 +54,7 @@ class StoreSettings(_Model):
 
 
 class DatabaseSettings(_Model):
-    url: EnvStr = "sqlite:///var/dcops.sqlite"  # may hold a password: `env:DCOPS_DATABASE_URL`
+    url: EnvStr = "sqlite:///var/dcops.sqlite"  # may hold a password: `env:DCOPS_DATABASE_URL` or `file:/run/secrets/db_url`
 
 
 class ConsoleSettings(_Model):

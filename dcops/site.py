@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from dcops.secrets import Secret
 from dcops.settings import Settings
 from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with_lines
 
@@ -24,7 +25,7 @@ FeedName = Literal["A", "B"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)  # inputs may be secrets
 
 
 class SnmpTarget(_Model):
@@ -33,12 +34,12 @@ class SnmpTarget(_Model):
     host: str = "127.0.0.1"
     port: int = Field(161, ge=1, le=65535)
     version: Literal["2c", "3"] = "2c"
-    community: SecretStr = SecretStr("public")
+    community: Secret = SecretStr("public")
     user: str | None = None
     auth_protocol: Literal["SHA", "SHA256", "SHA512", "MD5", "none"] = "SHA256"
-    auth_key: SecretStr | None = None
+    auth_key: Secret | None = None
     priv_protocol: Literal["AES128", "AES256", "DES", "none"] = "AES128"
-    priv_key: SecretStr | None = None
+    priv_key: Secret | None = None
     profile: str = "auto"
     interval_s: float = Field(30.0, gt=0)
     timeout_s: float = Field(2.0, gt=0)
@@ -51,7 +52,7 @@ class BmcConfig(_Model):
 
     url: str = Field(pattern=r"^https?://", description="e.g. https://{server}-bmc.mgmt.example")
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None  # a literal, env:NAME or file:PATH
     ca_file: str | None = Field(None, description="CA bundle that signed this BMC's certificate")
     verify: bool = True
     auth: Literal["session", "basic", "none"] = "session"

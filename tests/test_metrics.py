@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dcops.batch import Batch, Event, Severity
 from dcops.bus import InProcessBus, publish_batch, publish_events
 from dcops.ingest import IngestWorker
-from dcops.metrics import INSTRUMENTS, Check, Instrument, Metrics, serve
+from dcops.metrics import INSTRUMENTS, ROLE_INSTRUMENTS, Check, Instrument, Metrics, serve
 from dcops.store.duckdb_store import DuckDBStore
 from tests.conftest import SMALL_SITE
 
@@ -261,6 +261,121 @@ def test_role_process_serves_metrics_and_healthz(tmp_path):
             time.sleep(0.2)
         assert got[lag] == 0
         assert got[("dcops_samples_in_total", (("stage", "ingest"),))] == 0
+    finally:
+        proc.terminate()
+        rc = proc.wait(30)
+    assert rc == 0
+
+
+def _start_role(name: str, tmp_path, extra: str = ""):
+    site = tmp_path / "site.yaml"
+    site.write_text(SMALL_SITE.read_text() + f"\nsettings:\n  store:\n    path: {tmp_path}/r.duckdb\n"
+                    f"  metrics:\n    host: 127.0.0.1\n    port: 9850\n{extra}")
+    proc = subprocess.Popen([sys.executable, "-m", "dcops.cli", "role", name, "-c", str(site), "--metrics-port", "0"],
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    line = ""
+    deadline = time.monotonic() + 60
+    while "metrics at" not in line and time.monotonic() < deadline and proc.poll() is None:
+        line = proc.stderr.readline()
+    assert "metrics at" in line, f"no metrics line; rc={proc.poll()} {line}"
+    return proc, line.split("metrics at ", 1)[1].split("/metrics", 1)[0]
+
+
+def _promtool(text: str) -> None:
+    """`promtool check metrics` (Debian package `prometheus`, .ci/apt.d/metrics.txt): format and lint."""
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_INSTRUMENTS))
+def test_first_scrape_is_complete_for_every_role(role):
+    m = Metrics(role=role)
+    srv = serve(m, "127.0.0.1", 0)
+    try:
+        text = httpx.get(srv.url + "/metrics", timeout=5).text
+    finally:
+        srv.close()
+    _promtool(text)
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds", "process_open_fds", "python_info",
+                 "python_gc_collections"):
+        assert name in fams, f"{role}: {name} missing"
+    (build,) = fams["dcops_build_info"].samples
+    assert build.labels["role"] == role and build.labels["version"] and build.value == 1
+    for name, labels in ROLE_INSTRUMENTS[role]:
+        spec = INSTRUMENTS[name]
+        fam = spec.metric[: -len("_total")] if spec.kind == "counter" else spec.metric
+        assert f"# TYPE {spec.metric if spec.kind != 'counter' else fam + '_total'}" in text or f"# TYPE {fam} " in text
+        if labels:
+            sample = spec.metric if spec.kind != "histogram" else spec.metric + "_count"
+            assert m.registry.get_sample_value(sample, dict(labels)) == 0, (role, name, labels)
+
+
+def test_agent_without_an_accelerator_source_is_unhealthy(tmp_path):
+    """This machine has no NVML driver and no rbln-stat: the agent cannot do its job and says so."""
+    proc, url = _start_role("agent", tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            r = httpx.get(url + "/healthz", timeout=5)
+            if "accelerators" in r.json()["checks"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert r.status_code == 503, r.text
+        check = r.json()["checks"]["accelerators"]
+        assert not check["ok"] and "no accelerator source" in check["detail"] and "nvml" in check["detail"]
+        _promtool(httpx.get(url + "/metrics", timeout=5).text)
+    finally:
+        proc.terminate()
+        rc = proc.wait(30)
+    assert rc == 0
+
+
+def test_metrics_server_is_waitress_and_drops_a_half_sent_request(served):
+    import socket
+
+    m, srv = served
+    r = httpx.get(srv.url + "/metrics", timeout=5)
+    assert r.headers.get("server") == "dcops"                        # waitress' ident, not wsgiref
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")               # headers never finished
+    assert httpx.get(srv.url + "/healthz", timeout=5).status_code == 200   # others are still served
+    s.close()
+
+
+def test_poller_counts_polls_and_is_unhealthy_when_no_agent_answers(tmp_path):
+    """`dcops role poller` against an SNMP port nobody answers on: polls and errors counted, /healthz 503."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    site = tmp_path / "site.yaml"
+    text = SMALL_SITE.read_text().replace(
+        "- {name: UPS-A, capacity_kw: 200, battery_runtime_s: 600}",
+        "- {name: UPS-A, capacity_kw: 200, battery_runtime_s: 600, snmp: {host: 127.0.0.1, port: %d, "
+        "interval_s: 1, timeout_s: 0.3, retries: 0}}" % port)
+    assert text != SMALL_SITE.read_text()
+    site.write_text(text + f"\nsettings:\n  metrics:\n    host: 127.0.0.1\n    port: 9850\n")
+    proc = subprocess.Popen([sys.executable, "-m", "dcops.cli", "role", "poller", "-c", str(site), "--metrics-port", "0"],
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        line = ""
+        while "metrics at" not in line and proc.poll() is None:
+            line = proc.stderr.readline()
+        url = line.split("metrics at ", 1)[1].split("/metrics", 1)[0]
+        first = scrape(url)
+        assert ("dcops_polls_total", (("collector", "snmp"),)) in first          # there before the first poll ends
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            r = httpx.get(url + "/healthz", timeout=5)
+            if r.status_code == 503:
+                break
+            time.sleep(0.3)
+        assert r.status_code == 503 and "none of 1 SNMP agents answers" in r.json()["checks"]["snmp"]["detail"], r.text
+        got = scrape(url)
+        assert got[("dcops_polls_total", (("collector", "snmp"),))] >= 1
+        assert got[("dcops_poll_errors_total", (("collector", "snmp"),))] >= 1
     finally:
         proc.terminate()
         rc = proc.wait(30)

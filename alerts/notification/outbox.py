@@ -8,7 +8,7 @@ Semantics:
   (`Idempotency-Key` header, PagerDuty dedup_key, e-mail Message-ID) so receivers drop
   repeats. Once a receiver answers 2xx the row is `delivered` and never sent again.
 - Failures that may pass (connection errors, timeouts, 408/425/429, 5xx) are retried with
-  exponential backoff and jitter (tenacity's `wait_exponential_jitter`), up to
+  exponential backoff and jitter (`backoff_s`: base * 2^(n-1) + up to base of jitter, capped), up to
   `max_attempts`; permanent ones (other 4xx, bad config) mark the row `failed`. Delivery
   status, attempts and the last error are visible per row (`Repository.notifications`).
 - One sender per database (the alerter's); rows for receivers that no longer exist fail
@@ -18,11 +18,10 @@ Semantics:
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from typing import Callable, Mapping
-
-from tenacity import RetryCallState, wait_exponential_jitter
 
 from dcops.alerts.config import OutboxSettings
 from dcops.alerts.notification.notifiers.base import DeliveryResult
@@ -34,17 +33,13 @@ log = logging.getLogger(__name__)
 _NS = 1_000_000_000
 
 
-def backoff_s(attempt: int, settings: OutboxSettings) -> float:
-    """Delay before retry number `attempt` (1-based): base * 2^(attempt-1) + jitter, capped."""
-    try:
-        wait = wait_exponential_jitter(multiplier=settings.backoff_base_s, max=settings.backoff_max_s,
-                                       jitter=settings.backoff_base_s)
-    except TypeError:  # tenacity < 9.1 names it `initial`
-        wait = wait_exponential_jitter(initial=settings.backoff_base_s, max=settings.backoff_max_s,
-                                       jitter=settings.backoff_base_s)
-    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
-    state.attempt_number = max(1, attempt)
-    return float(wait(state))
+def backoff_s(attempt: int, settings: OutboxSettings, rng: random.Random | None = None) -> float:
+    """Delay before retry number `attempt` (1-based): base * 2^(attempt-1) plus up to `base` of jitter, capped
+    at `backoff_max_s` (the rows wait in the database, so no retry library is involved)."""
+    base, cap = settings.backoff_base_s, settings.backoff_max_s
+    exp = min(max(1, attempt) - 1, 64)
+    jitter = (rng or random).uniform(0, base)
+    return min(cap, base * 2.0 ** exp + jitter)
 
 
 class OutboxSender:
@@ -84,7 +79,7 @@ class OutboxSender:
                 continue
             self.failed_attempts += 1
             give_up = not res.retryable or attempt >= self.settings.max_attempts
-            nxt = now_ns + int(backoff_s(attempt, self.settings) * _NS)
+            nxt = now_ns + int(max(backoff_s(attempt, self.settings), res.retry_after_s) * _NS)  # honour Retry-After
             log.warning("notification %s to %s attempt %d failed: %s%s", note.idempotency_key, note.receiver, attempt,
                         res.error, " (giving up)" if give_up else "")
             self.store.record_attempt(note.id, delivered=False, now_ns=now_ns, error=res.error, next_attempt_ns=nxt,

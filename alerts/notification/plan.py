@@ -8,6 +8,10 @@
   knows, plus this cycle's triggers not yet written).
 It returns the incident with `labels["notified"]` set ("sent" or "suppressed"), which the
 pipeline uses to notify once a suppression ends.
+
+Every message carries `links` ({href, text}): the incident in the console
+(`<console_url>/incident/<id>`, when the alerting config sets `console_url`) first, then the
+root alarm's sources (Prometheus expression, Alertmanager, runbook) when it has them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 from typing import Callable, Mapping, Sequence
+from urllib.parse import quote
 
 from dcops.alerts.config import AlertingConfig
 from dcops.alerts.correlation.incidents import build_message, entry, make_notification
@@ -23,6 +28,9 @@ from dcops.alerts.notification.routing import match_routes
 from dcops.alarm_types import Alarm, Incident, IncidentAction, TimelineKind as TK
 
 __all__ = ["NotificationPlanner"]
+
+_SOURCE_LINKS = (("generator_url", "Source (Prometheus)"), ("alertmanager_url", "Alertmanager"),
+                 ("runbook_url", "Runbook"))
 
 
 class NotificationPlanner:
@@ -54,7 +62,7 @@ class NotificationPlanner:
             sent = self.store.receivers_triggered(inc.id) if self.store is not None else []
             receivers = sorted(set(sent) | self.triggered.get(inc.id, set()))
         for r in receivers:
-            msg = build_message(inc, action, self.site, root, members, r)
+            msg = self._with_links(build_message(inc, action, self.site, root, members, r), inc, root)
             n = make_notification(inc, r, self.notifier_of.get(r, "?"), action, msg, now_ns, suppressed=bool(sup),
                                   reason=", ".join(sup), suffix=f"suppressed@{now_ns}" if sup else "")
             w.notifications.append(n)
@@ -69,12 +77,29 @@ class NotificationPlanner:
             self.triggered.pop(inc.id, None)
         return inc
 
+    def _with_links(self, msg: dict, inc: Incident, root: Alarm | None) -> dict:
+        links = []
+        if self.cfg.console_url is not None:
+            base = str(self.cfg.console_url).rstrip("/")
+            links.append({"href": f"{base}/incident/{quote(inc.id, safe='')}", "text": "Open incident in dcops"})
+        labels = root.labels if root is not None else {}
+        for key, text in _SOURCE_LINKS:
+            href = labels.get(key, "")
+            if href.startswith(("http://", "https://")):
+                links.append({"href": href, "text": text})
+        for act in (root.proposed_repair_actions if root is not None else ()):
+            if act.startswith(("http://", "https://")) and all(x["href"] != act for x in links):
+                links.append({"href": act, "text": "Runbook"})
+        msg["links"] = links
+        return msg
+
     def escalate(self, inc: Incident, root: Alarm | None, members: Sequence[Alarm], targets: Mapping[str, str | None],
                  level: str, now_ns: int) -> CycleWrite:
         """Trigger escalation targets (receiver -> on-call user or None) of an unacknowledged incident."""
         w = CycleWrite()
         for r, user in targets.items():
-            msg = build_message(inc, IncidentAction.TRIGGER, self.site, root, members, r, level=level, oncall=user)
+            msg = self._with_links(build_message(inc, IncidentAction.TRIGGER, self.site, root, members, r, level=level,
+                                                 oncall=user), inc, root)
             n = make_notification(inc, r, self.notifier_of.get(r, "?"), IncidentAction.TRIGGER, msg, now_ns,
                                   suffix=f"esc{level}")
             w.notifications.append(n)

@@ -41,7 +41,9 @@ from types import MappingProxyType
 from typing import Any, Callable, Literal, Mapping
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dcops.secrets import Secret
 
 __all__ = ["TEMPLATE_VARIABLES", "ExecutorConfig", "ExecutorRuntime", "ActionContext", "ActionResult", "ExecutorSpec",
            "EXECUTORS", "fill", "ExecutorError", "load_executor_config"]
@@ -67,8 +69,8 @@ class ExecutorConfig(_Model):
                                                          description="name -> argv template, e.g. ['/usr/bin/ipmitool', ...]")
     drain_command: tuple[str, ...] = Field((), description="argv template to drain a node, e.g. kubectl drain {server}")
     agent_url: str = Field("", description="accelerator agent control URL template, e.g. http://{server}:9101")
-    agent_token_key: SecretStr | None = Field(None, description="key the agents verify control tokens with")
-    webhook_secret: SecretStr | None = None
+    agent_token_key: Secret | None = Field(None, description="key the agents verify control tokens with")
+    webhook_secret: Secret | None = None
     command_timeout_s: float = Field(120.0, gt=0)
     http_timeout_s: float = Field(10.0, gt=0)
 

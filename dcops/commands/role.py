@@ -9,6 +9,7 @@ import threading
 
 from dcops.metrics import Check, Metrics, install, serve
 from dcops.roles import ROLES, RoleUnavailable, resolve
+from dcops.secrets import redact
 from dcops.site import load_site
 from dcops.yamlconf import ConfigError
 
@@ -23,9 +24,11 @@ def add_arguments(p) -> None:
                    help="serve /metrics and /healthz on this port instead of settings.metrics.port (0: any free)")
 
 
-def start_metrics(settings, role: str, port: int | None = None):
-    """Install this process's `Metrics` and serve them per `settings.metrics`: (metrics, server or None)."""
+def start_metrics(settings, role: str, port: int | None = None, roles=None):
+    """Install this process's `Metrics` (with the instruments of `roles`, default `role`) and serve them per
+    `settings.metrics`: (metrics, server or None)."""
     metrics = install(Metrics(role=role))
+    metrics.register_roles(roles or (role,))
     ms = settings.metrics
     if not ms.enabled:
         return metrics, None
@@ -39,7 +42,7 @@ def watch_thread(metrics, name: str, t: threading.Thread) -> None:
     """A /healthz check that fails once the role's thread has stopped or failed."""
     def check() -> Check:
         if t.errors:
-            return Check(False, f"failed: {t.errors[0]!r}")
+            return Check(False, redact(f"failed: {t.errors[0]!r}"))
         return Check(t.is_alive(), "running" if t.is_alive() else "stopped")
 
     metrics.health.add(f"role:{name}", check)
@@ -103,7 +106,7 @@ def _wait(args, t: threading.Thread, stop: threading.Event) -> int:
             print(f"dcops role {args.name}: did not stop within {args.grace:.0f}s", file=sys.stderr)
             return 1
     if t.errors:
-        print(f"dcops role {args.name}: failed: {t.errors[0]!r}", file=sys.stderr)
+        print(redact(f"dcops role {args.name}: failed: {t.errors[0]!r}"), file=sys.stderr)
         return 1
     if not stop.is_set():
         print(f"dcops role {args.name}: returned before it was asked to stop", file=sys.stderr)

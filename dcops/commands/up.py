@@ -16,6 +16,7 @@ import threading
 import time
 
 from dcops.commands.role import load_config, run_in_thread, start_metrics, watch_thread
+from dcops.secrets import redact
 from dcops.roles import ROLES, resolve, unavailable
 
 
@@ -81,7 +82,7 @@ def _supervise(children: list[_Child], stop: threading.Event, grace: float) -> i
 
 
 def _run_threads(names, cfg, stop: threading.Event, grace: float) -> int:
-    metrics, server = start_metrics(cfg.settings, "up")  # one /metrics for all the roles of this process
+    metrics, server = start_metrics(cfg.settings, "up", roles=names)  # one /metrics for all the roles of this process
     threads = {n: run_in_thread(n, resolve(n), cfg, stop) for n in names}
     for n, t in threads.items():
         watch_thread(metrics, n, t)
@@ -90,7 +91,7 @@ def _run_threads(names, cfg, stop: threading.Event, grace: float) -> int:
         for n, t in threads.items():
             if not t.is_alive():
                 print(f"dcops up: role {n} stopped on its own"
-                      f"{': ' + repr(t.errors[0]) if t.errors else ''}; stopping the others", file=sys.stderr)
+                      f"{': ' + redact(repr(t.errors[0])) if t.errors else ''}; stopping the others", file=sys.stderr)
                 stop.set()
     rc = 0
     deadline = time.monotonic() + grace

@@ -37,6 +37,7 @@ import httpx
 import numpy as np
 
 from dcops.batch import Batch, Event
+from dcops.secrets import redact
 from dcops.store.base import AGGREGATES, StoreError, StoreUnavailable, Where
 from dcops.store.lineproto import EVENT_MEASUREMENT, batches_to_chunks, event_lines
 
@@ -94,6 +95,7 @@ class InfluxStore:
         from reactivex.scheduler import ThreadPoolScheduler
 
         self.url = url.rstrip("/")
+        self._where = redact(self.url)  # what messages show: user:password@ and tokens masked
         self.database, self.rp = database, rp
         self.retention_days = retention_days
         self.rollups = tuple(rollups)
@@ -174,9 +176,9 @@ class InfluxStore:
         try:
             resp = self._http.post("/query", params={"db": self.database, "epoch": "ns"}, data={"q": q})
         except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {exc}") from None
+            raise StoreUnavailable(f"InfluxDB at {self._where} unreachable: {redact(str(exc))}") from None
         if resp.status_code >= 500:
-            raise StoreUnavailable(f"InfluxDB at {self.url} answered {resp.status_code}: {resp.text[:200]}")
+            raise StoreUnavailable(f"InfluxDB at {self._where} answered {resp.status_code}: {resp.text[:200]}")
         try:
             body = resp.json()
         except ValueError:
@@ -221,7 +223,7 @@ class InfluxStore:
             self._write_api.write(bucket=self._bucket, org=self._org, record=body)
         done, not_done = wait(futures, timeout=self.write_timeout_s)
         if not_done:
-            raise StoreUnavailable(f"InfluxDB at {self.url} did not acknowledge {len(not_done)} of {len(futures)}"
+            raise StoreUnavailable(f"InfluxDB at {self._where} did not acknowledge {len(not_done)} of {len(futures)}"
                                    f" writes within {self.write_timeout_s:.0f}s")
         for f in futures:
             exc = f.exception()
@@ -233,7 +235,7 @@ class InfluxStore:
         if status is not None and 400 <= status < 500 and status not in (401, 403, 404, 408, 429):
             body = getattr(exc, "body", "") or getattr(exc, "message", "") or str(exc)
             return StoreError(f"InfluxDB refused the data (HTTP {status}): {str(body)[:300]}")
-        return StoreUnavailable(f"InfluxDB write to {self.url} failed: {str(exc)[:300]}")
+        return StoreUnavailable(f"InfluxDB write to {self._where} failed: {redact(str(exc))[:300]}")
 
     def write(self, batches: Sequence[Batch]) -> int:
         try:  # bodies stream out while the next ones are built; a refused value stops the write

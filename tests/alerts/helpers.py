@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from dcops.alerts.notification.notifiers.webhook import SIGNATURE_HEADER, verify_signature
+from tests.alerts.stdwebhooks import reference_verify
 from dcops.bus import publish_batch, publish_events
 
 GROUND_TRUTH = ("fault_injected", "fault_cleared")
@@ -36,8 +36,8 @@ class Receiver:
                 with rec.lock:
                     rec.requests += 1
                     fail = rec.failing or rec.requests <= rec.fail_first
-                    if not fail and rec.secret is not None and not verify_signature(
-                            rec.secret, self.headers.get(SIGNATURE_HEADER, ""), body):
+                    if not fail and rec.secret is not None and not reference_verify(
+                            rec.secret, dict(self.headers.items()), body):
                         rec.bad_signatures += 1
                         fail = True
                     if fail:

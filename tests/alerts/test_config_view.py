@@ -13,7 +13,7 @@ receivers:
   - {name: noc, type: webhook, url: "https://noc.example.net:8443/dcops/hook?token=abc", secret: "hook-secret"}
   - {name: chat, type: slack, url: "https://hooks.slack.com/services/T0/B0/SLACKSECRET", channel: "#noc"}
   - {name: pd, type: pagerduty, routing_key: "PDKEY123"}
-  - {name: alice-mail, type: email, sender: dcops@example.net, to: [alice@example.net], host: smtp.example.net, port: 587, password: "mailpw"}
+  - {name: alice-mail, type: email, sender: dcops@example.net, to: [alice@example.net], host: smtp.example.net, port: 587, tls: starttls, password: "mailpw"}
 route:
   receiver: noc
   routes:

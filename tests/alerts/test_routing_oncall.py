@@ -91,13 +91,21 @@ def test_secrets_are_not_printed():
     assert "abc" not in repr(cfg.receiver("facilities"))
 
 
-def test_shipped_example_config_is_valid(capsys):
+def test_shipped_example_config_is_valid(capsys, monkeypatch, tmp_path):
     from dcops.alerts.rules import cli as rules_cli
     from tests.conftest import REPO
 
     class A:
         rules_command = "alerting"
         file = str(REPO / "alerts" / "data" / "alerting.example.yaml")
+    monkeypatch.setenv("DCOPS_NOC_WEBHOOK_SECRET", "s3cret")
+    assert rules_cli.run(A) == 1          # its secrets are references: unset, the check names the first
+    assert "DCOPS_SLACK_WEBHOOK_URL is not set" in capsys.readouterr().err
+    monkeypatch.setenv("DCOPS_SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T000/B000/XXXX")
+    (tmp_path / "pd").write_text("R0UT1NGKEY0123456789abcdefABCDEF\n")
+    text = (REPO / "alerts" / "data" / "alerting.example.yaml").read_text()
+    A.file = str(tmp_path / "alerting.yaml")
+    (tmp_path / "alerting.yaml").write_text(text.replace("/run/secrets/pd_facilities_routing_key", str(tmp_path / "pd")))
     assert rules_cli.run(A) == 0
     assert "OK: 5 receivers" in capsys.readouterr().out
     A.file = str(REPO / "alerts" / "data" / "rules" / "default.yaml")   # a rule file is not an alerting config

@@ -12,9 +12,9 @@ from dcops.alerts.notification.notifiers.base import DeliveryResult, classify_ht
 from dcops.alerts.notification.notifiers.email import EmailNotifier
 from dcops.alerts.notification.notifiers.pagerduty import PagerDutyNotifier
 from dcops.alerts.notification.notifiers.slack import SlackNotifier
-from dcops.alerts.notification.notifiers.webhook import WebhookNotifier, sign, verify_signature
+from dcops.alerts.notification.notifiers.webhook import WebhookNotifier, signature_headers, verify
 
-__all__ = ["NOTIFIERS", "DeliveryResult", "classify_http", "sign", "verify_signature"]
+__all__ = ["NOTIFIERS", "DeliveryResult", "classify_http", "signature_headers", "verify"]
 
 NOTIFIERS = MappingProxyType({
     "webhook": WebhookNotifier,

@@ -1,58 +1,81 @@
-"""Generic webhook: the notification message as JSON, signed with HMAC-SHA256.
+"""Generic webhook: the notification message as JSON, signed per the Standard Webhooks spec.
 
-Headers:
-- `Idempotency-Key`: the outbox key; a receiver that sees a key twice must treat the second
-  as a repeat (the outbox delivers at least once).
-- `X-Dcops-Timestamp`: unix seconds when this attempt was signed.
-- `X-Dcops-Signature`: `t=<timestamp>,v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
-  Receivers recompute it and reject timestamps older than a few minutes (replay protection);
-  `verify_signature` does exactly that.
+https://www.standardwebhooks.com/ (spec/standard-webhooks.md): every request carries
+- `webhook-id`: the message id, the same on every retry (the outbox's idempotency key), so a
+  receiver that sees an id twice treats the second as a repeat (delivery is at least once);
+  `Idempotency-Key` carries the same value for receivers that look for that;
+- `webhook-timestamp`: unix seconds of this attempt (receivers refuse ones older than ~5 min);
+- `webhook-signature`: space-separated `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`,
+  one per configured key, so a key can be rotated without a gap: add the new key to `secrets`,
+  update the receiver, then drop the old one.
+Keys are `whsec_<base64>` (the spec's form, as the receivers' libraries expect) or any other
+string, used as its UTF-8 bytes; `env:NAME` / `file:PATH` references work. Signing uses the
+`standardwebhooks` reference library; `verify` is the receiving side (tests, the demo pager).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
+from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 import httpx
-from pydantic import Field, HttpUrl, SecretStr
+from pydantic import Field, HttpUrl, model_validator
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from dcops.alerts.notification.notifiers.base import DeliveryResult, NotifierConfig, post_json
+from dcops.secrets import Secret
 
-__all__ = ["WebhookConfig", "WebhookNotifier", "sign", "verify_signature", "SIGNATURE_HEADER", "TIMESTAMP_HEADER"]
+__all__ = ["WebhookConfig", "WebhookNotifier", "signature_headers", "verify", "ID_HEADER", "TIMESTAMP_HEADER",
+           "SIGNATURE_HEADER"]
 
-SIGNATURE_HEADER = "X-Dcops-Signature"
-TIMESTAMP_HEADER = "X-Dcops-Timestamp"
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
 
 
 class WebhookConfig(NotifierConfig):
     url: HttpUrl
-    secret: SecretStr | None = Field(None, description="HMAC-SHA256 key; unsigned when absent.")
+    secret: Secret | None = Field(None, description="Signing key (whsec_<base64> or text); unsigned when absent.")
+    secrets: tuple[Secret, ...] = Field((), description="Several signing keys at once, for key rotation.")
     timeout_s: float = Field(10.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _keys(self):
+        for s in self.keys():
+            _webhook(s)  # a bad whsec_ value fails here, at config load
+        return self
 
-def sign(secret: bytes, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+    def keys(self) -> tuple[str, ...]:
+        out = [self.secret.get_secret_value()] if self.secret is not None else []
+        return tuple(out + [s.get_secret_value() for s in self.secrets])
 
 
-def verify_signature(secret: bytes, header: str, body: bytes, now_s: float | None = None, tolerance_s: float = 300.0) -> bool:
-    """True when `header` is a valid signature of `body` made within `tolerance_s`."""
+def _webhook(key: str | bytes) -> Webhook:
+    if isinstance(key, str) and not key.startswith(Webhook._SECRET_PREFIX):
+        key = key.encode()
     try:
-        parts = dict(p.split("=", 1) for p in header.split(","))
-        ts = int(parts["t"])
-        given = parts["v1"]
-    except (ValueError, KeyError):
+        return Webhook(key)
+    except Exception:
+        raise ValueError("webhook secret must be whsec_<base64> or a non-empty string (value not shown)") from None
+
+
+def signature_headers(keys: tuple[str | bytes, ...], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers for `body`, one signature per key."""
+    when = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    sigs = [_webhook(k).sign(msg_id, when, body.decode()) for k in keys]
+    return {ID_HEADER: msg_id, TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: " ".join(sigs)}
+
+
+def verify(key: str | bytes, headers: Mapping[str, str], body: bytes) -> bool:
+    """True when one signature in `headers` is `key`'s over this body and the timestamp is within 5 minutes."""
+    try:
+        _webhook(key).verify(body, dict(headers), json_parse=False)
+    except (WebhookVerificationError, ValueError):
         return False
-    now_s = time.time() if now_s is None else now_s
-    if abs(now_s - ts) > tolerance_s:
-        return False
-    expected = sign(secret, ts, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, given)
+    return True
 
 
 class WebhookNotifier:
@@ -67,8 +90,7 @@ class WebhookNotifier:
         body = json.dumps(message, separators=(",", ":"), sort_keys=True, default=str).encode()
         headers = dict(self.config.headers)
         headers["Idempotency-Key"] = idempotency_key
-        if self.config.secret is not None:
-            ts = int(self.clock())
-            headers[TIMESTAMP_HEADER] = str(ts)
-            headers[SIGNATURE_HEADER] = sign(self.config.secret.get_secret_value().encode(), ts, body)
+        keys = self.config.keys()
+        if keys:
+            headers.update(signature_headers(keys, idempotency_key, int(self.clock()), body))
         return post_json(self.client, str(self.config.url), body, headers, self.config.timeout_s)
