@@ -4,7 +4,8 @@ Each `Explains` row says: an alarm with a cause in `root_causes` on a component 
 `root_kinds` explains alarms with a cause in `symptom_causes` on components it reaches
 downstream (power: UPS > PDU > rack feed > rack PDU > rack > server > accelerator; cooling:
 CRAC/CDU > zone > row > rack > server > accelerator), plus `same_component` causes on its own
-component and `sibling_causes` on the units of its redundant group that carry its load.
+component and `sibling_causes` on the units of its redundant group that carry its load (or,
+for a root that is not lost, that lost mains within the clock skew of it: a common cause).
 
 - `root_lost`: True when the root must say "this unit is out" (label `unit_lost: "true"`),
   False when it must not. A UPS on battery still carries its load, so it is a
@@ -79,6 +80,8 @@ EXPLAINS: tuple[Explains, ...] = (
              frozenset({PC.COMMERCIAL_POWER_FAILURE, PC.BATTERY_DISCHARGING, PC.BATTERY_FAILURE, PC.POWER_PROBLEM,
                         PC.RESOURCE_AT_OR_NEARING_CAPACITY}),
              LOAD_EFFECTS, rank=3, root_lost=False, drops_load=HOST_LOSS | {PC.POWER_SUPPLY_FAILURE},
+             # the other UPS of the same racks losing mains within the clock skew: one utility outage
+             sibling_causes=frozenset({PC.COMMERCIAL_POWER_FAILURE}),
              # the same UPS running its battery empty and dropping its load is the same incident
              same_component=POWER_CAUSES | LOAD_EFFECTS | {PC.LOSS_OF_REDUNDANCY}),
     Explains("cooling", COOLING_KINDS, COOLING_CAUSES | {PC.TEMPERATURE_UNACCEPTABLE},
