@@ -16,8 +16,9 @@ Pure functions over alarms and the inventory; the pipeline applies their answers
 - Siblings: a unit of a redundant group that takes over a lost unit's load (the surviving
   leg of an A/B feed, the other CRACs of an N+1 zone) shows load findings; they belong to
   the lost unit's incident. A second unit lost in the group joins the first.
-- Deterministic: among candidate roots the lowest `rank`, then the earliest start, then the
-  component name wins; never the alarm id or the order of the input.
+- Deterministic: among candidate roots, one on the alarm's own unit first, then the lowest
+  `rank`, then downstream before sibling, then the earliest start, then the component name;
+  never the alarm id or the order of the input.
 - Grouping roots synthesised by the pipeline (`grouping.py`, label `correlation_group`)
   explain the causes their rule lists on anything below their component.
 - `assess_redundancy` knows N+1: one CRAC of a zone with `redundancy: 1`, or a PDU whose
@@ -219,7 +220,7 @@ class Correlator:
                     g = GROUPS_BY_NAME[r.labels[GROUP_LABEL]]
                     if same or a.probable_cause not in g.explains:
                         continue
-                    key = (2, 1, r.raised_ns, comp, r.probable_cause.value, r.id)
+                    key = (1, 2, 1, r.raised_ns, comp, r.probable_cause.value, r.id)
                     rel = "downstream"
                 else:
                     if same:
@@ -242,21 +243,23 @@ class Correlator:
                             if a.probable_cause in e.only_powered and dark:
                                 continue
                         rel = "downstream"
-                    key = (e.rank, _RELATION_ORDER[rel], r.raised_ns, comp, r.probable_cause.value, r.id)
+                    key = (0 if same else 1, e.rank, _RELATION_ORDER[rel], r.raised_ns, comp, r.probable_cause.value, r.id)
                 if best_key is None or key < best_key:
                     best_key, best = key, (r, e, rel, comp)
-        if best is None and (is_lost(a) or comps[a.component].kind in POWER_KINDS | {"cooling"}):
+        if comps[a.component].kind in POWER_KINDS | {"cooling"}:
             for sib in self._siblings(a.component):
                 for r, e in roots_at.get(sib, ()):
-                    if e is None or not is_lost(r) or a.probable_cause not in e.sibling_causes:
+                    if e is None or a.probable_cause not in e.sibling_causes or not self._active_at(r, a.raised_ns):
                         continue
-                    if not self._active_at(r, a.raised_ns):
-                        continue
-                    if is_lost(a) and (r.raised_ns, r.component) >= (a.raised_ns, a.component):
+                    if not is_lost(r):  # a common cause: both units hit within the clock skew
+                        if abs(a.raised_ns - r.raised_ns) > self.skew_ns or \
+                                (r.raised_ns, r.component) >= (a.raised_ns, a.component):
+                            continue
+                    elif is_lost(a) and (r.raised_ns, r.component) >= (a.raised_ns, a.component):
                         continue  # the first unit lost is the root; no cycles between siblings
                     if not is_lost(a) and r.raised_ns > a.raised_ns:
                         continue  # a load finding before the loss is not caused by it
-                    key = (e.rank, 2, r.raised_ns, sib, r.probable_cause.value, r.id)
+                    key = (1, e.rank, 2, r.raised_ns, sib, r.probable_cause.value, r.id)
                     if best_key is None or key < best_key:
                         best_key, best = key, (r, e, "sibling", sib)
         if best is None:
@@ -306,6 +309,8 @@ class Correlator:
         if rel == "same":
             return f"on the same unit {r.component}: {a.probable_cause.value} after {r.probable_cause.value}, {dt}"
         if rel == "sibling":
+            if not is_lost(r):
+                return f"same cause as {r.component} ({r.specific_problem}): its sibling, {dt}"
             what = "second unit lost in the same redundant group as" if is_lost(a) else "carries the load of"
             return f"{what} {r.component} (lost: {r.specific_problem}), {dt}"
         path = self._path(r.component, a.component)
