@@ -14,9 +14,10 @@
   poll's ECC rate sample joins the alarm as a source (and keeps it active after the rate
   clears) instead of being dropped. An alarm's `raised_ns` is the earliest time any of its
   sources saw the condition in the current activation, so correlation sees when the fault
-  began; `changed_ns` never moves backwards. With no per-rule record (state restored after a
-  restart), a signal from a rule already listed on the alarm and older than its last change
-  is ignored, as before.
+  began; `changed_ns` never moves backwards. While nothing has been heard about an alarm since
+  a restart (state restored from the database, messages replayed from the last committed
+  offset), a signal older than the alarm's last change is ignored when the alarm is cleared or
+  the rule already feeds it, as before.
 - Flapping: when an alarm is raised `max_raises` times within `window_s`, it is marked
   flapping and its clears are held for `hold_s`; a raise during the hold cancels the clear,
   so a flapping sensor produces one alarm and no notification storm.
@@ -89,6 +90,7 @@ class AlarmManager:
         self._raises: dict[AlarmKey, deque[int]] = {}
         self._held_clear: dict[AlarmKey, int] = {}
         self._rule_seen: dict[tuple[AlarmKey, str], int] = {}  # (alarm key, rule) -> last signal time
+        self._keys_seen: set[AlarmKey] = set()                # keys with a per-rule record
 
     # ----- state ---------------------------------------------------------------------------
     def load(self, alarms: Iterable[Alarm]) -> None:
@@ -148,12 +150,13 @@ class AlarmManager:
         if seen is not None:
             if s.time_ns < seen:
                 return True
-        else:
+        elif key not in self._keys_seen:  # nothing heard about this alarm since (re)start
             aid = self._by_key.get(key)
             old = self.alarms.get(aid) if aid else None
-            if old is not None and s.time_ns < old.changed_ns and s.rule in old.rule.split(","):
+            if old is not None and s.time_ns < old.changed_ns and (not old.active or s.rule in old.rule.split(",")):
                 return True
         self._rule_seen[(key, s.rule)] = s.time_ns
+        self._keys_seen.add(key)
         return False
 
     def _raise(self, s: AlarmSignal) -> AlarmChange | None:
@@ -246,6 +249,7 @@ class AlarmManager:
                 del self._raises[key]
         if len(self._rule_seen) > 4 * len(self._by_key) + 4000:  # keep only the order of listed alarms' rules
             self._rule_seen = {k: t for k, t in self._rule_seen.items() if k[0] in self._by_key or now_ns - t < window}
+            self._keys_seen = {k for k, _ in self._rule_seen}
         for key, t in list(self._held_clear.items()):
             if now_ns - t >= self.flap.hold_s * _NS:
                 aid = self._by_key.get(key)
