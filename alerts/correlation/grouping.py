@@ -41,7 +41,7 @@ class GroupRule:
     event_type: ET
     explains: frozenset[PC]            # causes the synthesised root explains anywhere below it
     text: str                          # {parent} {n} {total} {what}
-    critical_if: frozenset[PC] = frozenset()  # members with one of these make the root critical
+    critical_if: frozenset[PC] = frozenset()  # members with one of these make the root critical (else: worst member)
     min_members: int = 2
 
 
@@ -64,8 +64,7 @@ GROUPS: tuple[GroupRule, ...] = (
               "analytics findings on {n} devices of rack {parent} together"),
     GroupRule("row-power", frozenset({"rack"}), frozenset({PC.POWER_PROBLEM}),
               "row", PC.POWER_PROBLEM, ET.EQUIPMENT, _POWER_EFFECTS,
-              "power lost to {n} of {total} racks of row {parent} together, nothing upstream alarms",
-              critical_if=frozenset({PC.POWER_PROBLEM})),
+              "power lost to {n} of {total} racks of row {parent} together, nothing upstream alarms"),
     GroupRule("zone-heat", frozenset({"rack", "row"}), frozenset({PC.TEMPERATURE_UNACCEPTABLE}),
               "zone", PC.HEATING_VENT_COOLING, ET.ENVIRONMENTAL,
               frozenset({PC.TEMPERATURE_UNACCEPTABLE, PC.HEATING_VENT_COOLING}) | LOAD_EFFECTS,

@@ -214,3 +214,18 @@ def test_every_member_says_why_it_was_attached(demo):
     assert why.startswith("downstream of UPS-H2-B on the power path") and "started" in why
     srv = next(a for a in p.manager.alarms.values() if a.component == "H2-R3-01-S01")
     assert "PDU-H2-R3-A" in raised[srv.id].data["why"]
+
+
+def test_a_silent_leg_lost_under_a_whole_row_is_major_and_a_dark_row_critical(demo):
+    """The PDU says nothing (its agent is down): every server of a row reports a PSU fault on
+    the same leg. Grouping roots stack (servers > rack > row) into one incident, major because
+    every server still runs on its other PSU; a whole row dark is one critical incident."""
+    row = "H1-R3"
+    sigs = [sig(5 + k * 0.05, s, "server_psu_fault") for r in _row_racks(demo, row) for k, s in enumerate(servers_of(demo, r))]
+    res = run(demo, sigs, 90)
+    (inc,) = res.incidents
+    assert inc.root == row and inc.severity == "major"
+    assert set(_row_racks(demo, row)) <= inc.comps()
+    dark = run(demo, [s for r in _row_racks(demo, "H1-R4") for s in rack_dark(demo, r, 5)], 90)
+    (inc,) = dark.incidents
+    assert inc.root == "H1-R4" and inc.severity == "critical" and inc.cause == "powerProblem"
