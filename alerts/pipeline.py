@@ -25,8 +25,9 @@ from collections import defaultdict
 from typing import Callable, Iterable, Mapping
 
 from dcops.alerts.config import AlertingConfig
-from dcops.alerts.correlation.correlator import Correlator, InhibitRule, Link, assess_redundancy, inhibited, is_lost
-from dcops.alerts.correlation.grouping import GROUP_LABEL, GROUP_RULE_NAME, propose_groups
+from dcops.alerts.correlation.correlator import Correlator, InhibitRule, Link, assess_redundancy, inhibited
+from dcops.alerts.correlation.redundancy import incident_severity
+from dcops.alerts.correlation.grouping import grouping_signals
 from dcops.alerts.correlation.incidents import entry, incident_labels, incident_title, worst
 from dcops.alerts.alarms.manager import AlarmChange, AlarmManager, FlapPolicy
 from dcops.alerts.alarms.matchers import parse_matchers
@@ -207,22 +208,7 @@ class AlertPipeline:
     def _synthesise(self, links: Mapping[str, Link], now_ns: int) -> bool:
         """Raise grouping roots proposed for clusters nothing explains; clear those that explain
         no active alarm any more. True when something changed (explain again)."""
-        from dcops.alerts.alarms.signals import AlarmSignal
-        alarms = self.manager.alarms
-        signals: list[AlarmSignal] = []
-        for g in propose_groups(list(alarms.values()), links, self.inv, self.cfg.grouping.sibling_window_s):
-            old = self.manager.listed_for(g.parent, g.rule.root_cause)
-            t = max(g.raised_ns, old.changed_ns) if old is not None and not old.active else g.raised_ns
-            signals.append(AlarmSignal(
-                t, g.parent, GROUP_RULE_NAME, True, g.severity, g.rule.event_type, g.rule.root_cause, g.text,
-                additional_text=f"synthesised by correlation ({g.rule.name}): {len(g.members)} sibling alarms started "
-                                f"together and nothing upstream alarms",
-                labels={GROUP_LABEL: g.rule.name, "synthetic": "true"}))
-        children = {link.parent for aid, link in links.items() if alarms[aid].active}
-        for a in list(alarms.values()):
-            if a.active and a.labels.get(GROUP_LABEL) and GROUP_RULE_NAME in a.rule.split(",") and a.id not in children:
-                signals.append(AlarmSignal(max(now_ns, a.changed_ns), a.component, GROUP_RULE_NAME, False, a.severity,
-                                           a.event_type, a.probable_cause, a.specific_problem))
+        signals = grouping_signals(self.manager, links, self.inv, self.cfg.grouping.sibling_window_s, now_ns)
         if not signals:
             return False
         n = len(self._changes)
@@ -230,14 +216,7 @@ class AlertPipeline:
         return len(self._changes) > n
 
     def _severity(self, root: Alarm | None, live: list[Alarm]) -> PerceivedSeverity:
-        """Worst live member, except that a group whose root lost one unit of a redundant group
-        is as severe as the redundancy assessment says (one leg / one N+1 unit lost: major; both:
-        critical), not as its symptoms' rules say."""
-        if root is not None and root.active and is_lost(root) and root.component in self.inv.components \
-                and self.inv.components[root.component].kind in ("ups", "pdu", "rack_pdu", "cooling"):
-            lost = [m for m in live if is_lost(m)]
-            return worst(lost + [root])
-        return worst(live)
+        return incident_severity(root, live, self.inv)
 
     def _group(self, now_ns: int, w: CycleWrite) -> set[str]:
         alarms = self.manager.alarms

@@ -21,7 +21,7 @@ Pure functions over alarms and the inventory; the pipeline applies their answers
   never the alarm id or the order of the input.
 - Grouping roots synthesised by the pipeline (`grouping.py`, label `correlation_group`)
   explain the causes their rule lists on anything below their component.
-- `assess_redundancy` knows N+1: one CRAC of a zone with `redundancy: 1`, or a PDU whose
+- `assess_redundancy` and `inhibited` (in `redundancy.py`, re-exported here) know N+1: one CRAC of a zone with `redundancy: 1`, or a PDU whose
   racks all have another live feed, is "redundancy lost" (major), not an outage (critical).
   Rules mark alarms that mean "this unit is out" with the label `unit_lost: "true"`.
 - `inhibited` applies Alertmanager inhibition rules: while a source alarm is active, target
@@ -34,20 +34,16 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from dcops.alerts.alarms.matchers import matches_all
 from dcops.alerts.correlation.explains import EXPLAINS, HOST_LOSS, POWER_KINDS, Explains
 from dcops.alerts.correlation.grouping import GROUP_LABEL, GROUPS_BY_NAME
-from dcops.alarm_types import Alarm, Matcher, PerceivedSeverity
+from dcops.alerts.correlation.redundancy import InhibitRule, assess_redundancy, inhibited, is_lost
+from dcops.alarm_types import Alarm
 from dcops.topology import GRAPH_OF_KIND, Inventory
 
 __all__ = ["Explains", "EXPLAINS", "Link", "InhibitRule", "Correlator", "assess_redundancy", "inhibited", "is_lost"]
 
 _NS = 1_000_000_000
 _RELATION_ORDER = {"same": 0, "downstream": 1, "sibling": 2}
-
-
-def is_lost(a: Alarm) -> bool:
-    return a.labels.get("unit_lost") == "true"
 
 
 @dataclass(frozen=True)
@@ -334,76 +330,3 @@ class Correlator:
             if cur != a:
                 out[a] = cur
         return out
-
-
-def _lost(alarms_by_comp: Mapping[str, Sequence[Alarm]], comp: str) -> bool:
-    return any(a.active and a.labels.get("unit_lost") == "true" for a in alarms_by_comp.get(comp, ()))
-
-
-def assess_redundancy(alarm: Alarm, alarms_by_comp: Mapping[str, Sequence[Alarm]], inv: Inventory) -> tuple[PerceivedSeverity, str] | None:
-    """Severity and note for an alarm that takes a unit of a redundant group out, else None."""
-    if alarm.labels.get("unit_lost") != "true" or alarm.component not in inv.components or not alarm.active:
-        return None
-    c = inv.components[alarm.component]
-    if c.kind == "cooling":
-        worst: tuple[PerceivedSeverity, str] | None = None
-        for z in sorted(inv.children(c.name)):
-            zc = inv.components[z]
-            if zc.kind != "zone":
-                continue
-            units = tuple(zc.attrs["units"])
-            red = int(zc.attrs.get("redundancy", 0))
-            down = [u for u in units if _lost(alarms_by_comp, u)]
-            if len(down) <= red:
-                res = (PerceivedSeverity.MAJOR, f"redundancy lost in zone {z}: {len(down)} of {len(units)} units down, "
-                                                f"N+{red} carries the load")
-            else:
-                res = (PerceivedSeverity.CRITICAL, f"cooling capacity lost in zone {z}: {len(down)} of {len(units)} units down "
-                                                   f"(N+{red})")
-            if worst is None or res[0] is PerceivedSeverity.CRITICAL:
-                worst = res
-        return worst
-    if c.kind in ("pdu", "ups", "rack_pdu"):
-        lost_pdus = {p.name for p in inv.of_kind("pdu")
-                     if _lost(alarms_by_comp, p.name) or _lost(alarms_by_comp, p.attrs.get("ups", ""))}
-        lost_rack_pdus = {p.name for p in inv.of_kind("rack_pdu") if _lost(alarms_by_comp, p.name)}
-        affected = sorted(r for r in inv.downstream(c.name) if inv.components[r].kind == "rack")
-        dark = []
-        for r in affected:
-            feeds = inv.components[r].attrs["feeds"]
-            rps = [x for x in inv.children(r) if inv.components[x].kind == "rack_pdu"]
-            live = [f for f, p in feeds.items() if p not in lost_pdus
-                    and not any(inv.components[x].attrs.get("feed") == f and x in lost_rack_pdus for x in rps)]
-            if not live:
-                dark.append(r)
-        if dark:
-            return PerceivedSeverity.CRITICAL, f"racks without power: {', '.join(dark)}"
-        return PerceivedSeverity.MAJOR, f"redundancy lost: {len(affected)} rack(s) run on their other feed"
-    return None
-
-
-@dataclass(frozen=True)
-class InhibitRule:
-    source: tuple[Matcher, ...]
-    target: tuple[Matcher, ...]
-    equal: tuple[str, ...] = ()
-
-
-def inhibited(alarms: Sequence[Alarm], rules: Sequence[InhibitRule]) -> dict[str, str]:
-    """target alarm id -> id of an active source alarm that inhibits it."""
-    out: dict[str, str] = {}
-    active = [a for a in alarms if a.active]
-    for rule in rules:
-        sources: dict[tuple, str] = {}
-        for s in active:
-            if matches_all(rule.source, s.labels):
-                sources.setdefault(tuple(s.labels.get(k, "") for k in rule.equal), s.id)
-        if not sources:
-            continue
-        for t in active:
-            if t.id in out or not matches_all(rule.target, t.labels):
-                continue
-            src = sources.get(tuple(t.labels.get(k, "") for k in rule.equal))
-            if src is not None and src != t.id:
-                out[t.id] = src
-    return out

@@ -20,11 +20,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from dcops.alerts.alarms.signals import AlarmSignal
 from dcops.alarm_types import SEVERITY_RANK, Alarm, EventType as ET, PerceivedSeverity as S, ProbableCause as PC
 from dcops.alerts.correlation.explains import HOST_LOSS, LOAD_EFFECTS
 from dcops.topology import Inventory
 
-__all__ = ["GroupRule", "GROUPS", "GroupProposal", "propose_groups", "GROUP_LABEL", "GROUP_RULE_NAME"]
+__all__ = ["GroupRule", "GROUPS", "GroupProposal", "propose_groups", "grouping_signals", "GROUP_LABEL", "GROUP_RULE_NAME"]
 
 GROUP_LABEL = "correlation_group"
 GROUP_RULE_NAME = "correlation_group"
@@ -124,4 +125,26 @@ def propose_groups(alarms: Sequence[Alarm], explained: Mapping[str, object], inv
                 sev = max((m.severity for m in cluster), key=SEVERITY_RANK.__getitem__)
             text = rule.text.format(parent=parent, n=len(distinct), total=total, what=what)
             out.append(GroupProposal(rule, parent, tuple(m.id for m in cluster), first, sev, text))
+    return out
+
+
+def grouping_signals(manager, links: Mapping[str, object], inv: Inventory, window_s: float, now_ns: int) -> list[AlarmSignal]:
+    """Signals for the alarm manager: raise each proposed grouping root (rule `correlation_group`),
+    clear each active one that is nobody's parent any more. `links` maps alarm id -> an object
+    with a `parent` attribute (the correlator's `Link`)."""
+    alarms = manager.alarms
+    out: list[AlarmSignal] = []
+    for g in propose_groups(list(alarms.values()), links, inv, window_s):
+        old = manager.listed_for(g.parent, g.rule.root_cause)
+        t = max(g.raised_ns, old.changed_ns) if old is not None and not old.active else g.raised_ns
+        out.append(AlarmSignal(
+            t, g.parent, GROUP_RULE_NAME, True, g.severity, g.rule.event_type, g.rule.root_cause, g.text,
+            additional_text=f"synthesised by correlation ({g.rule.name}): {len(g.members)} sibling alarms started "
+                            f"together and nothing upstream alarms",
+            labels={GROUP_LABEL: g.rule.name, "synthetic": "true"}))
+    parents = {link.parent for aid, link in links.items() if alarms[aid].active}
+    for a in alarms.values():
+        if a.active and a.labels.get(GROUP_LABEL) and GROUP_RULE_NAME in a.rule.split(",") and a.id not in parents:
+            out.append(AlarmSignal(max(now_ns, a.changed_ns), a.component, GROUP_RULE_NAME, False, a.severity,
+                                   a.event_type, a.probable_cause, a.specific_problem))
     return out
