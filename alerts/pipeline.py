@@ -82,6 +82,7 @@ class AlertPipeline:
         if self.store is None:
             return
         self.manager.load(self.store.listed_alarms())
+        self.links = self.correlator.explain(list(self.manager.alarms.values()))  # known: no timeline entries again
         for inc in self.store.incidents_in([s.value for s in (IncidentState.OPEN, *_ACK_STATES)]):
             self.incidents[inc.id] = inc
         self._action_seq = self.store.last_action_seq()
