@@ -139,7 +139,11 @@ class EscalationPolicy(_Named):
 
 class Grouping(_Model):
     group_wait_s: float = Field(30.0, ge=0, description="Wait before opening an incident, so root and symptoms group.")
-    lookback_s: float = Field(900.0, ge=0, description="A symptom may pre-date its root cause by this much.")
+    lookback_s: float = Field(900.0, ge=0, description="Kept so existing files validate; causality now uses clock_skew_s.")
+    clock_skew_s: float = Field(5.0, ge=0, le=60, description="A root cause may start this much after its symptoms "
+                                "(clock skew between collectors), never more.")
+    sibling_window_s: float = Field(60.0, gt=0, description="Siblings that alarm for the same cause within this "
+                                    "window, with nothing upstream alarming, get one synthesised grouping root.")
     incident_min_severity: PerceivedSeverity = PerceivedSeverity.MINOR
 
 

@@ -4,9 +4,13 @@ groups -> incidents -> planned notifications, as one `CycleWrite` per `reconcile
 Order of a cycle (`reconcile(now)`):
 1. apply operator actions recorded since the last cycle (acknowledgements, incident states,
    silences), and release held clears of flapping alarms;
-2. correlate: give each active alarm its root cause (sticky once set), mark roots with the
-   alarms they explain, set redundancy-aware severity, and mark suppression (silences,
-   maintenance windows: expected; inhibition);
+2. correlate: give each alarm its best root cause afresh (a better, earlier causal root that
+   appears later takes its symptoms over; an alarm nothing explains any more keeps the root
+   it had only once it has cleared), synthesise a grouping root where several siblings alarm
+   together with nothing upstream (`correlation/grouping.py`), mark roots with the alarms they
+   explain, set redundancy-aware severity, and mark suppression (silences, maintenance
+   windows: expected; inhibition). Why each alarm was attached (`Link.why`) goes on the
+   incident's timeline (entry data `why`, `correlation`);
 3. group: one incident per root cause (or standalone alarm) once the group is `group_wait_s`
    old and at least `incident_min_severity`; a root that arrives after its symptoms joins
    their incident; every alarm change of a member goes on the incident's timeline;
@@ -21,7 +25,9 @@ from collections import defaultdict
 from typing import Callable, Iterable, Mapping
 
 from dcops.alerts.config import AlertingConfig
-from dcops.alerts.correlation.correlator import Correlator, InhibitRule, assess_redundancy, inhibited
+from dcops.alerts.correlation.correlator import Correlator, InhibitRule, Link, assess_redundancy, inhibited
+from dcops.alerts.correlation.redundancy import incident_severity
+from dcops.alerts.correlation.grouping import grouping_signals
 from dcops.alerts.correlation.incidents import entry, incident_labels, incident_title, worst
 from dcops.alerts.alarms.manager import AlarmChange, AlarmManager, FlapPolicy
 from dcops.alerts.alarms.matchers import parse_matchers
@@ -30,7 +36,8 @@ from dcops.alerts.storage.alerter_store import AlerterStore, CycleWrite
 from dcops.alerts.rules.engine import RuleEngine
 from dcops.alerts.alarms.signals import AlarmSignal
 from dcops.alerts.alarms.silences import SuppressionIndex
-from dcops.alarm_types import SEVERITY_RANK, Alarm, Incident, IncidentAction, IncidentState, TimelineKind as TK
+from dcops.alarm_types import (SEVERITY_RANK, Alarm, Incident, IncidentAction, IncidentState, PerceivedSeverity,
+                               TimelineKind as TK)
 from dcops.topology import Inventory
 
 __all__ = ["AlertPipeline"]
@@ -52,7 +59,8 @@ class AlertPipeline:
         fl = cfg.flapping
         self.manager = AlarmManager(inventory, FlapPolicy(fl.window_s, fl.max_raises, fl.hold_s), self._new_id)
         self.engine = RuleEngine(rules, self.manager.active_of)
-        self.correlator = Correlator(inventory, cfg.grouping.lookback_s)
+        self.correlator = Correlator(inventory, cfg.grouping.lookback_s, clock_skew_s=cfg.grouping.clock_skew_s)
+        self.links: dict[str, Link] = {}             # alarm id -> why it is attached to its parent
         self.inhibit_rules = [InhibitRule(parse_matchers(r.source_matchers), parse_matchers(r.target_matchers), r.equal)
                               for r in cfg.inhibit_rules]
         self.suppress = SuppressionIndex((), (), inventory)
@@ -74,6 +82,7 @@ class AlertPipeline:
         if self.store is None:
             return
         self.manager.load(self.store.listed_alarms())
+        self.links = self.correlator.explain(list(self.manager.alarms.values()))  # known: no timeline entries again
         for inc in self.store.incidents_in([s.value for s in (IncidentState.OPEN, *_ACK_STATES)]):
             self.incidents[inc.id] = inc
         self._action_seq = self.store.last_action_seq()
@@ -121,7 +130,7 @@ class AlertPipeline:
         for ch in self.manager.tick(now_ns):
             self._changes.append(ch)
             self._dirty.add(ch.alarm.id)
-        self._correlate(now_ns)
+        self._correlate(now_ns, w)
         joined = self._group(now_ns, w)
         with_alarms = {a.incident_id for a in self.manager.alarms.values()}
         for inc in list(self.incidents.values()):  # every alarm left the list (cleared and acknowledged)
@@ -146,14 +155,26 @@ class AlertPipeline:
             self._settled = {k: v for k, v in self._settled.items() if k in named}
         return w
 
-    def _correlate(self, now_ns: int) -> None:
+    def _correlate(self, now_ns: int, w: CycleWrite | None = None) -> None:
         alarms = self.manager.alarms
+        fresh: dict[str, Link] = {}
+        for _ in range(4):  # grouping roots can stack (servers > rack > row): settle in a few passes
+            fresh = self.correlator.explain(list(alarms.values()))
+            if self.correlator.table and not self._synthesise(fresh, now_ns):
+                break
         listed = list(alarms.values())
+        links = {k: v.parent for k, v in fresh.items()}
+        for a in listed:  # a cleared symptom nothing explains any more stays with its incident's root
+            if a.id not in links and not a.active and a.root_alarm_id and a.root_alarm_id in alarms:
+                links[a.id] = a.root_alarm_id
+        for aid, link in fresh.items():
+            old = self.links.get(aid)
+            a = alarms[aid]
+            if a.incident_id and w is not None and (old is None or old.parent != link.parent):
+                w.timeline.append((a.incident_id, entry(now_ns, TK.ROOT_CAUSE, f"{_what(a)}: {link.why}", alarm_id=aid,
+                                                        why=link.why, correlation=link.rule, parent=link.parent)))
+        self.links = {k: v for k, v in fresh.items()}
         active = [a for a in listed if a.active]
-        parents = self.correlator.parents([a for a in listed if a.active or a.root_cause])
-        links = {a.id: a.root_alarm_id for a in listed if a.root_alarm_id and a.root_alarm_id in alarms}
-        for k, v in parents.items():
-            links.setdefault(k, v)
         roots = Correlator.roots(links)
         by_comp: dict[str, list[Alarm]] = defaultdict(list)
         for a in active:
@@ -185,6 +206,19 @@ class AlertPipeline:
                 alarms[a.id] = a.evolve(**upd)
                 self._dirty.add(a.id)
 
+    def _synthesise(self, links: Mapping[str, Link], now_ns: int) -> bool:
+        """Raise grouping roots proposed for clusters nothing explains; clear those that explain
+        no active alarm any more. True when something changed (explain again)."""
+        signals = grouping_signals(self.manager, links, self.inv, self.cfg.grouping.sibling_window_s, now_ns)
+        if not signals:
+            return False
+        n = len(self._changes)
+        self._apply(signals)
+        return len(self._changes) > n
+
+    def _severity(self, root: Alarm | None, live: list[Alarm]) -> PerceivedSeverity:
+        return incident_severity(root, live, self.inv)
+
     def _group(self, now_ns: int, w: CycleWrite) -> set[str]:
         alarms = self.manager.alarms
         groups: dict[str, list[Alarm]] = defaultdict(list)
@@ -213,7 +247,8 @@ class AlertPipeline:
                     alarms[m.id] = m.evolve(incident_id=inc.id)
                     self._dirty.add(m.id)
                     if m.id not in joined:
-                        w.timeline.append((inc.id, entry(now_ns, TK.ALARM_RAISED, f"{_what(m)} joined", alarm_id=m.id)))
+                        w.timeline.append((inc.id, entry(now_ns, TK.ALARM_RAISED, f"{_what(m)} joined", alarm_id=m.id,
+                                                         **self._why_data(m.id))))
                         joined.add(m.id)
             self._refresh(inc, root, [alarms[m.id] for m in members], now_ns, w)
         return joined
@@ -252,7 +287,8 @@ class AlertPipeline:
 
     def _open(self, root: Alarm | None, members: list[Alarm], now_ns: int, w: CycleWrite) -> Incident:
         head = root or members[0]
-        sev = worst([m for m in members if m.active] or members)
+        live = [m for m in members if m.active]
+        sev = self._severity(root, live) if live else worst(members)
         n_sym = len(members) - 1
         inc = Incident(id=self._new_id(), title=incident_title(head, n_sym), state=IncidentState.OPEN, severity=sev,
                        opened_ns=now_ns, updated_ns=now_ns, root_alarm_id=head.id if n_sym else None,
@@ -268,7 +304,7 @@ class AlertPipeline:
             self._dirty.add(m.id)
         w.timeline.append((inc.id, entry(now_ns, TK.STATE, f"opened: {inc.title}", state="open")))
         for m in sorted(members, key=lambda m: (m.raised_ns, m.id)):
-            w.timeline.append((inc.id, entry(m.raised_ns, TK.ALARM_RAISED, _what(m), alarm_id=m.id)))
+            w.timeline.append((inc.id, entry(m.raised_ns, TK.ALARM_RAISED, _what(m), alarm_id=m.id, **self._why_data(m.id))))
         if n_sym:
             w.timeline.append((inc.id, entry(now_ns, TK.ROOT_CAUSE, f"root cause {head.managed_object}: "
                                              f"{head.specific_problem}; explains {n_sym} alarm(s)", alarm_id=head.id)))
@@ -276,6 +312,10 @@ class AlertPipeline:
         group_members = sorted((alarms[m.id] for m in members), key=lambda a: (a.id != head.id, a.raised_ns))
         self._notify(inc, IncidentAction.TRIGGER, now_ns, w, group=(alarms[head.id], group_members))
         return self.incidents[inc.id]
+
+    def _why_data(self, aid: str) -> dict:
+        link = self.links.get(aid)
+        return {"why": link.why, "correlation": link.rule, "parent": link.parent} if link is not None else {}
 
     def _leave(self, m: Alarm, into: Incident, now_ns: int, w: CycleWrite) -> None:
         old = self.incidents.get(m.incident_id)
@@ -290,7 +330,7 @@ class AlertPipeline:
             return
         live = [m for m in members if m.active]
         head = root if root is not None and root.root_cause else None
-        sev = worst(live) if live else inc.severity
+        sev = self._severity(root, live) if live else inc.severity
         upd = {}
         if head is not None and inc.root_alarm_id != head.id:
             upd.update(root_alarm_id=head.id, root_component=head.component)

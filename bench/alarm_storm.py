@@ -11,8 +11,10 @@ Measured twice in the same run on the same signals:
 - baseline: the same pipeline with an empty correlation table, so every deduplicated alarm
   becomes its own incident and page (what a per-alarm pager would do).
 
-Reports time to process, incidents, notifications, and peak traced memory of each; the last
-line is one JSON object.
+Reports time to process, incidents, notifications, and peak traced memory of each, the
+incidents' roots (component, probable cause, severity, members), a digest of them, and whether
+a second correlated run with every second's signals shuffled (other arrival order, other alarm
+ids) gives the same digest; the last line is one JSON object.
 
     python bench/alarm_storm.py [--site examples/demo-site.yaml] [--raw 10000] [--seed 0]
 """
@@ -20,6 +22,7 @@ line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import sys
@@ -107,10 +110,29 @@ def make_storm(inv, n_raw: int, seed: int) -> list[AlarmSignal]:
     return signals
 
 
-def run(inv, cfg, signals, correlate: bool) -> dict:
+def incident_digest(p) -> tuple[str, list[dict]]:
+    """The incidents as content (root, cause, severity, member components), and their sha256."""
+    alarms = p.manager.alarms
+    by_inc: dict[str, list] = {}
+    for a in alarms.values():
+        if a.incident_id:
+            by_inc.setdefault(a.incident_id, []).append(a)
+    out = []
+    for iid, members in by_inc.items():
+        inc = p.incidents.get(iid) or p._settled.get(iid)
+        root = alarms.get(inc.root_alarm_id) if inc is not None and inc.root_alarm_id else None
+        out.append({"root": inc.root_component if inc else "", "cause": root.probable_cause.value if root else
+                    members[0].probable_cause.value, "severity": inc.severity.value if inc else "",
+                    "members": sorted(f"{m.component}|{m.probable_cause.value}" for m in members)})
+    out.sort(key=lambda d: (d["root"], d["cause"], d["members"]))
+    return hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()[:16], out
+
+
+def run(inv, cfg, signals, correlate: bool, shuffle_seed: int | None = None) -> dict:
     p = AlertPipeline(inv, (), cfg, None)
     if not correlate:
         p.correlator = Correlator(inv, table=())
+    rng = random.Random(shuffle_seed)
     t0 = time.perf_counter()
     i = 0
     n = len(signals)
@@ -119,13 +141,18 @@ def run(inv, cfg, signals, correlate: bool) -> dict:
         j = i
         while j < n and signals[j].time_ns < end:
             j += 1
-        p.feed_signals(signals[i:j])
+        chunk = signals[i:j]
+        if shuffle_seed is not None:
+            chunk = list(chunk)
+            rng.shuffle(chunk)
+        p.feed_signals(chunk)
         i = j
         p.reconcile(end)
     p.reconcile(T0 + 75 * NS)  # let the last groups pass group_wait
     elapsed = time.perf_counter() - t0
     alarms = p.manager.alarms.values()
-    return {"seconds": elapsed, "alarms": len(alarms), "incidents": p.stats["incidents"],
+    digest, incs = incident_digest(p)
+    return {"seconds": elapsed, "digest": digest, "incident_list": incs, "alarms": len(alarms), "incidents": p.stats["incidents"],
             "notifications": p.stats["notifications"],
             "root_causes": sum(1 for a in alarms if a.root_cause),
             "symptoms": sum(1 for a in alarms if a.root_alarm_id)}
@@ -149,6 +176,7 @@ def main() -> None:
     cfg = alerting_from_text(CFG)
     signals = make_storm(inv, args.raw, args.seed)
     corr = run(inv, cfg, signals, True)
+    again = run(inv, cfg, signals, True, shuffle_seed=args.seed + 1)
     base = run(inv, cfg, signals, False)
     corr_mem = peak_mb(inv, cfg, signals, True)
     base_mem = peak_mb(inv, cfg, signals, False)
@@ -156,6 +184,14 @@ def main() -> None:
     print(f"correlated: {corr['alarms']} alarms after dedup, {corr['root_causes']} root causes, {corr['symptoms']} symptoms, "
           f"{corr['incidents']} incidents, {corr['notifications']} notifications in {corr['seconds']:.2f} s, "
           f"peak {corr_mem:.1f} MiB")
+    for d in corr["incident_list"]:
+        if len(d["members"]) > 1:
+            print(f"  root {d['root']} ({d['cause']}, {d['severity']}): {len(d['members'])} alarms")
+    dark_row = inv.rows[-2].name
+    dark_roots = sorted({d["root"] for d in corr["incident_list"]
+                         if any(m.split("|")[0] in inv.components and inv.components[m.split("|")[0]].row == dark_row
+                                and inv.components[m.split("|")[0]].kind == "server" for m in d["members"])})
+    print(f"dark row {dark_row}: root(s) {', '.join(dark_roots)}; digest {corr['digest']}, shuffled run {again['digest']}")
     print(f"baseline (no correlation): {base['incidents']} incidents, {base['notifications']} notifications in "
           f"{base['seconds']:.2f} s, peak {base_mem:.1f} MiB")
     out = {
@@ -167,6 +203,8 @@ def main() -> None:
         "baseline_notifications": base["notifications"], "baseline_peak_mem_mib": round(base_mem, 1),
         "notification_reduction": round(base["notifications"] / max(corr["notifications"], 1), 1),
         "time_ratio": round(corr["seconds"] / max(base["seconds"], 1e-9), 2),
+        "multi_alarm_incidents": sum(1 for d in corr["incident_list"] if len(d["members"]) > 1),
+        "dark_row_roots": dark_roots, "digest": corr["digest"], "deterministic": corr["digest"] == again["digest"],
     }
     print(json.dumps(out))
 

@@ -22,7 +22,12 @@ import numpy as np
 
 from dcops.site import SiteConfig
 
-__all__ = ["Component", "Inventory", "build_inventory", "accel_id"]
+__all__ = ["Component", "Inventory", "build_inventory", "accel_id", "GRAPH_OF_KIND"]
+
+# which dependency graph a component kind's failure travels along (what "reach" means for it)
+GRAPH_OF_KIND = {"ups": "power", "pdu": "power", "rack_pdu": "power", "cooling": "cooling", "zone": "cooling",
+                 "hall": "containment", "row": "containment", "rack": "containment", "server": "containment",
+                 "accel": "containment", "env": "containment"}
 
 
 def accel_id(server: str, index: int) -> str:
@@ -166,7 +171,14 @@ class Inventory:
             raise KeyError(f"no component named {name!r} in site {self.site!r}") from None
 
     def of_kind(self, kind: str) -> list[Component]:
-        return [c for c in self.components.values() if c.kind == kind]
+        return list(self._by_kind.get(kind, ()))
+
+    @cached_property
+    def _by_kind(self) -> dict[str, tuple[Component, ...]]:
+        out: dict[str, list[Component]] = defaultdict(list)
+        for c in self.components.values():
+            out[c.kind].append(c)
+        return {k: tuple(v) for k, v in out.items()}
 
     def path(self, name: str) -> str:
         return self.get(name).path(self.site)
@@ -214,6 +226,44 @@ class Inventory:
                     out.add(c)
                     todo.append(c)
         return out
+
+    def path_between(self, up: str, down: str) -> tuple[str, ...]:
+        """The shortest dependency chain from `up` to `down` (both included), e.g. UPS > PDU >
+        rack > server > accelerator; () when `down` is not reached from `up`. Ties between
+        equally short chains go to the alphabetically first, so the answer never depends on
+        set order."""
+        if up == down:
+            return (up,)
+        nxt_of: dict[str, str] = {down: ""}  # searched upwards from `down`: a small tree
+        frontier = [down]
+        while frontier and up not in nxt_of:
+            new = []
+            for n in frontier:
+                for p in sorted(self._parents.get(n, ())):
+                    if p not in nxt_of:
+                        nxt_of[p] = n
+                        new.append(p)
+            frontier = new
+        if up not in nxt_of:
+            return ()
+        out = [up]
+        while out[-1] != down:
+            out.append(nxt_of[out[-1]])
+        return tuple(out)
+
+    def nearest_upstream(self, name: str, kind: str) -> str | None:
+        """The closest component of `kind` above `name` (fewest edges; alphabetical among equals)."""
+        seen = {name}
+        frontier = [name]
+        while frontier:
+            hits = sorted(p for n in frontier for p in self._parents.get(n, ()) if p not in seen
+                          and self.components[p].kind == kind)
+            if hits:
+                return hits[0]
+            nxt = sorted({p for n in frontier for p in self._parents.get(n, ())} - seen)
+            seen.update(nxt)
+            frontier = nxt
+        return None
 
     @cached_property
     def racks_of_pdu(self) -> dict[str, list[str]]:

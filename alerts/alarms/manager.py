@@ -7,9 +7,17 @@
   cleared-acknowledged, which leaves the list; cleared-unacknowledged stays listed until
   acknowledged. A raise while the cleared alarm is still listed re-activates it (count + 1)
   rather than adding a second row.
-- Order: a signal older than the alarm's last change (`changed_ns`, data time) is ignored, so
-  replaying messages after a crash, or a trap that arrives late, cannot re-raise a cleared
-  alarm or clear a newer raise.
+- Order is kept per source: a signal older than the last signal of the *same rule* for the
+  same alarm is ignored, so replaying messages after a crash cannot re-raise a cleared alarm
+  or clear a newer raise. A late signal from *another* rule, carrying its own (earlier)
+  timestamp, is applied: an XID 48 event stamped at the fault that arrives after the next
+  poll's ECC rate sample joins the alarm as a source (and keeps it active after the rate
+  clears) instead of being dropped. An alarm's `raised_ns` is the earliest time any of its
+  sources saw the condition in the current activation, so correlation sees when the fault
+  began; `changed_ns` never moves backwards. While nothing has been heard about an alarm since
+  a restart (state restored from the database, messages replayed from the last committed
+  offset), a signal older than the alarm's last change is ignored when the alarm is cleared or
+  the rule already feeds it, as before.
 - Flapping: when an alarm is raised `max_raises` times within `window_s`, it is marked
   flapping and its clears are held for `hold_s`; a raise during the hold cancels the clear,
   so a flapping sensor produces one alarm and no notification storm.
@@ -81,6 +89,8 @@ class AlarmManager:
         self._rule_active: dict[str, set[str]] = {}
         self._raises: dict[AlarmKey, deque[int]] = {}
         self._held_clear: dict[AlarmKey, int] = {}
+        self._rule_seen: dict[tuple[AlarmKey, str], int] = {}  # (alarm key, rule) -> last signal time
+        self._keys_seen: set[AlarmKey] = set()                # keys with a per-rule record
 
     # ----- state ---------------------------------------------------------------------------
     def load(self, alarms: Iterable[Alarm]) -> None:
@@ -103,6 +113,11 @@ class AlarmManager:
     def active(self) -> list[Alarm]:
         return [a for a in self.alarms.values() if a.active]
 
+    def listed_for(self, component: str, cause) -> Alarm | None:
+        """The listed alarm of (component, probable cause), if any."""
+        aid = self._by_key.get(AlarmKey(component, cause))
+        return self.alarms.get(aid) if aid else None
+
     def get(self, alarm_id: str) -> Alarm:
         return self.alarms[alarm_id]
 
@@ -122,14 +137,27 @@ class AlarmManager:
     def apply(self, signals: Iterable[AlarmSignal]) -> list[AlarmChange]:
         out: list[AlarmChange] = []
         for s in signals:
-            aid = self._by_key.get(AlarmKey(s.component, s.probable_cause))
-            if aid is not None and s.time_ns < self.alarms[aid].changed_ns:
-                continue  # older than the alarm's last change: a replay or a late arrival
-
+            if self._stale(s):
+                continue  # older than this rule's last word on the alarm: a replay
             ch = self._raise(s) if s.active else self._clear_source(s)
             if ch is not None:
                 out.append(ch)
         return out
+
+    def _stale(self, s: AlarmSignal) -> bool:
+        key = AlarmKey(s.component, s.probable_cause)
+        seen = self._rule_seen.get((key, s.rule))
+        if seen is not None:
+            if s.time_ns < seen:
+                return True
+        elif key not in self._keys_seen:  # nothing heard about this alarm since (re)start
+            aid = self._by_key.get(key)
+            old = self.alarms.get(aid) if aid else None
+            if old is not None and s.time_ns < old.changed_ns and (not old.active or s.rule in old.rule.split(",")):
+                return True
+        self._rule_seen[(key, s.rule)] = s.time_ns
+        self._keys_seen.add(key)
+        return False
 
     def _raise(self, s: AlarmSignal) -> AlarmChange | None:
         key = AlarmKey(s.component, s.probable_cause)
@@ -143,9 +171,11 @@ class AlarmManager:
         old = self.alarms.get(aid) if aid else None
         if old is not None and old.active:
             self._held_clear.pop(key, None)
-            if old.severity == sev and old.rule == rules:
+            raised = min(old.raised_ns, s.time_ns)
+            if old.severity == sev and old.rule == rules and raised == old.raised_ns:
                 return None
-            new = old.evolve(severity=sev, rule=rules, changed_ns=s.time_ns, specific_problem=_headline(srcs))
+            new = old.evolve(severity=sev, rule=rules, changed_ns=max(old.changed_ns, s.time_ns), raised_ns=raised,
+                             specific_problem=_headline(srcs))
             self.alarms[new.id] = new
             return AlarmChange(TimelineKind.ALARM_CHANGED, new)
         if not first_source and old is None:
@@ -156,7 +186,8 @@ class AlarmManager:
         labels.update(s.labels)
         labels.update(component=s.component, probable_cause=s.probable_cause.value, event_type=s.event_type.value)
         if old is not None:  # cleared but still listed (unacknowledged): re-activate it
-            new = old.evolve(severity=sev, rule=rules, changed_ns=s.time_ns, cleared_ns=None, cleared_by=None,
+            new = old.evolve(severity=sev, rule=rules, changed_ns=max(old.changed_ns, s.time_ns), cleared_ns=None, cleared_by=None,
+                             raised_ns=min(old.raised_ns, s.time_ns),
                              specific_problem=s.specific_problem, count=old.count + 1, flapping=flapping or old.flapping,
                              labels=labels)
         else:
@@ -190,13 +221,13 @@ class AlarmManager:
             return None
         if srcs:
             sev = _max_severity(x.severity for x in srcs.values())
-            new = old.evolve(severity=sev, rule=",".join(sorted(srcs)), changed_ns=s.time_ns)
+            new = old.evolve(severity=sev, rule=",".join(sorted(srcs)), changed_ns=max(old.changed_ns, s.time_ns))
             self.alarms[new.id] = new
             return AlarmChange(TimelineKind.ALARM_CHANGED, new) if new != old else None
         if old.flapping:
             self._held_clear.setdefault(key, s.time_ns)
             return None
-        return self._do_clear(old, s.time_ns, "dcops")
+        return self._do_clear(old, max(old.changed_ns, s.time_ns), "dcops")
 
     def _do_clear(self, old: Alarm, t: int, who: str) -> AlarmChange:
         self._sources.pop(old.key, None)
@@ -216,6 +247,9 @@ class AlarmManager:
         if len(self._raises) > len(self._by_key) + 1000:
             for key in [k for k, q in self._raises.items() if k not in self._by_key and (not q or now_ns - q[-1] > window)]:
                 del self._raises[key]
+        if len(self._rule_seen) > 4 * len(self._by_key) + 4000:  # keep only the order of listed alarms' rules
+            self._rule_seen = {k: t for k, t in self._rule_seen.items() if k[0] in self._by_key or now_ns - t < window}
+            self._keys_seen = {k for k, _ in self._rule_seen}
         for key, t in list(self._held_clear.items()):
             if now_ns - t >= self.flap.hold_s * _NS:
                 aid = self._by_key.get(key)

@@ -1,16 +1,27 @@
 """Topology correlation: which alarm explains which, redundancy-aware severity, inhibition.
 
-Pure functions over alarms and the inventory; the service applies their answers.
+Pure functions over alarms and the inventory; the pipeline applies their answers.
 
-- `EXPLAINS` is the table of what an upstream failure explains downstream: a power failure
-  (UPS, floor PDU, rack PDU) explains servers down, accelerators lost, PSU faults; a cooling
-  failure (CRAC/CDU, zone) explains temperatures, thermal throttling and lost accelerators; a
-  server down explains its accelerators. `correlate` walks `Inventory.upstream` of every
-  alarm's component and gives each explained alarm a parent; following parents gives the
-  root cause. A symptom must not pre-date its root by more than `lookback_s`. A second unit
-  lost in the same redundant group (another CRAC of the zone, the other feed of the same
-  racks) joins the first one's group.
-- `assess_redundancy` knows N+1: one CRAC of a zone with `redundancy: 1`, or a PDU whose
+- `explain(alarms)` gives every explained alarm a `Link`: its parent (the alarm that
+  explains it), the `EXPLAINS` row that applies, and a sentence saying why ("downstream of
+  UPS-H2-B on the power path (UPS-H2-B > PDU-H2-R1-B > H2-R1-01), started 3 s after").
+  Following parents gives the root cause.
+- Causal: a root may not start after its symptom by more than `clock_skew_s` (collectors'
+  clocks and event stamping differ by a few seconds, no more), and must still have been active
+  when the symptom started.
+- Physical: reach follows the power graph for power roots and the cooling graph for cooling
+  roots (`Inventory.upstream`); a UPS on battery carries its load, so it explains battery and
+  load findings only; host losses are explained by power only in racks left with no live feed
+  at the symptom's start, and by cooling only where the rack still had power.
+- Siblings: a unit of a redundant group that takes over a lost unit's load (the surviving
+  leg of an A/B feed, the other CRACs of an N+1 zone) shows load findings; they belong to
+  the lost unit's incident. A second unit lost in the group joins the first.
+- Deterministic: among candidate roots, one on the alarm's own unit first, then the lowest
+  `rank`, then downstream before sibling, then the earliest start, then the component name;
+  never the alarm id or the order of the input.
+- Grouping roots synthesised by the pipeline (`grouping.py`, label `correlation_group`)
+  explain the causes their rule lists on anything below their component.
+- `assess_redundancy` and `inhibited` (in `redundancy.py`, re-exported here) know N+1: one CRAC of a zone with `redundancy: 1`, or a PDU whose
   racks all have another live feed, is "redundancy lost" (major), not an outage (critical).
   Rules mark alarms that mean "this unit is out" with the label `unit_lost: "true"`.
 - `inhibited` applies Alertmanager inhibition rules: while a source alarm is active, target
@@ -23,118 +34,70 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from dcops.alerts.alarms.matchers import matches_all
-from dcops.alarm_types import Alarm, Matcher, PerceivedSeverity, ProbableCause as PC
-from dcops.topology import Inventory
+from dcops.alerts.correlation.explains import EXPLAINS, HOST_LOSS, POWER_KINDS, Explains
+from dcops.alerts.correlation.grouping import GROUP_LABEL, GROUPS_BY_NAME
+from dcops.alerts.correlation.redundancy import InhibitRule, assess_redundancy, inhibited, is_lost
+from dcops.alarm_types import Alarm
+from dcops.topology import GRAPH_OF_KIND, Inventory
 
-__all__ = ["Explains", "EXPLAINS", "InhibitRule", "Correlator", "assess_redundancy", "inhibited"]
+__all__ = ["Explains", "EXPLAINS", "Link", "InhibitRule", "Correlator", "assess_redundancy", "inhibited", "is_lost"]
 
 _NS = 1_000_000_000
+_RELATION_ORDER = {"same": 0, "downstream": 1, "sibling": 2}
 
 
 @dataclass(frozen=True)
-class Explains:
-    """An alarm with a cause in `root_causes` on a component of a kind in `root_kinds`
-    explains alarms with a cause in `symptom_causes` on its component or downstream of it."""
+class Link:
+    """Why an alarm was attached to its parent."""
 
-    name: str
-    root_kinds: frozenset[str]
-    root_causes: frozenset[PC]
-    symptom_causes: frozenset[PC]
-    only_unpowered: frozenset[PC] = frozenset()  # explained only in racks left with no live feed
+    parent: str      # alarm id
+    rule: str        # EXPLAINS row name, or "group:<rule>" for a synthesised grouping root
+    relation: str    # same, downstream, sibling
+    why: str
 
 
-_POWER = frozenset({PC.COMMERCIAL_POWER_FAILURE, PC.BATTERY_DISCHARGING, PC.BATTERY_FAILURE, PC.POWER_PROBLEM,
-                    PC.POWER_SUPPLY_FAILURE})
-_COOLING = frozenset({PC.HEATING_VENT_COOLING, PC.FAN_FAILURE, PC.PRESSURE_UNACCEPTABLE, PC.LEAK_DETECTED})
-_HOST_EFFECTS = frozenset({PC.EQUIPMENT_MALFUNCTION, PC.UNDERLYING_RESOURCE_UNAVAILABLE, PC.LOSS_OF_SIGNAL,
-                           PC.COMMUNICATIONS_FAILURE, PC.PERFORMANCE_DEGRADED})
-
-# what a surviving unit of a redundant group shows when it carries a lost sibling's load
-_SIBLING_EFFECTS = _POWER | _COOLING | {PC.RESOURCE_AT_OR_NEARING_CAPACITY, PC.TEMPERATURE_UNACCEPTABLE}
-
-EXPLAINS: tuple[Explains, ...] = (
-    Explains("power", frozenset({"ups", "pdu", "rack_pdu"}), _POWER,
-             _HOST_EFFECTS | {PC.POWER_PROBLEM, PC.POWER_SUPPLY_FAILURE, PC.BATTERY_DISCHARGING, PC.LOSS_OF_REDUNDANCY,
-                              PC.RESOURCE_AT_OR_NEARING_CAPACITY},
-             only_unpowered=_HOST_EFFECTS),
-    Explains("cooling", frozenset({"cooling", "zone"}), _COOLING | {PC.TEMPERATURE_UNACCEPTABLE},
-             _HOST_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE, PC.HUMIDITY_UNACCEPTABLE, PC.THRESHOLD_CROSSED,
-                              PC.HEATING_VENT_COOLING}),
-    Explains("rack-heat", frozenset({"rack", "row"}), frozenset({PC.TEMPERATURE_UNACCEPTABLE}),
-             frozenset({PC.TEMPERATURE_UNACCEPTABLE, PC.PERFORMANCE_DEGRADED, PC.EQUIPMENT_MALFUNCTION})),
-    Explains("host", frozenset({"server"}), frozenset({PC.UNDERLYING_RESOURCE_UNAVAILABLE}), _HOST_EFFECTS),
-)
-
-
-def _explains(root: Alarm, root_kind: str, symptom: Alarm, table: Sequence[Explains], unpowered: bool) -> bool:
-    for e in table:
-        if root_kind in e.root_kinds and root.probable_cause in e.root_causes and symptom.probable_cause in e.symptom_causes:
-            if symptom.probable_cause in e.only_unpowered and not unpowered:
-                continue
-            return True
-    return False
+def _dt(root: Alarm, a: Alarm) -> str:
+    d = (a.raised_ns - root.raised_ns) / _NS
+    if abs(d) < 0.5:
+        return "started at the same time"
+    return f"started {d:.0f} s after" if d > 0 else f"started {-d:.0f} s before (within clock skew)"
 
 
 class Correlator:
-    """Finds parents (and so root causes) for alarms. Keeps an upstream cache per component."""
+    """Finds parents (and so root causes) for alarms. Caches topology answers per component."""
 
-    def __init__(self, inventory: Inventory, lookback_s: float = 900.0, table: Sequence[Explains] = EXPLAINS) -> None:
+    def __init__(self, inventory: Inventory, lookback_s: float = 900.0, table: Sequence[Explains] = EXPLAINS,
+                 clock_skew_s: float = 5.0) -> None:
         self.inv = inventory
-        self.lookback_ns = int(lookback_s * _NS)
+        self.lookback_ns = int(lookback_s * _NS)  # kept for callers; causality now uses clock_skew_s
+        self.skew_ns = int(clock_skew_s * _NS)
         self.table = tuple(table)
         self._up: dict[str, tuple[str, ...]] = {}
         self._sib: dict[str, tuple[str, ...]] = {}
+        self._paths: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._feeds: dict[str, tuple[tuple[str, ...], ...]] = {}
+        self._why_cache: dict[tuple, str] = {}
         self._root_kinds = frozenset(k for e in self.table for k in e.root_kinds)
-        self._root_causes = frozenset(c for e in self.table for c in e.root_causes)
+        self._memo_sig: tuple | None = None          # the roots the memo below was computed against
+        self._memo: dict[str, tuple[tuple, Link | None]] = {}
 
+    # ----- topology caches ---------------------------------------------------------------------
     def _upstream(self, comp: str) -> tuple[str, ...]:
         up = self._up.get(comp)
         if up is None:
-            comps = self.inv.components
-            up = (comp,) + tuple(c for c in self.inv.upstream(comp) if comps[c].kind in self._root_kinds) if comp in comps else ()
+            up = (comp,) + tuple(sorted(self.inv.upstream(comp))) if comp in self.inv.components else ()
             self._up[comp] = up
         return up
 
-    def parents(self, alarms: Iterable[Alarm]) -> dict[str, str]:
-        """alarm id -> id of the alarm that explains it (its parent), for every explained alarm."""
-        alarms = list(alarms)
-        comps = self.inv.components
-        roots_at: dict[str, list[Alarm]] = defaultdict(list)
-        for a in alarms:
-            if a.probable_cause in self._root_causes and a.component in comps and comps[a.component].kind in self._root_kinds:
-                roots_at[a.component].append(a)
-        if not roots_at:
-            return {}
-        unpowered = self._unpowered_racks(roots_at)
-        out: dict[str, str] = {}
-        for a in alarms:
-            rack = comps[a.component].rack if a.component in comps else ""
-            dark = rack in unpowered
-            best: Alarm | None = None
-            for comp in self._upstream(a.component):
-                for r in roots_at.get(comp, ()):
-                    if r.id == a.id or r.raised_ns - self.lookback_ns > a.raised_ns:
-                        continue
-                    if not _explains(r, comps[comp].kind, a, self.table, dark):
-                        continue
-                    if best is None or (r.raised_ns, r.id) < (best.raised_ns, best.id):
-                        best = r
-            if best is None and (a.labels.get("unit_lost") == "true" or a.probable_cause in _SIBLING_EFFECTS):
-                # a second unit of the same redundant group (CRAC of one zone, the other feed of
-                # the same racks) lost, or overloaded by taking over, belongs with the first unit
-                # lost: one incident, its root the first
-                for sib in self._siblings(a.component):
-                    for r in roots_at.get(sib, ()):
-                        if r.labels.get("unit_lost") == "true" and (r.raised_ns, r.id) < (a.raised_ns, a.id) \
-                                and (best is None or (r.raised_ns, r.id) < (best.raised_ns, best.id)):
-                            best = r
-            if best is not None:
-                out[a.id] = best.id
-        return out
+    def _path(self, up: str, down: str) -> tuple[str, ...]:
+        p = self._paths.get((up, down))
+        if p is None:
+            p = self._paths[(up, down)] = self.inv.path_between(up, down)
+        return p
 
     def _siblings(self, comp: str) -> tuple[str, ...]:
-        """Units that back each other up: CRACs of one zone, PDUs feeding the same racks."""
+        """Units that back each other up: CRACs of one zone, the PDUs (and their UPSes and rack
+        PDUs) feeding the same racks, the rack PDUs of one rack."""
         sib = self._sib.get(comp)
         if sib is None:
             inv = self.inv
@@ -144,39 +107,221 @@ class Correlator:
                 for z in inv.children(comp):
                     if inv.components[z].kind == "zone":
                         out.update(inv.components[z].attrs["units"])
-            elif c is not None and c.kind == "pdu":
-                for r in inv.racks_of_pdu.get(comp, ()):
-                    out.update(inv.components[r].attrs["feeds"].values())
-            elif c is not None and c.kind == "rack_pdu":
-                out.update(x for x in inv.children(c.rack) if inv.components[x].kind == "rack_pdu")
+            elif c is not None and c.kind in POWER_KINDS:
+                racks = sorted(r for r in inv.downstream(comp) if inv.components[r].kind == "rack")
+                mine = set(self._upstream(comp)) | inv.downstream(comp)
+                for r in racks:
+                    for feed in self._rack_feeds(r):
+                        if not set(feed) & mine:
+                            out.update(feed)
             out.discard(comp)
             sib = self._sib[comp] = tuple(sorted(out))
         return sib
 
-    def _unpowered_racks(self, roots_at: Mapping[str, Sequence[Alarm]]) -> set[str]:
-        """Racks none of whose feeds is clear of an active power alarm (on its PDU, the PDU's UPS,
-        or its rack PDU): only there can a power problem explain a server or accelerator failure.
-        With a live feed left, the rack lost redundancy, not power."""
-        inv = self.inv
-        power = {c for c, alarms in roots_at.items() if inv.components[c].kind in ("ups", "pdu", "rack_pdu")
-                 and any(a.active and a.probable_cause in _POWER for a in alarms)}
-        if not power:
-            return set()
-        out = set()
-        for r in inv.racks:
-            feeds = r.attrs["feeds"]
-            rps = {inv.components[x].attrs.get("feed"): x for x in inv.children(r.name) if inv.components[x].kind == "rack_pdu"}
-            live = [f for f, p in feeds.items()
-                    if p not in power and inv.components[p].attrs.get("ups") not in power and rps.get(f) not in power]
-            if not live:
-                out.add(r.name)
+    def _rack_feeds(self, rack: str) -> tuple[tuple[str, ...], ...]:
+        """Per feed of a rack: the power components it depends on (UPS, PDU, rack PDU)."""
+        f = self._feeds.get(rack)
+        if f is None:
+            inv = self.inv
+            feeds = inv.components[rack].attrs["feeds"]
+            rps = {inv.components[x].attrs.get("feed"): x for x in inv.children(rack) if inv.components[x].kind == "rack_pdu"}
+            out = []
+            for leg in sorted(feeds):
+                pdu = feeds[leg]
+                chain = [pdu, inv.components[pdu].attrs.get("ups", "")]
+                if leg in rps:
+                    chain.append(rps[leg])
+                out.append(tuple(c for c in chain if c))
+            f = self._feeds[rack] = tuple(out)
+        return f
+
+    # ----- explanation -------------------------------------------------------------------------
+    def parents(self, alarms: Iterable[Alarm]) -> dict[str, str]:
+        """alarm id -> id of the alarm that explains it (its parent), for every explained alarm."""
+        return {k: v.parent for k, v in self.explain(alarms).items()}
+
+    def explain(self, alarms: Iterable[Alarm]) -> dict[str, Link]:
+        """alarm id -> Link to its parent, for every explained alarm."""
+        alarms = list(alarms)
+        comps = self.inv.components
+        roots_at: dict[str, list[tuple[Alarm, Explains | None]]] = defaultdict(list)
+        lost_at: dict[str, list[Alarm]] = defaultdict(list)
+        for a in alarms:
+            c = comps.get(a.component)
+            if c is None:
+                continue
+            if a.labels.get(GROUP_LABEL) in GROUPS_BY_NAME:
+                roots_at[a.component].append((a, None))
+            if c.kind not in self._root_kinds:
+                continue
+            lost = is_lost(a)
+            for e in self.table:
+                if e.matches_root(c.kind, a.probable_cause, lost):
+                    roots_at[a.component].append((a, e))
+            if lost and c.kind in POWER_KINDS:
+                lost_at[a.component].append(a)
+        if not roots_at:
+            return {}
+        for v in roots_at.values():
+            v.sort(key=lambda x: (x[0].raised_ns, x[0].probable_cause.value, x[0].id))
+        # an alarm's answer depends only on itself and the candidate roots: while those stay the
+        # same (a quiet cycle), reuse the last answer
+        sig = tuple(sorted((r.id, r.raised_ns, r.cleared_ns, e.name if e else "") for v in roots_at.values() for r, e in v))
+        if sig != self._memo_sig:
+            self._memo_sig, self._memo = sig, {}
+        memo = self._memo
+        out: dict[str, Link] = {}
+        seen = set()
+        for a in alarms:
+            if a.component not in comps:
+                continue
+            seen.add(a.id)
+            key = (a.raised_ns, a.cleared_ns, a.probable_cause, is_lost(a))
+            hit = memo.get(a.id)
+            if hit is not None and hit[0] == key:
+                best = hit[1]
+            else:
+                best = self._best(a, roots_at, lost_at)
+                memo[a.id] = (key, best)
+            if best is not None:
+                out[a.id] = best
+        if len(memo) > 2 * len(seen) + 1000:
+            self._memo = {k: v for k, v in memo.items() if k in seen}
+        if len(self._why_cache) > 4 * len(seen) + 10000:
+            self._why_cache.clear()
         return out
+
+    def _active_at(self, r: Alarm, t: int) -> bool:
+        return r.raised_ns <= t + self.skew_ns and (r.cleared_ns is None or r.cleared_ns >= t)
+
+    def _dark(self, comp: str, t: int, lost_at: Mapping[str, Sequence[Alarm]], group_dark: bool) -> bool:
+        """True when the rack of `comp` had no live feed at time t."""
+        c = self.inv.components[comp]
+        if group_dark or not c.rack or c.rack not in self.inv.components:
+            return group_dark
+        feeds = self._rack_feeds(c.rack)
+        return bool(feeds) and all(any(self._active_at(x, t) for p in feed for x in lost_at.get(p, ())) for feed in feeds)
+
+    def _best(self, a: Alarm, roots_at, lost_at) -> Link | None:
+        comps = self.inv.components
+        best_key: tuple | None = None
+        best: tuple[Alarm, Explains | None, str, str] | None = None
+        dark: bool | None = None
+        for comp in self._upstream(a.component):
+            for r, e in roots_at.get(comp, ()):
+                if r.id == a.id or not self._active_at(r, a.raised_ns):
+                    continue
+                same = comp == a.component
+                if e is None:  # synthesised grouping root
+                    g = GROUPS_BY_NAME[r.labels[GROUP_LABEL]]
+                    if same or a.probable_cause not in g.explains:
+                        continue
+                    key = (1, 2, 1, r.raised_ns, comp, r.probable_cause.value, r.id)
+                    rel = "downstream"
+                else:
+                    if same:
+                        if a.probable_cause not in e.same_component or (
+                                is_lost(a) and e.root_lost and (r.raised_ns, r.probable_cause.value) >= (a.raised_ns, a.probable_cause.value)):
+                            continue
+                        rel = "same"
+                    elif a.probable_cause not in e.symptom_causes and a.probable_cause in e.drops_load:
+                        if not self._dropped(r, e, a, roots_at, lost_at):
+                            continue
+                        rel = "downstream"
+                    else:
+                        if a.probable_cause not in e.symptom_causes:
+                            continue
+                        if a.probable_cause in e.only_unpowered or a.probable_cause in e.only_powered:
+                            if dark is None:
+                                dark = self._dark(a.component, a.raised_ns, lost_at, self._group_dark(a, roots_at))
+                            if a.probable_cause in e.only_unpowered and not dark:
+                                continue
+                            if a.probable_cause in e.only_powered and dark:
+                                continue
+                        rel = "downstream"
+                    key = (0 if same else 1, e.rank, _RELATION_ORDER[rel], r.raised_ns, comp, r.probable_cause.value, r.id)
+                if best_key is None or key < best_key:
+                    best_key, best = key, (r, e, rel, comp)
+        if comps[a.component].kind in POWER_KINDS | {"cooling"}:
+            for sib in self._siblings(a.component):
+                for r, e in roots_at.get(sib, ()):
+                    if e is None or a.probable_cause not in e.sibling_causes or not self._active_at(r, a.raised_ns):
+                        continue
+                    if not is_lost(r):  # a common cause: both units hit within the clock skew
+                        if abs(a.raised_ns - r.raised_ns) > self.skew_ns or \
+                                (r.raised_ns, r.component) >= (a.raised_ns, a.component):
+                            continue
+                    elif is_lost(a) and (r.raised_ns, r.component) >= (a.raised_ns, a.component):
+                        continue  # the first unit lost is the root; no cycles between siblings
+                    if not is_lost(a) and r.raised_ns > a.raised_ns:
+                        continue  # a load finding before the loss is not caused by it
+                    key = (1, e.rank, 2, r.raised_ns, sib, r.probable_cause.value, r.id)
+                    if best_key is None or key < best_key:
+                        best_key, best = key, (r, e, "sibling", sib)
+        if best is None:
+            return None
+        r, e, rel, comp = best
+        return Link(r.id, e.name if e is not None else f"group:{r.labels[GROUP_LABEL]}", rel, self._why(r, e, rel, a))
+
+    def _dropped(self, r: Alarm, e: Explains, a: Alarm, roots_at, lost_at) -> bool:
+        """A degraded unit `r` dropped the load that `a` lost: it started first, and for a host
+        loss every feed of the rack ran through a unit in that state, or a lost one."""
+        c = self.inv.components[a.component]
+        if r.raised_ns > a.raised_ns or c.kind not in ("server", "accel", "rack") or not c.rack:
+            return False
+        if a.probable_cause not in e.only_unpowered and a.probable_cause not in HOST_LOSS:
+            return True
+        t = a.raised_ns
+        for feed in self._rack_feeds(c.rack):
+            ok = False
+            for p in feed:
+                if any(self._active_at(x, t) for x in lost_at.get(p, ())) or any(
+                        f is not None and f.name == e.name and x.raised_ns <= t and self._active_at(x, t)
+                        for x, f in roots_at.get(p, ())):
+                    ok = True
+                    break
+            if not ok:
+                return False
+        return True
+
+    def _group_dark(self, a: Alarm, roots_at) -> bool:
+        """A synthesised power root on the rack (or row) of `a` says the rack went dark."""
+        c = self.inv.components[a.component]
+        for place in (c.rack, c.row):
+            for r, e in roots_at.get(place, ()):
+                if e is None and r.labels.get(GROUP_LABEL) in ("rack-power", "row-power") and self._active_at(r, a.raised_ns):
+                    return True
+        return False
+
+    def _why(self, r: Alarm, e: Explains | None, rel: str, a: Alarm) -> str:
+        key = (r.id, r.raised_ns, a.id, a.raised_ns, rel, e.name if e else "")
+        text = self._why_cache.get(key)
+        if text is None:
+            text = self._why_cache[key] = self._why_text(r, e, rel, a)
+        return text
+
+    def _why_text(self, r: Alarm, e: Explains | None, rel: str, a: Alarm) -> str:
+        dt = _dt(r, a)
+        if rel == "same":
+            return f"on the same unit {r.component}: {a.probable_cause.value} after {r.probable_cause.value}, {dt}"
+        if rel == "sibling":
+            if not is_lost(r):
+                return f"same cause as {r.component} ({r.specific_problem}): its sibling, {dt}"
+            what = "second unit lost in the same redundant group as" if is_lost(a) else "carries the load of"
+            return f"{what} {r.component} (lost: {r.specific_problem}), {dt}"
+        path = self._path(r.component, a.component)
+        graph = GRAPH_OF_KIND.get(self.inv.components[r.component].kind, "containment") if e is None else e.graph
+        chain = f" ({' > '.join(path)})" if len(path) > 2 else ""
+        if e is None:
+            return (f"below {r.component}{chain}, grouped under a synthesised root ({r.labels[GROUP_LABEL]}: "
+                    f"{r.specific_problem}), {dt}")
+        return f"downstream of {r.component} on the {graph} path{chain}, {dt}"
 
     @staticmethod
     def roots(parents: Mapping[str, str]) -> dict[str, str]:
         """Follow parents to the top: alarm id -> root alarm id (cycles are cut)."""
         out: dict[str, str] = {}
-        for a in parents:
+        for a in sorted(parents):
             seen = {a}
             cur = a
             while cur in parents and parents[cur] not in seen:
@@ -185,76 +330,3 @@ class Correlator:
             if cur != a:
                 out[a] = cur
         return out
-
-
-def _lost(alarms_by_comp: Mapping[str, Sequence[Alarm]], comp: str) -> bool:
-    return any(a.active and a.labels.get("unit_lost") == "true" for a in alarms_by_comp.get(comp, ()))
-
-
-def assess_redundancy(alarm: Alarm, alarms_by_comp: Mapping[str, Sequence[Alarm]], inv: Inventory) -> tuple[PerceivedSeverity, str] | None:
-    """Severity and note for an alarm that takes a unit of a redundant group out, else None."""
-    if alarm.labels.get("unit_lost") != "true" or alarm.component not in inv.components or not alarm.active:
-        return None
-    c = inv.components[alarm.component]
-    if c.kind == "cooling":
-        worst: tuple[PerceivedSeverity, str] | None = None
-        for z in sorted(inv.children(c.name)):
-            zc = inv.components[z]
-            if zc.kind != "zone":
-                continue
-            units = tuple(zc.attrs["units"])
-            red = int(zc.attrs.get("redundancy", 0))
-            down = [u for u in units if _lost(alarms_by_comp, u)]
-            if len(down) <= red:
-                res = (PerceivedSeverity.MAJOR, f"redundancy lost in zone {z}: {len(down)} of {len(units)} units down, "
-                                                f"N+{red} carries the load")
-            else:
-                res = (PerceivedSeverity.CRITICAL, f"cooling capacity lost in zone {z}: {len(down)} of {len(units)} units down "
-                                                   f"(N+{red})")
-            if worst is None or res[0] is PerceivedSeverity.CRITICAL:
-                worst = res
-        return worst
-    if c.kind in ("pdu", "ups", "rack_pdu"):
-        lost_pdus = {p.name for p in inv.of_kind("pdu")
-                     if _lost(alarms_by_comp, p.name) or _lost(alarms_by_comp, p.attrs.get("ups", ""))}
-        lost_rack_pdus = {p.name for p in inv.of_kind("rack_pdu") if _lost(alarms_by_comp, p.name)}
-        affected = sorted(r for r in inv.downstream(c.name) if inv.components[r].kind == "rack")
-        dark = []
-        for r in affected:
-            feeds = inv.components[r].attrs["feeds"]
-            rps = [x for x in inv.children(r) if inv.components[x].kind == "rack_pdu"]
-            live = [f for f, p in feeds.items() if p not in lost_pdus
-                    and not any(inv.components[x].attrs.get("feed") == f and x in lost_rack_pdus for x in rps)]
-            if not live:
-                dark.append(r)
-        if dark:
-            return PerceivedSeverity.CRITICAL, f"racks without power: {', '.join(dark)}"
-        return PerceivedSeverity.MAJOR, f"redundancy lost: {len(affected)} rack(s) run on their other feed"
-    return None
-
-
-@dataclass(frozen=True)
-class InhibitRule:
-    source: tuple[Matcher, ...]
-    target: tuple[Matcher, ...]
-    equal: tuple[str, ...] = ()
-
-
-def inhibited(alarms: Sequence[Alarm], rules: Sequence[InhibitRule]) -> dict[str, str]:
-    """target alarm id -> id of an active source alarm that inhibits it."""
-    out: dict[str, str] = {}
-    active = [a for a in alarms if a.active]
-    for rule in rules:
-        sources: dict[tuple, str] = {}
-        for s in active:
-            if matches_all(rule.source, s.labels):
-                sources.setdefault(tuple(s.labels.get(k, "") for k in rule.equal), s.id)
-        if not sources:
-            continue
-        for t in active:
-            if t.id in out or not matches_all(rule.target, t.labels):
-                continue
-            src = sources.get(tuple(t.labels.get(k, "") for k in rule.equal))
-            if src is not None and src != t.id:
-                out[t.id] = src
-    return out
