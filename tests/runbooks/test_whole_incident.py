@@ -79,7 +79,7 @@ def test_crac_failure_from_fault_to_closed(db_url, small_site):
     v = eng.execute(run.id, "cap-zone", user="alice", role="operator")
     assert v.step("cap-zone").status == "done", v.step("cap-zone").output
     assert np.allclose(site.sim.power_limit[z1_gpus], 0.7 * site.sim.a_tdp[z1_gpus])
-    site.step(6)                                     # a minute under the cap
+    site.step(9)                                     # a minute and a half under the cap
     v = eng.check(run.id, "caps-hold", user="alice", role="operator")
     assert v.step("caps-hold").status == "done", v.step("caps-hold").output
 
