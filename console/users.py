@@ -34,6 +34,12 @@ users_table = sa.Table(
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
     sa.Column("created_s", sa.Float, nullable=False),
 )
+login_failures_table = sa.Table(  # shared by every console process: throttling lives in the database
+    "console_login_failures", _meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(200), nullable=False, index=True),  # "account:NAME" or "client:ADDRESS"
+    sa.Column("time_s", sa.Float, nullable=False, index=True),
+)
 sessions_table = sa.Table(
     "console_sessions", _meta,
     sa.Column("token_sha256", sa.String(64), primary_key=True),
@@ -72,6 +78,9 @@ class UserStore:
         self.engine = engine
         self.clock = clock
         self._hasher = hasher or PasswordHasher()  # argon2id, argon2-cffi's default cost
+        # verified against for unknown or disabled names: the same single argon2 check a real
+        # account costs, so the time of a refusal does not tell whether a name exists
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
         _meta.create_all(engine)
 
     @classmethod
@@ -131,10 +140,10 @@ class UserStore:
         with self.engine.connect() as con:
             row = con.execute(sa.select(users_table).where(users_table.c.name == name)).first()
         if row is None or row.disabled:
-            # Spend the same time as a real check so names cannot be probed by timing.
+            # Spend the same time as a real check (one verify, no hashing) so names cannot be probed.
             try:
-                self._hasher.verify(self._hasher.hash("x" * MIN_PASSWORD), password or "")
-            except VerificationError:
+                self._hasher.verify(self._dummy_hash, password or "")
+            except (VerificationError, InvalidHashError):
                 pass
             return None
         try:
@@ -146,6 +155,27 @@ class UserStore:
                 con.execute(users_table.update().where(users_table.c.name == name)
                             .values(password_hash=self._hasher.hash(password)))
         return User(row.name, row.role)
+
+    # ----- failed logins (throttling, shared through the database) ----------------------------
+    def record_failure(self, keys: list[str]) -> None:
+        now = self.clock()
+        with self.engine.begin() as con:
+            con.execute(login_failures_table.insert(), [{"key": k[:200], "time_s": now} for k in keys])
+
+    def failures(self, key: str, since_s: float) -> tuple[int, float | None]:
+        """(failures of `key` since `since_s`, time of the latest one)."""
+        c = login_failures_table.c
+        with self.engine.connect() as con:
+            row = con.execute(sa.select(sa.func.count(), sa.func.max(c.time_s))
+                              .where(c.key == key[:200], c.time_s >= since_s)).first()
+        return int(row[0] or 0), row[1]
+
+    def clear_failures(self, key: str, older_than_s: float | None = None) -> None:
+        c = login_failures_table.c
+        with self.engine.begin() as con:
+            if older_than_s is not None:
+                con.execute(login_failures_table.delete().where(c.time_s < older_than_s))
+            con.execute(login_failures_table.delete().where(c.key == key[:200]))
 
     # ----- sessions ---------------------------------------------------------------------------
     def open_session(self, user: User, ttl_s: float) -> str:
