@@ -64,6 +64,11 @@ class StoreSettings(_Model):
 
 class DatabaseSettings(_Model):
     url: EnvStr = "sqlite:///var/dcops.sqlite"  # may hold a password: `env:DCOPS_DATABASE_URL`
+    # HMAC key of the audit chain, never stored in the database (`env:DCOPS_AUDIT_KEY`); without
+    # it the chain is plain SHA-256 and only the anchors detect a privileged editor.
+    audit_key: EnvSecret | None = None
+    audit_anchor_file: str = "var/audit-anchors.jsonl"  # chain heads written outside the database
+    audit_anchor_interval_s: float = Field(300.0, gt=0)
 
 
 class ConsoleSettings(_Model):
