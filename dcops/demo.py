@@ -190,6 +190,7 @@ class Demo:
         audit = open_audit_log(engine, SimpleNamespace(audit_key=db.audit_key,
                                                        audit_anchor_file=str(self.opt.data_dir / "audit-anchors.jsonl")))
         self.audit = audit
+        self.alerter.store.audit = audit  # the alerter's state-changing cycles go to the same chain
         self._anchors = AnchorKeeper(audit, db.audit_anchor_interval_s, source="demo").start()
         self.repository = Repository(engine, inv, audit=audit)
         executors = ExecutorRuntime(ExecutorConfig.model_validate({
