@@ -9,8 +9,9 @@ Delivery semantics kept here:
   `0` forces every append to disk (`os.fsync`, slowest), a positive value forces the tail to
   disk at most that often from the append path and on `close()` (default 1 s: a power loss
   loses at most the last second of samples), `None` leaves it to the OS (dirty pages are
-  written within ~30 s on Linux). The cursor file is replaced atomically but not fsynced: after
-  a power loss it may point before records already acknowledged, which replays them (harmless);
+  written within ~30 s on Linux). The cursor file is replaced atomically, at most every
+  `cursor_interval_s` and on `close()`, and not fsynced: after a crash it may point before records
+  already acknowledged, which replays them (harmless: at-least-once, idempotent store writes);
 - records are replayed strictly in the order they were appended (`peek`), and only `ack(n)`
   moves the read cursor past them, after the broker acknowledged them; a crash between the
   broker's ack and `ack(n)` replays them again (at-least-once; the store's writes are
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import deque
 import threading
 import time
 import zlib
@@ -81,6 +83,9 @@ class Spool:
         self.fsync_interval_s = fsync_interval_s
         self._last_fsync = time.monotonic()
         self._head = 0  # sequence number of the oldest record (counted from this open)
+        self._recs: deque[tuple[int, int]] = deque()  # (segment, bytes) of each waiting record, oldest first
+        self.cursor_interval_s = 0.2
+        self._cursor_written = 0.0
         self._lock = threading.Lock()
         self._depth = 0
         self._bytes = 0
@@ -98,11 +103,13 @@ class Spool:
         """Count whole records in a segment from `start`; returns (records, end of last good one)."""
         data = self._seg(seq).read_bytes()
         pos, n = start, 0
+        recs = self._recs
         while pos + _REC.size <= len(data):
             length, crc = _REC.unpack_from(data, pos)
             end = pos + _REC.size + length
             if end > len(data) or zlib.crc32(data[pos + _REC.size : end]) != crc:
                 break
+            recs.append((seq, end - pos))
             pos, n = end, n + 1
         return n, pos
 
@@ -180,6 +187,7 @@ class Spool:
                 os.fsync(self._tail.fileno())
                 self._last_fsync = time.monotonic()
             seq = self._head + self._depth
+            self._recs.append((self._tail_seq, len(rec)))
             self._depth += 1
             self._bytes += len(rec)
             return seq
@@ -205,30 +213,21 @@ class Spool:
         return out
 
     def ack(self, n: int) -> None:
-        """Drop the `n` oldest records (they reached the broker)."""
+        """Drop the `n` oldest records (they reached the broker). No file is read: sizes are kept."""
         with self._lock:
             self._check_open()
             n = min(n, self._depth)
             self._head += n
             seq, off = self._read
-            while n > 0:
-                with open(self._seg(seq), "rb") as f:
-                    f.seek(off)
-                    while n > 0:
-                        head = f.read(_REC.size)
-                        if len(head) < _REC.size:
-                            break
-                        length, _ = _REC.unpack(head)
-                        f.seek(length, os.SEEK_CUR)
-                        off += _REC.size + length
-                        self._bytes -= _REC.size + length
-                        self._depth -= 1
-                        n -= 1
-                if seq < self._tail_seq and (n > 0 or off >= self._seg(seq).stat().st_size):
-                    self._seg(seq).unlink()  # segment fully replayed
-                    seq, off = seq + 1, 0
-                elif n > 0:
-                    break
+            for _ in range(n):
+                rseq, size = self._recs.popleft()
+                if rseq != seq:  # the older segments are fully replayed
+                    for s in range(seq, rseq):
+                        self._seg(s).unlink(missing_ok=True)
+                    seq, off = rseq, 0
+                off += size
+                self._bytes -= size
+                self._depth -= 1
             self._read = (seq, off)
             if self._depth == 0 and self._tail is not None and self._tail.tell() >= self.segment_bytes // 16:
                 # empty and the tail has grown: start a fresh segment (small ones are kept, so a
@@ -240,7 +239,10 @@ class Spool:
                 self._read = (self._tail_seq, 0)
                 self._tail = open(self._seg(self._tail_seq), "ab")
                 self._bytes = 0
-            self._write_cursor()
+            now = time.monotonic()
+            if now - self._cursor_written >= self.cursor_interval_s:
+                self._write_cursor()
+                self._cursor_written = now
 
     def _check_open(self) -> None:
         if self._tail is None:
@@ -253,3 +255,4 @@ class Spool:
                     os.fsync(self._tail.fileno())
                 self._tail.close()
                 self._tail = None
+                self._write_cursor()
