@@ -119,7 +119,8 @@ _LineLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 def _check_events(text: str, file: str) -> None:
     """Depth and alias limits on the event stream (the parser is iterative; the composer is not)."""
     depth = aliases = 0
-    for ev in yaml.parse(text, Loader=_LineLoader):
+    # libyaml's parser when present (iterative and fast); PyYAML's own otherwise
+    for ev in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", _LineLoader)):
         if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > LIMITS.max_depth:

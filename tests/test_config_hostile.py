@@ -41,7 +41,7 @@ def _site_with(old: str, new: str) -> str:
 
 CASES = {  # name -> (command, file name, file bytes, expected words in the error)
     "alias bomb": (["check"], "site.yaml", _alias_bomb().encode(), "alias"),
-    "deep nesting": (["check"], "site.yaml", ("a: " + "[" * 5000 + "]" * 5000 + "\n").encode(), "nested"),
+    "deep nesting": (["check"], "site.yaml", ("a: " + "[" * 5000 + "]" * 5000 + "\n").encode(), "nest"),
     "5001-digit integer": (["check"], "site.yaml",
                            _site_with("capacity_kw: 200", "capacity_kw: " + "9" * 5001).encode(), "digits"),
     "non-UTF-8 byte": (["check"], "site.yaml", SMALL_SITE.read_bytes()[:40] + b"\xff\xfe" + SMALL_SITE.read_bytes()[40:],
@@ -96,3 +96,9 @@ def test_catastrophic_regexes_are_refused(pattern):
 @pytest.mark.parametrize("pattern", ["^PDU-\\d+$", "(UPS|PDU)-[AB]", "a+b+c*", "(ab)+", "^gpu[0-7]$"])
 def test_ordinary_regexes_pass(pattern):
     assert check_regex(pattern).pattern == pattern
+
+
+def test_depth_limit_names_the_line():
+    text = "a:\n" + "".join("  " * i + "- \n" for i in range(1, 3)) + "b: " + "[" * 70 + "]" * 70 + "\n"
+    with pytest.raises(ConfigError, match="nested more than 64 levels"):
+        parse_yaml(text, "deep.yaml")
