@@ -67,7 +67,8 @@ class DatabaseSettings(_Model):
     # HMAC key of the audit chain, never stored in the database (`env:DCOPS_AUDIT_KEY`); without
     # it the chain is plain SHA-256 and only the anchors detect a privileged editor.
     audit_key: EnvSecret | None = None
-    audit_anchor_file: str = "var/audit-anchors.jsonl"  # chain heads written outside the database
+    # chain heads written outside the database; default: beside a SQLite file, else var/audit-anchors.jsonl
+    audit_anchor_file: str | None = None
     audit_anchor_interval_s: float = Field(300.0, gt=0)
 
 

@@ -41,7 +41,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-__all__ = ["AnchorKeeper", "AuditBase", "AuditRow", "AuditRecord", "AuditVerification", "AuditLog", "GENESIS",
+__all__ = ["AnchorKeeper", "anchor_file_for", "AuditBase", "AuditRow", "AuditRecord", "AuditVerification", "AuditLog", "GENESIS",
            "GUARD_SQL", "OPERATOR_ACTIONS_GUARD_SQL", "key_id", "open_audit_log", "read_anchors", "record_hash"]
 
 GENESIS = "0" * 64
@@ -316,6 +316,18 @@ class AuditLog:
         return AuditVerification(True, n, keyed=require_key and n > 0, anchors_checked=len(by_seq))
 
 
+def anchor_file_for(db_settings=None, url: str | None = None) -> str:
+    """Where a database's anchors go: the configured file, `DCOPS_AUDIT_ANCHORS`, beside a SQLite
+    file (`<db>.audit-anchors.jsonl`), else `var/audit-anchors.jsonl`."""
+    configured = getattr(db_settings, "audit_anchor_file", None) or os.environ.get("DCOPS_AUDIT_ANCHORS")
+    if configured:
+        return str(configured)
+    url = url or getattr(db_settings, "url", None) or ""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:") and len(url) > len("sqlite:///"):
+        return url[len("sqlite:///"):] + ".audit-anchors.jsonl"
+    return "var/audit-anchors.jsonl"
+
+
 def open_audit_log(engine: Engine, db_settings=None, clock: Callable[[], int] = time.time_ns) -> AuditLog:
     """The audit log of a process, keyed and anchored as `settings.database` says.
 
@@ -328,7 +340,7 @@ def open_audit_log(engine: Engine, db_settings=None, clock: Callable[[], int] = 
     if key is None:
         log.warning("no audit key (settings.database.audit_key / DCOPS_AUDIT_KEY): the audit chain is plain"
                     " SHA-256; only its anchors detect an edit by someone who can write the database")
-    anchor_file = getattr(db_settings, "audit_anchor_file", None) or os.environ.get("DCOPS_AUDIT_ANCHORS")
+    anchor_file = anchor_file_for(db_settings, engine.url.render_as_string(hide_password=False))
     audit = AuditLog(engine, clock, key=key, anchor_file=anchor_file)
     audit.ensure_schema()
     return audit

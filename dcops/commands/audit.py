@@ -30,7 +30,7 @@ def run(args) -> int:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from dcops.alerts.storage.audit import AuditLog, read_anchors
+    from dcops.alerts.storage.audit import AuditLog, anchor_file_for, read_anchors
     from dcops.settings import DatabaseSettings
     from dcops.yamlconf import ConfigError
 
@@ -46,7 +46,7 @@ def run(args) -> int:
     url = args.db or db.url
     secret = db.audit_key.get_secret_value() if db.audit_key is not None else os.environ.get("DCOPS_AUDIT_KEY")
     key = secret.encode("utf-8") if secret else None
-    anchor_file = args.anchors or os.environ.get("DCOPS_AUDIT_ANCHORS") or db.audit_anchor_file
+    anchor_file = args.anchors or anchor_file_for(db, url)
     anchors = read_anchors(anchor_file)
     shown = make_url(url).render_as_string(hide_password=True)
     if key is None and not args.allow_unkeyed:
