@@ -41,7 +41,7 @@ from dcops.alerts.notification.notifiers.slack import SlackConfig
 from dcops.alerts.notification.notifiers.webhook import WebhookConfig
 from dcops.alarm_types import PerceivedSeverity
 from dcops.secrets import Secret
-from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with_lines
+from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, read_config_text, validate_with_lines
 
 __all__ = ["AlertingConfig", "Route", "load_alerting", "alerting_from_text", "Receiver", "Schedule", "EscalationPolicy"]
 
@@ -254,8 +254,5 @@ def load_alerting(path: str | Path | None) -> AlertingConfig:
     if path is None:
         return AlertingConfig()
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(str(p), None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    text = read_config_text(p)
     return alerting_from_text(text, str(p))

@@ -61,14 +61,14 @@ class Alerter:
                  clock: Callable[[], float] = time.time, time_source: str = "wall",
                  http_client: httpx.Client | None = None, outbox: bool = True, escalation: bool = True,
                  cycle_s: float = 0.5, max_records: int = 500, reconcile_every_s: float = 1.0,
-                 metrics=None) -> None:
+                 metrics=None, audit=None) -> None:
         from dcops.alerts.storage.tables import open_engine
 
         self.bus = bus
         self.inventory = inventory
         self.cfg = alerting or AlertingConfig()
         self.engine = open_engine(db_url)
-        self.store = AlerterStore(self.engine)
+        self.store = AlerterStore(self.engine, audit=audit)  # audit: every state-changing cycle is recorded
         self.clock = clock
         self.time_source = time_source
         self.group = group
@@ -314,12 +314,19 @@ def run_role(cfg, stop_event: threading.Event, bus: Bus | None = None, alerting_
     path = alerting_path or os.environ.get("DCOPS_ALERTING_CONFIG") or None
     from dcops.metrics import current
 
-    alerter = Alerter(bus, build_inventory(cfg), alerting=load_alerting(path), db_url=cfg.settings.database.url,
-                      metrics=current())
+    from dcops.alerts.storage.audit import AnchorKeeper, open_audit_log
+    from dcops.alerts.storage.tables import open_engine
+
+    db = cfg.settings.database
+    audit = open_audit_log(open_engine(db.url), db)
+    anchors = AnchorKeeper(audit, db.audit_anchor_interval_s, source="alerter").start()
+    alerter = Alerter(bus, build_inventory(cfg), alerting=load_alerting(path), db_url=db.url,
+                      metrics=current(), audit=audit)
     alerter.start()
     try:
         alerter.run(stop_event)
     finally:
         alerter.close()
+        anchors.stop()
         if own_bus:
             bus.close()

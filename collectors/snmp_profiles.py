@@ -30,7 +30,7 @@ from typing import Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dcops.catalogue import CANONICAL_UNITS, METRICS
-from dcops.yamlconf import ConfigError, ConfigProblem, load_yaml
+from dcops.yamlconf import ConfigError, ConfigProblem, check_regex, load_yaml
 
 __all__ = [
     "DATA_DIR", "Factor", "Profile", "Related", "Select", "Sensor", "Unit",
@@ -98,10 +98,9 @@ class SensorModel(_M):
     @classmethod
     def _regex(cls, v):
         if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"bad regular expression: {exc}") from None
+            from dcops.yamlconf import check_regex
+
+            check_regex(v)
         return v
 
 
@@ -270,7 +269,7 @@ def _sensor(m: SensorModel, scalar: bool, units, where: str) -> Sensor:
         select = Select(
             m.select.oid, m.select.suffix,
             MappingProxyType({k: _case(c, units, f"{where}.select.cases.{k}") for k, c in m.select.cases.items()}),
-            tuple((re.compile(k), _case(c, units, f"{where}.select.by_label.{k}")) for k, c in m.select.by_label.items()),
+            tuple((check_regex(k), _case(c, units, f"{where}.select.by_label.{k}")) for k, c in m.select.by_label.items()),
         )
     return Sensor(
         oid=m.oid, scalar=scalar, metric=m.metric,
@@ -285,9 +284,9 @@ def _sensor(m: SensorModel, scalar: bool, units, where: str) -> Sensor:
 
 
 def _load_units(path: Path) -> dict[str, Unit]:
-    from dcops.yamlconf import parse_yaml
+    from dcops.yamlconf import parse_yaml, read_config_text
 
-    data, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    data, _ = parse_yaml(read_config_text(path), str(path))
     out = {}
     for name, spec in (data or {}).items():
         u = UnitModel.model_validate(spec)
@@ -333,7 +332,7 @@ def load_profiles(data_dir: str | Path = DATA_DIR) -> dict[str, Profile]:
         out[name] = Profile(
             name=name, description=pm.description,
             sysobjectid=tuple(p.lstrip(".") for p in pm.match.sysobjectid),
-            sysdescr=tuple(re.compile(r) for r in pm.match.sysdescr),
+            sysdescr=tuple(check_regex(r) for r in pm.match.sysdescr),
             probe=pm.match.probe, priority=pm.priority,
             sensors=sensors_of(name, (name,)),
             probes=tuple(dict.fromkeys(([pm.match.probe] if pm.match.probe else []) + list(pm.match.probes))),

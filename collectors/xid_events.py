@@ -23,7 +23,7 @@ from typing import Callable, Literal, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from dcops.batch import Event, Severity
-from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with_lines
+from dcops.yamlconf import parse_yaml, read_config_text, validate_with_lines
 
 __all__ = [
     "ACTION_LADDER", "XID_CATALOGUE_PATH", "XidCatalogue", "XidInfo", "XidWatcher",
@@ -105,10 +105,7 @@ class XidCatalogue:
 def load_xid_catalogue(path: str | Path = XID_CATALOGUE_PATH) -> XidCatalogue:
     """Read and validate the XID catalogue; errors name file, line and field."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(str(p), None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    text = read_config_text(p)
     data, lines = parse_yaml(text, str(p))
     # XID numbers are integer keys; the line index records keys as text: index both.
     lines.update({tuple(int(k) if isinstance(k, str) and k.isdigit() else k for k in loc): ln

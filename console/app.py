@@ -116,9 +116,10 @@ def serve(app: dash.Dash, host: str, port: int, threads: int = 8):
     return create_server(app.server, host=host, port=port, threads=threads, ident="dcops")
 
 
-def connect_alerts(db_url: str, inventory, store):
+def connect_alerts(db_url: str, inventory, store, audit=None):
     """The alerts stage's Repository and RunbookEngine on the incident database, or (None, None)
-    when the alerts package cannot be used (the console then runs without its alarm pages)."""
+    when the alerts package cannot be used (the console then runs without its alarm pages).
+    `audit` (an AuditLog): every operator action and runbook step is also appended to it."""
     try:
         from dcops.alerts.storage.tables import open_engine
         from dcops.alerts.storage.repository import Repository
@@ -128,8 +129,8 @@ def connect_alerts(db_url: str, inventory, store):
         log.warning("alarm pages off: %s", e)
         return None, None
     engine = open_engine(db_url)
-    repo = Repository(engine, inventory)
-    runbooks = RunbookEngine(engine, load_runbooks(), inventory=inventory, store=store, repository=repo)
+    repo = Repository(engine, inventory, audit=audit)
+    runbooks = RunbookEngine(engine, load_runbooks(), inventory=inventory, store=store, repository=repo, audit=audit)
     runbooks.ensure_schema()
     return repo, runbooks
 
@@ -143,17 +144,25 @@ def run_role(cfg, stop_event: threading.Event) -> int:
     settings = cfg.settings
     store = open_store(settings.store)
     inventory = build_inventory(cfg)
-    users = UserStore.from_url(settings.database.url)
+    from dcops.alerts.storage.audit import AnchorKeeper, open_audit_log
+    from dcops.alerts.storage.tables import open_engine
+
+    # the console's state changes (operator actions, runbook steps, logins, account changes) all
+    # go to the keyed audit chain of the incident database, anchored outside it
+    audit = open_audit_log(open_engine(settings.database.url), settings.database)
+    anchors = AnchorKeeper(audit, settings.database.audit_anchor_interval_s, source="console").start()
+    users = UserStore.from_url(settings.database.url, audit=audit)
     if not users.list_users():
         from sqlalchemy.engine import make_url
 
         log.warning("no console users in %s; add one with `dcops console-user add NAME --role admin -c SITE`",
                     make_url(settings.database.url).render_as_string(hide_password=True))
-    repo, runbooks = connect_alerts(settings.database.url, inventory, store)
+    repo, runbooks = connect_alerts(settings.database.url, inventory, store, audit=audit)
     from dcops.alerts.config import load_alerting
 
     alerting = load_alerting(os.environ.get("DCOPS_ALERTING_CONFIG") or None)  # the alerter's file, shown read-only
-    auth = Auth(users, session_ttl_s=settings.console.session_ttl_s, cookie_secure=settings.console.cookie_secure)
+    auth = Auth(users, session_ttl_s=settings.console.session_ttl_s, cookie_secure=settings.console.cookie_secure,
+                audit_log=audit)
     app = create_app(store, inventory, alarms=repo, runbooks=runbooks, alerting=alerting, auth=auth,
                      refresh_s=settings.console.refresh_s, energy_price_per_kwh=cfg.energy_price_per_kwh)
     srv = serve(app, settings.console.host, settings.console.port)
@@ -165,5 +174,6 @@ def run_role(cfg, stop_event: threading.Event) -> int:
     finally:
         srv.close()
         thread.join(timeout=5)
+        anchors.stop()
         store.close()
     return 0

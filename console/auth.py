@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict, deque
 from typing import Callable
 from urllib.parse import urlencode, urlsplit
 
@@ -36,8 +35,24 @@ audit = logging.getLogger("dcops.console.audit")
 COOKIE = "dcops_session"
 AUTH_KEY = "DCOPS_AUTH"  # the Auth of an app, in its Flask config
 PUBLIC_PATHS = ("/login",)
-MAX_FAILURES = 5  # per user name within FAILURE_WINDOW_S, then refused until the window passes
-FAILURE_WINDOW_S = 300.0
+# Login throttling (shared by every console process through the users database): failures are
+# counted per account and per client address within FAILURE_WINDOW_S. Past the free attempts
+# each further attempt must wait a delay that doubles per failure, capped, after the latest
+# failure; the right password works again as soon as the delay has passed, so nobody can lock
+# an account out (an attacker only slows it to one try per cap). Spraying many names from one
+# client is bounded by the client's own count.
+MAX_FAILURES = 5  # free failed attempts per account before backoff starts
+CLIENT_FREE_FAILURES = 20  # free failed attempts per client address (any user names)
+FAILURE_WINDOW_S = 900.0
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 60.0
+
+
+def backoff_s(failures: int, free: int) -> float:
+    """The wait after the latest failure before the next attempt is heard."""
+    if failures < free:
+        return 0.0
+    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** (failures - free))
 
 _LOGIN_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>dcops - sign in</title>
@@ -99,12 +114,12 @@ def _safe_next(target: str | None) -> str:
 
 class Auth:
     def __init__(self, users: UserStore, *, session_ttl_s: float = 8 * 3600, cookie_secure: bool = False,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, audit_log=None) -> None:
         self.users = users
+        self.audit_log = audit_log  # alerts.storage.audit.AuditLog: logins go into the tamper-evident trail
         self.session_ttl_s = float(session_ttl_s)
         self.cookie_secure = cookie_secure
         self.clock = clock
-        self._failures: dict[str, deque] = defaultdict(deque)
 
     # ----- wiring -----------------------------------------------------------------------------
     def install(self, server: flask.Flask) -> None:
@@ -136,6 +151,15 @@ class Auth:
             return flask.redirect("/login?" + urlencode({"next": req.full_path.rstrip("?")}))
         return flask.Response('{"error": "sign in first"}', status=401, mimetype="application/json")
 
+    def _record(self, action: str, user: str, details: dict) -> None:
+        if self.audit_log is None:
+            return
+        try:
+            self.audit_log.append(actor=(user or "(none)")[:100], role=str(details.get("role", "")), action=action,
+                                  target_kind="console_user", target_id=(user or "(none)")[:64], data=details)
+        except Exception:  # the login itself must not fail because the trail is away; say so loudly
+            log.exception("could not write %s of %s to the audit trail", action, user)
+
     # ----- pages ------------------------------------------------------------------------------
     def _page(self, error: str = "", username: str = "", next_: str = "/", status: int = 200):
         html = _LOGIN_HTML.format(error=f'<p class="err" id="login-error">{escape(error)}</p>' if error else "",
@@ -145,12 +169,20 @@ class Auth:
         resp.headers["X-Frame-Options"] = "DENY"
         return resp
 
-    def _throttled(self, name: str) -> bool:
-        q = self._failures[name]
+    @staticmethod
+    def _keys(name: str, client: str) -> tuple[str, str]:
+        return f"account:{name}", f"client:{client}"
+
+    def throttle_wait(self, name: str, client: str) -> float:
+        """Seconds until this account and client may try again (0: now)."""
         now = self.clock()
-        while q and q[0] < now - FAILURE_WINDOW_S:
-            q.popleft()
-        return len(q) >= MAX_FAILURES
+        since = now - FAILURE_WINDOW_S
+        wait = 0.0
+        for key, free in zip(self._keys(name, client), (MAX_FAILURES, CLIENT_FREE_FAILURES)):
+            n, last = self.users.failures(key, since)
+            if last is not None:
+                wait = max(wait, last + backoff_s(n, free) - now)
+        return max(0.0, wait)
 
     def _login(self):
         req = flask.request
@@ -159,15 +191,22 @@ class Auth:
         name = req.form.get("username", "")
         password = req.form.get("password", "")
         next_ = req.form.get("next", "/")
-        if self._throttled(name):
-            audit.warning("login throttled: user=%s", name)
-            return self._page("Too many failed attempts; try again later.", name, next_, 429)
+        client = req.remote_addr or "unknown"
+        wait = self.throttle_wait(name, client)
+        if wait > 0:
+            audit.warning("login throttled: user=%s client=%s wait=%.0fs", name, client, wait)
+            resp = self._page(f"Too many failed attempts; try again in {int(wait) + 1} s.", name, next_, 429)
+            resp.headers["Retry-After"] = str(int(wait) + 1)
+            return resp
         user = self.users.verify(name, password)
+        account, client_key = self._keys(name, client)
         if user is None:
-            self._failures[name].append(self.clock())
-            audit.info("login failed: user=%s", name)
+            self.users.record_failure([account, client_key])
+            audit.info("login failed: user=%s client=%s", name, client)
+            self._record("login_failed", name, {"client": client})
             return self._page("Invalid user name or password.", name, next_, 401)
-        self._failures.pop(name, None)
+        self.users.clear_failures(account, older_than_s=self.clock() - FAILURE_WINDOW_S)
+        self._record("login", user.name, {"client": client, "role": user.role})
         token = self.users.open_session(user, self.session_ttl_s)
         audit.info("login: user=%s role=%s", user.name, user.role)
         resp = flask.redirect(_safe_next(next_))
@@ -181,6 +220,7 @@ class Auth:
         self.users.close_session(token)
         if user:
             audit.info("logout: user=%s", user.name)
+            self._record("logout", user.name, {})
         resp = flask.redirect("/login")
         resp.delete_cookie(COOKIE, path="/", samesite="Strict", httponly=True, secure=self.cookie_secure)
         return resp

@@ -34,6 +34,14 @@ users_table = sa.Table(
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
     sa.Column("created_s", sa.Float, nullable=False),
 )
+# Its own metadata: created by the audit/throttle Alembic revision (and create_all here).
+throttle_meta = sa.MetaData()
+login_failures_table = sa.Table(  # shared by every console process: throttling lives in the database
+    "console_login_failures", throttle_meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(200), nullable=False, index=True),  # "account:NAME" or "client:ADDRESS"
+    sa.Column("time_s", sa.Float, nullable=False, index=True),
+)
 sessions_table = sa.Table(
     "console_sessions", _meta,
     sa.Column("token_sha256", sa.String(64), primary_key=True),
@@ -68,22 +76,33 @@ def _sha(token: str) -> str:
 
 class UserStore:
     def __init__(self, engine: sa.Engine, clock: Callable[[], float] = time.time,
-                 hasher: PasswordHasher | None = None) -> None:
+                 hasher: PasswordHasher | None = None, audit=None) -> None:
+        """`audit`: a `dcops.alerts.storage.audit.AuditLog`; every account change is appended to it."""
         self.engine = engine
+        self.audit = audit
         self.clock = clock
         self._hasher = hasher or PasswordHasher()  # argon2id, argon2-cffi's default cost
+        # verified against for unknown or disabled names: the same single argon2 check a real
+        # account costs, so the time of a refusal does not tell whether a name exists
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
         _meta.create_all(engine)
+        throttle_meta.create_all(engine)
 
     @classmethod
-    def from_url(cls, url: str, clock: Callable[[], float] = time.time) -> "UserStore":
+    def from_url(cls, url: str, clock: Callable[[], float] = time.time, audit=None) -> "UserStore":
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             from pathlib import Path
 
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        return cls(sa.create_engine(url), clock)
+        return cls(sa.create_engine(url), clock, audit=audit)
+
+    def _audit(self, actor: str, action: str, name: str, **data) -> None:
+        if self.audit is not None:
+            self.audit.append(actor=actor or "system", role=str(data.get("role", "")), action=action,
+                              target_kind="console_user", target_id=name, data=data)
 
     # ----- users ------------------------------------------------------------------------------
-    def create_user(self, name: str, password: str, role: str) -> User:
+    def create_user(self, name: str, password: str, role: str, actor: str = "system") -> User:
         if not _NAME.match(name or ""):
             raise UserError(f"user name {name!r}: 1-64 letters, digits, '_', '.', '@' or '-'")
         if role not in _RANK:
@@ -95,6 +114,7 @@ class UserStore:
                 raise UserError(f"user {name!r} already exists")
             con.execute(users_table.insert().values(name=name, password_hash=self._hasher.hash(password),
                                                     role=role, disabled=False, created_s=self.clock()))
+        self._audit(actor, "user.create", name, role=role)
         return User(name, role)
 
     def get(self, name: str) -> User | None:
@@ -109,32 +129,34 @@ class UserStore:
                                .order_by(users_table.c.name)).all()
         return [(User(r.name, r.role), bool(r.disabled)) for r in rows]
 
-    def set_role(self, name: str, role: str) -> User:
+    def set_role(self, name: str, role: str, actor: str = "system") -> User:
         if role not in _RANK:
             raise UserError(f"user {name!r}: unknown role {role!r} (one of {ROLES})")
         with self.engine.begin() as con:
             n = con.execute(users_table.update().where(users_table.c.name == name).values(role=role)).rowcount
         if not n:
             raise UserError(f"no user {name!r}")
+        self._audit(actor, "user.set_role", name, role=role)
         return User(name, role)
 
-    def set_disabled(self, name: str, disabled: bool) -> None:
+    def set_disabled(self, name: str, disabled: bool, actor: str = "system") -> None:
         with self.engine.begin() as con:
             n = con.execute(users_table.update().where(users_table.c.name == name).values(disabled=disabled)).rowcount
             if disabled:
                 con.execute(sessions_table.delete().where(sessions_table.c.user == name))
         if not n:
             raise UserError(f"no user {name!r}")
+        self._audit(actor, "user.disable" if disabled else "user.enable", name)
 
     def verify(self, name: str, password: str) -> User | None:
         """The user when name and password match an enabled account, else None."""
         with self.engine.connect() as con:
             row = con.execute(sa.select(users_table).where(users_table.c.name == name)).first()
         if row is None or row.disabled:
-            # Spend the same time as a real check so names cannot be probed by timing.
+            # Spend the same time as a real check (one verify, no hashing) so names cannot be probed.
             try:
-                self._hasher.verify(self._hasher.hash("x" * MIN_PASSWORD), password or "")
-            except VerificationError:
+                self._hasher.verify(self._dummy_hash, password or "")
+            except (VerificationError, InvalidHashError):
                 pass
             return None
         try:
@@ -146,6 +168,27 @@ class UserStore:
                 con.execute(users_table.update().where(users_table.c.name == name)
                             .values(password_hash=self._hasher.hash(password)))
         return User(row.name, row.role)
+
+    # ----- failed logins (throttling, shared through the database) ----------------------------
+    def record_failure(self, keys: list[str]) -> None:
+        now = self.clock()
+        with self.engine.begin() as con:
+            con.execute(login_failures_table.insert(), [{"key": k[:200], "time_s": now} for k in keys])
+
+    def failures(self, key: str, since_s: float) -> tuple[int, float | None]:
+        """(failures of `key` since `since_s`, time of the latest one)."""
+        c = login_failures_table.c
+        with self.engine.connect() as con:
+            row = con.execute(sa.select(sa.func.count(), sa.func.max(c.time_s))
+                              .where(c.key == key[:200], c.time_s >= since_s)).first()
+        return int(row[0] or 0), row[1]
+
+    def clear_failures(self, key: str, older_than_s: float | None = None) -> None:
+        c = login_failures_table.c
+        with self.engine.begin() as con:
+            if older_than_s is not None:
+                con.execute(login_failures_table.delete().where(c.time_s < older_than_s))
+            con.execute(login_failures_table.delete().where(c.key == key[:200]))
 
     # ----- sessions ---------------------------------------------------------------------------
     def open_session(self, user: User, ttl_s: float) -> str:

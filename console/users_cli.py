@@ -33,15 +33,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _users(args) -> UserStore:
+    """The users of the site's database, with its audit log (account changes are recorded)."""
+    from dcops.alerts.storage.audit import open_audit_log
+
     if args.config:
         from dcops.site import load_site
 
-        url = load_site(args.config).settings.database.url
+        db = load_site(args.config).settings.database
     else:
         from dcops.settings import DatabaseSettings
 
-        url = DatabaseSettings().url
-    return UserStore.from_url(url)
+        db = DatabaseSettings()
+    users = UserStore.from_url(db.url)
+    users.audit = open_audit_log(users.engine, db)
+    return users
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "cli:unknown"
 
 
 def run(args) -> int:
@@ -55,17 +67,19 @@ def run(args) -> int:
                 if getpass.getpass("again: ") != password:
                     print("passwords differ", file=sys.stderr)
                     return 1
-            users.create_user(args.name, password, args.role)
+            users.create_user(args.name, password, args.role, actor=_actor())
             print(f"created {args.name} ({args.role})")
         elif args.action == "list":
             for user, disabled in users.list_users():
                 print(f"{user.name}\t{user.role}\t{'disabled' if disabled else 'active'}")
         elif args.action == "set-role":
-            users.set_role(args.name, args.role)
+            users.set_role(args.name, args.role, actor=_actor())
             print(f"{args.name} is now {args.role}")
         elif args.action == "disable":
-            users.set_disabled(args.name, True)
+            users.set_disabled(args.name, True, actor=_actor())
             print(f"disabled {args.name}")
+        if args.action != "list":
+            users.audit.anchor("console-user")  # the new chain head also leaves the database
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runbook": ("dcops.alerts.runbooks.cli", "validate and list runbooks (methods of procedure)"),
     "incidents": ("dcops.alerts.history.cli", "incident history: postmortem export, MTTA/MTTR"),
     "console-user": ("dcops.console.users_cli", "console accounts: add, list, set-role, disable"),
+    "audit": ("dcops.commands.audit", "verify the audit chain (keyed MACs and anchors)"),
 }
 
 

@@ -190,11 +190,18 @@ class Demo:
         inv = self.sim.inventory
         self.alerter = Alerter(self.bus, inv, alerting=alerting, db_url=self.alerts_db_url, time_source="data").start()
         self._threads.append(self.alerter.run_in_thread(self._stop))
-        from dcops.alerts.storage.audit import AuditLog
+        from types import SimpleNamespace
+
+        from dcops.alerts.storage.audit import AnchorKeeper, open_audit_log
         from dcops.alerts.storage.tables import open_engine
 
         engine = open_engine(self.alerts_db_url)
-        audit = AuditLog(engine)
+        db = self.cfg.settings.database
+        audit = open_audit_log(engine, SimpleNamespace(audit_key=db.audit_key,
+                                                       audit_anchor_file=str(self.opt.data_dir / "audit-anchors.jsonl")))
+        self.audit = audit
+        self.alerter.store.audit = audit  # the alerter's state-changing cycles go to the same chain
+        self._anchors = AnchorKeeper(audit, db.audit_anchor_interval_s, source="demo").start()
         self.repository = Repository(engine, inv, audit=audit)
         executors = ExecutorRuntime(ExecutorConfig.model_validate({
             # harmless stand-ins for the site's real commands (kubectl drain, BMS calls, ...)
@@ -244,9 +251,9 @@ class Demo:
         # Fresh demo accounts with new random passwords on every start, printed below.
         users_db = self.opt.data_dir / "console-users.sqlite"
         users_db.unlink(missing_ok=True)
-        users = UserStore.from_url(f"sqlite:///{users_db.resolve()}")
+        users = UserStore.from_url(f"sqlite:///{users_db.resolve()}", audit=self.audit)
         self.credentials = bootstrap_users(users)
-        auth = Auth(users, session_ttl_s=self.cfg.settings.console.session_ttl_s)
+        auth = Auth(users, session_ttl_s=self.cfg.settings.console.session_ttl_s, audit_log=self.audit)
         app = create_app(self.store, self.sim.inventory, alarms=self.repository, runbooks=self.runbooks,
                          alerting=self.alerting, auth=auth,
                          refresh_s=min(self.opt.interval_s, 5.0), energy_price_per_kwh=self.cfg.energy_price_per_kwh)
@@ -282,6 +289,8 @@ class Demo:
         self.bmcs.close()
         for t in self._threads:
             t.join(timeout=10)
+        if getattr(self, "_anchors", None) is not None:
+            self._anchors.stop()  # the final chain head goes outside the database
         self.bus.close()
         self.store.close()
 

@@ -5,10 +5,15 @@ Delivery semantics (kept here, next to the code):
   message of that poll, so a crash between write and commit replays them; the store's
   idempotent writes make the replay harmless. Several workers in one group share the
   partitions; when one dies its uncommitted messages go to the others;
-- a message that cannot be decoded, or whose data the store refuses (`StoreError` that is not
-  `StoreUnavailable`), goes to the dead-letter topic with the reason, and the worker carries on;
-  the dead-letter publish happens before the commit, so it is not lost. A refused poll is
-  retried message by message, so only the bad ones are dead-lettered;
+- poison isolation: every message is decoded and checked (`dcops.validate.frame_problem`: names a
+  store would drop or refuse, such as `#accel`, numeric or null names, non-text tag values,
+  times outside int64 nanoseconds, infinite values) before the store sees it. A message that
+  fails, or whose data the store refuses for a reason retrying cannot fix (`StoreError` that is
+  not `StoreUnavailable`, or a data error such as `ValueError`/`TypeError`/`OverflowError`
+  from the store adapter), goes to the dead-letter topic with the reason; a refused poll is
+  split in halves until the refused messages are alone, the rest is written and the offsets
+  move on. The dead-letter publish happens before the commit, so it is not lost.
+  `dcops_dead_letters_total` counts them and /healthz names the latest;
 - when the store is unavailable (`StoreUnavailable`, or any other error) the worker backs off
   exponentially (capped at `backoff_max_s`) and retries the same messages without committing,
   for as long as it takes; `stop()` interrupts the wait, leaving the poll uncommitted.
@@ -28,10 +33,14 @@ from dcops.batch import Batch, Event
 from dcops.bus import TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_SAMPLES, Bus, Message
 from dcops.codec import CodecError, decode
 from dcops.store.base import StoreError, StoreUnavailable
+from dcops.validate import frame_problem
 
-__all__ = ["IngestStats", "IngestWorker", "IngestStopped", "dead_letter_envelope"]
+__all__ = ["IngestStats", "IngestWorker", "IngestStopped", "dead_letter_envelope", "wait_for_store"]
 
 log = logging.getLogger(__name__)
+
+# What a store adapter raises for data it cannot take (never for an unreachable store).
+_DATA_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError, UnicodeError)
 
 
 class IngestStopped(RuntimeError):
@@ -51,6 +60,7 @@ class IngestStats:
     started: float = field(default_factory=time.monotonic)
     last_poll: float = field(default_factory=time.monotonic)  # monotonic time of the latest poll
     store_failing_since: float | None = None  # monotonic time of the first failed write of a streak
+    last_dead_letter: str = ""  # the reason of the latest dead letter
 
 
 def dead_letter_envelope(m: Message, reason: str, stage: str = "ingest") -> bytes:
@@ -89,16 +99,24 @@ class IngestWorker:
         good, bad = [], []
         for m in messages:
             try:
-                good.append((m, decode(m.value)))
+                obj = decode(m.value)
             except CodecError as exc:
                 bad.append((m, str(exc)))
+                continue
             except Exception as exc:  # anything else a malformed frame triggers is still "corrupt"
                 bad.append((m, f"undecodable: {type(exc).__name__}: {exc}"))
+                continue
+            problem = frame_problem(obj)
+            if problem is None:
+                good.append((m, obj))
+            else:
+                bad.append((m, f"invalid: {problem}"))
         return good, bad
 
     def _dead_letter(self, m: Message, reason: str) -> None:
         self.bus.publish(TOPIC_DEADLETTER, m.key, dead_letter_envelope(m, reason))
         self.stats.dead_letters += 1
+        self.stats.last_dead_letter = f"{m.topic}[{m.partition}]@{m.offset}: {reason}"[:300]
         self._m_dead.inc()
         log.warning("message %s[%d]@%d sent to dead-letter: %s", m.topic, m.partition, m.offset, reason)
 
@@ -127,12 +145,14 @@ class IngestWorker:
                 return
             except StoreUnavailable as exc:
                 self._backoff(exc, delay)
-            except StoreError as exc:
+            except (StoreError, *_DATA_ERRORS) as exc:
+                reason = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
                 if len(decoded) == 1:
-                    self._dead_letter(decoded[0][0], f"store refused: {exc}")
+                    self._dead_letter(decoded[0][0], f"store refused: {reason[:500]}")
                     return
-                for item in decoded:  # isolate the refused message(s)
-                    self._write_until_accepted([item])
+                half = len(decoded) // 2  # split to find the refused message(s); the rest is written
+                self._write_until_accepted(decoded[:half])
+                self._write_until_accepted(decoded[half:])
                 return
             except Exception as exc:  # unknown failure: treat as unavailable, keep the messages
                 self._backoff(exc, delay)
@@ -204,7 +224,10 @@ class IngestWorker:
                                               f" ({st.store_errors} failed writes); offsets not committed")
         if now - st.last_poll > stall_s:
             return dcops_metrics.Check(False, f"no poll for {now - st.last_poll:.0f}s")
-        return dcops_metrics.Check(True, f"{st.messages} messages, {st.values} values written")
+        detail = f"{st.messages} messages, {st.values} values written, {st.dead_letters} dead-lettered"
+        if st.last_dead_letter:
+            detail += f" (latest: {st.last_dead_letter})"
+        return dcops_metrics.Check(True, detail)
 
     def stop(self) -> None:
         self._stop.set()
@@ -214,13 +237,38 @@ class IngestWorker:
         self.consumer.close()
 
 
+def wait_for_store(open_fn: Callable[[], object], stop: threading.Event, backoff_max_s: float = 10.0):
+    """Open the store, waiting (with capped exponential backoff) while it is unreachable.
+
+    Ingest waits for a store that is away at start exactly as it does for one that goes away
+    later; `stop` ends the wait with `IngestStopped`.
+    """
+    delay, since = 0.5, time.monotonic()
+    while True:
+        try:
+            return open_fn()
+        except StoreUnavailable as exc:
+            if delay == 0.5:
+                log.warning("store unavailable at start (%s); waiting for it, nothing is consumed meanwhile", exc)
+            else:
+                log.info("store still unavailable after %.0fs (%s); retrying in %.1fs",
+                         time.monotonic() - since, exc, delay)
+            if stop.wait(delay):
+                raise IngestStopped("stopped while waiting for the store") from None
+            delay = min(delay * 2, backoff_max_s)
+
+
 def run_role(cfg, stop: threading.Event) -> None:
     """The `ingest` role of `dcops up`: consume samples and events into the store until `stop`."""
     from dcops.wiring import open_bus, open_store
 
     settings = cfg.settings
+    try:
+        store = wait_for_store(lambda: open_store(settings.store), stop)
+    except IngestStopped:
+        log.info("ingest stopped before the store answered")
+        return
     bus = open_bus(settings.bus, client_id="ingest")
-    store = open_store(settings.store)
     worker = IngestWorker(bus, store, max_records=500)
     worker.metrics.health.add("ingest", worker.health)
     thread = threading.Thread(target=worker.run, name="ingest", daemon=True)

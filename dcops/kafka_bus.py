@@ -8,11 +8,19 @@ Delivery semantics (kept here, next to the code):
   keeps retries in order). The idempotent producer is off: a restarted broker has never heard
   of the old producer id and would fence it, and the store's writes are idempotent anyway, so a
   retried duplicate is harmless;
-- a message the broker did not acknowledge (send refused, or delivery failed after
-  `delivery_timeout_s`) goes to the on-disk spool (`dcops.spool`). While the spool holds
-  anything, new messages are appended behind it, and a keeper thread replays it in order once
-  the broker answers, dropping records only after the broker acknowledged them. The spool is
-  bounded; when it is full `publish` raises `SpoolFull`. `spool_depth` is exported as a metric;
+- write-ahead: `publish` first appends the message to the on-disk spool (`dcops.spool`; its fsync
+  policy is documented there: every append reaches the OS before `publish` returns, the disk at
+  least once a second), and only then hands it to kafka-python. A record leaves the spool when
+  the broker acknowledged it and every older record (the spool's cursor moves over the
+  acknowledged prefix). So a collector killed at any moment (SIGKILL during a broker outage
+  included) loses nothing it published: the next process with the same `client_id` replays
+  what was not acknowledged, in order. Acknowledged records whose cursor move was lost in the
+  crash are sent again (at-least-once; the store's writes are idempotent);
+- while the broker is away (a send refused, or delivery failed after `delivery_timeout_s`) the bus
+  stops handing messages to kafka-python and only appends them; a keeper thread replays the spool
+  in order once the broker answers and returns to direct sending when the spool is empty. The
+  spool is bounded; when it is full `publish` raises `SpoolFull`. `spool_depth` (written ahead,
+  not yet acknowledged) is exported as a metric;
 - topics (`<prefix>samples`, ...events, findings, alarms, deadletter) are created with the
   configured partitions before first use, and again by the keeper if a broker comes back empty;
 - consumers: auto-commit off, `poll(max_records)`, and `commit()` commits exactly the offsets
@@ -71,7 +79,8 @@ class KafkaBus:
 
     def __init__(self, settings: BusSettings, client_id: str = "dcops", *, delivery_timeout_s: float = 30.0,
                  request_timeout_s: float = 10.0, max_block_s: float = 5.0, linger_ms: int = 20,
-                 keeper_interval_s: float = 1.0, consumer_options: dict | None = None, metrics=None) -> None:
+                 keeper_interval_s: float = 1.0, consumer_options: dict | None = None, metrics=None,
+                 fsync_interval_s: float | None = 1.0) -> None:
         self.settings = settings
         self.client_id = client_id
         self.prefix = settings.topic_prefix
@@ -86,10 +95,16 @@ class KafkaBus:
             self._lockfile.close()
             raise SpoolInUse(f"spool {spool_dir} is in use by another process; give each producer its own"
                                " client_id") from None
-        self.spool = Spool(spool_dir, max_bytes=settings.spool_max_bytes)
-        self._lock = threading.Lock()
+        self.spool = Spool(spool_dir, max_bytes=settings.spool_max_bytes, fsync_interval_s=fsync_interval_s)
+        self._lock = threading.Lock()  # publish order: append + send happen in one critical section
+        self._ack_lock = threading.Lock()  # the acknowledged set and the spool's cursor
+        self._acked: set[int] = set()
+        self._direct = self.spool.depth == 0  # False: replaying a backlog (or the broker is away)
         self._stop = threading.Event()
         self.stats = {"sent": 0, "acked": 0, "failed": 0, "spooled": 0, "replayed": 0, "lost": 0}
+        if self.spool.depth:
+            log.warning("spool %s holds %d messages from a previous run; replaying them first",
+                        spool_dir, self.spool.depth)
         self._topics_ok = False
         self._producer_config = dict(
             acks="all", compression_type=_compression(), linger_ms=linger_ms, batch_size=1 << 20,
@@ -180,42 +195,56 @@ class KafkaBus:
 
     # ----- producing ------------------------------------------------------------------------
     def publish(self, topic: str, key: str, value: bytes) -> None:
+        """Write the message ahead to the spool, then send it (unless a backlog is being replayed).
+
+        Raises `SpoolFull` when the spool has no room: the message was not accepted.
+        """
         with self._lock:
-            if self.spool.depth or self._producer is None:  # keep order: behind whatever waits in the spool
-                self._to_spool(topic, key, value, None)
+            seq = self.spool.append(topic, key, value)
+            self.stats["spooled"] += 1
+            if self._producer is None:
+                self._direct = False  # no broker yet: the keeper sends the spool once it answers
+            if not self._direct:
+                return  # behind the backlog: the keeper sends it in order
+            try:
+                fut = self._producer.send(self.topic(topic), key=key.encode(), value=bytes(value))
+            except KafkaError as exc:  # buffer full or no metadata within max_block_s
+                self._fall_back(exc)
                 return
-        try:
-            fut = self._producer.send(self.topic(topic), key=key.encode(), value=bytes(value))
-        except KafkaError as exc:  # buffer full or no metadata within max_block_s
-            self._to_spool(topic, key, value, exc)
-            return
         self.stats["sent"] += 1
-        fut.add_callback(self._on_ack)
-        fut.add_errback(lambda exc: self._to_spool(topic, key, value, exc))
+        fut.add_callback(lambda _meta, s=seq: self._on_ack(s))
+        fut.add_errback(self._fall_back)
 
-    def _on_ack(self, _meta) -> None:
+    def _on_ack(self, seq: int) -> None:
         self.stats["acked"] += 1
+        self._acknowledge([seq])
 
-    def _to_spool(self, topic: str, key: str, value: bytes, exc: Exception | None) -> None:
-        if exc is not None:
-            self.stats["failed"] += 1
-            if self.spool.depth == 0:
-                log.warning("broker did not take a message (%s); spooling to %s until it returns", exc,
-                            self.spool.path)
-            self._topics_ok = False
-        try:
-            self.spool.append(topic, key, value)
-        except SpoolFull:
-            if exc is None:
-                raise  # publish() caller: tell it
-            self.stats["lost"] += 1  # producer thread: nobody to raise to; say it loudly
-            log.error("spool full: a message for %s the broker refused is lost (%s)", topic, exc)
-            return
-        self.stats["spooled"] += 1
+    def _acknowledge(self, seqs) -> None:
+        """Mark records acknowledged; move the spool's cursor over the acknowledged prefix."""
+        with self._ack_lock:
+            head = self.spool.head
+            self._acked.update(s for s in seqs if s >= head)
+            n = 0
+            while head + n in self._acked:
+                self._acked.discard(head + n)
+                n += 1
+            if n:
+                self.spool.ack(n)
+
+    def _fall_back(self, exc: Exception) -> None:
+        """The broker did not take a message: stop direct sends; the keeper replays the spool."""
+        self.stats["failed"] += 1
+        if self._direct:
+            log.warning("broker did not take a message (%s); keeping messages in %s until it returns", exc,
+                        self.spool.path)
+        self._direct = False
+        self._topics_ok = False
 
     def _replay_once(self, chunk: int = 500) -> bool:
-        """Send the spool's oldest records; drop them once acknowledged. True if it made progress."""
-        records = self.spool.peek(chunk)
+        """Send the spool's oldest records in order; True if the broker acknowledged any."""
+        with self._ack_lock:
+            head = self.spool.head
+            records = self.spool.peek(chunk)
         if not records:
             return False
         futures = []
@@ -226,17 +255,24 @@ class KafkaBus:
         except KafkaError as exc:
             log.debug("spool replay interrupted: %s", exc)
         done = 0
-        for f in futures:  # ack the prefix the broker acknowledged; the rest is sent again later
+        for f in futures:  # the prefix the broker acknowledged; the rest is sent again later
             if f.is_done and f.succeeded():
                 done += 1
             else:
                 break
         if done:
-            self.spool.ack(done)
+            self._acknowledge(range(head, head + done))
             self.stats["replayed"] += done
-            if self.spool.depth == 0:
-                log.warning("spool replayed; producing directly again")
         return done > 0
+
+    def _resume_direct(self) -> bool:
+        """Back to direct sends once the backlog is gone (no publish can slip in between)."""
+        with self._lock:
+            if self.spool.depth == 0 and self._producer is not None:
+                self._direct = True
+                log.warning("spool replayed; producing directly again")
+                return True
+        return False
 
     def _keep(self) -> None:
         last_check = 0.0
@@ -251,9 +287,10 @@ class KafkaBus:
                 if not self._topics_ok or now - last_check > 10.0:
                     last_check = now
                     self._ensure_topics()
-                if self.spool.depth and self._topics_ok and not self._stop.is_set():
+                if not self._direct and self._topics_ok and not self._stop.is_set():
                     if self._replay_once():
                         continue
+                    self._resume_direct()
             except Exception:  # the keeper must survive anything; the spool keeps the data
                 log.exception("kafka bus keeper error")
             self._stop.wait(self._keeper_interval)

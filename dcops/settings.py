@@ -55,6 +55,12 @@ class StoreSettings(_Model):
 
 class DatabaseSettings(_Model):
     url: EnvStr = "sqlite:///var/dcops.sqlite"  # may hold a password: `env:DCOPS_DATABASE_URL` or `file:/run/secrets/db_url`
+    # HMAC key of the audit chain, never stored in the database (`env:DCOPS_AUDIT_KEY`); without
+    # it the chain is plain SHA-256 and only the anchors detect a privileged editor.
+    audit_key: EnvSecret | None = None
+    # chain heads written outside the database; default: beside a SQLite file, else var/audit-anchors.jsonl
+    audit_anchor_file: str | None = None
+    audit_anchor_interval_s: float = Field(300.0, gt=0)
 
 
 class ConsoleSettings(_Model):

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from dcops.secrets import Secret
 from dcops.settings import Settings
-from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with_lines
+from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, read_config_text, validate_with_lines
 
 __all__ = [
     "Accelerators", "CoolingUnit", "CoolingZone", "EnvSensor", "Hall", "Pdu", "Rack", "Row",
@@ -285,10 +285,7 @@ def _load(text: str, file: str) -> SiteConfig:
 
 def load_site(path: str | Path) -> SiteConfig:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(str(p), None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    text = read_config_text(p)
     return _load(text, str(p))
 
 

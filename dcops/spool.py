@@ -1,8 +1,17 @@
-"""A bounded on-disk queue of bus messages, used by the Kafka producer while the broker is away.
+"""A bounded on-disk write-ahead queue of bus messages: the Kafka producer's log of what is not
+yet acknowledged by the broker.
 
 Delivery semantics kept here:
-- `append` writes a record to the tail segment before returning (flushed to the OS; `fsync=True`
-  also forces it to disk), so a message handed to the spool survives a crash of this process;
+- `append` writes a record to the tail segment before returning and returns its sequence number;
+  the record is handed to the OS (`write` + `flush`) before `append` returns, so it survives a
+  crash of this process at any moment (SIGKILL, OOM kill, a crash in a C extension);
+- fsync policy (what survives a crash of the whole machine or a power loss): `fsync_interval_s`
+  `0` forces every append to disk (`os.fsync`, slowest), a positive value forces the tail to
+  disk at most that often from the append path and on `close()` (default 1 s: a power loss
+  loses at most the last second of samples), `None` leaves it to the OS (dirty pages are
+  written within ~30 s on Linux). The cursor file is replaced atomically, at most every
+  `cursor_interval_s` and on `close()`, and not fsynced: after a crash it may point before records
+  already acknowledged, which replays them (harmless: at-least-once, idempotent store writes);
 - records are replayed strictly in the order they were appended (`peek`), and only `ack(n)`
   moves the read cursor past them, after the broker acknowledged them; a crash between the
   broker's ack and `ack(n)` replays them again (at-least-once; the store's writes are
@@ -20,7 +29,9 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import deque
 import threading
+import time
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -60,14 +71,21 @@ class Spool:
     """Append-only segments with a persisted read cursor. Thread-safe."""
 
     def __init__(self, path: str | Path, max_bytes: int = 1 << 30, segment_bytes: int = 64 << 20,
-                 fsync: bool = False) -> None:
+                 fsync_interval_s: float | None = 1.0) -> None:
         if max_bytes <= 0:
             raise ValueError(f"spool max_bytes must be positive, got {max_bytes}")
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.max_bytes = int(max_bytes)
         self.segment_bytes = int(segment_bytes)
-        self.fsync = fsync
+        if fsync_interval_s is not None and fsync_interval_s < 0:
+            raise ValueError(f"spool fsync_interval_s must be >= 0 or None, got {fsync_interval_s}")
+        self.fsync_interval_s = fsync_interval_s
+        self._last_fsync = time.monotonic()
+        self._head = 0  # sequence number of the oldest record (counted from this open)
+        self._recs: deque[tuple[int, int]] = deque()  # (segment, bytes) of each waiting record, oldest first
+        self.cursor_interval_s = 0.2
+        self._cursor_written = 0.0
         self._lock = threading.Lock()
         self._depth = 0
         self._bytes = 0
@@ -85,11 +103,13 @@ class Spool:
         """Count whole records in a segment from `start`; returns (records, end of last good one)."""
         data = self._seg(seq).read_bytes()
         pos, n = start, 0
+        recs = self._recs
         while pos + _REC.size <= len(data):
             length, crc = _REC.unpack_from(data, pos)
             end = pos + _REC.size + length
             if end > len(data) or zlib.crc32(data[pos + _REC.size : end]) != crc:
                 break
+            recs.append((seq, end - pos))
             pos, n = end, n + 1
         return n, pos
 
@@ -143,7 +163,13 @@ class Spool:
         return self._depth
 
     # ----- operations -----------------------------------------------------------------------
-    def append(self, topic: str, key: str, value: bytes) -> None:
+    @property
+    def head(self) -> int:
+        """Sequence number of the oldest record (`append` numbers records from 0 at each open)."""
+        return self._head
+
+    def append(self, topic: str, key: str, value: bytes) -> int:
+        """Write one record ahead; returns its sequence number. Raises `SpoolFull` when full."""
         rec = _pack(topic, key, value)
         with self._lock:
             self._check_open()
@@ -156,10 +182,15 @@ class Spool:
                 self._tail = open(self._seg(self._tail_seq), "ab")
             self._tail.write(rec)
             self._tail.flush()
-            if self.fsync:
+            interval = self.fsync_interval_s
+            if interval is not None and (interval == 0 or time.monotonic() - self._last_fsync >= interval):
                 os.fsync(self._tail.fileno())
+                self._last_fsync = time.monotonic()
+            seq = self._head + self._depth
+            self._recs.append((self._tail_seq, len(rec)))
             self._depth += 1
             self._bytes += len(rec)
+            return seq
 
     def peek(self, max_records: int = 1000, max_bytes: int = 16 << 20) -> list[SpoolRecord]:
         """The oldest records, in order, without removing them."""
@@ -182,31 +213,25 @@ class Spool:
         return out
 
     def ack(self, n: int) -> None:
-        """Drop the `n` oldest records (they reached the broker)."""
+        """Drop the `n` oldest records (they reached the broker). No file is read: sizes are kept."""
         with self._lock:
             self._check_open()
             n = min(n, self._depth)
+            self._head += n
             seq, off = self._read
-            while n > 0:
-                with open(self._seg(seq), "rb") as f:
-                    f.seek(off)
-                    while n > 0:
-                        head = f.read(_REC.size)
-                        if len(head) < _REC.size:
-                            break
-                        length, _ = _REC.unpack(head)
-                        f.seek(length, os.SEEK_CUR)
-                        off += _REC.size + length
-                        self._bytes -= _REC.size + length
-                        self._depth -= 1
-                        n -= 1
-                if seq < self._tail_seq and (n > 0 or off >= self._seg(seq).stat().st_size):
-                    self._seg(seq).unlink()  # segment fully replayed
-                    seq, off = seq + 1, 0
-                elif n > 0:
-                    break
+            for _ in range(n):
+                rseq, size = self._recs.popleft()
+                if rseq != seq:  # the older segments are fully replayed
+                    for s in range(seq, rseq):
+                        self._seg(s).unlink(missing_ok=True)
+                    seq, off = rseq, 0
+                off += size
+                self._bytes -= size
+                self._depth -= 1
             self._read = (seq, off)
-            if self._depth == 0 and self._tail is not None:  # empty: start a fresh segment
+            if self._depth == 0 and self._tail is not None and self._tail.tell() >= self.segment_bytes // 16:
+                # empty and the tail has grown: start a fresh segment (small ones are kept, so a
+                # producer acknowledged message by message does not create a file per message)
                 self._tail.close()
                 for s in self._segments():
                     self._seg(s).unlink()
@@ -214,7 +239,10 @@ class Spool:
                 self._read = (self._tail_seq, 0)
                 self._tail = open(self._seg(self._tail_seq), "ab")
                 self._bytes = 0
-            self._write_cursor()
+            now = time.monotonic()
+            if now - self._cursor_written >= self.cursor_interval_s:
+                self._write_cursor()
+                self._cursor_written = now
 
     def _check_open(self) -> None:
         if self._tail is None:
@@ -223,5 +251,8 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             if self._tail is not None:
+                if self.fsync_interval_s is not None:
+                    os.fsync(self._tail.fileno())
                 self._tail.close()
                 self._tail = None
+                self._write_cursor()

@@ -13,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from dcops.batch import Batch, Event, Severity
 from dcops.catalogue import METRICS
+from dcops.store.base import TIME_MAX_NS, TIME_MIN_NS, valid_name
 
-__all__ = ["Rejection", "check_batch", "rejection_events", "valid_range", "MAX_EVENTS_PER_BATCH"]
+__all__ = ["Rejection", "check_batch", "frame_problem", "rejection_events", "valid_range", "MAX_EVENTS_PER_BATCH"]
 
 INF = float("inf")
 # Physical ranges per canonical unit (lo, hi); metrics may override with `Metric.valid`.
@@ -89,3 +91,75 @@ def rejection_events(batch: Batch, rejected: list[Rejection], source: str = "val
                          {"measurement": r.measurement, "metric": r.metric, "value": r.value if np.isfinite(r.value) else str(r.value),
                           "reason": r.reason, "more_rejected_in_batch": more}))
     return out
+
+
+# ----- frames on the bus: what any store can keep, checked before the store -----------------
+_MAX_TAG_VALUE = 4096
+
+
+def _time_problem(t: object, what: str) -> str | None:
+    if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+        return f"{what}: time {t!r} is not an integer of nanoseconds"
+    if not TIME_MIN_NS <= int(t) <= TIME_MAX_NS:
+        return f"{what}: time {t} ns is outside the storable range (1970 .. 2262)"
+    return None
+
+
+def _batch_problem(b: Batch) -> str | None:
+    where = f"batch {b.measurement!r}"
+    if not valid_name(b.measurement):
+        return f"{where}: measurement name {b.measurement!r} is not a name stores keep (letters, digits, '_')"
+    for kind, names in (("tag", b.tags), ("field", b.fields)):
+        for name in names:
+            if not valid_name(name) or name == "time":
+                return f"{where}: {kind} name {name!r} is not a name stores keep (letters, digits, '_')"
+    both = set(b.tags) & set(b.fields)
+    if both:
+        return f"{where}: {sorted(both)[0]!r} is both a tag and a field"
+    if len(b):
+        lo, hi = int(b.time_ns.min()), int(b.time_ns.max())
+        for t in (lo, hi):
+            if (p := _time_problem(t, where)) is not None:
+                return p
+    for name, col in b.tags.items():
+        try:
+            distinct = pd.unique(col) if len(col) else ()
+        except TypeError:  # unhashable values (objects, lists) are not text either
+            return f"{where}: tag {name!r} has a value that is not text"
+        for v in distinct:
+            if not isinstance(v, str):
+                return f"{where}: tag {name!r} has a value of type {type(v).__name__} ({str(v)[:60]!r}), not text"
+            if len(v) > _MAX_TAG_VALUE or "\x00" in v:
+                return f"{where}: tag {name!r} has a value longer than {_MAX_TAG_VALUE} characters or a NUL"
+    for name, col in b.fields.items():
+        if np.isinf(col).any():
+            return f"{where}: field {name!r} holds an infinite value"
+    return None
+
+
+def _event_problem(i: int, e: Event) -> str | None:
+    where = f"event {i} ({e.kind!r})"
+    if (p := _time_problem(e.time_ns, where)) is not None:
+        return p
+    if not isinstance(e.kind, str) or not e.kind or len(e.kind) > 128 or not e.kind.isprintable():
+        return f"{where}: kind must be printable text of 1..128 characters"
+    for k, v in e.target.items():
+        if not isinstance(k, str) or not isinstance(v, str) or len(v) > _MAX_TAG_VALUE or "\x00" in v:
+            return f"{where}: target {str(k)[:60]!r}={str(v)[:60]!r} is not text"
+    return None
+
+
+def frame_problem(frame: Batch | list[Event]) -> str | None:
+    """Why a decoded bus frame cannot be stored as it is (None when it can).
+
+    Checked before the store so one bad record is dead-lettered with this reason instead of
+    failing a bulk write for a reason retrying cannot fix: names a store would drop or refuse
+    (`#accel` is a comment to InfluxDB), numeric or null names, non-text tag values, times
+    outside int64 nanoseconds, infinite values.
+    """
+    if isinstance(frame, Batch):
+        return _batch_problem(frame)
+    for i, e in enumerate(frame):
+        if (p := _event_problem(i, e)) is not None:
+            return p
+    return None

@@ -4,6 +4,14 @@
 wrong, raises `ConfigError` listing each problem as `file:line: field.path: message`. Site
 configs, alert rules and runbooks all load through here, so every YAML file dcops reads
 reports errors the same way.
+
+Hostile input is refused before it costs anything (`LIMITS`): files larger than
+`max_bytes`; bytes that are not UTF-8 (the error names the file, line and byte offset); more
+than `max_depth` nested collections; more than `max_aliases` aliases or an expanded document of
+more than `max_nodes` nodes (alias bombs); integers beyond `max_int_digits` digits; non-finite
+floats (`.inf`, `.nan`), which no setting accepts. `check_regex` refuses regular expressions
+that can backtrack catastrophically (a quantifier over something that is itself quantified or
+has alternatives, e.g. `(a+)+$`), so a pattern from a config cannot stall a matching thread.
 """
 
 from __future__ import annotations
@@ -11,10 +19,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
+import math
+import re
+from dataclasses import dataclass
+
 import yaml
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["ConfigError", "ConfigProblem", "load_yaml", "parse_yaml", "validate_with_lines"]
+__all__ = ["ConfigError", "ConfigProblem", "LIMITS", "check_regex", "load_yaml", "parse_yaml", "read_config_text",
+           "validate_with_lines"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 8 << 20
+    max_depth: int = 64
+    max_aliases: int = 1000
+    max_nodes: int = 1_000_000
+    max_int_digits: int = 30
+    max_regex_len: int = 1000
+
+
+LIMITS = Limits()
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -69,6 +95,68 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool =
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _construct_int(loader: _LineLoader, node: yaml.ScalarNode):
+    digits = sum(ch.isdigit() for ch in node.value)
+    if digits > LIMITS.max_int_digits:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"integer of {digits} digits is out of range (at most {LIMITS.max_int_digits})", node.start_mark)
+    return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+
+
+def _construct_float(loader: _LineLoader, node: yaml.ScalarNode):
+    value = yaml.constructor.SafeConstructor.construct_yaml_float(loader, node)
+    if not math.isfinite(value):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a finite number (infinite and NaN values are not accepted)",
+            node.start_mark)
+    return value
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_LineLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+
+
+def _check_events(text: str, file: str) -> None:
+    """Depth and alias limits on the event stream (the parser is iterative; the composer is not)."""
+    depth = aliases = 0
+    # libyaml's parser when present (iterative and fast); PyYAML's own otherwise
+    for ev in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", _LineLoader)):
+        if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > LIMITS.max_depth:
+                raise ConfigError([ConfigProblem(file, ev.start_mark.line + 1, "",
+                                                 f"nested more than {LIMITS.max_depth} levels deep")])
+        elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+        elif isinstance(ev, yaml.AliasEvent):
+            aliases += 1
+            if aliases > LIMITS.max_aliases:
+                raise ConfigError([ConfigProblem(file, ev.start_mark.line + 1, "",
+                                                 f"more than {LIMITS.max_aliases} aliases (*name)")])
+
+
+def _expanded_size(root: yaml.Node | None, file: str) -> None:
+    """Refuse a document whose aliases expand to more than `max_nodes` nodes (alias bombs)."""
+    sizes: dict[int, int] = {}
+    stack = [(root, False)] if root is not None else []
+    while stack:  # post-order without recursion, each shared node counted once per use
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        kids = ([n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode)
+                else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if done or not kids:
+            total = 1 + sum(sizes.get(id(k), 1) for k in kids)
+            sizes[id(node)] = total
+            if total > LIMITS.max_nodes:
+                raise ConfigError([ConfigProblem(file, node.start_mark.line + 1, "",
+                                                 f"aliases expand to more than {LIMITS.max_nodes} values"
+                                                 " (an alias bomb?)")])
+            continue
+        stack.append((node, True))
+        stack.extend((k, False) for k in kids if id(k) not in sizes)
+
+
 def _line_index(node: yaml.Node | None, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
     """Map each path (tuple of keys / list indices) to the 1-based line where it starts."""
     if out is None:
@@ -90,15 +178,33 @@ def _line_index(node: yaml.Node | None, path: tuple = (), out: dict | None = Non
 
 def parse_yaml(text: str, file: str = "<string>") -> tuple[Any, dict[tuple, int]]:
     """Parse YAML text; returns (data, line index). YAML syntax errors become ConfigError."""
+    if len(text) > LIMITS.max_bytes:
+        raise ConfigError([ConfigProblem(file, None, "", f"larger than {LIMITS.max_bytes} bytes")])
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-        data = yaml.load(text, Loader=_LineLoader)
+        _check_events(text, file)
+        loader = _LineLoader(text)
+        try:
+            node = loader.get_single_node()
+            _expanded_size(node, file)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except ConfigError:
+        raise
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError([ConfigProblem(file, line, "", f"{exc.problem or exc}")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise ConfigError([ConfigProblem(file, line, "", f"YAML syntax: {exc.problem or exc}")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigProblem(file, None, "", f"YAML syntax: {exc}")]) from None
+    except RecursionError:
+        raise ConfigError([ConfigProblem(file, None, "", "nested too deeply")]) from None
+    except ValueError as exc:  # e.g. Python's own integer-string conversion limit
+        raise ConfigError([ConfigProblem(file, None, "", f"value out of range: {exc}")]) from None
     return data, _line_index(node)
 
 
@@ -155,13 +261,87 @@ def _data_path(data: Any, loc: tuple) -> tuple:
     return tuple(out)
 
 
+def read_config_text(path: str | Path) -> str:
+    """A config file's text: the one place dcops reads a YAML file (size and UTF-8 checked)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            raw = f.read(LIMITS.max_bytes + 1)
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(str(p), None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    if len(raw) > LIMITS.max_bytes:
+        raise ConfigError([ConfigProblem(str(p), None, "", f"larger than {LIMITS.max_bytes} bytes")])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([ConfigProblem(str(p), line, "", f"not UTF-8: byte 0x{raw[exc.start]:02x} at byte"
+                                                           f" offset {exc.start}")]) from None
+
+
+def _quantified_inside(items) -> bool:
+    """True if a parsed (sub)pattern contains a repeat or an alternation."""
+    from re import _parser as sre  # the stdlib's own parser; no third-party engine needed
+
+    for op, av in items:
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
+            if av[1] > 1:
+                return True
+            if _quantified_inside(av[2]):
+                return True
+        elif op is sre.BRANCH:
+            return True
+        elif op is sre.SUBPATTERN and _quantified_inside(av[3]):
+            return True
+        elif op in (sre.ASSERT, sre.ASSERT_NOT) and _quantified_inside(av[1]):
+            return True
+    return False
+
+
+def _nested_repeat(items) -> bool:
+    from re import _parser as sre
+
+    for op, av in items:
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+            if av[1] > 1 and _quantified_inside(av[2]):
+                return True
+            if _nested_repeat(av[2]):
+                return True
+        elif op is sre.BRANCH and any(_nested_repeat(b) for b in av[1]):
+            return True
+        elif op is sre.SUBPATTERN and _nested_repeat(av[3]):
+            return True
+        elif op in (sre.ASSERT, sre.ASSERT_NOT) and _nested_repeat(av[1]):
+            return True
+    return False
+
+
+def check_regex(pattern: str) -> re.Pattern:
+    """Compile a regular expression from a config, refusing ones that can backtrack catastrophically.
+
+    Raises ValueError (pydantic reports it with file and line) for a bad or dangerous pattern.
+    """
+    from re import _parser as sre
+
+    if not isinstance(pattern, str):
+        raise ValueError("a regular expression must be text")
+    if len(pattern) > LIMITS.max_regex_len:
+        raise ValueError(f"regular expression longer than {LIMITS.max_regex_len} characters")
+    try:
+        compiled = re.compile(pattern)
+        parsed = sre.parse(pattern)
+    except re.error as exc:
+        raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
+    if _nested_repeat(list(parsed)):
+        raise ValueError(f"regular expression {pattern!r} repeats a group that itself repeats or has"
+                         " alternatives; it can take exponential time (write it without the nested repeat)")
+    return compiled
+
+
 def load_yaml(path: str | Path, model: type[M], context: dict | None = None) -> M:
     """Read, parse and validate a YAML file into `model`, with file/line/field errors."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(str(p), None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    text = read_config_text(p)
     data, lines = parse_yaml(text, str(p))
     if data is None:
         raise ConfigError([ConfigProblem(str(p), None, "", "file is empty")])

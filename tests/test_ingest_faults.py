@@ -85,3 +85,51 @@ def test_stop_during_backoff_leaves_poll_uncommitted():
     again = IngestWorker(bus, DuckDBStore())
     again.drain()
     assert again.store.count("rack") == 1
+
+
+# ----- poison isolation (issue 20, failure 2) ---------------------------------------------------
+import pytest  # noqa: E402
+
+from tests.poison_frames import poison  # noqa: E402
+
+
+@pytest.mark.parametrize("name", list(poison(0)))
+def test_poison_frame_is_dead_lettered_alone_and_ingest_goes_on(name):
+    from dcops import metrics as dcops_metrics
+
+    bus = InProcessBus()
+    store = DuckDBStore()
+    registry = dcops_metrics.Metrics()
+    dlq = bus.consumer(TOPIC_DEADLETTER, "dlq")
+    worker = IngestWorker(bus, store, sleep=lambda s: pytest.fail("ingest backed off on a poison frame"),
+                          metrics=registry, max_records=20)
+    t0 = 1_700_000_000 * 10**9
+    for i in range(10):
+        publish_batch(bus, _batch(t0 + i, "R1"), key="R1")
+    bus.publish("samples", "R9", poison(t0)[name])
+    for i in range(10, 60):  # the next 50 good frames, several polls' worth
+        publish_batch(bus, _batch(t0 + i, "R1"), key="R1")
+    worker.drain()
+    assert store.count("rack") == 60, "every good frame is stored"
+    assert bus.lag("samples", "ingest") == 0, "offsets moved past the poison"
+    (msg,) = dlq.poll(0, 10)
+    header = json.loads(msg.value.split(b"\n", 1)[0])
+    assert header["key"] == "R9" and header["reason"]
+    assert worker.stats.dead_letters == 1 and worker.stats.values == 60
+    assert not any(m.startswith("#") for m in store.measurements())
+    check = worker.health()
+    assert check.ok and "1 dead-lettered" in check.detail
+    from prometheus_client import generate_latest
+
+    assert 'dcops_dead_letters_total{stage="ingest"} 1.0' in generate_latest(registry.registry).decode()
+
+
+def test_store_refusal_in_a_big_poll_is_found_by_splitting():
+    bus = InProcessBus()
+    store = FlakyStore(down=0)
+    worker = IngestWorker(bus, store, sleep=lambda s: None, max_records=64)
+    for i in range(64):
+        bus.publish("samples", "R", encode_batch(_batch(i, "R1", power=-1.0 if i == 37 else 1.0)))
+    worker.drain()
+    assert store.inner.count("rack") == 63 and worker.stats.dead_letters == 1
+    assert store.calls <= 2 * 7 + 2  # halving: about 2*log2(64) writes, not 64

@@ -47,7 +47,10 @@ def test_up_runs_roles_and_stops_cleanly_on_sigterm(tmp_path):
     site = _site_with(tmp_path, f"settings:\n  roles: [ingest]\n  store:\n    path: {tmp_path}/s.duckdb\n")
     proc = subprocess.Popen([sys.executable, "-m", "dcops.cli", "up", "-c", str(site)],
                             stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    time.sleep(3)
+    deadline = time.monotonic() + 30  # started (the store file exists) rather than a fixed sleep: CI may be loaded
+    while not (tmp_path / "s.duckdb").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
     assert proc.poll() is None, proc.stderr.read()
     proc.send_signal(signal.SIGTERM)
     rc = proc.wait(30)

@@ -25,10 +25,12 @@ def parse_matcher(text: str) -> Matcher:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         value = value[1:-1]
     if op in ("=~", "!~"):
+        from dcops.yamlconf import check_regex
+
         try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"matcher {text!r}: bad regular expression: {exc}") from None
+            check_regex(value)
+        except ValueError as exc:
+            raise ValueError(f"matcher {text!r}: {exc}") from None
     return Matcher(name, op, value)
 
 

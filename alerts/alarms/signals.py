@@ -71,16 +71,9 @@ def components_of_batch(tags: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     return out
 
 
-class _Default(dict):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
-
-
 def safe_format(template: str, **values) -> str:
-    """str.format that leaves unknown placeholders as they are and never raises."""
-    if not template:
-        return ""
-    try:
-        return template.format_map(_Default(values))
-    except (ValueError, IndexError, AttributeError):
-        return template
+    """Fill named fields only (`dcops.templates.render`): unknown placeholders and attribute or
+    index access (`{component.__class__}`) stay as written; never raises."""
+    from dcops.templates import render
+
+    return render(template, values)

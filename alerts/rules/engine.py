@@ -20,7 +20,7 @@ from dcops.alerts.rules.models import AbsenceRule, AnomalyRule, EventRule, RateR
 from dcops.alerts.alarms.signals import AlarmSignal, components_of_batch
 from dcops.batch import Batch, Event
 from dcops.findings import Finding
-from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with_lines
+from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, read_config_text, validate_with_lines
 
 __all__ = ["RULE_TYPES", "RuleType", "RuleEngine", "load_rules", "rules_from_text", "default_rules", "DEFAULT_RULES"]
 
@@ -72,10 +72,7 @@ def load_rules(paths: str | Path | Sequence[str | Path]) -> tuple[RuleBase, ...]
     where: dict[str, str] = {}
     for p in paths:
         p = Path(p)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError([ConfigProblem(str(p), None, "", f"cannot read: {exc.strerror or exc}")]) from None
+        text = read_config_text(p)
         for r in _validate(text, str(p)):
             if r.name in where:
                 raise ConfigError([ConfigProblem(str(p), None, "rules", f"rule {r.name!r} is also defined in {where[r.name]}")])

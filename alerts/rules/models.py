@@ -35,6 +35,16 @@ class RuleBase(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
     where: dict[str, str | tuple[str, ...]] = Field(default_factory=dict, description="Topology tag filter.")
 
+    @field_validator("specific_problem")
+    @classmethod
+    def _named_fields_only(cls, v: str) -> str:
+        from dcops.templates import template_problem
+
+        problem = template_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
     @field_validator("severity")
     @classmethod
     def _not_cleared(cls, v: PerceivedSeverity) -> PerceivedSeverity:

@@ -115,7 +115,12 @@ def fill(template: str, variables: Mapping[str, str]) -> str:
     missing = [n for n in _names(template) if not variables.get(n)]
     if missing:
         raise ExecutorError(f"template {template!r}: no value for {', '.join(missing)} in this incident")
-    return template.format_map(dict(variables))
+    from dcops.templates import render, template_problem
+
+    problem = template_problem(template)
+    if problem:
+        raise ExecutorError(f"template {template!r}: {problem}")
+    return render(template, variables)
 
 
 def _names(template: str) -> list[str]:

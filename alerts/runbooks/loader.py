@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 from dcops.alerts.runbooks.models import SECTIONS, Runbook
 from dcops.alarm_types import Alarm
-from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, validate_with_lines
+from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, read_config_text, validate_with_lines
 
 __all__ = ["DEFAULT_RUNBOOKS", "load_runbook", "runbook_from_text", "load_runbooks", "applicable", "applies"]
 
@@ -23,10 +23,7 @@ DEFAULT_RUNBOOKS = Path(__file__).resolve().parents[1] / "data" / "runbooks"
 
 def load_runbook(path: str | Path) -> Runbook:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(str(p), None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    text = read_config_text(p)
     return runbook_from_text(text, str(p))
 
 

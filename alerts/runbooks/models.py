@@ -22,7 +22,6 @@ cools), otherwise its upstream ones (the server of an accelerator).
 
 from __future__ import annotations
 
-import re
 import string
 from typing import Annotated, Any, Literal, Union
 
@@ -57,6 +56,11 @@ def template_names(text: str) -> set[str]:
 
 
 def _check_template(text: str) -> str:
+    from dcops.templates import template_problem
+
+    problem = template_problem(text)
+    if problem:
+        raise ValueError(f"{problem} in {text!r}")
     unknown = template_names(text) - set(TEMPLATE_VARIABLES)
     if unknown:
         raise ValueError(f"unknown placeholder(s) {sorted(unknown)} in {text!r}; known: {', '.join(TEMPLATE_VARIABLES)}")
@@ -82,10 +86,9 @@ class AppliesTo(_Model):
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
         if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"bad regular expression {v!r}: {exc}") from None
+            from dcops.yamlconf import check_regex
+
+            check_regex(v)
         return v
 
     @model_validator(mode="after")

@@ -68,8 +68,10 @@ def _chunks(seq: Sequence, n: int = 500):
 
 
 class AlerterStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audit=None) -> None:
+        """`audit`: an `AuditLog`; every cycle that changed state is appended to it (see `_audit`)."""
         self.engine = engine
+        self.audit = audit
 
     # ----- loading -------------------------------------------------------------------------
     def listed_alarms(self) -> list[Alarm]:
@@ -137,6 +139,28 @@ class AlerterStore:
                 s.add(TimelineRow(incident_id=iid, time_ns=e.time_ns, kind=e.kind.value, text=e.text, actor=e.actor,
                                   alarm_id=e.alarm_id, notification_id=e.notification_id, data=dict(e.data)))
             self._insert_notifications(s, w.notifications, wall_ns)
+        self._audit(w)
+
+    def _audit(self, w: CycleWrite) -> None:
+        """One audit record per written cycle: which alarms, incidents and notifications changed.
+
+        Appended right after the cycle's own transaction (its own retries against concurrent
+        writers such as the console); a failure is logged, never lost silently.
+        """
+        if self.audit is None:
+            return
+        cap = 500
+        data = {"alarms": sorted(w.alarms)[:cap], "alarms_changed": len(w.alarms),
+                "incidents_opened": sorted(w.new_incidents)[:cap], "incidents_updated": sorted(w.incidents)[:cap],
+                "incidents_resolved": sorted(w.resolved)[:cap], "incidents_reopened": sorted(w.reopened)[:cap],
+                "notifications": len(w.notifications), "timeline_entries": len(w.timeline)}
+        try:
+            self.audit.append(actor="alerter", role="system", action="alerter.cycle", target_kind="alerter",
+                              target_id="cycle", data=data)
+        except Exception:
+            import logging
+
+            logging.getLogger(__name__).exception("could not append the alerter cycle to the audit trail")
 
     @staticmethod
     def _write_alarms(s: Session, alarms: list[Alarm]) -> None:

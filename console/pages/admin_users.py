@@ -53,10 +53,10 @@ def save_user(n_clicks, name, password, role):
     name = (name or "").strip()
     try:
         if any(u.name == name for u, _ in users.list_users()):
-            users.set_role(name, role)
+            users.set_role(name, role, actor=admin.name)
             msg = f"{name} is now {role}."
         else:
-            users.create_user(name, password or "", role)
+            users.create_user(name, password or "", role, actor=admin.name)
             msg = f"Created {name} ({role})."
     except UserError as e:
         return dbc.Alert(str(e), color="warning", id="admin_users-error"), users_table(users)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Mapping, Protocol, Sequence
 
 from dcops.batch import Batch, Event
@@ -9,6 +10,16 @@ from dcops.batch import Batch, Event
 AGGREGATES = ("mean", "min", "max", "last", "first", "sum", "count")
 
 Where = Mapping[str, str | Sequence[str]]
+
+# Measurement, tag and field names every store keeps as they are (InfluxDB reads a line starting
+# with '#' as a comment; DuckDB columns need identifiers): letters, digits, '_', not a digit first.
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# InfluxDB's timestamp range (int64 nanoseconds, both ends reserved), and the epoch as the floor.
+TIME_MIN_NS, TIME_MAX_NS = 0, 9_223_372_036_854_775_806
+
+
+def valid_name(name: object) -> bool:
+    return isinstance(name, str) and NAME_RE.match(name) is not None
 
 
 class StoreError(RuntimeError):

@@ -16,6 +16,7 @@ import json
 import re
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from dcops.batch import Batch, Event, concat_batches
-from dcops.store.base import AGGREGATES, StoreError, Where
+from dcops.store.base import AGGREGATES, TIME_MAX_NS, TIME_MIN_NS, StoreError, StoreUnavailable, Where
 
 __all__ = ["DuckDBStore", "series_ids"]
 
@@ -38,7 +39,7 @@ NS = 1_000_000_000
 
 
 def _ident(name: str, what: str) -> str:
-    if not _IDENT.match(name):
+    if not isinstance(name, str) or not _IDENT.match(name):
         raise StoreError(f"invalid {what} name {name!r}")
     return f'"{name}"'
 
@@ -58,6 +59,19 @@ def series_ids(tags: dict[str, np.ndarray], n: int) -> np.ndarray:
         # an empty tag is the same as no tag, so batches merged with others keep their series ids
         h = np.where(values == "", h, (h * np.uint64(1099511628211)) ^ col ^ key)
     return h
+
+
+@contextmanager
+def _translated(what: str):
+    """DuckDB's errors as ours: I/O trouble is unavailability, anything about the data a refusal."""
+    try:
+        yield
+    except (duckdb.IOException, duckdb.ConnectionException) as exc:
+        raise StoreUnavailable(f"DuckDB {what} failed: {exc}") from None
+    except duckdb.Error as exc:
+        raise StoreError(f"DuckDB refused the {what}: {exc}") from None
+    except (OverflowError, TypeError) as exc:
+        raise StoreError(f"DuckDB refused the {what}: {type(exc).__name__}: {exc}") from None
 
 
 class DuckDBStore:
@@ -114,6 +128,10 @@ class DuckDBStore:
 
     # ----- writes ---------------------------------------------------------------------------
     def write(self, batches: Sequence[Batch]) -> int:
+        with _translated("write"):
+            return self._write(batches)
+
+    def _write(self, batches: Sequence[Batch]) -> int:
         written = 0
         by_measurement: dict[str, list[Batch]] = {}
         for b in batches:
@@ -125,6 +143,8 @@ class DuckDBStore:
         return written
 
     def _write_one(self, b: Batch) -> int:
+        if len(b) and (int(b.time_ns.min()) < TIME_MIN_NS or int(b.time_ns.max()) > TIME_MAX_NS):
+            raise StoreError(f"{b.measurement}: time outside the storable range")
         for name, col in b.fields.items():
             if np.isinf(col).any():
                 raise StoreError(f"{b.measurement}.{name}: infinite value refused")
@@ -157,8 +177,15 @@ class DuckDBStore:
         return b.n_values
 
     def write_events(self, events: Sequence[Event]) -> int:
+        with _translated("event write"):
+            return self._write_events(events)
+
+    def _write_events(self, events: Sequence[Event]) -> int:
         if not events:
             return 0
+        for e in events:
+            if isinstance(e.time_ns, bool) or not TIME_MIN_NS <= e.time_ns <= TIME_MAX_NS:
+                raise StoreError(f"event {e.kind!r}: time {e.time_ns} ns outside the storable range")
         rows = []
         for e in events:
             target = json.dumps(dict(e.target), sort_keys=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections import defaultdict, deque
@@ -37,8 +38,8 @@ import httpx
 import numpy as np
 
 from dcops.batch import Batch, Event
-from dcops.secrets import redact
-from dcops.store.base import AGGREGATES, StoreError, StoreUnavailable, Where
+from dcops.secrets import redact as _redact_known
+from dcops.store.base import AGGREGATES, TIME_MAX_NS, TIME_MIN_NS, StoreError, StoreUnavailable, Where, valid_name
 from dcops.store.lineproto import EVENT_MEASUREMENT, batches_to_chunks, event_lines
 
 __all__ = ["InfluxStore", "Rollup", "ROLLUPS", "influxql_where"]
@@ -63,6 +64,19 @@ ROLLUPS = (
 _ROLLED = ("mean", "min", "max")
 
 
+_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@")
+_SECRET_PARAM = re.compile(r"(?i)([?&](?:token|password|passwd|pass|p|u|secret|key|api_key|auth)=)[^&\s'\"]+")
+_AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:token|bearer|basic)\s+)[^\s'\",}]+")
+
+
+def redact(text: str) -> str:
+    """Text with known secrets (dcops.secrets), URL user-info, secret query parameters and
+    Authorization values masked."""
+    text = _USERINFO.sub(r"\1***@", _redact_known(str(text)))
+    text = _SECRET_PARAM.sub(r"\1***", text)
+    return _AUTH_HEADER.sub(r"\1***", text)
+
+
 def _ident(name: str) -> str:
     if not name or '"' in name or "\n" in name:
         raise StoreError(f"invalid identifier {name!r}")
@@ -84,6 +98,15 @@ def influxql_where(where: Where | None) -> str:
     return "".join(" AND " + c for c in out)
 
 
+def _check_names(b: Batch) -> None:
+    for what, names in (("measurement", [b.measurement]), ("tag", b.tags), ("field", b.fields)):
+        for name in names:
+            if not valid_name(name):
+                raise StoreError(f"{what} name {name!r} refused: InfluxDB would drop or misread it")
+    if len(b) and (int(b.time_ns.min()) < TIME_MIN_NS or int(b.time_ns.max()) > TIME_MAX_NS):
+        raise StoreError(f"{b.measurement}: time outside InfluxDB's range")
+
+
 class InfluxStore:
     def __init__(self, url: str, database: str = "dcops", rp: str = "raw", *, token: str | None = None,
                  org: str = "dcops", retention_days: float = 7.0, rollups: Sequence[Rollup] = ROLLUPS,
@@ -95,7 +118,7 @@ class InfluxStore:
         from reactivex.scheduler import ThreadPoolScheduler
 
         self.url = url.rstrip("/")
-        self._where = redact(self.url)  # what messages show: user:password@ and tokens masked
+        self.safe_url = redact(self.url)  # what error messages and logs show
         self.database, self.rp = database, rp
         self.retention_days = retention_days
         self.rollups = tuple(rollups)
@@ -122,7 +145,11 @@ class InfluxStore:
             success_callback=self._on_success, error_callback=self._on_error)
         self._keys: dict[str, tuple[list[str], list[str]]] = {}  # measurement -> (tags, fields)
         if manage_schema:
-            self.ensure_schema()
+            try:
+                self.ensure_schema()
+            except BaseException:
+                self.close()  # unreachable at start: the caller may wait and build another
+                raise
 
     @classmethod
     def from_settings(cls, settings, **kw) -> "InfluxStore":
@@ -176,13 +203,13 @@ class InfluxStore:
         try:
             resp = self._http.post("/query", params={"db": self.database, "epoch": "ns"}, data={"q": q})
         except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"InfluxDB at {self._where} unreachable: {redact(str(exc))}") from None
-        if resp.status_code >= 500:
-            raise StoreUnavailable(f"InfluxDB at {self._where} answered {resp.status_code}: {resp.text[:200]}")
+            raise StoreUnavailable(f"InfluxDB at {self.safe_url} unreachable: {redact(exc)}") from None
+        if resp.status_code >= 500 or resp.status_code in (401, 403):
+            raise StoreUnavailable(f"InfluxDB at {self.safe_url} answered {resp.status_code}: {redact(resp.text[:200])}")
         try:
             body = resp.json()
         except ValueError:
-            raise StoreError(f"InfluxDB answered {resp.status_code} with non-JSON: {resp.text[:200]}") from None
+            raise StoreError(f"InfluxDB answered {resp.status_code} with non-JSON: {redact(resp.text[:200])}") from None
         if "error" in body:
             raise StoreError(f"InfluxQL refused ({body['error']}): {q[:200]}")
         results = body.get("results") or [{}]
@@ -223,7 +250,7 @@ class InfluxStore:
             self._write_api.write(bucket=self._bucket, org=self._org, record=body)
         done, not_done = wait(futures, timeout=self.write_timeout_s)
         if not_done:
-            raise StoreUnavailable(f"InfluxDB at {self._where} did not acknowledge {len(not_done)} of {len(futures)}"
+            raise StoreUnavailable(f"InfluxDB at {self.safe_url} did not acknowledge {len(not_done)} of {len(futures)}"
                                    f" writes within {self.write_timeout_s:.0f}s")
         for f in futures:
             exc = f.exception()
@@ -234,17 +261,22 @@ class InfluxStore:
         status = getattr(exc, "status", None)
         if status is not None and 400 <= status < 500 and status not in (401, 403, 404, 408, 429):
             body = getattr(exc, "body", "") or getattr(exc, "message", "") or str(exc)
-            return StoreError(f"InfluxDB refused the data (HTTP {status}): {str(body)[:300]}")
-        return StoreUnavailable(f"InfluxDB write to {self._where} failed: {redact(str(exc))[:300]}")
+            return StoreError(f"InfluxDB refused the data (HTTP {status}): {redact(str(body)[:300])}")
+        return StoreUnavailable(f"InfluxDB write to {self.safe_url} failed: {redact(str(exc)[:300])}")
 
     def write(self, batches: Sequence[Batch]) -> int:
+        for b in batches:  # a name InfluxDB would drop (`#accel` is a comment) is refused, not counted
+            _check_names(b)
         try:  # bodies stream out while the next ones are built; a refused value stops the write
             self._submit(batches_to_chunks(batches, self.chunk_lines))
-        except ValueError as exc:
+        except (ValueError, TypeError, AttributeError) as exc:
             raise StoreError(str(exc)) from None
         return sum(b.n_values for b in batches)
 
     def write_events(self, events: Sequence[Event]) -> int:
+        for e in events:
+            if isinstance(e.time_ns, bool) or not TIME_MIN_NS <= e.time_ns <= TIME_MAX_NS:
+                raise StoreError(f"event {e.kind!r}: time {e.time_ns} ns outside InfluxDB's range")
         lines = event_lines(events)
         for i in range(0, len(lines), self.chunk_lines):
             self._submit(["\n".join(lines[i:i + self.chunk_lines]).encode()])

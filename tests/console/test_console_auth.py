@@ -72,7 +72,88 @@ def test_wrong_password_refused_and_throttled(app):
         assert "Set-Cookie" not in r.headers
     r = c.post("/login", data={"username": "operator", "password": PASSWORDS["operator"]}, headers=SAME,
                base_url=BASE)
-    assert r.status_code == 429
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _post(client, name, password, addr="10.0.0.1"):
+    return client.post("/login", data={"username": name, "password": password}, headers=SAME, base_url=BASE,
+                       environ_base={"REMOTE_ADDR": addr})
+
+
+def test_backoff_never_locks_out_the_right_password(filled_store, small_inventory, users):
+    from dcops.console.app import create_app
+    from dcops.console.auth import BACKOFF_MAX_S
+
+    clock = _Clock()
+    users.clock = clock
+    app = create_app(filled_store, small_inventory, auth=Auth(users, session_ttl_s=3600, clock=clock))
+    c = app.server.test_client()
+    for i in range(40):  # an attacker hammers the admin account from many addresses
+        r = _post(c, "admin", "not-the-password", addr=f"10.1.{i}.1")
+        if r.status_code == 429:
+            clock.t += float(r.headers["Retry-After"])
+    r = _post(c, "admin", PASSWORDS["admin"], addr="192.168.5.5")
+    if r.status_code == 429:  # at most one capped backoff, then the right password works
+        assert int(r.headers["Retry-After"]) <= BACKOFF_MAX_S + 1
+        clock.t += float(r.headers["Retry-After"])
+        r = _post(c, "admin", PASSWORDS["admin"], addr="192.168.5.5")
+    assert r.status_code == 302 and COOKIE in r.headers["Set-Cookie"]
+
+
+def test_spraying_many_names_from_one_client_is_throttled(app):
+    from dcops.console.auth import CLIENT_FREE_FAILURES
+
+    c = app.server.test_client()
+    codes = [_post(c, f"user{i}", "guess-guess-1", addr="10.9.9.9").status_code
+             for i in range(CLIENT_FREE_FAILURES + 3)]
+    assert codes[:CLIENT_FREE_FAILURES] == [401] * CLIENT_FREE_FAILURES
+    assert set(codes[CLIENT_FREE_FAILURES:]) == {429}
+    assert _post(c, "viewer", PASSWORDS["viewer"], addr="10.8.8.8").status_code == 302  # others unaffected
+
+
+def test_throttle_is_shared_between_console_processes(filled_store, small_inventory, users):
+    """Two Auth objects over one database (two console processes) see each other's failures."""
+    from dcops.console.app import create_app
+
+    a = create_app(filled_store, small_inventory, auth=Auth(users)).server.test_client()
+    b = create_app(filled_store, small_inventory, auth=Auth(users)).server.test_client()
+    for i in range(MAX_FAILURES):
+        assert _post(a if i % 2 else b, "operator", "wrong-password", addr=f"10.2.{i}.1").status_code == 401
+    assert _post(a, "operator", "wrong-password", addr="10.3.0.1").status_code == 429
+    assert _post(b, "operator", "wrong-password", addr="10.3.0.2").status_code == 429
+
+
+def test_unknown_names_take_as_long_as_known_ones():
+    import statistics
+    import time as _time
+
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher(time_cost=2, memory_cost=16384, parallelism=1)  # ~10 ms a verify
+    u = UserStore(sa.create_engine("sqlite://"), hasher=hasher)
+    u.create_user("alice", "correct-horse-battery", "operator")
+
+    def median_s(name):
+        times = []
+        for _ in range(25):
+            t0 = _time.perf_counter()
+            assert u.verify(name, "wrong-password-123") is None
+            times.append(_time.perf_counter() - t0)
+        return statistics.median(times)
+
+    median_s("alice")  # warm up
+    known, unknown = median_s("alice"), median_s("nobody-here")
+    ratio = unknown / known
+    print(f"login timing: known {known * 1000:.1f} ms, unknown {unknown * 1000:.1f} ms, ratio {ratio:.2f}")
+    assert 0.8 < ratio < 1.25, f"unknown {unknown * 1000:.1f} ms vs known {known * 1000:.1f} ms"
 
 
 def test_viewer_and_operator_cannot_post_admin_callback(app):

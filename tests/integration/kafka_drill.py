@@ -113,7 +113,12 @@ class Drill:
         except AssertionError as exc:
             raise AssertionError(f"{exc}; {self.stored()} stored; {self.diagnostics()}") from None
         time.sleep(1.0)  # anything more (there must not be) would show up now
-        return self.stored()
+        stored = self.stored()
+        per_rack = {s["tags"]["rack"]: s["values"][0][1] for s in self.store.execute(
+            'SELECT count("accel_power_w") FROM "raw"."accel" GROUP BY "rack"')}
+        print(f"drill {self.database}: published {self.produced}, stored {stored},"
+              f" per rack (published {self.produced // len(RACKS)} each) {per_rack}, producer {self.bus.stats}")
+        return stored
 
     def diagnostics(self) -> str:
         out = [f"producer {self.bus.stats} spool {self.bus.spool_depth}"]

@@ -42,7 +42,7 @@ def test_append_chains_and_verifies(audit):
 
 def test_no_api_changes_or_removes_records(audit):
     public = {n for n in dir(AuditLog) if not n.startswith("_")}
-    assert public == {"append", "records", "verify", "ensure_schema"}
+    assert public == {"append", "records", "verify", "ensure_schema", "head", "anchor"}
     rec = _fill(audit, 1)[0]
     with pytest.raises(Exception):
         rec.actor = "mallory"  # records are frozen
@@ -116,3 +116,101 @@ def test_concurrent_appends_keep_one_chain(audit):
         t.join()
     assert audit.verify().checked == 40
     assert [r.seq for r in audit.records()] == list(range(1, 41))
+
+
+# ----- keyed chain and anchors against a privileged editor (issue 20, failure 5) -------------------
+KEY = b"k3y-the-database-never-sees"
+
+
+@pytest.fixture
+def keyed(db_url, tmp_path):
+    eng = create_engine(db_url)
+    log = AuditLog(eng, clock=iter(range(1_700_000_000 * NS, 1_800_000_000 * NS, NS)).__next__, key=KEY,
+                   anchor_file=tmp_path / "anchors.jsonl")
+    log.ensure_schema()
+    yield log
+    eng.dispose()
+
+
+def _rehash_all(log: AuditLog, edit_seq: int | None = None, upto: int | None = None) -> None:
+    """What a privileged editor without the key can do: edit a row and recompute every SHA-256 link."""
+    from dcops.alerts.storage.audit import GENESIS, record_hash
+
+    rows = log.records(limit=10_000)
+    prev = GENESIS
+    with log.engine.begin() as c:
+        for r in rows[:upto]:
+            actor = "mallory" if r.seq == edit_seq else r.actor
+            h = record_hash(r.seq, r.time_ns, actor, r.role, r.action, r.target_kind, r.target_id, dict(r.data), prev)
+            c.execute(text("UPDATE audit_log SET actor = :a, prev_hash = :p, hash = :h, mac = NULL WHERE seq = :s"),
+                      {"a": actor, "p": prev, "h": h, "s": r.seq})
+            prev = h
+
+
+def _drop_all_guards(log: AuditLog) -> None:
+    with log.engine.begin() as c:
+        if log.engine.dialect.name == "postgresql":
+            c.execute(text("DROP TRIGGER audit_log_no_update ON audit_log"))
+            c.execute(text("DROP TRIGGER audit_log_no_truncate ON audit_log"))
+        else:
+            c.execute(text("DROP TRIGGER audit_log_no_update"))
+            c.execute(text("DROP TRIGGER audit_log_no_delete"))
+
+
+def test_keyed_chain_verifies_only_with_its_key(keyed):
+    from dcops.alerts.storage.audit import read_anchors
+
+    _fill(keyed, 6)
+    assert keyed.verify().ok and keyed.verify().keyed
+    assert not keyed.verify(key=b"another-key").ok
+    plain = AuditLog(keyed.engine)  # a reader without the key cannot vouch for a keyed chain
+    v = plain.verify()
+    assert not v.ok and "audit key" in v.reason
+    keyed.anchor("test")
+    assert read_anchors(keyed.anchor_file)[-1]["seq"] == 6
+
+
+@pytest.mark.parametrize("attack", ["rehash edited chain", "delete tail", "empty table", "delete tail and rehash"])
+def test_privileged_editor_is_detected(keyed, attack):
+    from dcops.alerts.storage.audit import read_anchors
+
+    _fill(keyed, 5)
+    keyed.anchor("test")  # the chain head leaves the database
+    _fill(keyed, 3)
+    keyed.anchor("test")
+    _drop_all_guards(keyed)  # the table's owner can do this
+    with keyed.engine.begin() as c:
+        if attack == "rehash edited chain":
+            pass
+        elif attack in ("delete tail", "delete tail and rehash"):
+            c.execute(text("DELETE FROM audit_log WHERE seq > 6"))
+        elif attack == "empty table":
+            c.execute(text("DELETE FROM audit_log"))
+    if attack == "rehash edited chain":
+        _rehash_all(keyed, edit_seq=3)
+    if attack == "delete tail and rehash":
+        _rehash_all(keyed, edit_seq=2)
+    anchors = read_anchors(keyed.anchor_file)
+    with_key = keyed.verify(anchors=anchors)
+    assert not with_key.ok, attack
+    without_key = AuditLog(keyed.engine).verify(anchors=anchors, require_key=False)
+    assert not without_key.ok, f"{attack}: anchors alone catch it too ({without_key})"
+
+
+def test_operator_actions_are_append_only(db_url):
+    from dcops.alerts.storage.tables import OperatorActionRow, open_engine
+
+    eng = open_engine(db_url) if db_url.startswith("sqlite") else create_engine(db_url)
+    from dcops.alerts.storage.tables import Base
+
+    Base.metadata.create_all(eng)
+    AuditLog(eng).ensure_schema()  # installs the operator_actions guard
+    from sqlalchemy.orm import Session
+
+    with Session(eng) as s, s.begin():
+        s.add(OperatorActionRow(time_ns=1, user="alice", action="ack", target_kind="alarm", target_id="a1", data={}))
+    for sql in ("UPDATE operator_actions SET \"user\" = 'mallory'", "DELETE FROM operator_actions"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with eng.begin() as c:
+                c.execute(text(sql))
+    eng.dispose()

@@ -17,7 +17,9 @@ from dcops.alerts.storage.tables import Base
 from dcops.alerts.runbooks.tables import RunbookBase
 from tests.conftest import REPO
 
-METADATA = [Base.metadata, RunbookBase.metadata, AuditBase.metadata]
+from dcops.console.users import throttle_meta  # noqa: E402
+
+METADATA = [Base.metadata, RunbookBase.metadata, AuditBase.metadata, throttle_meta]
 TABLES = {t for md in METADATA for t in md.tables}
 
 
