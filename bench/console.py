@@ -108,13 +108,13 @@ def build(n_accel: int, steps: int, with_alarms: bool):
 
 def alarms_payload() -> dict:
     outs = [("alarms-grid", "rowData"), ("alarms-cause", "options")]
-    ins = [("shell-tick", "n_intervals", 1), ("alarms-severity", "value", "all"), ("alarms-area", "value", "all"),
+    ins = [("shell-tick", "data", 1), ("alarms-severity", "value", "all"), ("alarms-area", "value", "all"),
            ("alarms-cause", "value", "all"), ("alarms-text", "value", None), ("alarms-fold", "value", True),
            ("alarms-result", "children", None)]
     return {"output": ".." + "...".join(f"{i}.{p}" for i, p in outs) + "..",
             "outputs": [{"id": i, "property": p} for i, p in outs],
             "inputs": [{"id": i, "property": p, "value": v} for i, p, v in ins],
-            "changedPropIds": ["shell-tick.n_intervals"], "state": []}
+            "changedPropIds": ["shell-tick.data"], "state": []}
 
 
 def floor_payload(colour_by: str = "inlet") -> dict:
@@ -122,15 +122,15 @@ def floor_payload(colour_by: str = "inlet") -> dict:
             ("floor-incidents", "children"), ("floor-updated", "children")]
     return {"output": ".." + "...".join(f"{i}.{p}" for i, p in outs) + "..",
             "outputs": [{"id": i, "property": p} for i, p in outs],
-            "inputs": [{"id": "shell-tick", "property": "n_intervals", "value": 1},
+            "inputs": [{"id": "shell-tick", "property": "data", "value": 1},
                        {"id": "floor-colour-by", "property": "value", "value": colour_by}],
-            "changedPropIds": ["shell-tick.n_intervals"], "state": []}
+            "changedPropIds": ["shell-tick.data"], "state": []}
 
 
 def rack_payload(rack: str) -> dict:
     return {"output": "rack-body.children", "outputs": {"id": "rack-body", "property": "children"},
-            "inputs": [{"id": "shell-tick", "property": "n_intervals", "value": 1}],
-            "changedPropIds": ["shell-tick.n_intervals"], "state": [{"id": "rack-name", "property": "data",
+            "inputs": [{"id": "shell-tick", "property": "data", "value": 1}],
+            "changedPropIds": ["shell-tick.data"], "state": [{"id": "rack-name", "property": "data",
                                                                        "value": rack}]}
 
 
@@ -138,9 +138,9 @@ def fleet_payload() -> dict:
     outs = [("fleet-table-box", "children"), ("fleet-bars", "children"), ("fleet-trends", "children")]
     return {"output": ".." + "...".join(f"{i}.{p}" for i, p in outs) + "..",
             "outputs": [{"id": i, "property": p} for i, p in outs],
-            "inputs": [{"id": "shell-tick", "property": "n_intervals", "value": 1},
+            "inputs": [{"id": "shell-tick", "property": "data", "value": 1},
                        {"id": "fleet-range", "property": "value", "value": "1h"}],
-            "changedPropIds": ["shell-tick.n_intervals"], "state": []}
+            "changedPropIds": ["shell-tick.data"], "state": []}
 
 
 def time_callbacks(app, tick, payload: dict, calls: int) -> list[float]:

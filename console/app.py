@@ -17,7 +17,7 @@ from typing import Callable
 import dash
 import dash_bootstrap_components as dbc
 import flask
-from dash import dcc, html
+from dash import ClientsideFunction, Input, Output, State, dcc, html
 
 from dcops.console.auth import Auth, current_user
 from dcops.console.data import CONFIG_KEY, Context, current
@@ -59,7 +59,10 @@ def _shell_layout(refresh_s: float) -> Callable[[], html.Div]:
         ], fluid=True), color="dark", dark=True, className="mb-3")
         return html.Div([
             bar,
-            dcc.Interval(id="shell-tick", interval=int(refresh_s * 1000), n_intervals=0),
+            # the clock ticks every refresh period; pages listen to shell-tick, which assets/live.js
+            # advances only when no callback request is in flight (back-pressure under load)
+            dcc.Interval(id="shell-clock", interval=int(refresh_s * 1000), n_intervals=0),
+            dcc.Store(id="shell-tick", data=0),
             dbc.Container(dash.page_container, fluid=True),
         ])
 
@@ -102,6 +105,8 @@ def create_app(store, inventory, *, alarms=None, runbooks=None, alerting=None, a
         serve_locally=True, compress=False,
     )
     app.layout = _shell_layout(float(refresh_s))
+    app.clientside_callback(ClientsideFunction("dcops", "tick"), Output("shell-tick", "data"),
+                            Input("shell-clock", "n_intervals"), State("shell-tick", "data"))
     # Bind the page callbacks (registered by `dash.callback` while Dash imported the pages) to
     # this app now, as Dash would on its first request, so another app built later in the same
     # process (tests, benchmarks) cannot take them.

@@ -135,7 +135,7 @@ def create_maintenance(n_clicks, component, duration, reason):
 
 
 callback(Output("admin-silences", "children"), Output("admin-audit", "children"),
-         Output("admin-audit-chain", "children"), Input("shell-tick", "n_intervals"),
+         Output("admin-audit-chain", "children"), Input("shell-tick", "data"),
          Input("admin-result", "children"))(render_admin)
 callback(Output("admin-result", "children", allow_duplicate=True), Input("admin-expire", "n_clicks"),
          State("admin-silence-id", "value"), prevent_initial_call=True)(expire)

@@ -161,7 +161,7 @@ def add_note(n_clicks, selected, text):
 
 
 callback(Output("alarms-grid", "rowData"), Output("alarms-cause", "options"),
-         Input("shell-tick", "n_intervals"), Input("alarms-severity", "value"), Input("alarms-area", "value"),
+         Input("shell-tick", "data"), Input("alarms-severity", "value"), Input("alarms-area", "value"),
          Input("alarms-cause", "value"), Input("alarms-text", "value"), Input("alarms-fold", "value"),
          Input("alarms-result", "children"))(refresh_alarms)
 callback(Output("alarms-result", "children", allow_duplicate=True), Input("alarms-ack", "n_clicks"),

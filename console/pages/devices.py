@@ -99,4 +99,4 @@ callback(Output("devices-pick", "options"), Input("devices-pick", "search_value"
          State("devices-pick", "value"))(search_options)
 callback(Output("devices-title", "children"), Output("devices-charts", "children"),
          Output("devices-events", "children"), Output("devices-alarms", "children"), Input("devices-pick", "value"), Input("devices-range", "value"),
-         Input("shell-tick", "n_intervals"))(show_device)
+         Input("shell-tick", "data"))(show_device)

@@ -64,4 +64,4 @@ def update_fleet(_n_intervals, range_key):
 
 
 callback(Output("fleet-table-box", "children"), Output("fleet-bars", "children"), Output("fleet-trends", "children"),
-         Input("shell-tick", "n_intervals"), Input("fleet-range", "value"))(update_fleet)
+         Input("shell-tick", "data"), Input("fleet-range", "value"))(update_fleet)

@@ -105,6 +105,6 @@ def open_rack(click_data):
 callback(
     Output("floor-map", "figure"), Output("floor-kpis", "children"), Output("floor-vendor-table", "children"),
     Output("floor-incidents", "children"), Output("floor-updated", "children"),
-    Input("shell-tick", "n_intervals"), Input("floor-colour-by", "value"),
+    Input("shell-tick", "data"), Input("floor-colour-by", "value"),
 )(update_floor)
 callback(Output("floor-nav", "href"), Input("floor-map", "clickData"), prevent_initial_call=True)(open_rack)

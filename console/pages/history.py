@@ -103,7 +103,7 @@ def export_postmortem(n_clicks, incident_id):
 
 
 callback(Output("history-kpis", "children"), Output("history-trend", "figure"), Output("history-timeline", "figure"),
-         Output("history-offenders", "children"), Input("shell-tick", "n_intervals"),
+         Output("history-offenders", "children"), Input("shell-tick", "data"),
          Input("history-range", "value"))(update_history)
 callback(Output("history-similar", "children"), Input("history-similar-go", "n_clicks"),
          State("history-incident", "value"), State("history-range", "value"), prevent_initial_call=True)(find_similar)

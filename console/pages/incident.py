@@ -225,7 +225,7 @@ def step_action(*args):
 callback(Output("incident-header", "children"), Output("incident-alarms", "children"),
          Output("incident-charts", "children"), Output("incident-timeline", "children"),
          Output("incident-notifications", "children"),
-         Input("shell-tick", "n_intervals"), State("incident-id", "data"), Input("incident-result", "children"))(
+         Input("shell-tick", "data"), State("incident-id", "data"), Input("incident-result", "children"))(
     render_incident)
 def default_choice(options, current):
     """Keep the operator's choice while it is still offered; otherwise preselect the first
@@ -249,7 +249,7 @@ callback(Output("incident-result", "children", allow_duplicate=True), Input("inc
 callback(Output("incident-result", "children", allow_duplicate=True), Input("incident-add-note", "n_clicks"),
          State("incident-id", "data"), State("incident-note", "value"), prevent_initial_call=True)(add_note)
 callback(Output("incident-runbook", "children"), Output("incident-runbook-pick", "options"),
-         Output("incident-step-pick", "options"), Input("shell-tick", "n_intervals"), State("incident-id", "data"),
+         Output("incident-step-pick", "options"), Input("shell-tick", "data"), State("incident-id", "data"),
          Input("incident-result", "children"))(render_runbook)
 callback(Output("incident-result", "children", allow_duplicate=True), Input("incident-runbook-start", "n_clicks"),
          State("incident-id", "data"), State("incident-runbook-pick", "value"), prevent_initial_call=True)(start_runbook)

@@ -39,5 +39,5 @@ def incidents_list(_n_intervals, open_only):
                      striped=True, hover=True, id="incidents-table")
 
 
-callback(Output("incidents-list", "children"), Input("shell-tick", "n_intervals"),
+callback(Output("incidents-list", "children"), Input("shell-tick", "data"),
          Input("incidents-open-only", "value"))(incidents_list)

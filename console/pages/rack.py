@@ -92,4 +92,4 @@ def update_rack(_n_intervals, rack_id):
     return rack_body(view)
 
 
-callback(Output("rack-body", "children"), Input("shell-tick", "n_intervals"), State("rack-name", "data"))(update_rack)
+callback(Output("rack-body", "children"), Input("shell-tick", "data"), State("rack-name", "data"))(update_rack)
