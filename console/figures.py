@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from plotly.colors import get_colorscale
 
+from dcops.console import severity
+
 __all__ = ["COLOUR_BY", "ColourBy", "floor_figure", "timeseries_figure", "vendor_bars", "trend_figure",
            "empty_figure"]
 
@@ -27,18 +29,16 @@ class ColourBy:
     zmax: float | None
 
 
-_ALARM_SCALE = [[0.0, "#2e7d32"], [0.125, "#2e7d32"], [0.125, "#fbc02d"], [0.375, "#fbc02d"],
-                [0.375, "#f57c00"], [0.625, "#f57c00"], [0.625, "#e64a19"], [0.875, "#e64a19"],
-                [0.875, "#b71c1c"], [1.0, "#b71c1c"]]
+_ALARM_SCALE = severity.floor_colorscale()
 
 # What the operator can colour racks by; the floor page's radio buttons list these keys.
 COLOUR_BY: dict[str, ColourBy] = {
     "inlet": ColourBy("Inlet temperature", "inlet_degc", "°C", get_colorscale("RdYlBu_r"), 18.0, 35.0),
     "power": ColourBy("Rack power", "power_kw", "kW", get_colorscale("Viridis"), 0.0, None),
     "hottest": ColourBy("Hottest accelerator", "hottest_degc", "°C", get_colorscale("RdYlBu_r"), 30.0, 95.0),
-    "alarm": ColourBy("Alarm state", "alarm_rank", "", _ALARM_SCALE, 0.0, 4.0),
+    "alarm": ColourBy("Alarm state", "alarm_rank", "", _ALARM_SCALE, -0.5, 4.5),
 }
-ALARM_LABELS = ("none", "warning", "minor", "major", "critical")
+ALARM_LABELS = severity.FLOOR_LEVELS
 
 
 def _fmt(v: float, unit: str) -> str:
@@ -123,8 +123,13 @@ def floor_figure(racks: pd.DataFrame, colour_by: str) -> dict:
             "colorscale": spec.colorscale, "zmin": spec.zmin, "zmax": zmax, "xgap": 3, "ygap": 3,
             "showscale": i == 1, "name": hall, "xaxis": "x" + sfx, "yaxis": "y" + sfx,
             # rack names in the cells while they fit
-            **({"texttemplate": "%{text}", "textfont": {"size": 10}} if width <= 16 else {}),
-            "colorbar": {"title": {"text": spec.label + (f" ({spec.unit})" if spec.unit else "")}, "len": 0.9},
+            # rack names and their value in the cells while they fit (the hover always has both)
+            **({"texttemplate": "%{text}" if colour_by == "alarm" else "%{text}<br>%{z:.1f}", "textfont": {"size": 10}}
+               if width <= 16 else {}),
+            "colorbar": {"title": {"text": spec.label + (f" ({spec.unit})" if spec.unit else "")}, "len": 0.9,
+                         # alarm state: one named band per severity, not a continuous 0-4 scale
+                         **({"tickvals": list(range(len(ALARM_LABELS))), "ticktext": list(ALARM_LABELS)}
+                            if colour_by == "alarm" else {})},
         })
         layout_axes["xaxis" + sfx] = {"anchor": "y" + sfx, "domain": [0, 1], "dtick": 1,
                                       "title": {"text": "rack position"} if i == len(halls) else None}

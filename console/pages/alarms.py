@@ -9,6 +9,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, html
 from dash.exceptions import PreventUpdate
 
+from dcops.console import severity
 from dcops.console import data, data_alarms
 from dcops.console.auth import current_user, require_role
 
@@ -18,27 +19,25 @@ dash.register_page(__name__, path="/alarms", name="Alarms", title="dcops - Alarm
 NS = 1_000_000_000
 ALL = "all"  # the "no filter" choice of the filter selects
 SILENCE_FOR = {"30 min": 1800, "1 hour": 3600, "4 hours": 4 * 3600, "24 hours": 86400}
-SEVERITY_STYLE = {
-    "styleConditions": [
-        {"condition": "params.value == 'critical'", "style": {"backgroundColor": "#b71c1c", "color": "white"}},
-        {"condition": "params.value == 'major'", "style": {"backgroundColor": "#e64a19", "color": "white"}},
-        {"condition": "params.value == 'minor'", "style": {"backgroundColor": "#f57c00", "color": "white"}},
-        {"condition": "params.value == 'warning'", "style": {"backgroundColor": "#fbc02d"}},
-    ]
-}
+SEVERITY_STYLE = severity.grid_cell_style()
+# AG Grid sorts severity by X.733 rank, not alphabetically (assets/dashAgGridFunctions.js)
+SEVERITY_COMPARATOR = {"function": "severityCompare"}
+# default sort: most severe first, then newest; the time column wide enough for the whole stamp
 COLUMNS = [
-    {"field": "severity", "cellStyle": SEVERITY_STYLE, "width": 110},
-    {"field": "state", "width": 190},
-    {"field": "component", "width": 150},
-    {"field": "problem", "flex": 2, "minWidth": 240},
-    {"field": "cause", "width": 200},
-    {"field": "role", "headerName": "correlation", "width": 120},
-    {"field": "symptoms", "width": 100},
-    {"field": "raised", "width": 170, "sort": "desc"},
-    {"field": "acknowledged_by", "headerName": "ack by", "width": 110},
-    {"field": "expected", "width": 120},
-    {"field": "suppressed", "width": 140},
-    {"field": "incident", "width": 150},
+    {"field": "severity", "cellStyle": SEVERITY_STYLE, "width": 115, "comparator": SEVERITY_COMPARATOR,
+     "sort": "desc", "sortIndex": 0},
+    {"field": "raised", "headerName": "raised (UTC)", "minWidth": 175, "width": 175, "sort": "desc", "sortIndex": 1},
+    {"field": "component", "width": 140},
+    {"field": "problem", "flex": 2, "minWidth": 260, "wrapText": True, "autoHeight": True,
+     "tooltipField": "problem"},
+    {"field": "state", "minWidth": 180, "width": 180},
+    {"field": "incident", "width": 140},
+    {"field": "cause", "width": 190, "tooltipField": "cause"},
+    {"field": "role", "headerName": "correlation", "width": 115},
+    {"field": "symptoms", "width": 95},
+    {"field": "acknowledged_by", "headerName": "ack by", "width": 105},
+    {"field": "expected", "width": 110},
+    {"field": "suppressed", "width": 130},
 ]
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 from dash import Input, Output, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dcops.console import data
+from dcops.console import data, severity
 from dcops.console.figures import COLOUR_BY, floor_figure
 
 dash.register_page(__name__, path="/", name="Floor", title="dcops - Floor", order=0, min_role="viewer")
@@ -49,13 +49,12 @@ def vendor_table(snap: data.FloorSnapshot) -> dbc.Table:
 
 
 def incidents_badges(snap: data.FloorSnapshot) -> list:
+    """Open incidents by severity, in the console's one severity palette."""
     if snap.incidents_by_severity is None:
         return []
-    colours = {"critical": "danger", "major": "warning", "minor": "info", "warning": "secondary"}
     items = [html.Span("Open incidents: ", className="me-2")]
     for sev in ("critical", "major", "minor", "warning"):
-        items.append(dbc.Badge(f"{sev} {snap.incidents_by_severity.get(sev, 0)}", color=colours[sev],
-                               className="me-1", id=f"floor-incidents-{sev}"))
+        items.append(severity.badge(sev, f"floor-incidents-{sev}", suffix=f" {snap.incidents_by_severity.get(sev, 0)}"))
     return items
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dcops.console import data, data_series
+from dcops.console import data, data_series, runbook_view, severity
 from dcops.console.auth import current_user, require_role
 from dcops.console.figures import timeseries_figure
 
@@ -20,6 +20,7 @@ NS = 1_000_000_000
 STATES = ("acknowledged", "mitigating", "resolved", "closed", "open")
 STEP_ACTIONS = ("confirm", "check", "skip", "request_approval", "approve", "execute")
 BEFORE_S, AFTER_S = 1800, 600  # telemetry shown around the incident
+HIDDEN, SHOWN = {"display": "none"}, {}
 
 
 def _ts(ns) -> str:
@@ -48,14 +49,18 @@ def layout(incident_id: str | None = None, **_query):
                 dbc.Col(dbc.Button("Start runbook", id="incident-runbook-start", disabled=not can_act), md="auto"),
             ], className="g-2 mb-2"),
             html.Div(id="incident-runbook"),
+            html.Div(id="incident-step-detail"),
+            # every control is in the layout (callbacks need them); step_panel shows only those the
+            # selected step's type and state and the operator's role allow
             dbc.Row([
                 dbc.Col(dbc.Select(id="incident-step-pick", options=[]), md=3),
                 dbc.Col(dbc.Input(id="incident-step-note", placeholder="note / reason"), md=3),
-                dbc.Col(dbc.ButtonGroup([dbc.Button(a.replace("_", " "), id=f"incident-step-{a}", size="sm",
-                                                    color="secondary", disabled=not can_act) for a in STEP_ACTIONS]
-                                        + [dbc.Button("sign off", id="incident-run-signoff", size="sm", color="success",
-                                                      disabled=not can_act)]), md=6),
-            ], className="g-2 mb-3"),
+                dbc.Col([dbc.Button(runbook_view.ACTION_LABELS[a], id=f"incident-step-{a}", size="sm",
+                                    color="danger" if a == "skip" else "primary", outline=a == "skip",
+                                    className="me-1", style=HIDDEN, disabled=not can_act) for a in STEP_ACTIONS]
+                        + [dbc.Button("Sign off runbook", id="incident-run-signoff", size="sm", color="success",
+                                      style=HIDDEN, disabled=not can_act)], md=6),
+            ], className="g-2 mb-3", id="incident-step-controls", style=HIDDEN),
         ]
     return html.Div([
         dcc.Store(id="incident-id", data=incident_id),
@@ -90,7 +95,7 @@ def render_incident(_n, incident_id, _result):
     header = html.Div([
         html.H3(inc.title, id="incident-title"),
         dbc.Badge(_v(inc.state), color="info", className="me-2", id="incident-state-badge"),
-        dbc.Badge(_v(inc.severity), color="danger" if _v(inc.severity) == "critical" else "warning", className="me-2"),
+        severity.badge(inc.severity, "incident-severity-badge"),
         html.Span(f"opened {_ts(inc.opened_ns)} by {inc.opened_by}", className="text-muted me-3"),
         html.Span(f"acknowledged by {inc.acknowledged_by}" if inc.acknowledged_by else "", className="text-muted"),
     ])
@@ -161,11 +166,54 @@ def render_runbook(_n, incident_id, _result):
     nxt = run.next_step
     view = html.Div([
         html.Div(f"{run.runbook.id} — {run.state}, started by {run.started_by}"
-                 + (f"; next: {nxt.title}" if nxt and run.state == "active" else ""), id="incident-run-state"),
+                 + (f"; next: {nxt.title}" if nxt and run.state == "active" else "")
+                 + ("; all steps finished: sign it off" if run.ready_to_sign else ""), id="incident-run-state",
+                 className="fw-bold"),
+        html.Div(["Impact of this procedure: ", " ".join(run.runbook.impact.split())], className="small text-muted",
+                 id="incident-run-impact"),
         _table(("section", "step", "title", "status", "by", "note"), rows, "incident-steps-table"),
     ])
     steps = [{"label": f"{s.id} ({s.status})", "value": s.id} for s in run.steps]
     return view, picks, steps
+
+
+def _detail_card(d: runbook_view.StepDetail) -> dbc.Card:
+    def line(label, text, lid):
+        return html.Div([html.Span(label, className="fw-semibold me-1"), html.Span(text, id=lid)], className="mb-1")
+    return dbc.Card(dbc.CardBody([
+        html.H6([f"{d.title} ", dbc.Badge(d.kind, color="secondary", className="me-1"),
+                 dbc.Badge(d.status, color="info")], id="incident-step-title"),
+        line("Instruction:", d.instruction, "incident-step-instruction"),
+        line("Impact:", d.impact, "incident-step-impact"),
+        line("Expected result:", d.expected, "incident-step-expected"),
+        *([line("Notes:", d.notes, "incident-step-notes")] if d.notes else []),
+    ]), className="mb-2", color="light")
+
+
+def step_panel(step_id, _options, incident_id):
+    """The selected step's instruction, impact and expected result, and the controls it allows
+    (styles for each step button, the sign-off button and the controls row)."""
+    ctx = data.current()
+    hidden = [HIDDEN] * (len(STEP_ACTIONS) + 2)
+    if ctx.runbooks is None or not incident_id:
+        raise PreventUpdate
+    try:
+        runs = ctx.runbooks.runs(incident_id)
+    except KeyError:
+        return [html.Div(), *hidden]
+    if not runs or runs[-1].state != "active":
+        return [html.Div(), *hidden]
+    run, user = runs[-1], current_user()
+    role = user.role if user is not None else None
+    styles = [HIDDEN] * len(STEP_ACTIONS)
+    detail = html.Div()
+    sv = next((s for s in run.steps if s.id == step_id), None)
+    if sv is not None:
+        allowed = runbook_view.allowed_actions(sv.type, sv.status, sv.destructive, role)
+        styles = [SHOWN if a in allowed else HIDDEN for a in STEP_ACTIONS]
+        detail = _detail_card(runbook_view.step_detail(run.runbook, sv, data_series.unit_of))
+    can_sign = run.ready_to_sign and role in ("operator", "admin")
+    return [detail, *styles, SHOWN if can_sign else HIDDEN, SHOWN]
 
 
 def start_runbook(n_clicks, incident_id, runbook_id):
@@ -241,8 +289,22 @@ def default_choice(options, current):
 
 callback(Output("incident-runbook-pick", "value"), Input("incident-runbook-pick", "options"),
          State("incident-runbook-pick", "value"))(default_choice)
+def next_step_choice(options, current):
+    """Keep the selected step while it still has something to do; once it is done or skipped,
+    move to the next unfinished one, so the next step is always the one offered."""
+    finished = lambda o: str(o.get("label", "")).endswith(("(done)", "(skipped)"))  # noqa: E731
+    opts = list(options or ())
+    cur = next((o for o in opts if o["value"] == current), None)
+    if cur is not None and not finished(cur):
+        raise PreventUpdate
+    nxt = next((o["value"] for o in opts if not finished(o)), None)
+    if nxt == current:
+        raise PreventUpdate
+    return nxt
+
+
 callback(Output("incident-step-pick", "value"), Input("incident-step-pick", "options"),
-         State("incident-step-pick", "value"))(default_choice)
+         State("incident-step-pick", "value"))(next_step_choice)
 callback(Output("incident-result", "children", allow_duplicate=True), Input("incident-set-state", "n_clicks"),
          State("incident-id", "data"), State("incident-state", "value"), State("incident-note", "value"),
          prevent_initial_call=True)(set_state)
@@ -251,6 +313,10 @@ callback(Output("incident-result", "children", allow_duplicate=True), Input("inc
 callback(Output("incident-runbook", "children"), Output("incident-runbook-pick", "options"),
          Output("incident-step-pick", "options"), Input("shell-tick", "data"), State("incident-id", "data"),
          Input("incident-result", "children"))(render_runbook)
+callback(Output("incident-step-detail", "children"), *[Output(f"incident-step-{a}", "style") for a in STEP_ACTIONS],
+         Output("incident-run-signoff", "style"), Output("incident-step-controls", "style"),
+         Input("incident-step-pick", "value"), Input("incident-step-pick", "options"),
+         State("incident-id", "data"))(step_panel)
 callback(Output("incident-result", "children", allow_duplicate=True), Input("incident-runbook-start", "n_clicks"),
          State("incident-id", "data"), State("incident-runbook-pick", "value"), prevent_initial_call=True)(start_runbook)
 callback(Output("incident-result", "children", allow_duplicate=True),

@@ -124,8 +124,9 @@ def test_incident_list_and_detail(alarm_app):
     repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
     inc = crac_incident(repo)
     with signed_in(alarm_app, "viewer"):
-        table = page("incidents").incidents_list(1, True)
-        assert inc.id in str(table) and "CRAC-1" in str(table)
+        rows = page("incidents").incidents_rows(1, True, None)
+        row = next(r for r in rows if r["id"] == inc.id)
+        assert row["root"] == "CRAC-1" and row["link"] == f"[{inc.id}](/incident/{inc.id})"
         header, alarms, charts, timeline, notifications = page("incident").render_incident(1, inc.id, None)
         assert header.children[0].children == inc.title
         assert "root cause" in str(alarms) and "CRAC-1" in str(alarms)
@@ -177,6 +178,38 @@ def test_runbook_driven_to_sign_off(alarm_app):
         assert incident.run_step(inc.id, "skip", "peers-running", "BMS down").id == "incident-ok"
         view, _, _ = incident.render_runbook(1, inc.id, None)
         assert "code E42" in str(view) and "skipped" in str(view)
+
+
+def _shown(styles, actions):
+    return {a for a, st in zip(actions, styles) if st != {"display": "none"}}
+
+
+def test_runbook_step_panel_shows_instruction_impact_and_only_allowed_controls(alarm_app):
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    inc = crac_incident(repo)
+    incident = page("incident")
+    acts = incident.STEP_ACTIONS
+    with signed_in(alarm_app, "operator"):
+        # before any runbook has started: no step controls at all
+        out = incident.step_panel("read-unit-panel", [], inc.id)
+        assert all(st == {"display": "none"} for st in out[1:])
+        incident.start_runbook(1, inc.id, "crac-failure")
+        out = incident.step_panel("read-unit-panel", [], inc.id)
+        detail, styles, signoff, row = out[0], out[1:1 + len(acts)], out[-2], out[-1]
+        text = str(detail)
+        assert "Read the fault code on the unit's local panel or in the BMS" in text  # the YAML instruction
+        assert "Impact:" in text and "Expected result:" in text
+        assert _shown(styles, acts) == {"confirm", "skip"} and signoff == {"display": "none"} and row == {}
+        styles = incident.step_panel("caps-hold", [], inc.id)[1:1 + len(acts)]
+        assert _shown(styles, acts) == {"check", "skip"}
+        out = incident.step_panel("cap-zone", [], inc.id)
+        assert _shown(out[1:1 + len(acts)], acts) == {"request_approval", "skip"}  # destructive: four eyes
+        assert "Changes service" in str(out[0]) and "second person" in str(out[0])
+        assert "accel_power_w on every rack under 560" in str(incident.step_panel("caps-hold", [], inc.id)[0])
+    with signed_in(alarm_app, "viewer"):
+        out = incident.step_panel("read-unit-panel", [], inc.id)
+        assert _shown(out[1:1 + len(acts)], acts) == set()  # viewers read the instruction, act on nothing
+        assert "Read the fault code" in str(out[0])
 
 
 def test_history_page(alarm_app):
@@ -309,3 +342,48 @@ def test_note_on_selected_alarms_goes_to_their_incident(alarm_app):
         assert alarms.add_note(1, [{"id": xid.id}], "GPU swap at 14:00").id == "alarms-ok"
     notes = [e for e in repo.get_incident(xid.incident_id).timeline if e.text == "GPU swap at 14:00"]
     assert len(notes) == 1 and notes[0].actor == "operator"
+
+
+def test_incidents_acknowledged_from_the_list_by_operators_only_and_audited(alarm_app):
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    inc = crac_incident(repo)
+    incidents = page("incidents")
+    with signed_in(alarm_app, "viewer"):
+        with pytest.raises(Forbidden):
+            incidents.acknowledge(1, [{"id": inc.id}], "")
+    assert repo.get_incident(inc.id).acknowledged_by is None
+    with signed_in(alarm_app, "operator"):
+        assert incidents.acknowledge(1, [], "").id == "incidents-error"
+        ok = incidents.acknowledge(1, [{"id": inc.id}], "on it")
+        assert ok.id == "incidents-ok" and "acknowledged 1 incident" in str(ok.children)
+        again = incidents.acknowledge(1, [{"id": inc.id}], "")
+        assert again.id == "incidents-error" and "not open" in str(again.children)
+        rows = incidents.incidents_rows(1, True, None)
+    assert repo.get_incident(inc.id).acknowledged_by == "operator"
+    assert next(r for r in rows if r["id"] == inc.id)["acknowledged_by"] == "operator"
+    assert any(a["action"] == "incident_state" or "acknowledged" in str(a) for a in repo.operator_actions())
+
+
+def test_one_severity_palette_on_floor_grid_and_badges(alarm_app):
+    from dcops.console import severity
+    from dcops.console.figures import floor_figure
+
+    with signed_in(alarm_app, "viewer") as ctx:
+        snap = data.floor_snapshot(ctx)
+        badges = page("floor").incidents_badges(snap)
+    major = next(b for b in badges if getattr(b, "id", None) == "floor-incidents-major")
+    assert major.style["backgroundColor"] == severity.COLOURS["major"] and major.children.startswith("major ")
+    grid_major = next(c for c in page("alarms").SEVERITY_STYLE["styleConditions"] if "'major'" in c["condition"])
+    assert grid_major["style"]["backgroundColor"] == severity.COLOURS["major"]
+    fig = floor_figure(snap.racks, "alarm")
+    bar = fig["data"][0]["colorbar"]
+    assert bar["ticktext"] == ["none", "warning", "minor", "major", "critical"] and bar["tickvals"] == [0, 1, 2, 3, 4]
+    # each level sits in its own flat band of the scale: the colour of z = 3 is exactly "major"
+    scale, lo, hi = fig["data"][0]["colorscale"], fig["data"][0]["zmin"], fig["data"][0]["zmax"]
+    pos = (3 - lo) / (hi - lo)
+    below = [c for p, c in scale if p <= pos][-1]  # the stop in force at z = 3 ...
+    above = next(c for p, c in scale if p >= pos)  # ... and the next one: no blend between them
+    assert below == above == severity.COLOURS["major"]
+    assert severity.rank("critical") > severity.rank("major") > severity.rank("minor") > severity.rank("warning")
+    inlet = floor_figure(snap.racks, "inlet")["data"][0]
+    assert inlet["texttemplate"] == "%{text}<br>%{z:.1f}"  # the value on the cell, not colour alone

@@ -189,3 +189,33 @@ def test_incident_pickers_preselect_the_next_action():
     steps = [{"label": "notify (done)", "value": "notify"}, {"label": "check-inlet (pending)", "value": "check-inlet"}]
     assert default_choice(steps, None) == "check-inlet"
     assert default_choice([], "gone") is None
+
+
+def test_step_picker_moves_to_the_next_unfinished_step():
+    import pytest
+    from dash.exceptions import PreventUpdate
+
+    from dcops.console.pages.incident import next_step_choice
+
+    steps = [{"label": "a (done)", "value": "a"}, {"label": "b (skipped)", "value": "b"},
+             {"label": "c (failed)", "value": "c"}, {"label": "d (pending)", "value": "d"}]
+    assert next_step_choice(steps, None) == "c"
+    assert next_step_choice(steps, "a") == "c"  # the step just finished: on to the next
+    with pytest.raises(PreventUpdate):
+        next_step_choice(steps, "d")  # the operator's choice of an unfinished step stays
+    assert next_step_choice([{"label": "a (done)", "value": "a"}], "a") is None
+
+
+def test_runbook_step_controls_follow_type_state_and_role():
+    from dcops.console.runbook_view import allowed_actions
+
+    assert allowed_actions("manual", "pending", False, "operator") == ("confirm", "skip")
+    assert allowed_actions("check", "failed", False, "admin") == ("check", "skip")
+    assert allowed_actions("action", "pending", False, "operator") == ("execute", "skip")
+    assert allowed_actions("action", "pending", True, "operator") == ("request_approval", "skip")
+    assert allowed_actions("action", "awaiting_approval", True, "operator") == ("approve", "skip")
+    assert allowed_actions("action", "approved", True, "operator") == ("execute", "skip")
+    assert allowed_actions("action", "running", False, "operator") == ("skip",)
+    assert allowed_actions("manual", "done", False, "operator") == ()
+    assert allowed_actions("manual", "pending", False, "viewer") == ()
+    assert allowed_actions("manual", "pending", False, None) == ()

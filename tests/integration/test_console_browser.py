@@ -277,6 +277,10 @@ def test_alarms_acknowledge_as_operator_viewer_refused(alarm_console_url, browse
     browser.save_screenshot(str(artifacts_dir / "console-alarms-acknowledged.png"))
 
 
+INCIDENT_ROW = ("//div[@id='incidents-grid']//div[contains(@class,'ag-center-cols-container')]"
+                "//div[contains(@class,'ag-row')][.//div[@col-id='root' and normalize-space()='{}']]")
+
+
 def outcome(drv, expect: str, timeout: float = 30.0) -> None:
     """Wait for the incident page's result: success naming `expect`, or fail at once with the
     error the page shows (an error message also names the step, so waiting for the step's name
@@ -296,20 +300,37 @@ def outcome(drv, expect: str, timeout: float = 30.0) -> None:
 
 def test_incident_driven_through_its_runbook_to_resolution(alarm_console_url, browser, artifacts_dir):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     url = alarm_console_url
     log_in(browser, url, "operator")
     browser.get(url + "/incidents")
-    wait_for(browser, "#incidents-table", text="CRAC-1")
-    unstale(lambda: browser.find_element(
-        By.XPATH, "//table[@id='incidents-table']//tr[td[normalize-space()='CRAC-1']]//a").click())
+    wait_for(browser, "#incidents-grid", text="CRAC-1", timeout=30)
+    # most severe first: the grid's default sort puts a critical incident above the major CRAC-1 one
+    sevs = unstale(lambda: [e.find_element(By.CSS_SELECTOR, "[col-id='severity']").text for e in sorted(
+        browser.find_elements(By.CSS_SELECTOR, "#incidents-grid .ag-center-cols-container .ag-row"),
+        key=lambda r: int(r.get_attribute("row-index")))])  # rows sit in the DOM unordered; row-index is the order
+    assert sevs and sevs == sorted(sevs, key=["critical", "major", "minor", "warning"].index), sevs
+    row = INCIDENT_ROW.format("CRAC-1")
+    incident_id = unstale(lambda: browser.find_element(By.XPATH, row).get_attribute("row-id"))
+    # acknowledged from the list, by an operator
+    unstale(lambda: next(e for e in browser.find_elements(
+        By.CSS_SELECTOR, f"#incidents-grid div[row-id='{incident_id}'] .ag-checkbox-input-wrapper")
+        if e.is_displayed()).click())
+    browser.find_element(By.ID, "incidents-ack-note").send_keys("looking at CRAC-1")
+    browser.find_element(By.ID, "incidents-ack").click()
+    wait_for(browser, "#incidents-ok", text="operator acknowledged 1 incident")
+    wait_for(browser, "#incidents-grid", text="acknowledged")
+    browser.save_screenshot(str(artifacts_dir / "console-incidents.png"))
+    unstale(lambda: browser.find_element(By.XPATH, row + "//div[@col-id='link']//a").click())
     wait_for(browser, "#incident-title", text="CRAC-1")
     wait_for(browser, "#incident-alarms-table", text="root cause")
 
     def step(action: str, step_id: str, note: str = "") -> None:
         wait_for(browser, f"#incident-step-pick option[value='{step_id}']")
         Select(browser.find_element(By.ID, "incident-step-pick")).select_by_value(step_id)
+        # the panel follows the selected step, and offers the control this step needs
+        WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, f"incident-{action}").is_displayed())
         box = browser.find_element(By.ID, "incident-step-note")
         box.clear()
         if note:
@@ -317,17 +338,21 @@ def test_incident_driven_through_its_runbook_to_resolution(alarm_console_url, br
         browser.find_element(By.ID, f"incident-{action}").click()
         outcome(browser, step_id)
 
-    Select(browser.find_element(By.ID, "incident-state")).select_by_value("acknowledged")
-    browser.find_element(By.ID, "incident-note").send_keys("looking at CRAC-1")
-    browser.find_element(By.ID, "incident-set-state").click()
-    outcome(browser, "set the incident to acknowledged")
     wait_for(browser, "#incident-state-badge", text="acknowledged")
+    assert browser.current_url.endswith(f"/incident/{incident_id}")
 
     wait_for(browser, "#incident-runbook-pick option[value='crac-failure']")
     Select(browser.find_element(By.ID, "incident-runbook-pick")).select_by_value("crac-failure")
     browser.find_element(By.ID, "incident-runbook-start").click()
     outcome(browser, "started runbook crac-failure")
     wait_for(browser, "#incident-steps-table", text="read-unit-panel")
+    # the first step is preselected with its instruction from the runbook, and only its controls
+    wait_for(browser, "#incident-step-instruction", text="Read the fault code on the unit's local panel")
+    wait_for(browser, "#incident-step-expected", text="confirm with a note")
+    assert browser.find_element(By.ID, "incident-step-confirm").is_displayed()
+    assert not browser.find_element(By.ID, "incident-step-execute").is_displayed()
+    assert not browser.find_element(By.ID, "incident-run-signoff").is_displayed()
+    browser.save_screenshot(str(artifacts_dir / "console-incident-runbook.png"))
     step("step-confirm", "read-unit-panel", "fault E42 on the panel")
     step("step-confirm", "peers-running", "CRAC-2 running")
     step("step-skip", "caps-possible", "no agent control API in this drill")
