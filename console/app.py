@@ -56,14 +56,15 @@ def _shell_layout(refresh_s: float) -> Callable[[], html.Div]:
             dbc.Nav(_nav(user, flask.has_request_context() and current().alarms is not None), navbar=True,
                     className="me-auto"),
             html.Div([*who, logout], className="d-flex align-items-center"),
-        ], fluid=True), color="dark", dark=True, className="mb-3")
+        ], fluid=True), color="dark", dark=True, className="mb-3", id="shell-bar")
         return html.Div([
+            dcc.Location(id="shell-url"),
             bar,
             # the clock ticks every refresh period; pages listen to shell-tick, which assets/live.js
             # advances only when no callback request is in flight (back-pressure under load)
             dcc.Interval(id="shell-clock", interval=int(refresh_s * 1000), n_intervals=0),
             dcc.Store(id="shell-tick", data=0),
-            dbc.Container(dash.page_container, fluid=True),
+            dbc.Container(dash.page_container, fluid=True, id="shell-main"),
         ])
 
     return layout
@@ -107,6 +108,11 @@ def create_app(store, inventory, *, alarms=None, runbooks=None, alerting=None, a
     app.layout = _shell_layout(float(refresh_s))
     app.clientside_callback(ClientsideFunction("dcops", "tick"), Output("shell-tick", "data"),
                             Input("shell-clock", "n_intervals"), State("shell-tick", "data"))
+    # wall screens (/wallboard) get the page alone: no navigation bar, no margins
+    app.clientside_callback(
+        "function(path){const wall = path === '/wallboard';"
+        " return [wall ? {display: 'none'} : {}, wall ? 'p-0' : ''];}",
+        Output("shell-bar", "style"), Output("shell-main", "className"), Input("shell-url", "pathname"))
     # Bind the page callbacks (registered by `dash.callback` while Dash imported the pages) to
     # this app now, as Dash would on its first request, so another app built later in the same
     # process (tests, benchmarks) cannot take them.

@@ -164,12 +164,13 @@ def daily_response(history: pd.DataFrame) -> pd.DataFrame:
                          "mttr_min": g["ttr_s"].mean() / 60}).reset_index()
 
 
-def recurring_offenders(history: pd.DataFrame, top: int = 10) -> pd.DataFrame:
-    """Root components with the most incidents in the history, most first."""
+def recurring_offenders(history: pd.DataFrame, top: int = 10, at_least: int = 2) -> pd.DataFrame:
+    """Root components with `at_least` incidents in the history (a one-off is no offender), most first."""
     if history.empty:
         return pd.DataFrame(columns=["root", "incidents", "last_opened"])
     h = history[history["root"] != ""]
     g = h.groupby("root").agg(incidents=("id", "size"), last_opened=("opened_ns", "max")).reset_index()
+    g = g[g["incidents"] >= at_least]
     g["last_opened"] = [utc_time(t) for t in g["last_opened"]]
     return g.sort_values(["incidents", "root"], ascending=[False, True]).head(top).reset_index(drop=True)
 

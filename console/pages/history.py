@@ -9,13 +9,13 @@ import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dcops.console import data, data_alarms
+from dcops.console import data, data_alarms, severity
 
 dash.register_page(__name__, path="/history", name="History", title="dcops - History", order=50, min_role="viewer",
                    needs_alarms=True)
 
 RANGES_DAYS = {"24h": 1, "7d": 7, "30d": 30, "90d": 90}
-SEV_COLOUR = {"critical": "#b71c1c", "major": "#e64a19", "minor": "#f57c00", "warning": "#fbc02d"}
+SEV_COLOUR = severity.COLOURS  # the console's one palette
 
 
 def layout(**_query):
@@ -70,7 +70,8 @@ def update_history(_n, range_key):
                            "margin": {"l": 120, "r": 10, "t": 40, "b": 40}, "xaxis": {"type": "date"}}}
     off = data_alarms.recurring_offenders(hist)
     offenders = dbc.Table.from_dataframe(off, size="sm", striped=True, id="history-offenders-table") if len(off) \
-        else html.Div("No incidents in this range.", className="text-muted")
+        else html.Div("No component had two or more incidents in this range.", className="text-muted",
+                      id="history-offenders-none")
     return kpis, trend, timeline, offenders
 
 

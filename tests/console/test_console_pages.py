@@ -219,3 +219,12 @@ def test_runbook_step_controls_follow_type_state_and_role():
     assert allowed_actions("manual", "done", False, "operator") == ()
     assert allowed_actions("manual", "pending", False, "viewer") == ()
     assert allowed_actions("manual", "pending", False, None) == ()
+
+
+def test_wallboard_rotates_between_floor_and_incidents():
+    from dcops.console.pages.wallboard import view_for
+
+    # 15 s per view at a 5 s refresh: three ticks of floor, three of incidents, and round again
+    assert [view_for(t, 5.0, 15.0, None) for t in range(7)] == ["floor"] * 3 + ["incidents"] * 3 + ["floor"]
+    assert view_for(4, 5.0, 15.0, "floor") == "floor"  # pinned
+    assert view_for(0, 1.0, 0.5, None) == "floor" and view_for(1, 1.0, 0.5, None) == "incidents"

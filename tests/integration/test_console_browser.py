@@ -375,3 +375,60 @@ def test_incident_driven_through_its_runbook_to_resolution(alarm_console_url, br
     wait_for(browser, "#incident-state-badge", text="resolved")
     wait_for(browser, "#incident-timeline-table", text="<script>alert(1)</script> handed over")  # shown as text
     browser.save_screenshot(str(artifacts_dir / "console-incident-resolved.png"))
+
+
+# (path, an element that shows the page rendered with data, text it must hold or None)
+PAGES = [
+    ("/", "#floor-map .hm image", None),
+    ("/alarms", "#alarms-grid .ag-row", None),
+    ("/incidents", "#incidents-grid .ag-row", None),
+    ("/history", "#history-kpis", None),
+    ("/fleet", "#fleet-bars", None),
+    ("/devices?name=R2-01-S01:2", "#devices-name", "R2-01-S01:2"),
+    ("/rack/R1-01", "#rack-title", "R1-01"),
+    ("/admin", "#admin-silences", None),
+    ("/admin/users", "#admin_users-name", None),
+]
+
+
+def test_every_page_renders_and_is_screenshotted(alarm_console_url, browser, artifacts_dir):
+    from selenium.webdriver.common.by import By
+
+    url = alarm_console_url
+    log_in(browser, url, "admin")
+    for path, css, text in PAGES:
+        browser.get(url + path)
+        wait_for(browser, css, timeout=30, text=text)
+        name = path.strip("/").split("?")[0].replace("/", "-") or "floor"
+        browser.save_screenshot(str(artifacts_dir / f"console-page-{name}.png"))
+    browser.get(url + "/incidents")
+    wait_for(browser, "#incidents-grid .ag-row", timeout=30)
+    iid = unstale(lambda: browser.find_element(By.CSS_SELECTOR, "#incidents-grid .ag-center-cols-container .ag-row")
+                  .get_attribute("row-id"))
+    browser.get(url + f"/incident/{iid}")
+    wait_for(browser, "#incident-title", timeout=30)
+    browser.save_screenshot(str(artifacts_dir / "console-page-incident.png"))
+
+
+def test_wallboard_has_no_navigation_is_dark_and_rotates(alarm_console_url, browser, artifacts_dir):
+    from selenium.webdriver.common.by import By
+
+    url = alarm_console_url
+    log_in(browser, url, "viewer")
+    browser.get(url + "/wallboard?rotate=3")
+    wait_for(browser, "#wallboard-view-name", timeout=30, text="Floor")
+    wait_for(browser, "#wallboard-kpi-it", text="kW")
+    assert not browser.find_element(By.ID, "shell-bar").is_displayed()  # no navigation on the wall
+    bg = browser.execute_script("return getComputedStyle(document.getElementById('wallboard')).backgroundColor")
+    assert bg == "rgb(11, 15, 20)", bg
+    size = browser.execute_script("return parseFloat(getComputedStyle(document.getElementById('wallboard-kpi-it')).fontSize)")
+    assert size >= 40, size  # readable across the room
+    browser.save_screenshot(str(artifacts_dir / "console-wallboard-floor.png"))
+    wait_for(browser, "#wallboard-view-name", timeout=20, text="Open incidents")  # rotates on its own
+    wait_for(browser, "#wallboard-incidents", text="CRAC-1")
+    browser.save_screenshot(str(artifacts_dir / "console-wallboard-incidents.png"))
+    wait_for(browser, "#wallboard-view-name", timeout=20, text="Floor")
+    # leaving the wallboard brings the navigation back
+    browser.get(url + "/alarms")
+    wait_for(browser, "#alarms-grid")
+    assert browser.find_element(By.ID, "shell-bar").is_displayed()
