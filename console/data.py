@@ -235,6 +235,10 @@ def _compute_floor(ctx: Context) -> FloorSnapshot:
     racks["outlet_degc"] = rf["rack_outlet_temp_degc"].reindex(racks.index).astype(float)
 
     acc = _accel_frame(ctx)
+    if ctx.alarms is not None:  # accelerators of open incidents count as degraded (data_alarms.degrade_alarmed)
+        from dcops.console.data_alarms import degrade_alarmed
+
+        acc = degrade_alarmed(ctx, acc)
     by_rack = acc.groupby("rack")
     racks["hottest_degc"] = by_rack["accel_temp_degc"].max().reindex(racks.index)
     counts = _state_counts(acc["rack"].to_numpy(), acc["state"].to_numpy(), list(racks.index))

@@ -15,7 +15,7 @@ import pandas as pd
 from dcops.console.data import Context
 
 __all__ = ["ALARM_RANK", "AlarmFilter", "alarm_table", "rack_alarm_rank", "open_incident_counts",
-           "incident_table", "silence_matchers", "OPEN_STATES", "listed_alarms", "utc_time"]
+           "incident_table", "degrade_alarmed", "silence_matchers", "OPEN_STATES", "listed_alarms", "utc_time"]
 
 # Floor colouring rank of a perceived severity (0 = no alarm).
 ALARM_RANK = {"indeterminate": 1, "warning": 1, "minor": 2, "major": 3, "critical": 4}
@@ -67,6 +67,23 @@ def open_incident_counts(ctx: Context) -> dict[str, int]:
     for i in incidents:
         counts[_v(i.severity)] = counts.get(_v(i.severity), 0) + 1
     return counts
+
+
+def degrade_alarmed(ctx: Context, accels: pd.DataFrame) -> pd.DataFrame:
+    """Accelerators that answer but are the subject of an active alarm of an open incident (a
+    throttling NPU whose collector reports no throttle flag, a GPU flagged by a detector) count as
+    degraded: `accels` (an accel frame with accel_id and state) with those states changed."""
+    if ctx.alarms is None or accels.empty:
+        return accels
+    open_ids = {i.id for i in ctx.cache.get("open_incidents", ctx.tick(),
+                                           lambda: ctx.alarms.list_incidents(states=OPEN_STATES))}
+    hit = {a.component for a in listed_alarms(ctx) if a.active and a.incident_id in open_ids}
+    mask = accels["accel_id"].isin(hit).to_numpy() & (accels["state"] == "healthy").to_numpy()
+    if not mask.any():
+        return accels
+    out = accels.copy()
+    out.loc[mask, "state"] = "degraded"
+    return out
 
 
 @dataclass(frozen=True)

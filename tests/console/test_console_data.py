@@ -139,3 +139,25 @@ def test_fleet_table_without_tokens(small_inventory):
                            {k: v for k, v in acc.fields.items() if k != "accel_tokens_total"}), *b[1:]])
     t = data_series.fleet_table(ctx_for(store, small_inventory))
     assert t["tokens_per_s"].isna().all() and t["j_per_token"].isna().all() and t["power_w"].notna().all()
+
+
+def test_accelerators_of_open_incidents_count_as_degraded(small_inventory):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from dcops.console.data import Context
+    from dcops.console.data_alarms import degrade_alarmed
+
+    alarm = lambda comp, inc, active=True: SimpleNamespace(component=comp, incident_id=inc, active=active)  # noqa: E731
+    repo = SimpleNamespace(
+        list_incidents=lambda states=None, **_: [SimpleNamespace(id="INC-1")],
+        list_alarms=lambda limit=None: [alarm("R1-01-S01:0", "INC-1"), alarm("R1-01-S01:1", "INC-2"),
+                                        alarm("R1-01-S01:2", "INC-1", active=False), alarm("R1-01-S01:3", "INC-1")])
+    ctx = Context(None, small_inventory, repo)
+    acc = pd.DataFrame({"accel_id": ["R1-01-S01:0", "R1-01-S01:1", "R1-01-S01:2", "R1-01-S01:3"],
+                        "state": ["healthy", "healthy", "healthy", "down"]})
+    out = degrade_alarmed(ctx, acc)
+    # :0 throttles with an open incident; :1's incident is closed; :2's alarm cleared; :3 stays down
+    assert out["state"].tolist() == ["degraded", "healthy", "healthy", "down"]
+    assert acc["state"].tolist() == ["healthy", "healthy", "healthy", "down"]  # the input is left alone
