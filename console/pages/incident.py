@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
+import numpy as np
 import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dcops.console import data, data_series, runbook_view, severity
+from dcops.console import data, data_impact, data_series, runbook_view, severity
 from dcops.console.auth import current_user, require_role
 from dcops.console.figures import timeseries_figure
 
@@ -75,6 +76,7 @@ def layout(incident_id: str | None = None, **_query):
         ], className="g-2 my-2"),
         html.Div(id="incident-result"),
         *runbook_controls,
+        html.H5("Impact"), html.Div(id="incident-impact"),
         html.H5("Root cause and symptoms"), html.Div(id="incident-alarms"),
         html.H5("Telemetry around the incident"), dbc.Row(id="incident-charts"),
         html.H5("Timeline"), html.Div(id="incident-timeline"),
@@ -120,6 +122,37 @@ def render_incident(_n, incident_id, _result):
                             for n in notes], "incident-notifications-table") if notes else html.Div(
         "No notifications.", className="text-muted")
     return header, alarm_table, charts, timeline, notifications
+
+
+def _num(v, fmt="{:,.0f}") -> str:
+    return "–" if v is None or v != v else fmt.format(v)
+
+
+def render_impact(_n, incident_id):
+    """Accelerators behind the incident's root by vendor and model, tokens/s lost and power now."""
+    ctx = data.current()
+    if ctx.alarms is None or not incident_id:
+        raise PreventUpdate
+    try:
+        inc = ctx.alarms.get_incident(incident_id)
+    except KeyError:
+        raise PreventUpdate from None
+    imp = data_impact.incident_impact(ctx, inc.root_component, inc.opened_ns,
+                                      end_ns=(inc.resolved_ns or None))
+    if imp.empty:
+        return html.Div(f"No accelerator depends on {inc.root_component or 'the root component'}.",
+                        className="text-muted", id="incident-impact-none")
+    lost = float(np.nansum(imp["tokens_per_s_lost"].to_numpy(np.float64)))
+    summary = html.Div([
+        html.Strong(f"{int(imp['accelerators'].sum()):,} accelerators affected", id="incident-impact-accels"),
+        html.Span(f" · {_num(lost)} tokens/s lost" if imp["tokens_per_s_before"].notna().any()
+                  else " · no inference throughput reported", id="incident-impact-tokens", className="ms-1"),
+        html.Span(f" · {_num(float(np.nansum(imp['power_kw_now'])), '{:,.1f}')} kW drawn now", className="ms-1"),
+    ], className="mb-1")
+    rows = [(r.vendor, r.model, int(r.accelerators), _num(r.tokens_per_s_before), _num(r.tokens_per_s_now),
+             _num(r.tokens_per_s_lost), _num(r.power_kw_now, "{:,.2f}")) for r in imp.itertuples()]
+    return html.Div([summary, _table(("vendor", "model", "accelerators", "tokens/s before", "tokens/s now",
+                                      "tokens/s lost", "power now (kW)"), rows, "incident-impact-table")])
 
 
 def set_state(n_clicks, incident_id, state, note):
@@ -287,6 +320,8 @@ def default_choice(options, current):
     return values[0] if values else None
 
 
+callback(Output("incident-impact", "children"), Input("shell-tick", "data"), State("incident-id", "data"))(
+    render_impact)
 callback(Output("incident-runbook-pick", "value"), Input("incident-runbook-pick", "options"),
          State("incident-runbook-pick", "value"))(default_choice)
 def next_step_choice(options, current):

@@ -411,3 +411,34 @@ def test_recurring_offenders_need_two_incidents():
                          "opened_ns": [1, 2, 3, 4]})
     off = data_alarms.recurring_offenders(hist)
     assert off["root"].tolist() == ["CRAC-1"] and off["incidents"].tolist() == [2]
+
+
+def test_incident_impact_lists_the_accelerators_behind_the_root(alarm_app):
+    from dcops.console import data_impact
+
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    inc = crac_incident(repo)
+    with signed_in(alarm_app, "viewer") as ctx:
+        accels = data_impact.affected_accels(ctx, "CRAC-1")
+        # CRAC-1 cools row R1: every accelerator of R1's racks, none of R2's
+        assert accels and all(a.startswith("R1-") for a in accels)
+        assert set(accels) == {a for a in ctx.inventory.accel_ids if a.startswith("R1-")}
+        imp = data_impact.incident_impact(ctx, "CRAC-1", inc.opened_ns)
+        assert int(imp["accelerators"].sum()) == len(accels)
+        assert list(imp.columns) == data_impact.IMPACT_COLUMNS
+        view = page("incident").render_impact(1, inc.id)
+        assert f"{len(accels):,} accelerators affected" in str(view)
+        assert data_impact.incident_impact(ctx, "nope", inc.opened_ns).empty
+
+
+def test_incident_impact_counts_the_tokens_a_lost_gpu_no_longer_generates(alarm_app):
+    from dcops.console import data_impact
+
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    xid = next(i for i in repo.list_incidents() if i.root_component == "R2-01-S01:2")
+    with signed_in(alarm_app, "viewer") as ctx:
+        imp = data_impact.incident_impact(ctx, xid.root_component, xid.opened_ns)
+    assert int(imp["accelerators"].sum()) == 1
+    row = imp.iloc[0]
+    assert row["tokens_per_s_before"] > 0  # it served inference before XID 79 ...
+    assert row["tokens_per_s_now"] == 0 and row["tokens_per_s_lost"] == row["tokens_per_s_before"]  # ... and none now

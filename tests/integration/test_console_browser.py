@@ -325,6 +325,7 @@ def test_incident_driven_through_its_runbook_to_resolution(alarm_console_url, br
     unstale(lambda: browser.find_element(By.XPATH, row + "//div[@col-id='link']//a").click())
     wait_for(browser, "#incident-title", text="CRAC-1")
     wait_for(browser, "#incident-alarms-table", text="root cause")
+    wait_for(browser, "#incident-impact-accels", text="accelerators affected")  # the rows CRAC-1 cools
 
     def step(action: str, step_id: str, note: str = "") -> None:
         wait_for(browser, f"#incident-step-pick option[value='{step_id}']")
