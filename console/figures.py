@@ -156,8 +156,11 @@ def timeseries_figure(frame: pd.DataFrame, field: str, title: str, unit: str, se
     traces = []
     for name, g in groups:
         g = g.sort_values("time_ns")
-        traces.append({"type": "scatter", "mode": "lines", "name": str(name), "x": _iso(g["time_ns"]),
-                       "y": [None if v != v else float(v) for v in g[field]]})
+        trace = {"type": "scatter", "mode": "lines", "name": str(name), "x": _iso(g["time_ns"]),
+                 "y": [None if v != v else float(v) for v in g[field]]}
+        if series == "vendor" and str(name) in VENDOR_COLOURS:  # a vendor has one colour on every chart
+            trace["line"] = {"color": VENDOR_COLOURS[str(name)]}
+        traces.append(trace)
     return {"data": traces, "layout": _layout(
         title={"text": title, "font": {"size": 14}}, height=260, margin={"l": 50, "r": 10, "t": 40, "b": 30},
         yaxis={"title": {"text": unit}}, xaxis={"type": "date"}, showlegend=bool(series))}
@@ -172,11 +175,15 @@ def vendor_bars(table: pd.DataFrame, column: str, title: str, unit: str) -> dict
         return empty_figure(f"{title}: no data")
     ys = [None if v != v else float(v) for v in table[column]]
     return {"data": [{
-        "type": "bar", "x": [f"{v} {m}" for v, m in zip(table["vendor"], table["model"])], "y": ys,
+        # the model names in full (H100 and H200 must be told apart), the vendor by its colour
+        "type": "bar", "x": [str(m) for m in table["model"]], "y": ys,
+        "customdata": [str(v) for v in table["vendor"]],
+        "hovertemplate": "%{customdata} %{x}: %{y}<extra></extra>",
         "marker": {"color": [VENDOR_COLOURS.get(v, "#607d8b") for v in table["vendor"]]},
         "text": [_fmt(v, "") for v in table[column]], "textposition": "auto"}],
-        "layout": _layout(title={"text": title, "font": {"size": 14}}, height=260,
-                          margin={"l": 50, "r": 10, "t": 40, "b": 30}, yaxis={"title": {"text": unit}})}
+        "layout": _layout(title={"text": title, "font": {"size": 14}}, height=280,
+                          margin={"l": 50, "r": 10, "t": 40, "b": 30}, yaxis={"title": {"text": unit}},
+                          xaxis={"automargin": True, "tickangle": 0, "type": "category"})}
 
 
 def trend_figure(frame: pd.DataFrame, field: str, title: str, unit: str) -> dict:

@@ -166,6 +166,11 @@ def test_figures_are_valid_plotly(viewer):
         go.Figure(fig)
     bars = vendor_bars(table, "power_w", "Power", "W")
     assert bars["data"][0]["marker"]["color"][0] == "#76b900"
+    assert bars["data"][0]["x"] == [str(m) for m in table["model"]]  # whole model names, not "nvidia H..."
+    trends = trend_figure(data_series.fleet_trends(ctx, "1h"), "accel_power_w", "t", "W")
+    for tr in trends["data"]:  # the same vendor colour as the bars
+        if tr["name"] == "nvidia":
+            assert tr["line"]["color"] == "#76b900"
     line = timeseries_figure(frame, "rack_inlet_temp_degc", "inlet", "degC")
     assert line["data"][0]["y"] == [33.0] * len(frame)
 
