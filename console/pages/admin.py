@@ -3,7 +3,10 @@ audit log of operator actions (admin only)."""
 
 from __future__ import annotations
 
+import re
+
 import dash
+import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, State, callback, html
@@ -19,6 +22,32 @@ NS = 1_000_000_000
 DURATIONS = {"1 hour": 3600, "4 hours": 4 * 3600, "8 hours": 8 * 3600, "24 hours": 86400, "7 days": 7 * 86400}
 
 
+SILENCE_COLUMNS = [
+    {"field": "kind", "width": 150}, {"field": "what", "flex": 1, "minWidth": 220},
+    {"field": "from", "headerName": "from (UTC)", "width": 160},
+    {"field": "until", "headerName": "until (UTC)", "width": 160, "sort": "asc"},
+    {"field": "by", "width": 110}, {"field": "reason", "flex": 1, "minWidth": 200, "tooltipField": "reason"},
+    {"field": "id", "width": 150},
+]
+AUDIT_COLUMNS = [
+    {"field": "seq", "headerName": "#", "width": 90, "sort": "desc", "filter": "agNumberColumnFilter"},
+    {"field": "time", "headerName": "time (UTC)", "width": 160}, {"field": "user", "width": 120},
+    {"field": "action", "width": 180}, {"field": "on", "flex": 1, "minWidth": 220},
+]
+
+
+def matcher_text(m) -> str:
+    """A matcher as an operator reads it: a regex that only escapes a literal shows as `name = literal`."""
+    name, op, value = getattr(m, "name", None), getattr(m, "op", None), getattr(m, "value", None)
+    if name is None:
+        return str(m)
+    if op in ("=~", "!~"):
+        literal = re.sub(r"\\(.)", r"\1", value)
+        if re.escape(literal) == value:
+            return f"{name} {'=' if op == '=~' else '!='} {literal}"
+    return f"{name} {op} {value}"
+
+
 def _ts(ns) -> str:
     return pd.Timestamp(int(ns), unit="ns", tz="UTC").strftime("%Y-%m-%d %H:%M") if ns else ""
 
@@ -31,11 +60,14 @@ def layout(**_query):
         return dbc.Alert("No alarm service is connected to this console.", color="secondary", id="admin-none")
     return html.Div([
         html.H3("Silences and maintenance windows"),
-        html.Div(id="admin-silences"),
+        html.Div(dag.AgGrid(id="admin-silences-grid", columnDefs=SILENCE_COLUMNS, rowData=[], getRowId="params.data.id",
+                            defaultColDef={"sortable": True, "resizable": True, "filter": True},
+                            dashGridOptions={"rowSelection": {"mode": "multiRow", "enableClickSelection": True},
+                                             "animateRows": False},
+                            style={"height": "30vh"}), id="admin-silences"),
         dbc.Row([
-            dbc.Col(dbc.Input(id="admin-silence-id", placeholder="silence id to expire"), md=3),
-            dbc.Col(dbc.Button("Expire", id="admin-expire", color="secondary"), md="auto"),
-        ], className="g-2 mb-3"),
+            dbc.Col(dbc.Button("Expire selected", id="admin-expire", color="secondary"), md="auto"),
+        ], className="g-2 mt-1 mb-3"),
         html.H5("New maintenance window"),
         dbc.Row([
             dbc.Col(dbc.Input(id="admin-mw-component", placeholder="component (e.g. CRAC-1, R1-03)"), md=3),
@@ -49,7 +81,9 @@ def layout(**_query):
         notification_setup(data.current().alerting, int(data.current().clock() * NS)),
         html.H3("Audit log", className="mt-4"),
         html.Div(id="admin-audit-chain"),
-        html.Div(id="admin-audit"),
+        html.Div(dag.AgGrid(id="admin-audit-grid", columnDefs=AUDIT_COLUMNS, rowData=[], getRowId="params.data.seq",
+                            defaultColDef={"sortable": True, "resizable": True, "filter": True},
+                            dashGridOptions={"animateRows": False}, style={"height": "45vh"}), id="admin-audit"),
     ])
 
 
@@ -81,41 +115,49 @@ def notification_setup(alerting, now_ns: int):
 
 
 def render_admin(_n, _result):
+    """Rows of the silences grid and the audit grid, and the audit chain's state."""
     ctx = data.current()
     if ctx.alarms is None:
         raise PreventUpdate
     require_role("admin")
-    sil = ctx.alarms.list_silences()
-    rows = [html.Tr([html.Td(s.id), html.Td(type(s).__name__), html.Td(
-        getattr(s, "component", None) or ", ".join(str(m) for m in getattr(s, "matchers", ()))),
-        html.Td(_ts(s.starts_ns)), html.Td(_ts(s.ends_ns)), html.Td(s.author), html.Td(s.reason)]) for s in sil]
-    silences = dbc.Table([html.Thead(html.Tr([html.Th(h) for h in ("id", "kind", "what", "from", "until", "by",
-                                                                   "reason")])), html.Tbody(rows)],
-                         size="sm", striped=True, id="admin-silences-table") if sil else html.Div(
-        "No active silences or maintenance windows.", className="text-muted", id="admin-silences-none")
+    silences = [{"id": s.id, "kind": "maintenance window" if hasattr(s, "component") else "silence",
+                 "what": getattr(s, "component", None) or ", ".join(matcher_text(m) for m in getattr(s, "matchers", ())),
+                 "from": _ts(s.starts_ns), "until": _ts(s.ends_ns), "by": s.author, "reason": s.reason}
+                for s in ctx.alarms.list_silences()]
     actions = ctx.alarms.operator_actions(limit=200)
-    audit = dbc.Table([html.Thead(html.Tr([html.Th(h) for h in ("#", "time (UTC)", "user", "action", "on")])),
-                       html.Tbody([html.Tr([html.Td(a["seq"]), html.Td(_ts(a["time_ns"])), html.Td(a["user"]),
-                                            html.Td(a["action"]), html.Td(f"{a['target_kind']} {a['target_id']}")])
-                                   for a in actions])], size="sm", striped=True, id="admin-audit-table")
+    audit = [{"seq": a["seq"], "time": _ts(a["time_ns"]), "user": a["user"], "action": a["action"],
+              "on": f"{a['target_kind']} {a['target_id']}"} for a in actions]
     chain = ""
     if ctx.runbooks is not None:
         v = ctx.runbooks.audit.verify()
-        text = (f"Runbook audit chain intact: {v.checked} records verified." if v.ok else
-                f"Runbook audit chain BROKEN at record {v.first_bad_seq}: {v.reason}")
+        # the chain holds every audited change (operator actions, runbook steps, logins, accounts),
+        # more than the operator actions listed below
+        text = (f"Audit chain intact: all {v.checked} records (operator actions, runbook steps, sign-ins, "
+                f"account changes) verified." if v.ok else
+                f"Audit chain BROKEN at record {v.first_bad_seq}: {v.reason}")
         chain = dbc.Alert(text, color="success" if v.ok else "danger", id="admin-audit-chain-state")
     return silences, audit, chain
 
 
-def expire(n_clicks, silence_id):
+def expire(n_clicks, selected):
+    """Expire the selected silences and maintenance windows (admin only, each audited)."""
     if not n_clicks:
         raise PreventUpdate
     user = require_role("admin")
-    try:
-        data.current().alarms.expire_silence((silence_id or "").strip(), user.name)
-    except (KeyError, ValueError) as e:
-        return dbc.Alert(str(e.args[0]), color="warning", id="admin-error")
-    return dbc.Alert(f"{user.name} expired {silence_id}.", color="success", id="admin-ok")
+    if not selected:
+        return dbc.Alert("Select silences first.", color="warning", id="admin-error")
+    done, failed = [], []
+    for row in selected:
+        sid = str(row.get("id", "")).strip()
+        try:
+            data.current().alarms.expire_silence(sid, user.name)
+            done.append(sid)
+        except (KeyError, ValueError) as e:
+            failed.append(str(e.args[0]))
+    if not done:
+        return dbc.Alert("; ".join(failed), color="warning", id="admin-error")
+    return dbc.Alert(f"{user.name} expired {', '.join(done)}." + (f" Not: {'; '.join(failed)}" if failed else ""),
+                     color="success", id="admin-ok")
 
 
 def create_maintenance(n_clicks, component, duration, reason):
@@ -134,11 +176,11 @@ def create_maintenance(n_clicks, component, duration, reason):
     return dbc.Alert(f"Maintenance window {mw.id} on {mw.component} for {duration}.", color="success", id="admin-ok")
 
 
-callback(Output("admin-silences", "children"), Output("admin-audit", "children"),
+callback(Output("admin-silences-grid", "rowData"), Output("admin-audit-grid", "rowData"),
          Output("admin-audit-chain", "children"), Input("shell-tick", "data"),
          Input("admin-result", "children"))(render_admin)
 callback(Output("admin-result", "children", allow_duplicate=True), Input("admin-expire", "n_clicks"),
-         State("admin-silence-id", "value"), prevent_initial_call=True)(expire)
+         State("admin-silences-grid", "selectedRows"), prevent_initial_call=True)(expire)
 callback(Output("admin-result", "children", allow_duplicate=True), Input("admin-mw-create", "n_clicks"),
          State("admin-mw-component", "value"), State("admin-mw-duration", "value"), State("admin-mw-reason", "value"),
          prevent_initial_call=True)(create_maintenance)

@@ -264,8 +264,11 @@ def test_admin_silences_maintenance_and_audit(alarm_app):
         assert "CRAC-2" in str(silences) and "filter change" in str(silences)
         assert "maintenance" in str(audit) and "admin" in str(audit)
         assert chain.id == "admin-audit-chain-state" and "intact" in chain.children
+        assert "operator actions, runbook steps" in chain.children
+        assert silences[0]["kind"] == "maintenance window" and silences[0]["what"] == "CRAC-2"
         mw = repo.list_silences()[0]
-        assert admin.expire(1, mw.id).id == "admin-ok"
+        assert admin.expire(1, []).id == "admin-error"
+        assert admin.expire(1, [{"id": mw.id}]).id == "admin-ok"
     assert repo.list_silences() == []
 
 
@@ -442,3 +445,12 @@ def test_incident_impact_counts_the_tokens_a_lost_gpu_no_longer_generates(alarm_
     row = imp.iloc[0]
     assert row["tokens_per_s_before"] > 0  # it served inference before XID 79 ...
     assert row["tokens_per_s_now"] == 0 and row["tokens_per_s_lost"] == row["tokens_per_s_before"]  # ... and none now
+
+
+def test_admin_shows_matchers_as_operators_read_them():
+    from dcops.alarm_types import Matcher
+
+    admin = page("admin")
+    assert admin.matcher_text(Matcher("component", "=~", r"R1\-01\.S01")) == "component = R1-01.S01"
+    assert admin.matcher_text(Matcher("component", "=~", "R1-0[12]")) == "component =~ R1-0[12]"
+    assert admin.matcher_text(Matcher("severity", "!=", "warning")) == "severity != warning"
