@@ -394,6 +394,7 @@ PAGES = [
 
 def test_every_page_renders_and_is_screenshotted(alarm_console_url, browser, artifacts_dir):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     url = alarm_console_url
     log_in(browser, url, "admin")
@@ -402,6 +403,21 @@ def test_every_page_renders_and_is_screenshotted(alarm_console_url, browser, art
         wait_for(browser, css, timeout=30, text=text)
         name = path.strip("/").split("?")[0].replace("/", "-") or "floor"
         browser.save_screenshot(str(artifacts_dir / f"console-page-{name}.png"))
+    # admin: a maintenance window created from the form, then expired from its grid row
+    browser.get(url + "/admin")
+    wait_for(browser, "#admin-mw-component")
+    browser.find_element(By.ID, "admin-mw-component").send_keys("CRAC-2")
+    browser.find_element(By.ID, "admin-mw-reason").send_keys("filter change")
+    browser.find_element(By.ID, "admin-mw-create").click()
+    wait_for(browser, "#admin-ok", text="on CRAC-2")
+    wait_for(browser, "#admin-silences-grid", text="filter change")
+    browser.save_screenshot(str(artifacts_dir / "console-page-admin-silence.png"))
+    cell = "//div[@id='admin-silences-grid']//div[contains(@class,'ag-center-cols-container')]//div[@col-id='reason' and normalize-space()='filter change']"
+    unstale(lambda: browser.find_element(By.XPATH, cell).click())
+    browser.find_element(By.ID, "admin-expire").click()
+    wait_for(browser, "#admin-ok", text="admin expired")
+    WebDriverWait(browser, 20).until(lambda d: "filter change" not in text_of(d, "admin-silences-grid"))
+
     browser.get(url + "/incidents")
     wait_for(browser, "#incidents-grid .ag-row", timeout=30)
     iid = unstale(lambda: browser.find_element(By.CSS_SELECTOR, "#incidents-grid .ag-center-cols-container .ag-row")
