@@ -107,7 +107,8 @@ def create_app(store, inventory, *, alarms=None, runbooks=None, alerting=None, a
     )
     app.layout = _shell_layout(float(refresh_s))
     app.clientside_callback(ClientsideFunction("dcops", "tick"), Output("shell-tick", "data"),
-                            Input("shell-clock", "n_intervals"), State("shell-tick", "data"))
+                            Input("shell-clock", "n_intervals"), State("shell-tick", "data"),
+                            prevent_initial_call=True)  # pages render once on load, then tick
     # wall screens (/wallboard) get the page alone: no navigation bar, no margins
     app.clientside_callback(
         "function(path){const wall = path === '/wallboard';"
