@@ -17,6 +17,8 @@ EVENT_KINDS = MappingProxyType({
     "ups_overload_cleared": "A UPS output overload cleared.",
     "pdu_overload": "A PDU load exceeds its threshold (SNMP trap).",
     "pdu_overload_cleared": "A PDU overload cleared.",
+    "ups_output_off": "A UPS dropped its load: output off (inverter/output fault, upsAlarmOutputOff).",
+    "ups_output_on": "A UPS's output is on again.",
     "breaker_trip": "A PDU breaker tripped.",
     "breaker_closed": "A PDU breaker was closed again.",
     "cooling_fault": "A cooling unit stopped or raised an alarm.",
