@@ -271,7 +271,8 @@ class Simulator(FaultControls):
         z_cap = np.bincount(self.c_zone[self.c_zone >= 0], weights=eff[self.c_zone >= 0], minlength=nz)
         self.z_ratio = z_heat / np.maximum(z_cap, 1.0)
         airflow_loss = 1.0 - z_cap / np.maximum(z_cap_nom, 1.0)
-        z_target = 10.0 * airflow_loss + 30.0 * np.maximum(self.z_ratio - 0.9, 0.0)
+        # saturates at +45 degC: by then the room (or the stagnant coolant loop) is as hot as the load makes it
+        z_target = np.minimum(10.0 * airflow_loss + 30.0 * np.maximum(self.z_ratio - 0.9, 0.0), 45.0)
         a = 1.0 if settle else 1 - np.exp(-dt / 240.0)
         self.z_excess += a * (z_target - self.z_excess)
         unit_share = np.where(self.c_running & (self.c_zone >= 0), eff, 0.0)
