@@ -25,6 +25,8 @@ EVENT_KINDS = MappingProxyType({
     "cooling_recovered": "A cooling unit runs normally again.",
     "psu_fault": "A server PSU stopped delivering power.",
     "psu_recovered": "A server PSU delivers power again.",
+    "fan_fault": "A server fan failed or stopped (BMC; attributes: fan).",
+    "fan_recovered": "A failed server fan runs again.",
     "bmc_log": "An entry of a server BMC's log (SEL, event log) or a Redfish EventService event (attributes: message_id, log, entry).",
     "telemetry_rejected": "A collector reported a value no sensor can mean (negative power, infinite temperature...); the value is kept here, not as telemetry.",
     "fault_injected": "The simulator injected a fault (ground truth, never used by detectors).",

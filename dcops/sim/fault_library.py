@@ -175,9 +175,11 @@ class FanFailure(FaultType):
 
     def apply(self, sim, label):
         sim.set_server_fans(label.target, False)
+        sim.emit("fan_fault", label.target, Severity.MAJOR, f"fans of {label.target} failed", {"fan": "Fan1"})
 
     def clear(self, sim, label):
         sim.set_server_fans(label.target, True)
+        sim.emit("fan_recovered", label.target, Severity.CLEARED, f"fans of {label.target} run again", {"fan": "Fan1"})
 
 
 class PsuFailure(FaultType):
