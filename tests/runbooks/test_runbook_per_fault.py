@@ -115,9 +115,5 @@ def test_every_manual_step_says_what_it_does_and_what_to_expect(books):
         assert rb.impact.strip(), rb.id
         for section in ("prechecks", "steps"):
             for st in getattr(rb, section):
-                if st.type == "manual" and rb.id not in OLD_STYLE:
+                if st.type == "manual":
                     assert st.instruction and st.impact and st.expected, (rb.id, st.id)
-
-
-# runbooks written before steps carried impact/expected (their impact is stated per runbook)
-OLD_STYLE = {"crac-failure", "gpu-ecc-dbe", "gpu-xid79", "npu-thermal-throttle", "pdu-breaker-trip", "ups-on-battery"}
