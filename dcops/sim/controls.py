@@ -12,7 +12,6 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from dcops.batch import Event
 from dcops.sim.labels import FaultLabel
 from dcops.topology import Inventory
 
@@ -28,9 +27,9 @@ class FaultControls:
     now_ns: int
 
     # ----- events ---------------------------------------------------------------------------
-    def emit(self, kind: str, component: str, severity: str, message: str, attrs: Mapping[str, object]) -> Event:
+    def emit(self, kind: str, component: str, severity: str, message: str, attrs: Mapping[str, object]) -> None:
         """Announce an operational event about `component` (what the device itself would report)."""
-        return self._emit(kind, self.inventory.get(component), severity, message, dict(attrs))
+        self._emit(kind, self.inventory.get(component), severity, message, dict(attrs))
 
     def xid(self, accel: str, code: int, meaning: str) -> None:
         """The driver reports XID `code` on `accel`."""
