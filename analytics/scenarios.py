@@ -63,8 +63,9 @@ def _targets(inv: Inventory, fault_type: str, rng) -> list[tuple[str, dict]]:
     """Eligible (target, params) for a fault type, in a seeded order."""
     ft = FAULT_TYPES[fault_type]
     out = []
+    eligible = set(ft.targets(inv))  # the fault type's own target check (kinds, vendor, "a CDU")
     for c in inv.components.values():
-        if c.kind not in ft.target_kinds or (ft.vendor and c.attrs.get("vendor") != ft.vendor):
+        if c.name not in eligible:
             continue
         if fault_type == "psu_failure" and len(c.attrs.get("psus", ())) < 2:
             continue  # a single-PSU server losing its PSU is a server outage, not lost redundancy
