@@ -1,5 +1,5 @@
 """Alembic: `alembic upgrade head` on an empty database gives exactly the tables, columns and
-indexes of the SQLAlchemy metadata (alerts, runbook runs, audit log), with the audit guard
+indexes of the SQLAlchemy metadata (alerts, runbook runs, audit log, console accounts, job store), with the audit guard
 installed; `downgrade base` removes them. SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from dcops.alerts.storage.audit import AuditBase, AuditLog
-from dcops.alerts.storage.tables import Base
-from dcops.alerts.runbooks.tables import RunbookBase
+from dcops.alerts.storage.audit import AuditLog
+from dcops.dbschema import target_metadata
 from tests.conftest import REPO
 
-from dcops.console.users import throttle_meta  # noqa: E402
-
-METADATA = [Base.metadata, RunbookBase.metadata, AuditBase.metadata, throttle_meta]
+METADATA = target_metadata()  # every table dcops uses: alerting, runbooks, audit, console, APScheduler jobs
 TABLES = {t for md in METADATA for t in md.tables}
 
 
