@@ -97,10 +97,14 @@ def state(url: str) -> SchemaState:
     try:
         with engine.connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
-            legacy = current is None and inspect(conn).has_table("alarms")
+            legacy = current is None and bool(_owned_tables() & set(inspect(conn).get_table_names()))
     finally:
         engine.dispose()
     return SchemaState(_shown(url), current, head, legacy)
+
+
+def _owned_tables() -> set[str]:
+    return {t for md in target_metadata() for t in md.tables}
 
 
 def _missing_tables(url: str) -> set[str]:
@@ -109,7 +113,7 @@ def _missing_tables(url: str) -> set[str]:
         have = set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
-    return {t for md in target_metadata() for t in md.tables} - have
+    return _owned_tables() - have
 
 
 def upgrade(url: str, revision: str = "head") -> SchemaState:
