@@ -279,17 +279,15 @@ class Demo:
         --control-port` serves), one URL prefix per simulated host, backed by the simulator."""
         import secrets
 
-        from waitress.server import create_server
-
         from dcops.collectors.power_api import ControlApi, JsonlAudit
+        from dcops.httpserve import WsgiServer
 
         self.power_key = secrets.token_urlsafe(24)
         audit = JsonlAudit(self.opt.data_dir / "power-audit.jsonl")
         self._power_api = ControlApi(self.agents.power_controllers(audit=audit), self.power_key.encode())
         self._power_api.start()
-        self._power_server = create_server(self._power_api, host="127.0.0.1", port=0, threads=4, ident="dcops-agent")
-        self.power_url = f"http://127.0.0.1:{self._power_server.effective_port}/hosts/{{server}}"
-        self._spawn("power-api", self._power_server.run)
+        self._power_server = WsgiServer(self._power_api, "127.0.0.1", 0, name="dcops-power-api").start()
+        self.power_url = f"{self._power_server.url}/hosts/{{server}}"
 
     def _start_console(self) -> None:
         from dcops.console.app import create_app, serve
