@@ -42,6 +42,7 @@ def database_url(args) -> str | None:
 
 
 def run(args) -> int:
+    from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
     from dcops import dbschema
@@ -71,9 +72,7 @@ def run(args) -> int:
     except (SQLAlchemyError, OSError) as exc:
         print(f"dcops db: cannot use the database: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # alembic.util.CommandError: unknown revision and the like
-        if type(exc).__name__ != "CommandError":
-            raise
+    except CommandError as exc:  # an unknown revision and the like
         print(f"dcops db: {exc}", file=sys.stderr)
         return 2
     if args.format == "json":
