@@ -115,3 +115,45 @@ def test_stamp_and_unknown_revision(url, capsys):
     assert dbschema.state(url).current == PREVIOUS
     assert main(["db", "upgrade", "--db", url, "--revision", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_running_services_leave_the_schema_to_alembic(tmp_path, monkeypatch, small_site):
+    """The alerter role and the demo never call `create_all`: the schema is the migrations'."""
+    import threading
+
+    from sqlalchemy import MetaData
+
+    from dcops.alerts.service import run_role
+    from dcops.alerts.storage.repository import Repository
+    from dcops.alerts.storage.tables import open_engine
+    from dcops.batch import Event
+    from dcops.bus import InProcessBus, publish_events
+    from dcops.demo import Demo, DemoOptions
+    from dcops.site import site_from_text
+    from tests.alerts.helpers import wait_for
+    from tests.conftest import SMALL_SITE
+
+    calls = []
+    real = MetaData.create_all
+    monkeypatch.setattr(MetaData, "create_all", lambda self, *a, **k: calls.append(sorted(self.tables)) or real(self, *a, **k))
+
+    url = f"sqlite:///{tmp_path}/role.sqlite"
+    cfg = site_from_text(SMALL_SITE.read_text() + f"settings:\n  database: {{url: '{url}'}}\n")
+    bus, stop = InProcessBus(), threading.Event()
+    t = threading.Thread(target=run_role, args=(cfg, stop, bus), daemon=True)
+    t.start()
+    try:
+        publish_events(bus, [Event(1_800_000_000 * 10**9, "ups_on_battery", "snmp",
+                                   {"site": "test", "hall": "H1", "device": "UPS-B"}, "major", "on battery")])
+        assert wait_for(lambda: (tmp_path / "role.sqlite").exists() and dbschema.state(url).up_to_date, 15)
+        repo = Repository(open_engine(url, create_tables=False), None)
+        assert wait_for(lambda: [a.component for a in repo.list_alarms()] == ["UPS-B"], 15)
+    finally:
+        stop.set()
+        t.join(15)
+    demo = Demo(small_site, DemoOptions(data_dir=tmp_path / "demo", interval_s=1.0, speed=20.0, console=False,
+                                        snmp=False, analytics=False, faults=()), say=lambda s: None)
+    demo.start()
+    assert demo.stop() == []
+    assert dbschema.state(demo.alerts_db_url).up_to_date
+    assert calls == []
