@@ -75,3 +75,37 @@ def test_create_all_installs_the_same_guard(db_url):
                 c.execute(text("UPDATE audit_log SET actor = 'eve'"))
     finally:
         eng.dispose()
+
+
+def test_upgrade_from_the_previous_revision_keeps_rows(db_url):
+    """A database at 0002_audit, with data, upgrades to head (SQLite and PostgreSQL) through
+    `dcops.dbschema`, the code `dcops db upgrade` and the roles run."""
+    from sqlalchemy import insert, select
+
+    from dcops import dbschema
+    from dcops.alerts.storage.tables import Base as AlertBase
+    from dcops.console.users import UserStore
+
+    dbschema.upgrade(db_url, "0002_audit")
+    incidents = AlertBase.metadata.tables["incidents"]
+    eng = create_engine(db_url)
+    try:
+        with eng.begin() as c:
+            c.execute(insert(incidents).values(id="inc1", title="UPS-B on battery", state="open", severity="major",
+                                               opened_ns=1, updated_ns=1, opened_by="alerter", labels={"row": "R1"}))
+        assert not inspect(eng).has_table("console_users")
+    finally:
+        eng.dispose()
+    with pytest.raises(dbschema.SchemaBehind, match="0002_audit"):
+        dbschema.prepare(db_url, migrate=False)
+    assert dbschema.prepare(db_url, migrate=True).up_to_date
+    eng = create_engine(db_url)
+    try:
+        with eng.connect() as c:
+            row = c.execute(select(incidents.c.title, incidents.c.labels)).one()
+        assert tuple(row) == ("UPS-B on battery", {"row": "R1"})
+        users = UserStore(eng)
+        users.create_user("ops", "a long enough password", "operator")
+        assert users.verify("ops", "a long enough password").role == "operator"
+    finally:
+        eng.dispose()
