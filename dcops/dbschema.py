@@ -70,7 +70,6 @@ def migrations_dir() -> Path:
 def _config(url: str):
     from alembic.config import Config
 
-    _ensure_sqlite_dir(url)
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.attributes["url"] = url
@@ -81,10 +80,17 @@ def _shown(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _ensure_sqlite_dir(url: str) -> None:
+def _sqlite_file(url: str) -> Path | None:
     u = make_url(url)
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
-        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        return Path(u.database)
+    return None
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    path = _sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def state(url: str) -> SchemaState:
@@ -92,7 +98,9 @@ def state(url: str) -> SchemaState:
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(_config(url)).get_current_head()
-    _ensure_sqlite_dir(url)
+    path = _sqlite_file(url)
+    if path is not None and not path.exists():  # reading the state never creates a database
+        return SchemaState(_shown(url), None, head, False)
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
@@ -122,6 +130,7 @@ def upgrade(url: str, revision: str = "head") -> SchemaState:
     some missing it is refused, naming them (nothing guesses which revision it was)."""
     from alembic import command
 
+    _ensure_sqlite_dir(url)
     before = state(url)
     cfg = _config(url)
     if before.legacy:
@@ -140,6 +149,7 @@ def stamp(url: str, revision: str) -> SchemaState:
     """Record `revision` without running migrations (adopting a database made outside Alembic)."""
     from alembic import command
 
+    _ensure_sqlite_dir(url)
     command.stamp(_config(url), revision)
     return state(url)
 

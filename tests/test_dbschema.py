@@ -157,3 +157,10 @@ def test_running_services_leave_the_schema_to_alembic(tmp_path, monkeypatch, sma
     assert demo.stop() == []
     assert dbschema.state(demo.alerts_db_url).up_to_date
     assert calls == []
+
+
+def test_reading_the_state_creates_no_database(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'var' / 'none.sqlite'}"
+    assert main(["db", "current", "--db", url]) == 1
+    assert "empty (no revision)" in capsys.readouterr().out
+    assert not (tmp_path / "var").exists()
