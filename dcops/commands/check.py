@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from dcops.site import SiteConfig, load_site
 from dcops.topology import build_inventory
-from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, read_config_text
+from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, problems_at, read_config_text
 
 
 def add_arguments(p) -> None:
@@ -99,19 +99,8 @@ def _cross_problems_of_valid_parts(data, lines, file: str) -> list[ConfigProblem
                     del parent[cut[-1]]
     else:
         return []
-    out = []
-    for path, msg in _cross_check(cfg):
-        if any(repr(n) in msg for n in removed_names):
-            continue
-        orig = to_orig(path)
-        line, p = None, orig
-        while p:
-            if p in lines:
-                line = lines[p]
-                break
-            p = p[:-1]
-        out.append(ConfigProblem(file, line, ".".join(str(c) for c in orig), msg))
-    return out
+    found = [(to_orig(path), msg) for path, msg in _cross_check(cfg) if not any(repr(n) in msg for n in removed_names)]
+    return problems_at(file, lines, found)
 
 
 def _get(data, path):
