@@ -273,11 +273,15 @@ def run_role(cfg, stop: threading.Event) -> None:
     worker.metrics.health.add("ingest", worker.health)
     thread = threading.Thread(target=worker.run, name="ingest", daemon=True)
     thread.start()
+    from dcops.store.rollups import Housekeeping
+
+    housekeeping = Housekeeping(store).start()  # DuckDB rollups and retention (InfluxDB does its own)
     try:
         stop.wait()
     finally:
         worker.stop()
         thread.join(timeout=30)
+        housekeeping.stop()
         worker.close()
         bus.close()
         store.close()

@@ -20,7 +20,7 @@ from dcops.alerts.rules.models import AbsenceRule, AnomalyRule, EventRule, RateR
 from dcops.alerts.alarms.signals import AlarmSignal, components_of_batch
 from dcops.batch import Batch, Event
 from dcops.findings import Finding
-from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, read_config_text, validate_with_lines
+from dcops.yamlconf import ConfigError, ConfigProblem, load_yaml_text, read_config_text
 
 __all__ = ["RULE_TYPES", "RuleType", "RuleEngine", "load_rules", "rules_from_text", "default_rules", "DEFAULT_RULES"]
 
@@ -45,10 +45,7 @@ RULE_TYPES = MappingProxyType({
 
 
 def _validate(text: str, file: str) -> tuple[RuleBase, ...]:
-    data, lines = parse_yaml(text, file)
-    if data is None:
-        raise ConfigError([ConfigProblem(file, None, "", "file is empty")])
-    rf = validate_with_lines(RuleFile, data, lines, file)
+    rf, lines = load_yaml_text(text, file, RuleFile)
     problems, seen = [], {}
     for i, r in enumerate(rf.rules):
         if r.name in seen:
