@@ -2,8 +2,9 @@
 
 Every page callback is a thin wrapper over one function here; these functions take a
 `Context` and plain arguments and return frozen dataclasses or DataFrames, so they are tested
-without a browser or a Flask request. Nothing here writes SQL: all reads go through
-`Store.latest`, `Store.query_range` and `Store.events`.
+without a browser or a Flask request. Nothing here writes SQL: what is true now comes from the
+store's current-state view (`dcops.store.current_view`), history from `Store.query_range` and
+`Store.events`.
 
 The floor snapshot is the expensive read (every accelerator's latest row); it is cached per
 refresh tick, so several callbacks and several browsers on one tick share one store read.
@@ -19,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from dcops.store.base import StoreError
+from dcops.store.current import current_view
 from dcops.topology import Inventory
 
 __all__ = [
@@ -121,21 +122,15 @@ def current() -> Context:
 # ----- store reads ----------------------------------------------------------------------------
 def latest_batch(store, measurement: str, fields: Sequence[str], where=None,
                  max_age_s: float = MAX_AGE_S, known: "_KnownFields | None" = None):
-    """The latest row per series as a Batch; fields the store has never seen are left out
-    instead of failing (a page renders before every collector has reported). `known`
-    remembers which fields a measurement has, so the fallback read (all fields) is paid once,
-    not on every refresh."""
-    wanted = list(fields)
-    have = known.get(measurement) if known is not None else None
-    if have is not None:
-        wanted = [f for f in fields if f in have]
-    try:
-        return store.latest(measurement, wanted, where=where, max_age_s=max_age_s)
-    except StoreError:
-        batch = store.latest(measurement, None, where=where, max_age_s=max_age_s)
-        if known is not None:
-            known.put(measurement, set(batch.fields))
-        return batch
+    """The latest row per series as a Batch, from the store's current-state view (kept on the
+    write path; a process that does not ingest catches it up with range reads), never from a
+    scan of history. Fields the site has never sent are left out instead of failing (a page
+    renders before every collector has reported). `known` is no longer needed (the view knows
+    its fields); it is accepted for callers that pass it."""
+    view = current_view(store)
+    view.sync(store)
+    have = set(view.fields(measurement))
+    return view.read(measurement, [f for f in fields if f in have], where=where, max_age_s=max_age_s)
 
 
 def latest_frame(store, measurement: str, fields: Sequence[str], where=None,

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dcops.console.data import Context, floor_snapshot, latest_frame
+from dcops.console.data import Context, latest_frame
 from dcops.batch import Event
 from dcops.catalogue import metric
 from dcops.store.base import StoreError
+from dcops.store.current import current_view
 from dcops.topology import Component
 
 __all__ = ["DEVICE_CHARTS", "RANGES", "ChartSpec", "search", "data_now_ns", "device_series", "device_events",
@@ -68,17 +69,13 @@ def search(ctx: Context, text: str, limit: int = 50) -> list[Component]:
 
 
 def data_now_ns(ctx: Context) -> int:
-    """The newest site-total sample time in the store (cheap: one row per site), else the clock."""
+    """The newest sample time the site sent (the current-state view's newest), else the clock."""
     def read() -> int:
-        try:
-            b = ctx.store.latest("site", None, max_age_s=7 * 86400)
-        except StoreError:
-            return 0
-        return int(b.time_ns.max()) if len(b) else 0
+        view = current_view(ctx.store)
+        view.sync(ctx.store)
+        return max([view.newest_ns(m) for m in view.measurements()] or [0])
 
     t = ctx.cache.get("data_now", ctx.tick(), read)
-    if t <= 0:
-        t = floor_snapshot(ctx).time_ns
     return t if t > 0 else int(ctx.clock() * NS)
 
 
@@ -108,7 +105,7 @@ def series_between(ctx: Context, name: str, start_ns: int, end_ns: int) -> tuple
         batch = ctx.store.query_range(spec.measurement, list(spec.fields), start_ns, end_ns, every_s=every, agg="mean",
                                       where=where, group_by=list(spec.id_tags))
     except StoreError:  # a field this store never saw (not every source sends every metric)
-        have = set(ctx.store.latest(spec.measurement, None, where=where, max_age_s=span_s).fields)
+        have = set(current_view(ctx.store).fields(spec.measurement))
         fields = [f for f in spec.fields if f in have]
         batch = ctx.store.query_range(spec.measurement, fields, start_ns, end_ns, every_s=every, agg="mean",
                                       where=where, group_by=list(spec.id_tags)) if fields else None
@@ -148,24 +145,19 @@ def unit_of(field: str) -> str:
 FLEET_FIELDS = ("accel_up", "accel_power_w", "accel_util_pct", "accel_temp_degc")
 
 
-def _token_rate(ctx: Context, end: int, window_s: float = 120.0, every_s: float = 10.0) -> pd.DataFrame:
-    """Tokens per second per accelerator over the last window, from accel_tokens_total (the
-    counter's rise between its first and last sub-window; NaN with a single sample)."""
-    start = end - int(window_s * NS)
+def _token_rate(ctx: Context) -> pd.DataFrame:
+    """Tokens per second per accelerator: the rise of accel_tokens_total between its last two
+    samples, kept by the current-state view on the write path (NaN with a single sample)."""
+    view = current_view(ctx.store)
     try:
-        b = ctx.store.query_range("accel", ["accel_tokens_total"], start, end, every_s=every_s, agg="max",
-                                  group_by=["device", "accel", "vendor", "model"])
-    except StoreError:  # no accelerator exports tokens
+        b = view.rate("accel", "accel_tokens_total", max_age_s=120.0)
+    except StoreError:
+        b = None
+    if b is None or not len(b) or "vendor" not in b.tags:
         return pd.DataFrame(columns=["vendor", "model", "tokens_per_s"])
-    f = b.to_frame().dropna(subset=["accel_tokens_total"])
-    if f.empty:
-        return pd.DataFrame(columns=["vendor", "model", "tokens_per_s"])
-    f = f.sort_values("time_ns")
-    g = f.groupby(["device", "accel", "vendor", "model"])
-    first, last = g.first(), g.last()
-    dt = (last["time_ns"] - first["time_ns"]) / NS
-    rate = ((last["accel_tokens_total"] - first["accel_tokens_total"]).clip(lower=0) / dt).where(dt > 0)
-    return rate.rename("tokens_per_s").reset_index()
+    f = pd.DataFrame({"vendor": b.tags["vendor"], "model": b.tags.get("model", np.full(len(b), "", object)),
+                      "tokens_per_s": b.fields["accel_tokens_total"]})
+    return f.dropna(subset=["tokens_per_s"])
 
 
 def fleet_table(ctx: Context) -> pd.DataFrame:
@@ -194,7 +186,7 @@ def _fleet_table(ctx: Context) -> pd.DataFrame:
     out["reporting"] = out["reporting"].fillna(0).astype(int)
     limit = out["model"].map(THROTTLE_TEMP_DEGC).fillna(out["vendor"].map(THROTTLE_TEMP_DEGC)).astype(float)
     out["headroom_degc"] = limit - out["hottest_degc"]
-    rates = _token_rate(ctx, data_now_ns(ctx) + 1)
+    rates = _token_rate(ctx)
     tps = (rates.groupby(["vendor", "model"])["tokens_per_s"].sum(min_count=1) if len(rates)
            else pd.Series(dtype=float))
     out["tokens_per_s"] = [float(tps.get((v, m), np.nan)) for v, m in zip(out["vendor"], out["model"])]

@@ -14,6 +14,9 @@ Delivery semantics (kept here, next to the code):
   split in halves until the refused messages are alone, the rest is written and the offsets
   move on. The dead-letter publish happens before the commit, so it is not lost.
   `dcops_dead_letters_total` counts them and /healthz names the latest;
+- the current-state view (`dcops.store.current`) is updated with a poll's batches only after
+  `store.write` returned for them, so it never shows what the store does not hold; a failure
+  to update it is logged and counted, never a reason to retry or dead-letter the write;
 - when the store is unavailable (`StoreUnavailable`, or any other error) the worker backs off
   exponentially (capped at `backoff_max_s`) and retries the same messages without committing,
   for as long as it takes; `stop()` interrupts the wait, leaving the poll uncommitted.
@@ -33,6 +36,7 @@ from dcops.batch import Batch, Event
 from dcops.bus import TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_SAMPLES, Bus, Message
 from dcops.codec import CodecError, decode
 from dcops.store.base import StoreError, StoreUnavailable
+from dcops.store.current import current_view
 from dcops.validate import frame_problem
 
 __all__ = ["IngestStats", "IngestWorker", "IngestStopped", "dead_letter_envelope", "wait_for_store"]
@@ -82,6 +86,7 @@ class IngestWorker:
         self.max_records = max_records
         self.backoff_max_s = backoff_max_s
         self.stats = IngestStats()
+        self.current = current_view(store)
         self._stop = threading.Event()
         self._sleep = sleep if sleep is not None else self._stop.wait
         self._on_error = on_error
@@ -128,6 +133,8 @@ class IngestWorker:
         written = self.store.write(batches) if batches else 0
         if events:
             self.store.write_events(events)
+        if batches:
+            self._update_current(batches)
         self.stats.last_write_s = time.perf_counter() - t0
         self._m_write.observe(self.stats.last_write_s)
         self._m_out.inc(written)
@@ -135,6 +142,14 @@ class IngestWorker:
         self.stats.batches_written += len(batches)
         self.stats.events += len(events)
         return written
+
+    def _update_current(self, batches: list[Batch]) -> None:
+        try:
+            self.current.update(batches)
+        except Exception as exc:  # the store has the data; the view catches up from it (sync)
+            self.current.update_errors += 1
+            if self.current.update_errors == 1:
+                log.exception("current-state view update failed (%s); the store write stands", exc)
 
     def _write_until_accepted(self, decoded) -> None:
         """Write, backing off while the store is unavailable; dead-letter what it refuses."""
@@ -270,6 +285,11 @@ def run_role(cfg, stop: threading.Event) -> None:
         return
     bus = open_bus(settings.bus, client_id="ingest")
     worker = IngestWorker(bus, store, max_records=500)
+    try:  # after a restart the view (and the console threads reading it) is not empty
+        rows = worker.current.rebuild(store, time.time_ns())
+        log.info("current-state view rebuilt from the store's most recent window (%d rows)", rows)
+    except StoreError as exc:  # readers catch up through sync once the store answers
+        log.warning("current-state view not rebuilt at start (%s)", exc)
     worker.metrics.health.add("ingest", worker.health)
     thread = threading.Thread(target=worker.run, name="ingest", daemon=True)
     thread.start()
