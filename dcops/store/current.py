@@ -37,7 +37,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from dcops.batch import Batch
+from dcops.batch import Batch, concat_batches
 from dcops.store.base import TIME_MAX_NS, StoreError, Where
 
 __all__ = ["CurrentState", "current_view", "series_ids"]
@@ -212,13 +212,17 @@ class CurrentState:
         self._fed_at = self._clock()
 
     def _apply(self, batches: Sequence[Batch]) -> None:
+        by_measurement: dict[str, list[Batch]] = {}
+        for b in batches:
+            if len(b):
+                by_measurement.setdefault(b.measurement, []).append(b)
         with self._lock:
-            for b in batches:
-                if len(b):
-                    table = self._tables.get(b.measurement)
-                    if table is None:
-                        table = self._tables[b.measurement] = _Table(b.measurement)
-                    table.update(b)
+            for m, group in by_measurement.items():
+                # many small batches (one per rack) become one column-wise pass per measurement
+                table = self._tables.get(m)
+                if table is None:
+                    table = self._tables[m] = _Table(m)
+                table.update(group[0] if len(group) == 1 else concat_batches(group))
             self.version += 1
 
     def fed(self) -> bool:
