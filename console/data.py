@@ -24,7 +24,8 @@ from dcops.store.current import current_view
 from dcops.topology import Inventory
 
 __all__ = [
-    "ACCEL_STATES", "DEGRADED_WHEN", "Context", "FloorSnapshot", "accel_states", "current",
+    "ACCEL_STATES", "DEGRADED_WHEN", "Context", "FloorSnapshot", "accel_rates", "accel_states", "accel_values",
+    "current", "current_state",
     "floor_snapshot", "latest_batch", "latest_frame", "rack_view", "RackView",
 ]
 
@@ -143,15 +144,19 @@ def latest_frame(store, measurement: str, fields: Sequence[str], where=None,
     return frame
 
 
+def _state_codes(values: dict[str, np.ndarray]) -> np.ndarray:
+    """The index in ACCEL_STATES of every accelerator, from its latest values."""
+    up = values["accel_up"]
+    degraded = np.zeros(len(up), dtype=bool)
+    for f, threshold, _ in DEGRADED_WHEN:
+        degraded |= np.nan_to_num(values[f], nan=0.0) > threshold
+    return np.where(np.isnan(up), 3, np.where(up < 0.5, 2, np.where(degraded, 1, 0)))
+
+
 def accel_states(frame: pd.DataFrame) -> np.ndarray:
     """One of ACCEL_STATES per row of an accel latest-frame."""
-    up = frame["accel_up"].to_numpy(np.float64)
-    degraded = np.zeros(len(frame), dtype=bool)
-    for f, threshold, _ in DEGRADED_WHEN:
-        degraded |= np.nan_to_num(frame[f].to_numpy(np.float64), nan=0.0) > threshold
-    state = np.where(up < 0.5, "down", np.where(degraded, "degraded", "healthy")).astype(object)
-    state[np.isnan(up)] = "no data"
-    return state
+    codes = _state_codes({f: frame[f].to_numpy(np.float64) for f in ("accel_up", *(f for f, _, _ in DEGRADED_WHEN))})
+    return np.asarray(ACCEL_STATES, dtype=object)[codes]
 
 
 @dataclass(frozen=True)
@@ -167,75 +172,105 @@ class FloorSnapshot:
     incidents_by_severity: dict[str, int] | None
 
 
-def _accel_base(ctx: Context) -> tuple[pd.DataFrame, pd.Index]:
-    """The inventory's accelerators as a frame and an index of their ids (built once per app)."""
+@dataclass(frozen=True)
+class _AccelBase:
+    """The inventory's accelerators and racks as arrays and integer codes (built once per app),
+    so a refresh is array arithmetic over the view, never string matching per accelerator."""
+
+    ids: np.ndarray  # accelerator ids, inventory order (the key the view aligns to)
+    frame: pd.DataFrame  # accel_id, vendor, model, hall, row, rack, device
+    rack_names: np.ndarray  # the inventory's racks, in order
+    racks: pd.DataFrame  # index rack; hall, row, position
+    rack_code: np.ndarray  # per accelerator, its rack's index in rack_names (-1 if none)
+    vendors: list[str]
+    vendor_code: np.ndarray
+    of_rack: dict[str, np.ndarray]  # rack -> positions of its accelerators
+
+
+def _accel_base(ctx: Context) -> _AccelBase:
     hit = ctx.memo.get("accel_base")
     if hit is None:
         inv = ctx.inventory
-        base = pd.DataFrame({"accel_id": inv.accel_ids, "vendor": inv.accel_tags["vendor"],
-                             "model": inv.accel_tags["model"], "hall": inv.accel_tags["hall"],
-                             "row": inv.accel_tags["row"], "rack": inv.accel_tags["rack"],
-                             "device": inv.accel_tags["device"]})
-        hit = ctx.memo["accel_base"] = (base, pd.Index(base["accel_id"]))
+        ids = np.asarray(inv.accel_ids, dtype=object)
+        tags = {k: np.asarray(inv.accel_tags[k], dtype=object) for k in ("vendor", "model", "hall", "row", "rack", "device")}
+        frame = pd.DataFrame({"accel_id": ids, **tags})
+        rack_names = np.asarray([r.name for r in inv.racks], dtype=object)
+        racks = pd.DataFrame([(r.name, r.hall, r.row, r.attrs.get("position", 0)) for r in inv.racks],
+                             columns=["rack", "hall", "row", "position"]).set_index("rack")
+        lookup = {r: i for i, r in enumerate(rack_names.tolist())}
+        rack_code = np.fromiter((lookup.get(r, -1) for r in tags["rack"].tolist()), dtype=np.intp, count=len(ids))
+        vendors = sorted(set(tags["vendor"].tolist()))
+        vlookup = {v: i for i, v in enumerate(vendors)}
+        vendor_code = np.fromiter((vlookup[v] for v in tags["vendor"].tolist()), dtype=np.intp, count=len(ids))
+        order = np.argsort(rack_code, kind="stable")
+        bounds = np.searchsorted(rack_code[order], np.arange(len(rack_names) + 1))
+        of_rack = {r: order[bounds[i]:bounds[i + 1]] for i, r in enumerate(rack_names.tolist())}
+        hit = ctx.memo["accel_base"] = _AccelBase(ids, frame, rack_names, racks, rack_code, vendors, vendor_code,
+                                                  of_rack)
     return hit
 
 
-def _state_counts(keys: np.ndarray, states: np.ndarray, index: Sequence[str]) -> pd.DataFrame:
-    """Accelerators per (key, state) as a frame indexed by `index`, columns ACCEL_STATES."""
-    k = pd.Index(index).get_indexer(keys)
-    s = pd.Index(ACCEL_STATES).get_indexer(states)
-    ok = (k >= 0) & (s >= 0)
+def current_state(ctx: Context):
+    """The store's current-state view, caught up once per refresh tick where nothing feeds it."""
+    view = current_view(ctx.store)
+    ctx.cache.get("view_sync", ctx.tick(), lambda: view.sync(ctx.store))
+    return view
+
+
+def _state_counts(codes: np.ndarray, states: np.ndarray, index: Sequence[str]) -> pd.DataFrame:
+    """Accelerators per (group code, state) as a frame indexed by `index`, columns ACCEL_STATES."""
+    ok = codes >= 0
     n = len(ACCEL_STATES)
-    flat = np.bincount(k[ok] * n + s[ok], minlength=len(index) * n).reshape(len(index), n)
-    return pd.DataFrame(flat, index=pd.Index(index), columns=list(ACCEL_STATES))
+    flat = np.bincount(codes[ok] * n + states[ok], minlength=len(index) * n).reshape(len(index), n)
+    return pd.DataFrame(flat, index=pd.Index(list(index), dtype=object), columns=list(ACCEL_STATES))
+
+
+def accel_values(ctx: Context, fields: Sequence[str]) -> dict[str, np.ndarray]:
+    """Latest fresh values of every inventory accelerator (inventory order; NaN: no data)."""
+    return current_state(ctx).align("accel", fields, ("device", "accel"), _accel_base(ctx).ids, max_age_s=ACCEL_MAX_AGE_S)
+
+
+def accel_rates(ctx: Context, counter: str, max_age_s: float = 120.0) -> np.ndarray:
+    """Per-second rise of an accelerator counter between its last two samples (inventory
+    order; NaN with a single sample or none), kept by the view on the write path."""
+    return current_state(ctx).align_rate("accel", counter, ("device", "accel"), _accel_base(ctx).ids, max_age_s)
 
 
 def _accel_frame(ctx: Context, rack: str | None = None, fields: Sequence[str] = ACCEL_FIELDS) -> pd.DataFrame:
     """Every accelerator of the inventory (or of one rack) with its latest values and state
     ("no data" when it has no recent sample)."""
-    base, index = _accel_base(ctx)
-    if rack is not None:
-        base = base[base["rack"] == rack].reset_index(drop=True)
-        index = pd.Index(base["accel_id"])
-    got = latest_batch(ctx.store, "accel", fields, where={"rack": rack} if rack else None,
-                       max_age_s=ACCEL_MAX_AGE_S, known=ctx.known)
-    values = {f: np.full(len(base), np.nan) for f in fields}
-    if len(got):
-        ids = np.asarray(got.tags["device"], dtype=object) + ":" + np.asarray(got.tags["accel"], dtype=object)
-        pos = index.get_indexer(ids)
-        ok = pos >= 0
-        for f in fields:
-            if f in got.fields:
-                values[f][pos[ok]] = got.fields[f][ok]
-    out = base.assign(**values)
-    out["state"] = accel_states(out)
-    return out
+    base = _accel_base(ctx)
+    values = accel_values(ctx, fields)
+    if rack is None:
+        frame = base.frame.assign(**values)
+    else:
+        pos = base.of_rack.get(rack, np.empty(0, dtype=np.intp))
+        frame = base.frame.iloc[pos].reset_index(drop=True).assign(**{f: v[pos] for f, v in values.items()})
+    frame["state"] = accel_states(frame)
+    return frame
 
 
 def _compute_floor(ctx: Context) -> FloorSnapshot:
-    inv = ctx.inventory
-    racks = pd.DataFrame(
-        [(r.name, r.hall, r.row, r.attrs.get("position", 0)) for r in inv.racks],
-        columns=["rack", "hall", "row", "position"]).set_index("rack")
-    rf = latest_frame(ctx.store, "rack", RACK_FIELDS, known=ctx.known)
-    t_ns = int(rf["time_ns"].max()) if len(rf) else 0
-    if len(rf):
-        rf = rf.drop_duplicates("rack", keep="last").set_index("rack")
-    else:
-        rf = pd.DataFrame(columns=list(RACK_FIELDS), index=pd.Index([], name="rack"))
-    racks["power_kw"] = rf["rack_power_w"].reindex(racks.index).astype(float) / 1e3
-    racks["feed_a_kw"] = rf["rack_feed_a_power_w"].reindex(racks.index).astype(float) / 1e3
-    racks["feed_b_kw"] = rf["rack_feed_b_power_w"].reindex(racks.index).astype(float) / 1e3
-    racks["inlet_degc"] = rf["rack_inlet_temp_degc"].reindex(racks.index).astype(float)
-    racks["outlet_degc"] = rf["rack_outlet_temp_degc"].reindex(racks.index).astype(float)
+    base = _accel_base(ctx)
+    view = current_state(ctx)
+    racks = base.racks.copy()
+    rv = view.align("rack", RACK_FIELDS, ("rack",), base.rack_names, max_age_s=MAX_AGE_S)
+    t_ns = view.newest_ns("rack")
+    racks["power_kw"] = rv["rack_power_w"] / 1e3
+    racks["feed_a_kw"] = rv["rack_feed_a_power_w"] / 1e3
+    racks["feed_b_kw"] = rv["rack_feed_b_power_w"] / 1e3
+    racks["inlet_degc"] = rv["rack_inlet_temp_degc"]
+    racks["outlet_degc"] = rv["rack_outlet_temp_degc"]
 
-    acc = _accel_frame(ctx)
-    by_rack = acc.groupby("rack")
-    racks["hottest_degc"] = by_rack["accel_temp_degc"].max().reindex(racks.index)
-    counts = _state_counts(acc["rack"].to_numpy(), acc["state"].to_numpy(), list(racks.index))
+    acc = accel_values(ctx, ACCEL_FIELDS)
+    states = _state_codes(acc)
+    temp, ok = acc["accel_temp_degc"], base.rack_code >= 0
+    hottest = pd.Series(temp[ok]).groupby(base.rack_code[ok]).max()
+    racks["hottest_degc"] = hottest.reindex(np.arange(len(racks))).to_numpy(np.float64)
+    counts = _state_counts(base.rack_code, states, base.rack_names.tolist())
     for s in ACCEL_STATES:
-        racks["accel_" + s.replace(" ", "_")] = counts[s].astype(int)
-    racks["accel_total"] = counts.sum(axis=1).astype(int)
+        racks["accel_" + s.replace(" ", "_")] = counts[s].to_numpy(int)
+    racks["accel_total"] = counts.sum(axis=1).to_numpy(int)
     if ctx.alarms is not None:
         from dcops.console.data_alarms import rack_alarm_rank
 
@@ -244,8 +279,7 @@ def _compute_floor(ctx: Context) -> FloorSnapshot:
     else:
         racks["alarm_rank"] = np.nan
 
-    vendors = sorted(set(acc["vendor"]))
-    by_vendor = _state_counts(acc["vendor"].to_numpy(), acc["state"].to_numpy(), vendors)
+    by_vendor = _state_counts(base.vendor_code, states, base.vendors)
     by_vendor.index.name = "vendor"
 
     sf = latest_frame(ctx.store, "site", SITE_FIELDS, known=ctx.known)

@@ -79,7 +79,8 @@ class _Table:
         self.times: dict[str, np.ndarray] = {}
         self.prev: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # counters (*_total): the value before
         self.newest_ns = _NEVER
-        self.codes: dict[str, tuple[np.ndarray, pd.Index]] = {}  # tag -> factorized slots (until new slots)
+        self.codes: dict[str, tuple[np.ndarray, np.ndarray, dict]] = {}  # tag -> factorized slots (until new slots)
+        self.aligned: dict[tuple, tuple[int, np.ndarray, np.ndarray]] = {}  # (tags, id(keys)) -> (n, keys, slots)
 
     def _reserve(self, n: int) -> None:
         if n <= self.cap:
@@ -118,6 +119,7 @@ class _Table:
             self.n += k
             self.index = pd.Index(self.sids[: self.n])
             self.codes.clear()
+            self.aligned.clear()
             pos = self.index.get_indexer(sid)
         return pos
 
@@ -157,14 +159,16 @@ class _Table:
             self.values[f][p] = col[ok]
             times[p] = tv
 
-    def group_codes(self, tag: str) -> tuple[np.ndarray, pd.Index]:
+    def group_codes(self, tag: str) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Per slot, the code of its value of `tag`; the values; value -> code."""
         hit = self.codes.get(tag)
         if hit is None:
             col = self.tags.get(tag)
             if col is None:
                 raise StoreError(f"unknown tag {tag!r} in filter")
             codes, uniques = pd.factorize(col[: self.n])
-            hit = self.codes[tag] = (codes, pd.Index(uniques))
+            uniques = np.asarray(uniques, dtype=object)
+            hit = self.codes[tag] = (codes, uniques, {v: i for i, v in enumerate(uniques.tolist())})
         return hit
 
     def where_slots(self, where: Where | None) -> np.ndarray:
@@ -172,12 +176,30 @@ class _Table:
             return np.arange(self.n)
         mask = np.ones(self.n, dtype=bool)
         for tag, want in where.items():
-            codes, uniques = self.group_codes(tag)
+            codes, _, lookup = self.group_codes(tag)
             vals = [want] if isinstance(want, str) else list(want)
-            ks = uniques.get_indexer(vals)
-            ks = ks[ks >= 0]
+            ks = [lookup[v] for v in vals if v in lookup]
             mask &= codes == ks[0] if len(ks) == 1 else np.isin(codes, ks)
         return np.flatnonzero(mask)
+
+    def slots_of(self, on: tuple[str, ...], keys: np.ndarray) -> np.ndarray:
+        """The slot of each key (the values of tags `on` joined with ':'), -1 where none; cached
+        until new series appear, so a reader passing the same key array pays the join once."""
+        hit = self.aligned.get((on, id(keys)))
+        if hit is not None and hit[0] == self.n and hit[1] is keys:
+            return hit[2]
+        cols = [self.tags.get(t) for t in on]
+        if any(c is None for c in cols) or not self.n:
+            slots = np.full(len(keys), -1, dtype=np.intp)
+        else:
+            joined = cols[0][: self.n]
+            for c in cols[1:]:
+                joined = joined + ":" + c[: self.n]
+            where = dict(zip(joined.tolist(), range(self.n)))  # a key seen twice: the later series
+            slots = np.fromiter((where.get(k, -1) for k in np.asarray(keys, dtype=object).tolist()),
+                                dtype=np.intp, count=len(keys))
+        self.aligned[(on, id(keys))] = (self.n, keys, slots)
+        return slots
 
     def fields_of(self, fields: Sequence[str] | None) -> list[str]:
         if fields is None:
@@ -310,6 +332,50 @@ class CurrentState:
             return Batch(measurement, row_t[keep], {k: v[sel] for k, v in table.tags.items()},
                          {f: v[keep] for f, v in out.items()})
 
+    def align(self, measurement: str, fields: Sequence[str], on: Sequence[str], keys: np.ndarray,
+              max_age_s: float = 900.0) -> dict[str, np.ndarray]:
+        """The fresh latest value of each field for each of `keys` (tags `on` joined with ':',
+        e.g. ("device", "accel") -> "R1-01-S01:3", the inventory's ids), NaN where the key has
+        no series, the field is unknown or stale: arrays in the caller's order, ready for
+        vectorised pages. Pass the same `keys` array every time (an inventory's): the key ->
+        series map is then built once, not per read."""
+        with self._lock:
+            table = self._tables.get(measurement)
+            n = len(keys)
+            if table is None:
+                return {f: np.full(n, np.nan) for f in fields}
+            slots = table.slots_of(tuple(on), keys)
+            ok = slots >= 0
+            s = slots[ok]
+            cutoff = table.newest_ns - int(max_age_s * NS)
+            out = {}
+            for f in fields:
+                v = np.full(n, np.nan)
+                if f in table.values:
+                    v[ok] = np.where(table.times[f][s] >= cutoff, table.values[f][s], np.nan)
+                out[f] = v
+            return out
+
+    def align_rate(self, measurement: str, field: str, on: Sequence[str], keys: np.ndarray,
+                   max_age_s: float = 900.0) -> np.ndarray:
+        """`rate` of a counter for each of `keys`, as `align` places them (NaN where unknown)."""
+        with self._lock:
+            table = self._tables.get(measurement)
+            out = np.full(len(keys), np.nan)
+            if table is None or field not in table.prev:
+                return out
+            slots = table.slots_of(tuple(on), keys)
+            ok = slots >= 0
+            s = slots[ok]
+            t, v = table.times[field][s], table.values[field][s]
+            pv, pt = table.prev[field][0][s], table.prev[field][1][s]
+            dt = (t - pt) / NS
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = np.where((pt != _NEVER) & (dt > 0) & (v >= pv) & (t >= table.newest_ns - int(max_age_s * NS)),
+                             (v - pv) / np.where(dt > 0, dt, 1), np.nan)
+            out[ok] = r
+            return out
+
     def rate(self, measurement: str, field: str, max_age_s: float = 900.0) -> Batch:
         """Per-second rise of a counter (`*_total`) between its last two samples, per series
         (NaN with one sample or after a reset)."""
@@ -344,17 +410,17 @@ class CurrentState:
             table = self._tables.get(measurement)
             if table is None or field not in table.values:
                 return pd.Series(dtype=float)
-            codes, uniques = table.group_codes(by)
+            codes, uniques, _ = table.group_codes(by)
             if groups is not None:
-                mapped = pd.Index(uniques).map(lambda v: groups.get(v, ""))
-                gcodes, guniques = pd.factorize(np.asarray(mapped, dtype=object))
-                codes, uniques = gcodes[codes], pd.Index(guniques)
+                mapped = np.asarray([groups.get(v, "") for v in uniques.tolist()], dtype=object)
+                gcodes, guniques = pd.factorize(mapped)
+                codes, uniques = gcodes[codes], np.asarray(guniques, dtype=object)
             n = table.n
             fresh = table.times[field][:n] >= table.newest_ns - int(max_age_s * NS)
             v = table.values[field][:n]
             ok = fresh & ~np.isnan(v)
             s = pd.Series(v[ok]).groupby(codes[ok]).agg(how)
-            out = pd.Series(s.to_numpy(np.float64), index=uniques[s.index.to_numpy()], name=field)
+            out = pd.Series(s.to_numpy(np.float64), index=pd.Index(uniques[s.index.to_numpy()], dtype=object), name=field)
             self._memo[key] = (self.version, out)
             return out
 
