@@ -246,6 +246,8 @@ def main() -> None:
         "floor_alarm_colour_ms_median": round(statistics.median(floor_alarm), 1) if floor_alarm else None,
         "floor_alarm_colour_ms_p95": round(pct(floor_alarm, 0.95), 1) if floor_alarm else None,
         "baseline_store_latest_accel_ms_median": round(statistics.median(base), 1),
+        "floor_p95_us_per_accel": round(pct(floor, 0.95) * 1e3 / sim.inventory.n_accel, 2),
+        "fleet_p95_us_per_accel": round(pct(fleet, 0.95) * 1e3 / sim.inventory.n_accel, 2),
         "floor_vs_baseline_ratio": round(statistics.median(floor) / statistics.median(base), 2),
         "target_server_ms": 300,
         "target_render_s": 2.0,

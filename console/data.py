@@ -225,9 +225,11 @@ def _state_counts(codes: np.ndarray, states: np.ndarray, index: Sequence[str]) -
     return pd.DataFrame(flat, index=pd.Index(list(index), dtype=object), columns=list(ACCEL_STATES))
 
 
-def accel_values(ctx: Context, fields: Sequence[str]) -> dict[str, np.ndarray]:
-    """Latest fresh values of every inventory accelerator (inventory order; NaN: no data)."""
-    return current_state(ctx).align("accel", fields, ("device", "accel"), _accel_base(ctx).ids, max_age_s=ACCEL_MAX_AGE_S)
+def accel_values(ctx: Context, fields: Sequence[str], at: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Latest fresh values of every inventory accelerator (inventory order; NaN: no data), or
+    of those at positions `at` of the inventory."""
+    return current_state(ctx).align("accel", fields, ("device", "accel"), _accel_base(ctx).ids,
+                                    max_age_s=ACCEL_MAX_AGE_S, at=at)
 
 
 def accel_rates(ctx: Context, counter: str, max_age_s: float = 120.0) -> np.ndarray:
@@ -240,12 +242,11 @@ def _accel_frame(ctx: Context, rack: str | None = None, fields: Sequence[str] = 
     """Every accelerator of the inventory (or of one rack) with its latest values and state
     ("no data" when it has no recent sample)."""
     base = _accel_base(ctx)
-    values = accel_values(ctx, fields)
     if rack is None:
-        frame = base.frame.assign(**values)
+        frame = base.frame.assign(**accel_values(ctx, fields))
     else:
         pos = base.of_rack.get(rack, np.empty(0, dtype=np.intp))
-        frame = base.frame.iloc[pos].reset_index(drop=True).assign(**{f: v[pos] for f, v in values.items()})
+        frame = base.frame.iloc[pos].reset_index(drop=True).assign(**accel_values(ctx, fields, at=pos))
     frame["state"] = accel_states(frame)
     return frame
 
@@ -319,6 +320,22 @@ SERVER_FIELDS = ("server_up", "server_power_w", "server_inlet_temp_degc", "serve
 PDU_FIELDS = ("pdu_power_w", "pdu_load_pct", "pdu_breaker_closed")
 
 
+def _rack_members(ctx: Context) -> dict[str, tuple[tuple, tuple]]:
+    """rack -> (its servers, its rack PDUs), from the inventory once per app."""
+    hit = ctx.memo.get("rack_members")
+    if hit is None:
+        servers: dict[str, list] = {}
+        pdus: dict[str, list] = {}
+        for c in ctx.inventory.components.values():
+            if c.kind == "rack_pdu":
+                pdus.setdefault(c.rack, []).append(c)
+        for c in ctx.inventory.servers:
+            servers.setdefault(c.rack, []).append(c)
+        hit = ctx.memo["rack_members"] = {r.name: (tuple(servers.get(r.name, ())), tuple(pdus.get(r.name, ())))
+                                          for r in ctx.inventory.racks}
+    return hit
+
+
 def rack_view(ctx: Context, rack: str) -> RackView:
     """Devices, accelerators, PDUs and feeds of one rack. KeyError names an unknown rack."""
     inv = ctx.inventory
@@ -328,15 +345,18 @@ def rack_view(ctx: Context, rack: str) -> RackView:
     rv = latest_frame(ctx.store, "rack", RACK_FIELDS, where={"rack": rack}, known=ctx.known)
     rack_values = {f: float(rv[f].iloc[-1]) if len(rv) else float("nan") for f in RACK_FIELDS}
 
-    servers = [c for c in inv.servers if c.rack == rack]
-    sf = latest_frame(ctx.store, "server", SERVER_FIELDS, where={"rack": rack}, known=ctx.known)
-    sf = sf.drop_duplicates("device", keep="last").set_index("device") if len(sf) else None
-    rows = []
-    for s in servers:
-        get = (lambda f: float(sf.at[s.name, f]) if sf is not None and s.name in sf.index else float("nan"))  # noqa: E731
-        rows.append({"device": s.name, "kind": s.attrs.get("kind", ""), "feeds": "/".join(s.attrs.get("psus", ())),
-                     "up": get("server_up"), "power_w": get("server_power_w"),
-                     "inlet_degc": get("server_inlet_temp_degc"), "psu_ok": get("server_psu_ok")})
+    servers, rack_pdus = _rack_members(ctx).get(rack, ((), ()))
+    sb = latest_batch(ctx.store, "server", SERVER_FIELDS, where={"rack": rack})
+    at = {d: i for i, d in enumerate(sb.tags["device"].tolist())} if "device" in sb.tags else {}  # later rows win
+
+    def get(name: str, f: str) -> float:
+        i = at.get(name)
+        return float(sb.fields[f][i]) if i is not None and f in sb.fields else float("nan")
+
+    rows = [{"device": s.name, "kind": s.attrs.get("kind", ""), "feeds": "/".join(s.attrs.get("psus", ())),
+             "up": get(s.name, "server_up"), "power_w": get(s.name, "server_power_w"),
+             "inlet_degc": get(s.name, "server_inlet_temp_degc"), "psu_ok": get(s.name, "server_psu_ok")}
+            for s in servers]
     servers_df = pd.DataFrame(rows, columns=["device", "kind", "feeds", "up", "power_w", "inlet_degc", "psu_ok"])
 
     acc = _accel_frame(ctx, rack, RACK_ACCEL_FIELDS)
@@ -354,7 +374,7 @@ def rack_view(ctx: Context, rack: str) -> RackView:
         get = (lambda f: float(pf.at[pdu, f]) if pf is not None and pdu in pf.index else float("nan"))  # noqa: E731
         prow.append({"name": pdu, "kind": "floor PDU", "feed": feed, "power_kw": get("pdu_power_w") / 1e3,
                      "load_pct": get("pdu_load_pct"), "breaker_closed": get("pdu_breaker_closed")})
-    for rp in (c for c in inv.components.values() if c.kind == "rack_pdu" and c.rack == rack):
+    for rp in rack_pdus:
         prow.append({"name": rp.name, "kind": "rack PDU", "feed": rp.attrs.get("feed", ""), "power_kw": float("nan"),
                      "load_pct": float("nan"), "breaker_closed": float("nan")})
     pdus = pd.DataFrame(prow, columns=["name", "kind", "feed", "power_kw", "load_pct", "breaker_closed"])

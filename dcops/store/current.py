@@ -333,18 +333,20 @@ class CurrentState:
                          {f: v[keep] for f, v in out.items()})
 
     def align(self, measurement: str, fields: Sequence[str], on: Sequence[str], keys: np.ndarray,
-              max_age_s: float = 900.0) -> dict[str, np.ndarray]:
+              max_age_s: float = 900.0, at: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The fresh latest value of each field for each of `keys` (tags `on` joined with ':',
         e.g. ("device", "accel") -> "R1-01-S01:3", the inventory's ids), NaN where the key has
         no series, the field is unknown or stale: arrays in the caller's order, ready for
         vectorised pages. Pass the same `keys` array every time (an inventory's): the key ->
-        series map is then built once, not per read."""
+        series map is then built once, not per read. `at`: only the keys at these positions."""
         with self._lock:
             table = self._tables.get(measurement)
-            n = len(keys)
+            n = len(keys) if at is None else len(at)
             if table is None:
                 return {f: np.full(n, np.nan) for f in fields}
             slots = table.slots_of(tuple(on), keys)
+            if at is not None:
+                slots = slots[at]
             ok = slots >= 0
             s = slots[ok]
             cutoff = table.newest_ns - int(max_age_s * NS)
