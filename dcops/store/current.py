@@ -441,14 +441,15 @@ def _range(store, measurement: str, start_ns: int, end_ns: int) -> Batch | None:
 
 
 def _newest_ns(store, measurement: str) -> int | None:
-    """The newest sample time of a measurement from count windows: a day, then a minute."""
+    """A lower bound of the newest sample time of a measurement, within a minute, from count
+    windows: a day, then a minute (reading from it minus the window covers at least the window)."""
     try:
         days = store.query_range(measurement, None, 0, TIME_MAX_NS, every_s=86400, agg="count", group_by=[])
         if not len(days):
             return None
         day = int(days.time_ns.max())
         mins = store.query_range(measurement, None, day, day + 86400 * NS, every_s=60, agg="count", group_by=[])
-        return int(mins.time_ns.max()) + 60 * NS if len(mins) else day + 86400 * NS
+        return int(mins.time_ns.max()) if len(mins) else day  # the start of the newest minute: a lower bound
     except StoreError:
         return None
 
