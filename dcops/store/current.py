@@ -40,7 +40,7 @@ import pandas as pd
 from dcops.batch import Batch, concat_batches
 from dcops.store.base import TIME_MAX_NS, StoreError, Where
 
-__all__ = ["CurrentState", "current_view", "series_ids"]
+__all__ = ["CurrentState", "current_view", "series_ids", "staleness_view"]
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
@@ -252,12 +252,12 @@ class CurrentState:
         return self._fed_at is not None and self._clock() - self._fed_at < self._fed_for_s
 
     # ----- catching up from the store (ranges only) ------------------------------------------
-    def rebuild(self, store, now_ns: int, window_s: float = 120.0) -> int:
-        """Load the most recent `window_s` of every measurement from the store; returns rows read.
-        When nothing is that recent (replayed or simulated time), the newest window the store
-        holds is found with coarse count windows first (once, at start)."""
+    def rebuild(self, store, now_ns: int, window_s: float = 120.0, measurements: Sequence[str] | None = None) -> int:
+        """Load the most recent `window_s` of every measurement (or of `measurements`) from the
+        store; returns rows read. When nothing is that recent (replayed or simulated time), the
+        newest window the store holds is found with coarse count windows first (once, at start)."""
         rows = 0
-        for m in _measurements(store):
+        for m in _measurements(store) if measurements is None else measurements:
             start = int(now_ns - window_s * NS)
             got = _range(store, m, start, TIME_MAX_NS)
             if got is not None and not len(got):
@@ -452,6 +452,30 @@ def _newest_ns(store, measurement: str) -> int | None:
         return int(mins.time_ns.max()) if len(mins) else day  # the start of the newest minute: a lower bound
     except StoreError:
         return None
+
+
+def staleness_view(open_store: Callable[[], object], spans: Mapping[str, float], now_ns: int) -> CurrentState | None:
+    """For a restarted alerter: a view of the measurements its staleness checks watch
+    (measurement -> longest wait), read back from the store over twice that wait, ranges only.
+    None when there is nothing to watch or the store cannot be read: the checks then start
+    empty, learning from the next samples, as they did before."""
+    if not spans:
+        return None
+    try:
+        store = open_store()
+    except Exception as exc:  # unreachable, or a file another process holds: alert anyway
+        log.warning("staleness checks start without history: store not readable (%s)", exc)
+        return None
+    try:
+        view = CurrentState()
+        for m, span in spans.items():
+            view.rebuild(store, now_ns, window_s=2 * span, measurements=[m])
+        return view
+    except StoreError as exc:
+        log.warning("staleness checks start without history: %s", exc)
+        return None
+    finally:
+        store.close()
 
 
 # ----- one view per store location in this process ------------------------------------------
