@@ -213,12 +213,10 @@ class _Table:
 class CurrentState:
     """The latest value and time per (series, field) of every measurement written."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, fed_for_s: float = 30.0,
-                 sync_every_s: float = 1.0) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, sync_every_s: float = 1.0) -> None:
         self._tables: dict[str, _Table] = {}
         self._lock = threading.RLock()
         self._clock = clock
-        self._fed_for_s = fed_for_s
         self._fed_at: float | None = None  # when the write path last fed this view
         self._synced = False
         self._sync_every_s = sync_every_s
@@ -248,8 +246,11 @@ class CurrentState:
             self.version += 1
 
     def fed(self) -> bool:
-        """Whether the write path of this process fed the view recently (else readers sync)."""
-        return self._fed_at is not None and self._clock() - self._fed_at < self._fed_for_s
+        """Whether the write path of this process feeds the view (then readers never ask the
+        store: what this process writes, it has). A process that runs one of several ingest
+        workers of a site holds only that worker's racks: run the console in its own process
+        (docs/deploy.md, "Beyond one node")."""
+        return self._fed_at is not None
 
     # ----- catching up from the store (ranges only) ------------------------------------------
     def rebuild(self, store, now_ns: int, window_s: float = 120.0, measurements: Sequence[str] | None = None) -> int:
@@ -271,7 +272,8 @@ class CurrentState:
 
     def sync(self, store, now_ns: int | None = None, window_s: float = 120.0) -> int:
         """Bring a view nobody feeds in this process up to date: a rebuild the first time, then
-        the rows at or after the newest time held, per measurement. A fed view is left alone."""
+        the rows at or after the newest time held, per measurement (at least one poll's rows:
+        rows of one timestamp may arrive in parts). A fed view is left alone."""
         if self.fed():
             return 0
         if self._synced_at is not None and self._clock() - self._synced_at < self._sync_every_s:
