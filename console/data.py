@@ -6,8 +6,9 @@ without a browser or a Flask request. Nothing here writes SQL: what is true now 
 store's current-state view (`dcops.store.current_view`), history from `Store.query_range` and
 `Store.events`.
 
-The floor snapshot is the expensive read (every accelerator's latest row); it is cached per
-refresh tick, so several callbacks and several browsers on one tick share one store read.
+The floor snapshot (every accelerator's latest values, aligned to the inventory by integer
+positions built once per app) is cached per refresh tick, so several callbacks and several
+browsers on one tick share one pass over the view.
 """
 
 from __future__ import annotations
@@ -70,22 +71,6 @@ class _TickCache:
         return value
 
 
-class _KnownFields:
-    """Fields each measurement has in the store, learnt from a failed read; forgotten after
-    `ttl_s` so fields that appear later (a new collector) are picked up."""
-
-    def __init__(self, clock: Callable[[], float], ttl_s: float = 300.0) -> None:
-        self._clock, self._ttl = clock, ttl_s
-        self._known: dict[str, tuple[float, set[str]]] = {}
-
-    def get(self, measurement: str) -> set[str] | None:
-        hit = self._known.get(measurement)
-        return hit[1] if hit and self._clock() - hit[0] < self._ttl else None
-
-    def put(self, measurement: str, fields: set[str]) -> None:
-        self._known[measurement] = (self._clock(), fields)
-
-
 @dataclass(frozen=True)
 class Context:
     """What the console's callbacks read from; one per app, kept in the Flask app's config."""
@@ -100,11 +85,6 @@ class Context:
     runbooks: Any = None  # dcops.alerts.runbooks.engine.RunbookEngine, when runbooks are configured
     alerting: Any = None  # dcops.alerts.config.AlertingConfig: receivers, routes, on-call (Admin page, read-only)
     memo: dict = field(default_factory=dict, compare=False)  # values derived from the (static) inventory
-    known: _KnownFields = field(default=None, compare=False)  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.known is None:
-            object.__setattr__(self, "known", _KnownFields(self.clock))
 
     def tick(self) -> int:
         return int(self.clock() // self.refresh_s)
@@ -122,12 +102,11 @@ def current() -> Context:
 
 # ----- store reads ----------------------------------------------------------------------------
 def latest_batch(store, measurement: str, fields: Sequence[str], where=None,
-                 max_age_s: float = MAX_AGE_S, known: "_KnownFields | None" = None):
+                 max_age_s: float = MAX_AGE_S):
     """The latest row per series as a Batch, from the store's current-state view (kept on the
     write path; a process that does not ingest catches it up with range reads), never from a
     scan of history. Fields the site has never sent are left out instead of failing (a page
-    renders before every collector has reported). `known` is no longer needed (the view knows
-    its fields); it is accepted for callers that pass it."""
+    renders before every collector has reported)."""
     view = current_view(store)
     view.sync(store)
     have = set(view.fields(measurement))
@@ -135,9 +114,9 @@ def latest_batch(store, measurement: str, fields: Sequence[str], where=None,
 
 
 def latest_frame(store, measurement: str, fields: Sequence[str], where=None,
-                 max_age_s: float = MAX_AGE_S, known: "_KnownFields | None" = None) -> pd.DataFrame:
+                 max_age_s: float = MAX_AGE_S) -> pd.DataFrame:
     """`latest_batch` as a DataFrame with every wanted field (NaN where absent)."""
-    frame = latest_batch(store, measurement, fields, where, max_age_s, known).to_frame()
+    frame = latest_batch(store, measurement, fields, where, max_age_s).to_frame()
     for f in fields:
         if f not in frame:
             frame[f] = np.nan
@@ -283,7 +262,7 @@ def _compute_floor(ctx: Context) -> FloorSnapshot:
     by_vendor = _state_counts(base.vendor_code, states, base.vendors)
     by_vendor.index.name = "vendor"
 
-    sf = latest_frame(ctx.store, "site", SITE_FIELDS, known=ctx.known)
+    sf = latest_frame(ctx.store, "site", SITE_FIELDS)
     it_kw = float(np.nansum(sf["site_it_power_w"].to_numpy(np.float64))) / 1e3 if len(sf) else float("nan")
     if not len(sf) or np.isnan(sf["site_it_power_w"].to_numpy(np.float64)).all():
         it_kw = float(np.nansum(racks["power_kw"].to_numpy(np.float64))) if racks["power_kw"].notna().any() else float("nan")
@@ -342,7 +321,7 @@ def rack_view(ctx: Context, rack: str) -> RackView:
     comp = inv.get(rack)
     if comp.kind != "rack":
         raise KeyError(f"{rack!r} is a {comp.kind}, not a rack")
-    rv = latest_frame(ctx.store, "rack", RACK_FIELDS, where={"rack": rack}, known=ctx.known)
+    rv = latest_frame(ctx.store, "rack", RACK_FIELDS, where={"rack": rack})
     rack_values = {f: float(rv[f].iloc[-1]) if len(rv) else float("nan") for f in RACK_FIELDS}
 
     servers, rack_pdus = _rack_members(ctx).get(rack, ((), ()))
@@ -365,7 +344,7 @@ def rack_view(ctx: Context, rack: str) -> RackView:
 
     feeds = dict(comp.attrs.get("feeds", {}))
     pdu_names = list(feeds.values())
-    pf = latest_frame(ctx.store, "pdu", PDU_FIELDS, where={"device": pdu_names}, known=ctx.known) if pdu_names else None
+    pf = latest_frame(ctx.store, "pdu", PDU_FIELDS, where={"device": pdu_names}) if pdu_names else None
     if pf is not None and len(pf) and "index" in pf:
         pf = pf[pf["index"].astype(str) == ""]
     pf = pf.drop_duplicates("device", keep="last").set_index("device") if pf is not None and len(pf) else None

@@ -150,3 +150,18 @@ def test_cost_of_a_read_does_not_grow_with_history():
         view.update([Batch("accel", np.full(n, T0 + k * 10 * NS), tags, {"accel_temp_degc": np.full(n, 50.0 + k)})])
     got = view.read("accel", ["accel_temp_degc"])
     assert len(got) == n and (got.fields["accel_temp_degc"] == 79.0).all()
+
+
+def test_align_places_values_in_the_callers_order_and_marks_what_is_missing_or_stale():
+    view = CurrentState()
+    view.update([accel(0, [50.0, 51.0, 52.0], tokens=[0.0, 0.0, 0.0])])
+    view.update([accel(60, [60.0, 61.0], racks=("r1", "r1"), tokens=[600.0, 300.0])])
+    keys = np.asarray(["r2-s1:2", "r1-s1:0", "r9-s1:0", "r1-s1:1"], dtype=object)  # device:accel
+    got = view.align("accel", ["accel_temp_degc", "accel_bogus"], ("device", "accel"), keys, max_age_s=30)
+    assert got["accel_temp_degc"][1:2].tolist() == [60.0] and got["accel_temp_degc"][3] == 61.0
+    assert np.isnan(got["accel_temp_degc"][0]) and np.isnan(got["accel_temp_degc"][2])  # stale; unknown
+    assert np.isnan(got["accel_bogus"]).all()
+    sub = view.align("accel", ["accel_temp_degc"], ("device", "accel"), keys, max_age_s=30, at=np.array([3, 1]))
+    assert sub["accel_temp_degc"].tolist() == [61.0, 60.0]
+    rates = view.align_rate("accel", "accel_tokens_total", ("device", "accel"), keys)
+    assert rates[1] == 10.0 and rates[3] == 5.0 and np.isnan(rates[0]) and np.isnan(rates[2])
