@@ -39,7 +39,8 @@ from dcops.store.base import StoreError, StoreUnavailable
 from dcops.store.current import current_view
 from dcops.validate import frame_problem
 
-__all__ = ["IngestStats", "IngestWorker", "IngestStopped", "dead_letter_envelope", "wait_for_store"]
+__all__ = ["IngestStats", "IngestWorker", "IngestStopped", "ViewFollower", "dead_letter_envelope", "follow_view",
+           "wait_for_store"]
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +272,74 @@ def wait_for_store(open_fn: Callable[[], object], stop: threading.Event, backoff
             if stop.wait(delay):
                 raise IngestStopped("stopped while waiting for the store") from None
             delay = min(delay * 2, backoff_max_s)
+
+
+class ViewFollower:
+    """Keeps a current-state view up to date in a process that does not ingest (a console or
+    alerter in its own process, Kafka): a member of a consumer group of its own on `samples`,
+    so it sees every rack, that decodes each batch and updates the view. It writes nothing and
+    skips what ingest would dead-letter; its offsets are committed only to track its place (a
+    restarted follower is rebuilt from the store first, then starts at the topic's end). Unlike
+    ingest's hook it may show a value a moment before the store holds it."""
+
+    def __init__(self, consumer, view, max_records: int = 1000) -> None:
+        self.consumer = consumer
+        self.view = view
+        self.max_records = max_records
+        self.batches = 0
+        self._stop = threading.Event()
+
+    def run_once(self, timeout_s: float = 0.5) -> int:
+        messages = self.consumer.poll(timeout_s=timeout_s, max_records=self.max_records)
+        if not messages:
+            return 0
+        good, _bad = IngestWorker._split(messages)
+        batches = [obj for _, obj in good if isinstance(obj, Batch)]
+        if batches:
+            self.view.update(batches)
+            self.batches += len(batches)
+        self.consumer.commit()
+        return len(messages)
+
+    def run(self) -> None:
+        """Follow until `stop()`; the consumer is closed by this thread, the one that polls it."""
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.run_once()
+                except Exception as exc:  # bus trouble: the view ages, readers see "no data", not an error
+                    log.warning("view follower: %s: %s; continuing", type(exc).__name__, exc)
+                    self._stop.wait(1.0)
+        finally:
+            self.consumer.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def follow_view(settings, store, name: str) -> tuple[ViewFollower, threading.Thread, object] | None:
+    """For a role process on Kafka that does not ingest: rebuild the store's current view from
+    the store's most recent window, then follow `samples` (group `view.<name>.<host>.<pid>`,
+    from the topic's end) in a thread. None on the in-process bus (ingest feeds the view)."""
+    import os
+    import socket
+
+    from dcops.wiring import open_bus
+
+    if settings.bus.kind != "kafka":
+        return None
+    view = current_view(store)
+    try:
+        view.rebuild(store, time.time_ns())
+    except StoreError as exc:
+        log.warning("current-state view not rebuilt at start (%s); following the bus only", exc)
+    bus = open_bus(settings.bus, client_id=f"{name}-view")
+    group = f"view.{name}.{socket.gethostname()}.{os.getpid()}"
+    follower = ViewFollower(bus.consumer(TOPIC_SAMPLES, group, auto_offset_reset="latest"), view)
+    view.update([])  # from now on the bus feeds it: readers stop catching up from the store
+    thread = threading.Thread(target=follower.run, name=f"{name}-view-follower", daemon=True)
+    thread.start()
+    return follower, thread, bus
 
 
 def run_role(cfg, stop: threading.Event) -> None:

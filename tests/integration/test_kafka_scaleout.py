@@ -4,6 +4,8 @@ writes only those, and its current-state view holds only those."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -89,3 +91,32 @@ def test_two_ingest_workers_in_one_group_split_the_racks(broker, tmp_path):
             bus.close()
         for s in stores:
             s.close()
+
+
+def test_a_console_process_follows_every_rack_from_the_bus(broker, tmp_path):
+    from dcops.ingest import follow_view
+    from dcops.kafka_bus import KafkaBus
+    from dcops.settings import Settings
+
+    settings = Settings.model_validate({"bus": {"kind": "kafka", "bootstrap_servers": [broker.bootstrap],
+                                                "spool_dir": str(tmp_path / "spool"), "partitions": PARTITIONS,
+                                                "topic_prefix": "follow."}})
+    producer = KafkaBus(settings.bus, "collector")
+    store = DuckDBStore(":memory:")
+    now = (time.time_ns() // 10**9) * 10**9
+    store.write([poll_batch(now - 10 * 10**9)])  # what ingest wrote before the console started
+    following = follow_view(settings, store, "console")
+    try:
+        follower, thread, bus = following
+        view = follower.view
+        assert len(view.read("accel", ["accel_temp_degc"])) == len(RACKS) * 8  # rebuilt from the store
+        wait_for(lambda: follower.consumer.assignment(), 60, "the follower holding partitions")
+        publish_by_rack(producer, poll_batch(now))
+        producer.flush(10)
+        wait_for(lambda: set(view.read("accel", ["accel_temp_degc"]).time_ns) == {now}, 60, "every rack followed")
+    finally:
+        following[0].stop()
+        following[1].join(timeout=10)
+        following[2].close()
+        producer.close()
+        store.close()
