@@ -11,12 +11,13 @@ Who feeds it:
 - the ingest worker, after `store.write` returned (`IngestWorker._write`): the view never shows
   a value the store does not have. Replays are harmless: a value older than the one held is
   ignored, one of the same time replaces it (idempotent, as the store is);
-- a process that reads without ingesting (the console or the alerter as their own processes,
-  or a restart) catches up from the store with range reads only: at start the most recent
-  `window_s` (`rebuild`), then the rows at or after the newest time it holds (`sync`), so
-  the work is one poll's rows, not history. Rows that arrive late with older timestamps (a
-  collector's spool replayed after an outage) reach such a process only through the store's
-  ranges; the ingesting process sees them at once.
+- after a restart, and in a process that does not ingest, from the store with range reads
+  only: the most recent `window_s` (`rebuild`); on Kafka such a process (a console) then
+  follows `samples` itself (`dcops.ingest.ViewFollower`); with neither ingest nor a follower,
+  readers catch up with the rows at or after the newest time held (`sync`): one poll's rows,
+  not history. Rows that arrive late with older timestamps (a collector's spool replayed
+  after an outage) are missed by that last way (they are in the store's ranges); ingest and
+  followers see them at once.
 
 Semantics match `Store.latest` where the old readers relied on it: a column present in a batch
 replaces the value (NaN included: the newest reading says "no value"); a field whose newest
