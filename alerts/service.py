@@ -61,8 +61,12 @@ class Alerter:
                  clock: Callable[[], float] = time.time, time_source: str = "wall",
                  http_client: httpx.Client | None = None, outbox: bool = True, escalation: bool = True,
                  cycle_s: float = 0.5, max_records: int = 500, reconcile_every_s: float = 1.0,
+<<<<<<< HEAD
                  metrics=None, audit=None, create_tables: bool = True) -> None:
         """`create_tables`: False in running services, whose schema Alembic made (see dcops.dbschema)."""
+=======
+                 metrics=None, audit=None, open_store: Callable[[], object] | None = None) -> None:
+>>>>>>> campus
         from dcops.alerts.storage.tables import open_engine
 
         self.bus = bus
@@ -94,10 +98,16 @@ class Alerter:
         self.last_cycle = time.monotonic()
         self.metrics = metrics
         self._unobserve: list[Callable[[], None]] = []
+        self._open_store = open_store  # read once at start: when each component last reported (staleness checks)
 
     # ----- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Alerter":
-        self.pipeline.load(self.now_ns())
+        current = None
+        if self._open_store is not None:
+            from dcops.store.current import staleness_view
+
+            current = staleness_view(self._open_store, self.pipeline.engine.absence_measurements(), self.now_ns())
+        self.pipeline.load(self.now_ns(), current)
         if self.metrics is not None:
             self._export_metrics(self.metrics)
         # one consumer (and group) per topic, so a backlog of samples cannot starve events
@@ -328,8 +338,14 @@ def run_role(cfg, stop_event: threading.Event, bus: Bus | None = None, alerting_
     prepare(db.url)  # SQLite: upgraded here; a server database behind head: SchemaBehind, saying what to run
     audit = open_audit_log(open_engine(db.url, create_tables=False), db, ensure_schema=False)
     anchors = AnchorKeeper(audit, db.audit_anchor_interval_s, source="alerter").start()
+    from dcops.store import open_store
+
     alerter = Alerter(bus, build_inventory(cfg), alerting=load_alerting(path), db_url=db.url,
+<<<<<<< HEAD
                       metrics=current(), audit=audit, create_tables=False)
+=======
+                      metrics=current(), audit=audit, open_store=lambda: open_store(cfg.settings.store))
+>>>>>>> campus
     alerter.start()
     try:
         alerter.run(stop_event)

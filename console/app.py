@@ -143,8 +143,11 @@ def run_role(cfg, stop_event: threading.Event) -> int:
     from dcops.store import open_store
     from dcops.topology import build_inventory
 
+    from dcops.ingest import follow_view
+
     settings = cfg.settings
     store = open_store(settings.store)
+    following = follow_view(settings, store, "console")  # on Kafka the bus keeps the current view, not the store
     inventory = build_inventory(cfg)
     from dcops.alerts.storage.audit import AnchorKeeper, open_audit_log
     from dcops.alerts.storage.tables import open_engine
@@ -180,5 +183,10 @@ def run_role(cfg, stop_event: threading.Event) -> int:
         srv.close()
         thread.join(timeout=5)
         anchors.stop()
+        if following is not None:
+            follower, follower_thread, follower_bus = following
+            follower.stop()
+            follower_thread.join(timeout=5)
+            follower_bus.close()
         store.close()
     return 0

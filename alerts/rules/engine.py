@@ -120,6 +120,21 @@ class RuleEngine:
                 out.extend(ev.on_finding(f, self._active_of(ev.rule.name)))
         return out
 
+    def seed(self, current) -> None:
+        """Restore what evaluators keep between calls (last report per component) from the
+        current-state view after a restart."""
+        for ev in self.evaluators:
+            ev.seed(current)
+
+    def absence_measurements(self) -> dict[str, float]:
+        """measurement -> the longest absence (`for_s`) a rule waits for: what a restart must
+        read back from the store to seed the staleness checks."""
+        out: dict[str, float] = {}
+        for r in self.rules:
+            if r.type == "absence":
+                out[r.measurement] = max(out.get(r.measurement, 0.0), float(r.for_s))
+        return out
+
     def on_tick(self, now_ns: int) -> list[AlarmSignal]:
         out: list[AlarmSignal] = []
         for ev in self.evaluators:
