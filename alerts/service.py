@@ -61,12 +61,9 @@ class Alerter:
                  clock: Callable[[], float] = time.time, time_source: str = "wall",
                  http_client: httpx.Client | None = None, outbox: bool = True, escalation: bool = True,
                  cycle_s: float = 0.5, max_records: int = 500, reconcile_every_s: float = 1.0,
-<<<<<<< HEAD
-                 metrics=None, audit=None, create_tables: bool = True) -> None:
+                 metrics=None, audit=None, create_tables: bool = True,
+                 open_store: Callable[[], object] | None = None) -> None:
         """`create_tables`: False in running services, whose schema Alembic made (see dcops.dbschema)."""
-=======
-                 metrics=None, audit=None, open_store: Callable[[], object] | None = None) -> None:
->>>>>>> campus
         from dcops.alerts.storage.tables import open_engine
 
         self.bus = bus
@@ -341,11 +338,8 @@ def run_role(cfg, stop_event: threading.Event, bus: Bus | None = None, alerting_
     from dcops.store import open_store
 
     alerter = Alerter(bus, build_inventory(cfg), alerting=load_alerting(path), db_url=db.url,
-<<<<<<< HEAD
-                      metrics=current(), audit=audit, create_tables=False)
-=======
-                      metrics=current(), audit=audit, open_store=lambda: open_store(cfg.settings.store))
->>>>>>> campus
+                      metrics=current(), audit=audit, create_tables=False,
+                      open_store=lambda: open_store(cfg.settings.store))
     alerter.start()
     try:
         alerter.run(stop_event)
