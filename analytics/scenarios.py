@@ -32,13 +32,14 @@ import numpy as np
 
 from dcops.analytics.fleet import FleetScorer, ScorerParams
 from dcops.analytics.training import train_bundle
+from dcops.data import site_file
 from dcops.sim import FAULT_TYPES, FaultLabel, Simulator
 from dcops.site import load_site
 from dcops.topology import Inventory
 
 __all__ = ["ScenarioConfig", "evaluate_scenarios", "format_report", "explained_by"]
 
-SMALL_SITE = Path(__file__).resolve().parents[1] / "tests" / "data" / "small-site.yaml"
+SMALL_SITE = site_file("small-site.yaml")  # package data: a wheel has no tests/
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ def accel_fields(sim: "Simulator") -> dict[str, np.ndarray]:
         "accel_up": up.astype(np.float64),
         "accel_temp_degc": sim.temp + sim.sensors.accel_temp + noise.normal(0, 0.3, n),
         "accel_mem_temp_degc": sim.mem_temp + sim.sensors.accel_mem_temp + noise.normal(0, 0.3, n),
-        "accel_power_w": sim.power * (1 + noise.normal(0, 0.01, n)),
+        # The card's power controller regulates on this same sensor: a reading holds at the limit.
+        "accel_power_w": np.minimum(sim.power * (1 + noise.normal(0, 0.01, n)), sim.power_limit),
         "accel_power_limit_w": sim.power_limit.copy(),
         "accel_energy_j_total": sim.energy.copy(),
         "accel_sm_clock_mhz": np.where(sim.util < 0.05, 345.0, sim.a_sm_max * sim.clk),
