@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from dcops.console.data import Context
@@ -69,21 +70,19 @@ def open_incident_counts(ctx: Context) -> dict[str, int]:
     return counts
 
 
-def degrade_alarmed(ctx: Context, accels: pd.DataFrame) -> pd.DataFrame:
+def degrade_alarmed(ctx: Context, ids: np.ndarray, states: np.ndarray) -> np.ndarray:
     """Accelerators that answer but are the subject of an active alarm of an open incident (a
     throttling NPU whose collector reports no throttle flag, a GPU flagged by a detector) count as
-    degraded: `accels` (an accel frame with accel_id and state) with those states changed."""
-    if ctx.alarms is None or accels.empty:
-        return accels
+    degraded: `states` (codes into data.ACCEL_STATES, 0 healthy, 1 degraded, for the accelerators
+    `ids`) with those changed, as a new array."""
+    if ctx.alarms is None or not len(ids):
+        return states
     open_ids = {i.id for i in ctx.cache.get("open_incidents", ctx.tick(),
                                            lambda: ctx.alarms.list_incidents(states=OPEN_STATES))}
     hit = {a.component for a in listed_alarms(ctx) if a.active and a.incident_id in open_ids}
-    mask = accels["accel_id"].isin(hit).to_numpy() & (accels["state"] == "healthy").to_numpy()
-    if not mask.any():
-        return accels
-    out = accels.copy()
-    out.loc[mask, "state"] = "degraded"
-    return out
+    if not hit:
+        return states
+    return np.where(np.isin(np.asarray(ids, dtype=object), list(hit)) & (states == 0), 1, states)
 
 
 @dataclass(frozen=True)

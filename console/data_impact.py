@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from dcops.console.data import Context
-from dcops.console.data_series import NS, _token_rate, data_now_ns
+from dcops.console.data_series import NS, data_now_ns
 from dcops.store.base import StoreError
 
 __all__ = ["affected_accels", "incident_impact", "IMPACT_COLUMNS"]
@@ -27,8 +27,27 @@ def affected_accels(ctx: Context, root: str | None) -> list[str]:
     return [a for a in inv.accel_ids if a in names]
 
 
+def _token_rate(ctx: Context, end: int, window_s: float = WINDOW_S, every_s: float = 10.0) -> pd.DataFrame:
+    """Tokens per second per accelerator over the window ending at `end` (any time, past
+    included), from accel_tokens_total: the counter's rise between its first and last sub-window."""
+    start = end - int(window_s * NS)
+    try:
+        b = ctx.store.query_range("accel", ["accel_tokens_total"], start, end, every_s=every_s, agg="max",
+                                  group_by=["device", "accel", "vendor", "model"])
+    except StoreError:  # no accelerator exports tokens
+        return pd.DataFrame(columns=["device", "accel", "vendor", "model", "tokens_per_s"])
+    f = b.to_frame().dropna(subset=["accel_tokens_total"]) if len(b) else pd.DataFrame()
+    if f.empty:
+        return pd.DataFrame(columns=["device", "accel", "vendor", "model", "tokens_per_s"])
+    g = f.sort_values("time_ns").groupby(["device", "accel", "vendor", "model"])
+    first, last = g.first(), g.last()
+    dt = (last["time_ns"] - first["time_ns"]) / NS
+    rate = ((last["accel_tokens_total"] - first["accel_tokens_total"]).clip(lower=0) / dt).where(dt > 0)
+    return rate.rename("tokens_per_s").reset_index()
+
+
 def _rates(ctx: Context, end_ns: int, ids: set[str]) -> pd.DataFrame:
-    r = _token_rate(ctx, end_ns, window_s=WINDOW_S)
+    r = _token_rate(ctx, end_ns)
     if r.empty:
         return pd.DataFrame(columns=["vendor", "model", "tokens_per_s"])
     key = r["device"].astype(str) + ":" + r["accel"].astype(str)

@@ -80,6 +80,9 @@ def step_detail(runbook, step_view, unit_of=None) -> StepDetail:
         instruction = (f"dcops runs the {step.executor} action through its executor"
                        + (": request it, have a second operator approve it, then execute." if step_view.destructive
                           else ": press Execute."))
+    # what the runbook's author wrote for the step comes first; derived text fills the gaps
+    written_impact = " ".join(str(getattr(step, "impact", "") or "").split())
+    written_expected = " ".join(str(getattr(step, "expected", "") or "").split())
     return StepDetail(step.title, step.type, step_view.status, instruction,
-                      _impact(step, step_view.destructive, runbook.impact), _expected(step, unit_of),
-                      " ".join(step.notes.split()))
+                      written_impact or _impact(step, step_view.destructive, runbook.impact),
+                      written_expected or _expected(step, unit_of), " ".join(step.notes.split()))

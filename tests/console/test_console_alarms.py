@@ -199,6 +199,7 @@ def test_runbook_step_panel_shows_instruction_impact_and_only_allowed_controls(a
         text = str(detail)
         assert "Read the fault code on the unit's local panel or in the BMS" in text  # the YAML instruction
         assert "Impact:" in text and "Expected result:" in text
+        assert "None (read only)." in text and "A fault code noted" in text  # the step's own impact and expected
         assert _shown(styles, acts) == {"confirm", "skip"} and signoff == {"display": "none"} and row == {}
         styles = incident.step_panel("caps-hold", [], inc.id)[1:1 + len(acts)]
         assert _shown(styles, acts) == {"check", "skip"}

@@ -349,7 +349,7 @@ def test_incident_driven_through_its_runbook_to_resolution(alarm_console_url, br
     wait_for(browser, "#incident-steps-table", text="read-unit-panel")
     # the first step is preselected with its instruction from the runbook, and only its controls
     wait_for(browser, "#incident-step-instruction", text="Read the fault code on the unit's local panel")
-    wait_for(browser, "#incident-step-expected", text="confirm with a note")
+    wait_for(browser, "#incident-step-expected", text="A fault code noted")
     assert browser.find_element(By.ID, "incident-step-confirm").is_displayed()
     assert not browser.find_element(By.ID, "incident-step-execute").is_displayed()
     assert not browser.find_element(By.ID, "incident-run-signoff").is_displayed()
