@@ -336,7 +336,9 @@ def test_incident_driven_through_its_runbook_to_resolution(alarm_console_url, br
         box.clear()
         if note:
             box.send_keys(note)
-        browser.find_element(By.ID, f"incident-{action}").click()
+        button = browser.find_element(By.ID, f"incident-{action}")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+        button.click()
         outcome(browser, step_id)
 
     wait_for(browser, "#incident-state-badge", text="acknowledged")
@@ -363,7 +365,11 @@ def test_incident_driven_through_its_runbook_to_resolution(alarm_console_url, br
     step("step-skip", "caps-hold", "nothing capped")
     step("step-skip", "unit-running", "unit replaced tomorrow; load moved")
     step("step-skip", "inlets-recovered", "zone inlets watched by the NOC")
-    browser.find_element(By.ID, "incident-run-signoff").click()
+    # every step finished: now, and only now, the sign-off is offered
+    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "incident-run-signoff").is_displayed())
+    signoff = browser.find_element(By.ID, "incident-run-signoff")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", signoff)
+    signoff.click()
     outcome(browser, "signed off")
     wait_for(browser, "#incident-run-state", text="completed")
 
@@ -442,7 +448,7 @@ def test_wallboard_has_no_navigation_is_dark_and_rotates(alarm_console_url, brow
     assert size >= 40, size  # readable across the room
     browser.save_screenshot(str(artifacts_dir / "console-wallboard-floor.png"))
     wait_for(browser, "#wallboard-view-name", timeout=20, text="Open incidents")  # rotates on its own
-    wait_for(browser, "#wallboard-incidents", text="CRAC-1")
+    wait_for(browser, "#wallboard-incidents", text="R2-01-S01:2")  # the XID 79 no other test resolves
     browser.save_screenshot(str(artifacts_dir / "console-wallboard-incidents.png"))
     wait_for(browser, "#wallboard-view-name", timeout=20, text="Floor")
     # leaving the wallboard brings the navigation back
