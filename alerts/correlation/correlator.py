@@ -44,6 +44,7 @@ __all__ = ["Explains", "EXPLAINS", "Link", "InhibitRule", "Correlator", "assess_
 
 _NS = 1_000_000_000
 _RELATION_ORDER = {"same": 0, "downstream": 1, "sibling": 2}
+_SIBLING_KINDS = POWER_KINDS | {"cooling", "accel"}
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,10 @@ class Correlator:
             inv = self.inv
             c = inv.components.get(comp)
             out: set[str] = set()
-            if c is not None and c.kind == "cooling":
+            if c is not None and c.kind == "accel" and c.device:
+                # the accelerators of one server share its work: one lost, the others take its load
+                out.update(x for x in inv.children(c.device) if inv.components[x].kind == "accel")
+            elif c is not None and c.kind == "cooling":
                 for z in inv.children(comp):
                     if inv.components[z].kind == "zone":
                         out.update(inv.components[z].attrs["units"])
@@ -242,16 +246,18 @@ class Correlator:
                     key = (0 if same else 1, e.rank, _RELATION_ORDER[rel], r.raised_ns, comp, r.probable_cause.value, r.id)
                 if best_key is None or key < best_key:
                     best_key, best = key, (r, e, rel, comp)
-        if comps[a.component].kind in POWER_KINDS | {"cooling"}:
+        if comps[a.component].kind in _SIBLING_KINDS:
             for sib in self._siblings(a.component):
                 for r, e in roots_at.get(sib, ()):
                     if e is None or a.probable_cause not in e.sibling_causes or not self._active_at(r, a.raised_ns):
                         continue
-                    if not is_lost(r):  # a common cause: both units hit within the clock skew
+                    r_out = is_lost(r) or e.out_of_service
+                    if not r_out:  # a common cause: both units hit within the clock skew
                         if abs(a.raised_ns - r.raised_ns) > self.skew_ns or \
                                 (r.raised_ns, r.component) >= (a.raised_ns, a.component):
                             continue
-                    elif is_lost(a) and (r.raised_ns, r.component) >= (a.raised_ns, a.component):
+                    elif (is_lost(a) or (e.out_of_service and a.probable_cause in e.root_causes)) and \
+                            (r.raised_ns, r.component) >= (a.raised_ns, a.component):
                         continue  # the first unit lost is the root; no cycles between siblings
                     if not is_lost(a) and r.raised_ns > a.raised_ns:
                         continue  # a load finding before the loss is not caused by it

@@ -60,6 +60,9 @@ class Explains:
     # on servers, accelerators and racks only when the root started first and, for host losses,
     # every feed of the rack ran through a unit in this state or a lost one
     drops_load: frozenset[PC] = frozenset()
+    # the root's unit is out by nature (an accelerator that fell off the bus or hit a fatal
+    # error), whether or not its rule says `unit_lost`: its siblings carry its load from then on
+    out_of_service: bool = False
 
     def matches_root(self, kind: str, cause: PC, lost: bool) -> bool:
         return (kind in self.root_kinds and cause in self.root_causes
@@ -74,6 +77,11 @@ EXPLAINS: tuple[Explains, ...] = (
              same_component=POWER_CAUSES | LOAD_EFFECTS | {PC.LOSS_OF_REDUNDANCY},
              sibling_causes=LOAD_EFFECTS | {PC.POWER_PROBLEM, PC.POWER_SUPPLY_FAILURE, PC.LOSS_OF_REDUNDANCY,
                                             PC.TEMPERATURE_UNACCEPTABLE}),
+    # an accelerator that failed (XID 79/48, lost, not answering): analytics findings on itself and on
+    # the other accelerators of its server, which take over its share of the work, are its symptoms
+    Explains("accel-fault", frozenset({"accel"}), frozenset({PC.EQUIPMENT_MALFUNCTION}), frozenset(),
+             rank=2, graph="host", same_component=LOAD_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE},
+             sibling_causes=LOAD_EFFECTS, out_of_service=True),
     Explains("host", frozenset({"server"}), frozenset({PC.UNDERLYING_RESOURCE_UNAVAILABLE}),
              HOST_LOSS | LOAD_EFFECTS, rank=1, graph="host", same_component=HOST_LOSS | LOAD_EFFECTS),
     Explains("power-degraded", POWER_KINDS,

@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--warmup-s", type=float, default=900.0, help="simulated warm-up before each scenario (default 900)")
     o.add_argument("--no-correlation", action="store_true", help="baseline: every alarm its own incident")
     o.add_argument("--no-analytics", action="store_true", help="rules only (no analytics findings)")
+    o.add_argument("--baseline", action="store_true",
+                   help="also run an alerter without correlation on the same input (each scenario's \"baseline\")")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +79,7 @@ def run_outages(args: argparse.Namespace) -> int:
             print(f"dcops eval outages: no scenario named {', '.join(sorted(unknown))} in {path}", file=sys.stderr)
             return 2
     opts = EvalOptions(seed=args.seed, warmup_s=args.warmup_s, correlation=not args.no_correlation,
-                       analytics=not args.no_analytics)
+                       analytics=not args.no_analytics, baseline=args.baseline)
     print(f"dcops eval outages: site {inv.site} ({len(inv.racks)} racks, {inv.n_accel} accelerators), "
           f"{len(spec.scenarios) if not only else len(only)} scenario(s) from {path}, seed {args.seed}",
           file=sys.stderr)

@@ -21,11 +21,14 @@ __all__ = ["scenario_report"]
 NS = 1_000_000_000
 
 
-def scenario_report(run, sc, start_ns: int, labels, raw_alarms: int, cpu_s: float, runbooks=None) -> dict:
+def scenario_report(run, sc, start_ns: int, labels, raw_alarms: int, runbooks=None, alerter=None,
+                    peak=None) -> dict:
     from dcops.alerts.storage.repository import Repository
 
     inv = run.inv
-    repo = Repository(run.alerter.engine, inv, clock=lambda: run.sim.now_ns / NS)
+    alerter = alerter or run.alerter
+    peak = run.peak if peak is None else peak
+    repo = Repository(alerter.engine, inv, clock=lambda: run.sim.now_ns / NS)
     alarms = [a for a in repo.list_alarms(limit=1_000_000) if a.raised_ns >= start_ns]
     by_incident: dict[str, list] = {}
     for a in alarms:
@@ -48,7 +51,7 @@ def scenario_report(run, sc, start_ns: int, labels, raw_alarms: int, cpu_s: floa
             "root_component": comp,
             "root_kind": kind,
             "root_probable_cause": root.probable_cause.value if root else "",
-            "severity": run.peak.get(inc.id, inc.severity).value,
+            "severity": peak.get(inc.id, inc.severity).value,
             "opened_s": round((inc.opened_ns - start_ns) / NS, 3),
             "alarms": len(members),
             "notifications": len(notes_of.get(inc.id, [])),

@@ -52,6 +52,7 @@ class EvalOptions:
     warmup_s: float = 900.0
     analytics: bool = True          # the analytics role's findings go to the alerter (as in production)
     correlation: bool = True        # False: every alarm stands alone (the baseline without correlation)
+    baseline: bool = False          # also run an alerter without correlation on the same bus (report["baseline"])
     alerting: dict = field(default_factory=lambda: dict(DEFAULT_ALERTING))
 
 
@@ -93,18 +94,22 @@ class OutageRun:
 
             self.scorer = StreamingScorer(self.bus, FleetScorer(self.inv), interval_s=opts.interval_s,
                                           clock=lambda: self.sim.now_ns / NS)
-        self.alerter = self._alerter(db_url)
+        self.alerter = self._alerter(db_url, self.opts.correlation)
+        # the baseline reads the same messages through its own consumer group: same input, no correlation
+        self.baseline = self._alerter("sqlite://", False, group="alerter-baseline") if opts.baseline else None
         self.counters = StepCounters()
         self.peak: dict[str, PerceivedSeverity] = {}  # incident id -> worst severity while open
+        self.baseline_peak: dict[str, PerceivedSeverity] = {}
 
-    def _alerter(self, db_url: str):
+    def _alerter(self, db_url: str, correlation: bool, group: str = "alerter"):
         from dcops.alerts.service import Alerter
 
         cfg = AlertingConfig.model_validate(self.opts.alerting)
         ids = itertools.count(1)
         alerter = Alerter(self.bus, self.inv, alerting=cfg, db_url=db_url, clock=lambda: self.sim.now_ns / NS,
-                          time_source="data", outbox=False, escalation=False, new_id=lambda: f"{next(ids):08d}")
-        if not self.opts.correlation:
+                          time_source="data", outbox=False, escalation=False, new_id=lambda: f"{next(ids):08d}",
+                          group=group)
+        if not correlation:
             from dcops.evaluation.baseline import disable_correlation
             disable_correlation(alerter.pipeline)
         return alerter.start()
@@ -150,12 +155,15 @@ class OutageRun:
                 self.scorer.accept(msgs)
             self.counters.findings += len(self.scorer.score_ready(force=True))
             self.scorer.consumer.commit()
-        while self.alerter.process_once(timeout_s=0.0):
-            pass
-        for inc in self.alerter.pipeline.incidents.values():  # the worst an incident got while open
-            old = self.peak.get(inc.id)
-            if old is None or SEVERITY_RANK[inc.severity] > SEVERITY_RANK[old]:
-                self.peak[inc.id] = inc.severity
+        for alerter, peak in ((self.alerter, self.peak), (self.baseline, self.baseline_peak)):
+            if alerter is None:
+                continue
+            while alerter.process_once(timeout_s=0.0):
+                pass
+            for inc in alerter.pipeline.incidents.values():  # the worst an incident got while open
+                old = peak.get(inc.id)
+                if old is None or SEVERITY_RANK[inc.severity] > SEVERITY_RANK[old]:
+                    peak[inc.id] = inc.severity
         self.counters.steps += 1
         self.counters.cpu_s += time.process_time() - t0
 
@@ -166,13 +174,15 @@ class OutageRun:
                 on_step()
             self.step()
 
-    def raised(self) -> int:
-        return sum(self.alerter.pipeline.raised_by_severity.values())
+    def raised(self, alerter=None) -> int:
+        return sum((alerter or self.alerter).pipeline.raised_by_severity.values())
 
     def close(self) -> None:
         if self.scorer is not None:
             self.scorer.close()
         self.alerter.close()
+        if self.baseline is not None:
+            self.baseline.close()
         self.bmcs.close()
         self.bus.close()
 
@@ -186,6 +196,7 @@ def run_scenario(site, sc: ScenarioSpec, opts: EvalOptions, runbooks=None) -> di
         run.run_for(opts.warmup_s)
         start_ns = run.sim.now_ns
         raised0 = run.raised()
+        base0 = run.raised(run.baseline) if run.baseline is not None else 0
         pending = list(sc.faults)
         labels = []
 
@@ -195,11 +206,14 @@ def run_scenario(site, sc: ScenarioSpec, opts: EvalOptions, runbooks=None) -> di
                 f = pending.pop(0)
                 labels.append((f, run.sim.inject(f.fault, f.target, duration_s=f.duration_s)))
 
-        cpu0 = run.counters.cpu_s
         run.run_for(sc.duration_s, on_step=inject_due)
         inject_due()
-        return scenario_report(run, sc, start_ns, labels, run.raised() - raised0, run.counters.cpu_s - cpu0,
-                               runbooks=runbooks)
+        entry = scenario_report(run, sc, start_ns, labels, run.raised() - raised0, runbooks=runbooks)
+        if run.baseline is not None:
+            base = scenario_report(run, sc, start_ns, labels, run.raised(run.baseline) - base0, runbooks=runbooks,
+                                   alerter=run.baseline, peak=run.baseline_peak)
+            entry["baseline"] = {k: base[k] for k in ("raw_alarms", "alarms", "notifications", "pages", "incidents")}
+        return entry
     finally:
         run.close()
 
