@@ -55,8 +55,8 @@ class ScorerParams:
     alpha: float = 0.02  # baseline learning rate per interval (about 8 minutes at 10 s)
     clip: float = 3.0
     warmup: int = 20  # intervals before univariate findings
-    stuck_after: int = 1  # exact repeats of a noisy probe before it is called stuck
-    stuck_change_rate: float = 0.9  # only series that change this often can be "stuck"
+    stuck_after: int = 1  # exact repeats before a sensor can be called stuck (at least)
+    stuck_p: float = 1e-9  # a run of repeats is "stuck" when a healthy sensor repeats that long this rarely
     peer_z: float = 8.0
     thermal_z: float = 6.0
     thermal_smoothing: float = 0.5
@@ -85,8 +85,7 @@ class _Bank:
         expected = st.loc.copy()
         z = np.nan_to_num(st.z(X), nan=0.0)
         z[st.n < p.warmup] = 0.0
-        stuck = (self.sensor & ~np.isnan(X) & (X == st.last) & (st.stuck + 1 >= p.stuck_after)
-                 & (st.change_rate >= p.stuck_change_rate) & (st.n >= p.warmup))
+        stuck = self.sensor & st.stuck_mask(X, p.stuck_p, p.stuck_after) & (st.n >= p.warmup)
         st.update(X, p.alpha, p.clip, floor, p.warmup)
         return z, stuck, expected
 

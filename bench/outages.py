@@ -79,6 +79,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="the short library on the small test site")
     ap.add_argument("--out", type=Path, help="also write report.json and score.json here")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--determinism", default="auto", metavar="NAME",
+                    help="scenario to run again in a fresh interpreter (default: the one with most faults; 'none': skip)")
     ap.add_argument("--combine", nargs="+", type=Path, metavar="DIR",
                     help="score the --out folders of earlier runs (parts of one library run side by side) as one")
     args = ap.parse_args()
@@ -111,8 +113,12 @@ def main() -> int:
         print(f"  {s['name']}: {s['raw_alarms']} raw -> {s['incidents']} incidents, {s['spurious']} spurious, "
               f"{s['pages']} pages | {causes}")
     # determinism: the scenario with the most faults, again in a fresh process
-    pick = max(rep["scenarios"], key=lambda s: (len(s["faults"]), -s["duration_s"]))
-    same = _determinism(site_path, scen_path, pick["name"], args.seed, args.warmup_s, pick)
+    pick = None
+    if args.determinism == "auto":
+        pick = max(rep["scenarios"], key=lambda s: (len(s["faults"]), -s["duration_s"]))
+    elif args.determinism != "none":
+        pick = next(s for s in rep["scenarios"] if s["name"] == args.determinism)
+    same = _determinism(site_path, scen_path, pick["name"], args.seed, args.warmup_s, pick) if pick else None
     result = {
         "bench": "outages",
         "site": inv.site,
@@ -126,7 +132,7 @@ def main() -> int:
         "cpu_s_per_simulated_hour": round(cpu * 3600.0 / sim_s, 1) if sim_s else None,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "deterministic": same,
-        "determinism_scenario": pick["name"],
+        "determinism_scenario": pick["name"] if pick else None,
         "correlated": _figures(corr),
         "baseline_no_correlation": _figures(base) if base else None,
     }
@@ -154,8 +160,8 @@ def combine(dirs: list[Path], site: Path) -> int:
         "warmup_s": runs[0]["warmup_s"], "simulated_s": sim_s, "cpu_s": round(cpu, 1),
         "cpu_s_per_simulated_hour": round(cpu * 3600.0 / sim_s, 1) if sim_s else None,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-        "deterministic": all(r["deterministic"] for r in runs),
-        "determinism_scenario": [r["determinism_scenario"] for r in runs],
+        "deterministic": all(r["deterministic"] for r in runs if r["deterministic"] is not None),
+        "determinism_scenario": [r["determinism_scenario"] for r in runs if r["determinism_scenario"]],
         "correlated": _figures(corr),
         "baseline_no_correlation": _figures(score(base_rep, inv)) if base_rep["scenarios"] else None,
     })

@@ -27,7 +27,8 @@ def test_streaming_detector_flags_spike_level_shift_and_stuck_sensor_causally():
     assert np.max(np.delete(z, [50] + list(range(100, 130)))[:100]) < 5
     stuck = np.full((5, 1), x[-1, 0])
     zs = det.score_stream(stuck)
-    assert zs[0] < det.stuck_z <= zs[1]  # the first repeat of a noisy value is already news
+    # a float signal with this noise repeats by chance once in thousands of steps: a few repeats are news
+    assert zs[0] < det.stuck_z and zs[4] >= det.stuck_z
     fresh = RobustStreamingDetector(alpha=0.02).fit(x[:200])
     np.testing.assert_allclose(fresh.score_stream(x[200:260]), z[:60])  # causal: later rows change nothing
 
