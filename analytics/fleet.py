@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dcops.analytics.detectors import CounterTrendDetector, PeerGroupDetector, StreamState, z_to_score
+from dcops.analytics.detectors.peer import PeerOffsets
 from dcops.analytics.features import ACCEL_COUNTERS, ACCEL_MODEL_FEATURES, STREAMS, WINDOW_FEATURE_NAMES
 from dcops.analytics.models import ModelBundle
 from dcops.analytics.tracker import FeatureTracker, THERMAL_INPUTS, peer_groups
@@ -108,6 +109,11 @@ class FleetScorer:
         self._thermal_z = np.zeros(len(inventory.accel_ids))
         self._inlet_z = np.zeros(len(self.tracker.rack_index))
         self._peer_cols = [ACCEL_MODEL_FEATURES.index(f) for f in PEER_FEATURES]
+        # each unit's usual offset from its peers (sensor bias, position in the row): peers compare
+        # the deviation beyond it, not raw values
+        self.peer_offsets = PeerOffsets((len(inventory.accel_ids), len(PEER_FEATURES)), warmup=params.warmup)
+        self.stream_offsets = {m: PeerOffsets((len(self.tracker.ids[m]), len(cols)), warmup=params.warmup)
+                               for m, (_, cols, _) in self.stream_peers.items()}
         self.intervals = 0
 
     def _stream_peer(self, s):
@@ -140,18 +146,27 @@ class FleetScorer:
             if s.measurement in self.stream_peers:
                 det, cols, groups = self.stream_peers[s.measurement]
                 X = f.streams[s.measurement][:, cols]
-                pz, pmed = det.deviations(X, groups)
-                out += self._emit(f.time_ns, ids, "peer_group", pz, s.peer_metrics, X, pmed, self.params.peer_z)
+                pz, expected = self._peer_z(det, self.stream_offsets[s.measurement], X, groups)
+                out += self._emit(f.time_ns, ids, "peer_group", pz, s.peer_metrics, X, expected, self.params.peer_z)
         ids = self.tracker.ids["accel"]
         X = f.accel[:, self._peer_cols]
-        pz, pmed = self.peer.deviations(X, self.groups)
-        out += self._emit(f.time_ns, ids, "peer_group", pz, PEER_FEATURES, X, pmed, self.params.peer_z)
+        pz, expected = self._peer_z(self.peer, self.peer_offsets, X, self.groups)
+        out += self._emit(f.time_ns, ids, "peer_group", pz, PEER_FEATURES, X, expected, self.params.peer_z)
         cz = self.counters.feature_z(f.counter_delta)
         out += self._emit(f.time_ns, ids, "counter_trend", cz, ACCEL_COUNTERS, f.counter_delta,
                           np.broadcast_to(self.counters.rate_, cz.shape), self.params.counter_z)
         if self.models is not None:
             out += self._score_models(f, ids)
         return out
+
+    @staticmethod
+    def _peer_z(det: PeerGroupDetector, offsets: PeerOffsets, X, groups) -> tuple[np.ndarray, np.ndarray]:
+        """Deviation from the peer median beyond the unit's own usual offset, in peer spreads;
+        expected value = peer median + that offset. Learns the offsets afterwards (causal)."""
+        dev, scale, med = det.signed_deviations(X, groups)
+        z = offsets.z(dev, scale)
+        offsets.update(dev, z)
+        return z, med + offsets.offset
 
     def _score_models(self, f, ids) -> list[Finding]:
         out = []

@@ -75,6 +75,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--warmup-s", type=float, default=300.0)
     ap.add_argument("--max-quiet-s", type=float, default=None)
+    ap.add_argument("--max-duration-s", type=float, default=None,
+                    help="cap every scenario's simulated time (faults after the cap are dropped)")
     ap.add_argument("--only", nargs="+")
     ap.add_argument("--quick", action="store_true", help="the short library on the small test site")
     ap.add_argument("--out", type=Path, help="also write report.json and score.json here")
@@ -94,6 +96,12 @@ def main() -> int:
     if args.max_quiet_s:
         spec = spec.model_copy(update={"scenarios": tuple(
             s if s.faults or s.duration_s <= args.max_quiet_s else s.model_copy(update={"duration_s": args.max_quiet_s})
+            for s in spec.scenarios)})
+    if args.max_duration_s:
+        cap = args.max_duration_s
+        spec = spec.model_copy(update={"scenarios": tuple(
+            s if not s.faults or s.duration_s <= cap else s.model_copy(update={
+                "duration_s": cap, "faults": tuple(f for f in s.faults if f.at_s < cap)})
             for s in spec.scenarios)})
     opts = EvalOptions(seed=args.seed, warmup_s=args.warmup_s, baseline=not args.no_baseline)
     only = set(args.only) if args.only else None
@@ -126,6 +134,8 @@ def main() -> int:
         "scenarios": len(rep["scenarios"]),
         "seed": args.seed,
         "warmup_s": args.warmup_s,
+        "max_duration_s": args.max_duration_s,
+        "max_quiet_s": args.max_quiet_s,
         "simulated_s": sim_s,
         "cpu_s": round(cpu, 1),
         "wall_s": round(wall, 1),
