@@ -83,7 +83,16 @@ def run_outages(args: argparse.Namespace) -> int:
     print(f"dcops eval outages: site {inv.site} ({len(inv.racks)} racks, {inv.n_accel} accelerators), "
           f"{len(spec.scenarios) if not only else len(only)} scenario(s) from {path}, seed {args.seed}",
           file=sys.stderr)
-    report = evaluate(site, spec, opts, progress=lambda line: print(line, file=sys.stderr, flush=True), only=only)
+    from dcops.evaluation.outages import EvalError
+
+    try:
+        report = evaluate(site, spec, opts, progress=lambda line: print(line, file=sys.stderr, flush=True), only=only)
+    except EvalError as exc:
+        import logging
+
+        logging.getLogger("dcops.eval").debug("scenario failed", exc_info=exc.__cause__)
+        print(f"dcops eval outages: {exc} (run with -vv for the traceback)", file=sys.stderr)
+        return 1
     report["site"] = inv.site
     report["scenario_file"] = str(path)
     args.out.mkdir(parents=True, exist_ok=True)

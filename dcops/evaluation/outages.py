@@ -14,7 +14,11 @@ from typing import Callable
 from dcops.evaluation.runner import EvalOptions, run_scenario
 from dcops.evaluation.scenarios import ScenarioFile
 
-__all__ = ["evaluate", "progress_line"]
+__all__ = ["EvalError", "evaluate", "progress_line"]
+
+
+class EvalError(RuntimeError):
+    """A scenario could not run; the message names it and what went wrong."""
 
 
 def evaluate(site, scenarios: ScenarioFile, opts: EvalOptions = EvalOptions(),
@@ -26,7 +30,11 @@ def evaluate(site, scenarios: ScenarioFile, opts: EvalOptions = EvalOptions(),
     todo = [s for s in scenarios.scenarios if only is None or s.name in only]
     for k, sc in enumerate(todo, 1):
         t0, c0 = time.monotonic(), time.process_time()
-        entry = run_scenario(site, sc, opts, runbooks=runbooks)
+        try:
+            entry = run_scenario(site, sc, opts, runbooks=runbooks)
+        except Exception as exc:  # a site the simulator cannot model, a bug: name the scenario, keep the cause
+            raise EvalError(f"scenario {sc.name!r} failed on site {getattr(site, 'site', '?')!r}: "
+                            f"{type(exc).__name__}: {exc}") from exc
         out.append(entry)
         if progress is not None:
             progress(progress_line(k, len(todo), entry, time.monotonic() - t0, time.process_time() - c0))
