@@ -22,7 +22,11 @@ from dcops.topology import Inventory
 
 __all__ = ["Cause", "causes_of", "expected_severity", "score", "REDUNDANT_FAULTS"]
 
-REDUNDANT_FAULTS = frozenset({"pdu_breaker_trip", "crac_failure"})
+# faults that take one unit of a redundant group out: power (a PDU breaker, a UPS dropping its
+# load) and cooling (a CRAC/CDU stopping, a CDU pump)
+POWER_UNIT_LOST = frozenset({"pdu_breaker_trip", "ups_output_lost"})
+COOLING_UNIT_LOST = frozenset({"crac_failure", "cdu_pump_failure"})
+REDUNDANT_FAULTS = POWER_UNIT_LOST | COOLING_UNIT_LOST
 
 
 @dataclass
@@ -50,12 +54,17 @@ def causes_of(faults: list[dict], skew_s: float = 10.0) -> list[Cause]:
 
 def expected_severity(cause: Cause, inv: Inventory) -> str | None:
     """major / critical for causes that take units of a redundant group out; None otherwise."""
-    if cause.fault == "pdu_breaker_trip":
-        lost = set(cause.targets)
+    if cause.fault in POWER_UNIT_LOST:
+        lost = set()
+        for t in cause.targets:
+            c = inv.components.get(t)
+            if c is None:
+                continue
+            lost |= {t} if c.kind == "pdu" else {p for p in inv.children(t) if inv.components[p].kind == "pdu"}
         racks = {r for p in lost for r in inv.racks_of_pdu.get(p, ())}
         dark = [r for r in racks if set(inv.components[r].attrs["feeds"].values()) <= lost]
         return "critical" if dark else "major"
-    if cause.fault == "crac_failure":
+    if cause.fault in COOLING_UNIT_LOST:
         worst = None
         for unit in cause.targets:
             for z in inv.children(unit):
