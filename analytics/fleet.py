@@ -4,7 +4,8 @@
 
 - univariate: each stream's metrics against their own online robust baseline, and stuck
   sensors (a normally noisy value repeated exactly);
-- peer_group: accelerators against same-model peers in their rack (or row) right now;
+- peer_group: accelerators against same-model peers on their host (or in their rack or row
+  when the host has too few) right now, beyond each unit's own usual offset from them;
 - thermal_residual: die temperature against what power and inlet explain (smoothed, so only
   persistent excess counts);
 - isolation_forest: window features per accelerator model;
@@ -22,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from dcops.analytics.detectors import CounterTrendDetector, PeerGroupDetector, StreamState, z_to_score
 from dcops.analytics.detectors.peer import PeerOffsets
@@ -112,6 +114,15 @@ class FleetScorer:
         # each unit's usual offset from its peers (sensor bias, position in the row): peers compare
         # the deviation beyond it, not raw values
         self.peer_offsets = PeerOffsets((len(inventory.accel_ids), len(PEER_FEATURES)), warmup=params.warmup)
+        # Accelerators of a host with enough of them are compared with their host-mates instead of
+        # the rack: a shift all of a host's accelerators share is the host's workload (a job
+        # started or ended there) or a host-level cause its own telemetry shows (fans, PSU), not
+        # an accelerator anomaly, and host-mates share the workload, so one hot unit stands out
+        self.hosts = np.asarray([f"{m}|{d}" for m, d in zip(inventory.accel_tags["model"], inventory.accel_tags["device"])],
+                                dtype=object)
+        self.host_offsets = PeerOffsets((len(inventory.accel_ids), len(PEER_FEATURES)), warmup=params.warmup)
+        sizes = pd.Series(self.hosts).map(pd.Series(self.hosts).value_counts()).to_numpy()
+        self.host_big = (sizes >= self.peer.min_group)[:, None]  # hosts with enough accelerators to compare
         self.stream_offsets = {m: PeerOffsets((len(self.tracker.ids[m]), len(cols)), warmup=params.warmup)
                                for m, (_, cols, _) in self.stream_peers.items()}
         self.intervals = 0
@@ -151,6 +162,8 @@ class FleetScorer:
         ids = self.tracker.ids["accel"]
         X = f.accel[:, self._peer_cols]
         pz, expected = self._peer_z(self.peer, self.peer_offsets, X, self.groups)
+        hz, _ = self._peer_z(self.peer, self.host_offsets, X, self.hosts)
+        pz = np.where(self.host_big, hz, pz)
         out += self._emit(f.time_ns, ids, "peer_group", pz, PEER_FEATURES, X, expected, self.params.peer_z)
         cz = self.counters.feature_z(f.counter_delta)
         out += self._emit(f.time_ns, ids, "counter_trend", cz, ACCEL_COUNTERS, f.counter_delta,
