@@ -170,7 +170,8 @@ def combine(dirs: list[Path], site: Path) -> int:
         "warmup_s": runs[0]["warmup_s"], "simulated_s": sim_s, "cpu_s": round(cpu, 1),
         "cpu_s_per_simulated_hour": round(cpu * 3600.0 / sim_s, 1) if sim_s else None,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-        "deterministic": all(r["deterministic"] for r in runs if r["deterministic"] is not None),
+        "deterministic": (all(r["deterministic"] for r in checked) if (checked := [r for r in runs if r["deterministic"]
+                                                                                  is not None]) else None),
         "determinism_scenario": [r["determinism_scenario"] for r in runs if r["determinism_scenario"]],
         "correlated": _figures(corr),
         "baseline_no_correlation": _figures(score(base_rep, inv)) if base_rep["scenarios"] else None,
