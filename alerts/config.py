@@ -41,7 +41,7 @@ from dcops.alerts.notification.notifiers.slack import SlackConfig
 from dcops.alerts.notification.notifiers.webhook import WebhookConfig
 from dcops.alarm_types import PerceivedSeverity
 from dcops.secrets import Secret
-from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, read_config_text, validate_with_lines
+from dcops.yamlconf import ConfigError, load_yaml_text, problems_at, read_config_text
 
 __all__ = ["AlertingConfig", "Route", "load_alerting", "alerting_from_text", "Receiver", "Schedule", "EscalationPolicy"]
 
@@ -230,22 +230,10 @@ def _cross_check(cfg: AlertingConfig) -> list[tuple[tuple, str]]:
 
 
 def alerting_from_text(text: str, file: str = "<string>") -> AlertingConfig:
-    data, lines = parse_yaml(text, file)
-    if data is None:
-        data = {}
-    cfg = validate_with_lines(AlertingConfig, data, lines, file)
+    cfg, lines = load_yaml_text(text, file, AlertingConfig, empty={})
     problems = _cross_check(cfg)
     if problems:
-        res = []
-        for path, msg in problems:
-            p, line = path, None
-            while p:
-                if p in lines:
-                    line = lines[p]
-                    break
-                p = p[:-1]
-            res.append(ConfigProblem(file, line, ".".join(str(x) for x in path), msg))
-        raise ConfigError(res)
+        raise ConfigError(problems_at(file, lines, problems))
     return cfg
 
 

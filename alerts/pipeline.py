@@ -77,8 +77,11 @@ class AlertPipeline:
         self.raised_by_severity: dict[str, int] = defaultdict(int)
 
     # ----- state -----------------------------------------------------------------------------
-    def load(self, now_ns: int) -> None:
-        """Restore state from the database (after a restart)."""
+    def load(self, now_ns: int, current=None) -> None:
+        """Restore state from the database (after a restart); `current` (a current-state view,
+        `dcops.store.current`) tells the staleness checks when each component last reported."""
+        if current is not None:
+            self.engine.seed(current)
         if self.store is None:
             return
         self.manager.load(self.store.listed_alarms())

@@ -61,13 +61,16 @@ class Alerter:
                  clock: Callable[[], float] = time.time, time_source: str = "wall",
                  http_client: httpx.Client | None = None, outbox: bool = True, escalation: bool = True,
                  cycle_s: float = 0.5, max_records: int = 500, reconcile_every_s: float = 1.0,
-                 metrics=None, audit=None, new_id: Callable[[], str] | None = None) -> None:
+                 metrics=None, audit=None, create_tables: bool = True,
+                 open_store: Callable[[], object] | None = None, new_id: Callable[[], str] | None = None) -> None:
+        """`create_tables`: False in running services, whose schema Alembic made (see dcops.dbschema).
+        `new_id`: alarm and incident ids (default random; the evaluation harness counts)."""
         from dcops.alerts.storage.tables import open_engine
 
         self.bus = bus
         self.inventory = inventory
         self.cfg = alerting or AlertingConfig()
-        self.engine = open_engine(db_url)
+        self.engine = open_engine(db_url, create_tables=create_tables)
         self.store = AlerterStore(self.engine, audit=audit)  # audit: every state-changing cycle is recorded
         self.clock = clock
         self.time_source = time_source
@@ -93,10 +96,16 @@ class Alerter:
         self.last_cycle = time.monotonic()
         self.metrics = metrics
         self._unobserve: list[Callable[[], None]] = []
+        self._open_store = open_store  # read once at start: when each component last reported (staleness checks)
 
     # ----- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Alerter":
-        self.pipeline.load(self.now_ns())
+        current = None
+        if self._open_store is not None:
+            from dcops.store.current import staleness_view
+
+            current = staleness_view(self._open_store, self.pipeline.engine.absence_measurements(), self.now_ns())
+        self.pipeline.load(self.now_ns(), current)
         if self.metrics is not None:
             self._export_metrics(self.metrics)
         # one consumer (and group) per topic, so a backlog of samples cannot starve events
@@ -119,6 +128,9 @@ class Alerter:
     def close(self) -> None:
         """Stop threads and leave without committing anything unprocessed."""
         self._stop.set()
+        loop = getattr(self, "_loop", None)
+        if loop is not None and loop is not threading.current_thread():
+            loop.join(timeout=30)  # the cycle in progress ends before its consumers close
         for undo in self._unobserve:
             undo()
         self._unobserve.clear()
@@ -150,6 +162,7 @@ class Alerter:
     def run_in_thread(self, stop: threading.Event) -> threading.Thread:
         t = threading.Thread(target=self.run, args=(stop,), name="dcops-alerter", daemon=True)
         t.start()
+        self._loop = t
         return t
 
     def _wall_ns(self) -> int:
@@ -317,11 +330,17 @@ def run_role(cfg, stop_event: threading.Event, bus: Bus | None = None, alerting_
     from dcops.alerts.storage.audit import AnchorKeeper, open_audit_log
     from dcops.alerts.storage.tables import open_engine
 
+    from dcops.dbschema import prepare
+
     db = cfg.settings.database
-    audit = open_audit_log(open_engine(db.url), db)
+    prepare(db.url)  # SQLite: upgraded here; a server database behind head: SchemaBehind, saying what to run
+    audit = open_audit_log(open_engine(db.url, create_tables=False), db, ensure_schema=False)
     anchors = AnchorKeeper(audit, db.audit_anchor_interval_s, source="alerter").start()
+    from dcops.store import open_store
+
     alerter = Alerter(bus, build_inventory(cfg), alerting=load_alerting(path), db_url=db.url,
-                      metrics=current(), audit=audit)
+                      metrics=current(), audit=audit, create_tables=False,
+                      open_store=lambda: open_store(cfg.settings.store))
     alerter.start()
     try:
         alerter.run(stop_event)

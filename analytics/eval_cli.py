@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--repeats", type=int, default=4, help="injections per fault type")
     s.add_argument("--out", type=Path, help="write the report as JSON here")
     s.add_argument("--types", nargs="+", metavar="FAULT", help="only these fault types (default: all)")
-    s.add_argument("--site", type=Path, help="site YAML to simulate (default: tests/data/small-site.yaml)")
+    s.add_argument("--site", type=Path, help="site YAML to simulate (default: the shipped small site, dcops/data/sites/small-site.yaml)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,13 +32,14 @@ import numpy as np
 
 from dcops.analytics.fleet import FleetScorer, ScorerParams
 from dcops.analytics.training import train_bundle
+from dcops.data import site_file
 from dcops.sim import FAULT_TYPES, FaultLabel, Simulator
 from dcops.site import load_site
 from dcops.topology import Inventory
 
 __all__ = ["ScenarioConfig", "evaluate_scenarios", "format_report", "explained_by"]
 
-SMALL_SITE = Path(__file__).resolve().parents[1] / "tests" / "data" / "small-site.yaml"
+SMALL_SITE = site_file("small-site.yaml")  # package data: a wheel has no tests/
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,9 @@ def _targets(inv: Inventory, fault_type: str, rng) -> list[tuple[str, dict]]:
     """Eligible (target, params) for a fault type, in a seeded order."""
     ft = FAULT_TYPES[fault_type]
     out = []
+    eligible = set(ft.targets(inv))  # the fault type's own target check (kinds, vendor, "a CDU")
     for c in inv.components.values():
-        if c.kind not in ft.target_kinds or (ft.vendor and c.attrs.get("vendor") != ft.vendor):
+        if c.name not in eligible:
             continue
         if fault_type == "psu_failure" and len(c.attrs.get("psus", ())) < 2:
             continue  # a single-PSU server losing its PSU is a server outage, not lost redundancy

@@ -1,8 +1,14 @@
 """Ingest benchmark: a simulated site through collector, bus and store.
 
 Embedded path (default): SimCollector -> InProcessBus (binary columnar frames) -> IngestWorker
--> DuckDBStore (idempotent upserts). Baseline in the same run: the very same batches inserted
-raw into a fresh DuckDB with plain bulk INSERTs from Arrow (no encoding, no bus, no dedup).
+-> DuckDBStore (idempotent upserts) and the current-state view (dcops.store.current). Baseline
+in the same run: the very same batches inserted raw into a fresh DuckDB with plain bulk INSERTs
+from Arrow (no encoding, no bus, no dedup, no view).
+
+Growth: CPU per poll interval is measured for the ingest worker alone (decode, store write,
+view update) and for the collector's publish, and reported per accelerator, so runs at 10,000
+and 100,000 accelerators compare directly (`ingest_cpu_us_per_accel_interval`). The view's own
+share is measured by applying the same batches to a fresh view.
 
     python bench/ingest.py [--accelerators 10000] [--steps 30]
     python bench/ingest.py --path kafka      # Kafka -> InfluxDB (see bench/ingest_kafka.py)
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -45,18 +52,30 @@ def embedded(n_accel: int, steps: int) -> dict:
     kept = []
     values = 0
     busy = 0.0
-    cpu0 = time.process_time()
+    cpu_ingest, cpu_collect = [], []
     for _ in range(steps):
         sim.step()
         kept.append(sim.batches())  # the same readings the collector will publish (deterministic copy below)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         values += collector.collect()
+        c1 = time.process_time()
         worker.drain(idle_polls=1)
+        cpu_ingest.append(time.process_time() - c1)
+        cpu_collect.append(c1 - c0)
         busy += time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
+    cpu = sum(cpu_ingest) + sum(cpu_collect)
     rss = peak_rss_mb()
     rows = sum(store.count(m) for m in store.measurements())
     store.close()
+
+    from dcops.store.current import CurrentState
+
+    view = CurrentState()
+    view_cpu = []
+    for batches in kept:
+        c0 = time.process_time()
+        view.update(batches)
+        view_cpu.append(time.process_time() - c0)
 
     raw = duckdb.connect(str(tmp / "raw.duckdb"))
     created = set()
@@ -76,12 +95,20 @@ def embedded(n_accel: int, steps: int) -> dict:
     raw.close()
     rate = values / busy
     raw_rate = raw_values / raw_s
+    n = sim.inventory.n_accel
+    steady = cpu_ingest[2:] or cpu_ingest  # the first polls create tables and columns
+    ingest_cpu = statistics.median(steady)
     return {
         "bench": "ingest", "path": "embedded (sim collector -> in-process bus -> DuckDB)",
         "accelerators": sim.inventory.n_accel, "steps": steps, "values": values, "rows_stored": rows,
         "samples_per_s": round(rate), "pipeline_cpu_s": round(cpu, 2), "peak_rss_mb": round(rss, 1),
         "raw_duckdb_samples_per_s": round(raw_rate), "ratio_to_raw": round(rate / raw_rate, 3),
         "target_samples_per_s": 200_000, "target_peak_rss_mb": 1536,
+        "interval_s": sim.interval_s, "ingest_cpu_s_per_interval": round(ingest_cpu, 4),
+        "ingest_cpu_us_per_accel_interval": round(ingest_cpu / n * 1e6, 2),
+        "collector_publish_cpu_s_per_interval": round(statistics.median(cpu_collect[2:] or cpu_collect), 4),
+        "view_update_cpu_s_per_interval": round(statistics.median(view_cpu[2:] or view_cpu), 4),
+        "ingest_cores_at_interval": round(ingest_cpu / sim.interval_s, 4),
     }
 
 

@@ -36,6 +36,8 @@ class SimBmc:
     # the same interface as RedfishConnection
     def fetch(self, path: str) -> dict | None:
         sim, i = self.sim, self.i
+        if self.server in sim.silent:
+            raise BmcUnavailable(f"{self.server}: BMC does not answer (no route: the rack's management network is down)")
         fed = bool(sim.s_up[i]) or any(sim.s_psu_ok[i, f] and sim.s_psu_w[i, f] > 0 for f in self.bays)
         if not fed:
             raise BmcUnavailable(f"{self.server}: BMC does not answer (no standby power: every feed is dead)")

@@ -126,6 +126,7 @@ class SimBackend:
         ids = [a for a in inv.accel_ids if a.rpartition(":")[0] == server]
         self._gpus = [_SimGpu(view, inv.accel_index[a], a, int(a.rpartition(":")[2]),
                               str(inv.accel_tags["model"][inv.accel_index[a]])) for a in ids]
+        self._ids = ids
 
     def gpus(self):
         return self._gpus
@@ -135,6 +136,11 @@ class SimBackend:
 
     def dark(self) -> bool:
         return all(g.lost for g in self._gpus)
+
+    def cut_off(self) -> bool:
+        """The host's agent is dead or its network is down (`sim.silent`): nothing arrives."""
+        silent = self.view.sim.silent
+        return bool(silent) and any(a in silent for a in self._ids)
 
 
 def rbln_document(view: SimView, server: str, ks: list[int]) -> dict:
@@ -232,7 +238,7 @@ class SimAgents:
         self.view.refresh()
         out = []
         for agent, watcher, backend, rack in self.gpu_hosts:
-            if backend.dark():
+            if backend.dark() or backend.cut_off():
                 backend.take_xids()
                 continue
             xid_events = watcher.drain()
@@ -242,6 +248,9 @@ class SimAgents:
         for agent, ks, rack in self.npu_hosts:
             if all(self.view.value(k, "accel_up") != 1.0 for k in ks):
                 continue
+            silent = self.sim.silent
+            if silent and any(str(self.sim.inventory.accel_ids[k]) in silent for k in ks):
+                continue  # agent dead or network down: nothing arrives
             batch, events = agent.poll()
             out.append((rack, batch, events))
         self.polls += 1

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from dcops.catalogue import CANONICAL_UNITS, METRICS
 from dcops.yamlconf import ConfigError, ConfigProblem, check_regex, load_yaml
@@ -283,13 +283,14 @@ def _sensor(m: SensorModel, scalar: bool, units, where: str) -> Sensor:
     )
 
 
-def _load_units(path: Path) -> dict[str, Unit]:
-    from dcops.yamlconf import parse_yaml, read_config_text
+class UnitsModel(RootModel[dict[str, UnitModel]]):
+    """units.yaml: unit name -> canonical unit, factor, offset."""
 
-    data, _ = parse_yaml(read_config_text(path), str(path))
+
+def _load_units(path: Path) -> dict[str, Unit]:
+    units = load_yaml(path, UnitsModel).root  # a bad entry names file, line and field like every other file
     out = {}
-    for name, spec in (data or {}).items():
-        u = UnitModel.model_validate(spec)
+    for name, u in units.items():
         if u.unit not in CANONICAL_UNITS:
             raise ConfigError([ConfigProblem(str(path), None, str(name), f"{u.unit!r} is not a canonical unit")])
         out[str(name)] = Unit(u.unit, u.factor, u.offset)

@@ -116,10 +116,11 @@ def serve(app: dash.Dash, host: str, port: int, threads: int = 8):
     return create_server(app.server, host=host, port=port, threads=threads, ident="dcops")
 
 
-def connect_alerts(db_url: str, inventory, store, audit=None):
+def connect_alerts(db_url: str, inventory, store, audit=None, create_tables: bool = True):
     """The alerts stage's Repository and RunbookEngine on the incident database, or (None, None)
     when the alerts package cannot be used (the console then runs without its alarm pages).
-    `audit` (an AuditLog): every operator action and runbook step is also appended to it."""
+    `audit` (an AuditLog): every operator action and runbook step is also appended to it.
+    `create_tables`: False in the running console, whose schema Alembic made (dcops.dbschema)."""
     try:
         from dcops.alerts.storage.tables import open_engine
         from dcops.alerts.storage.repository import Repository
@@ -128,10 +129,11 @@ def connect_alerts(db_url: str, inventory, store, audit=None):
     except ImportError as e:  # pragma: no cover - alerts ships with dcops
         log.warning("alarm pages off: %s", e)
         return None, None
-    engine = open_engine(db_url)
+    engine = open_engine(db_url, create_tables=create_tables)
     repo = Repository(engine, inventory, audit=audit)
     runbooks = RunbookEngine(engine, load_runbooks(), inventory=inventory, store=store, repository=repo, audit=audit)
-    runbooks.ensure_schema()
+    if create_tables:
+        runbooks.ensure_schema()
     return repo, runbooks
 
 
@@ -141,15 +143,21 @@ def run_role(cfg, stop_event: threading.Event) -> int:
     from dcops.store import open_store
     from dcops.topology import build_inventory
 
+    from dcops.ingest import follow_view
+
     settings = cfg.settings
     store = open_store(settings.store)
+    following = follow_view(settings, store, "console")  # on Kafka the bus keeps the current view, not the store
     inventory = build_inventory(cfg)
     from dcops.alerts.storage.audit import AnchorKeeper, open_audit_log
     from dcops.alerts.storage.tables import open_engine
+    from dcops.dbschema import prepare
 
+    prepare(settings.database.url)  # Alembic's schema: SQLite upgraded here, a server database must be at head
     # the console's state changes (operator actions, runbook steps, logins, account changes) all
     # go to the keyed audit chain of the incident database, anchored outside it
-    audit = open_audit_log(open_engine(settings.database.url), settings.database)
+    audit = open_audit_log(open_engine(settings.database.url, create_tables=False), settings.database,
+                           ensure_schema=False)
     anchors = AnchorKeeper(audit, settings.database.audit_anchor_interval_s, source="console").start()
     users = UserStore.from_url(settings.database.url, audit=audit)
     if not users.list_users():
@@ -157,7 +165,7 @@ def run_role(cfg, stop_event: threading.Event) -> int:
 
         log.warning("no console users in %s; add one with `dcops console-user add NAME --role admin -c SITE`",
                     make_url(settings.database.url).render_as_string(hide_password=True))
-    repo, runbooks = connect_alerts(settings.database.url, inventory, store, audit=audit)
+    repo, runbooks = connect_alerts(settings.database.url, inventory, store, audit=audit, create_tables=False)
     from dcops.alerts.config import load_alerting
 
     alerting = load_alerting(os.environ.get("DCOPS_ALERTING_CONFIG") or None)  # the alerter's file, shown read-only
@@ -175,5 +183,10 @@ def run_role(cfg, stop_event: threading.Event) -> int:
         srv.close()
         thread.join(timeout=5)
         anchors.stop()
+        if following is not None:
+            follower, follower_thread, follower_bus = following
+            follower.stop()
+            follower_thread.join(timeout=5)
+            follower_bus.close()
         store.close()
     return 0

@@ -2,11 +2,13 @@
 
 Every page callback is a thin wrapper over one function here; these functions take a
 `Context` and plain arguments and return frozen dataclasses or DataFrames, so they are tested
-without a browser or a Flask request. Nothing here writes SQL: all reads go through
-`Store.latest`, `Store.query_range` and `Store.events`.
+without a browser or a Flask request. Nothing here writes SQL: what is true now comes from the
+store's current-state view (`dcops.store.current_view`), history from `Store.query_range` and
+`Store.events`.
 
-The floor snapshot is the expensive read (every accelerator's latest row); it is cached per
-refresh tick, so several callbacks and several browsers on one tick share one store read.
+The floor snapshot (every accelerator's latest values, aligned to the inventory by integer
+positions built once per app) is cached per refresh tick, so several callbacks and several
+browsers on one tick share one pass over the view.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from dcops.store.base import StoreError
+from dcops.store.current import current_view
 from dcops.topology import Inventory
 
 __all__ = [
-    "ACCEL_STATES", "DEGRADED_WHEN", "Context", "FloorSnapshot", "accel_states", "current",
+    "ACCEL_STATES", "DEGRADED_WHEN", "Context", "FloorSnapshot", "accel_rates", "accel_states", "accel_values",
+    "current", "current_state",
     "floor_snapshot", "latest_batch", "latest_frame", "rack_view", "RackView",
 ]
 
@@ -68,22 +71,6 @@ class _TickCache:
         return value
 
 
-class _KnownFields:
-    """Fields each measurement has in the store, learnt from a failed read; forgotten after
-    `ttl_s` so fields that appear later (a new collector) are picked up."""
-
-    def __init__(self, clock: Callable[[], float], ttl_s: float = 300.0) -> None:
-        self._clock, self._ttl = clock, ttl_s
-        self._known: dict[str, tuple[float, set[str]]] = {}
-
-    def get(self, measurement: str) -> set[str] | None:
-        hit = self._known.get(measurement)
-        return hit[1] if hit and self._clock() - hit[0] < self._ttl else None
-
-    def put(self, measurement: str, fields: set[str]) -> None:
-        self._known[measurement] = (self._clock(), fields)
-
-
 @dataclass(frozen=True)
 class Context:
     """What the console's callbacks read from; one per app, kept in the Flask app's config."""
@@ -98,11 +85,6 @@ class Context:
     runbooks: Any = None  # dcops.alerts.runbooks.engine.RunbookEngine, when runbooks are configured
     alerting: Any = None  # dcops.alerts.config.AlertingConfig: receivers, routes, on-call (Admin page, read-only)
     memo: dict = field(default_factory=dict, compare=False)  # values derived from the (static) inventory
-    known: _KnownFields = field(default=None, compare=False)  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.known is None:
-            object.__setattr__(self, "known", _KnownFields(self.clock))
 
     def tick(self) -> int:
         return int(self.clock() // self.refresh_s)
@@ -120,43 +102,40 @@ def current() -> Context:
 
 # ----- store reads ----------------------------------------------------------------------------
 def latest_batch(store, measurement: str, fields: Sequence[str], where=None,
-                 max_age_s: float = MAX_AGE_S, known: "_KnownFields | None" = None):
-    """The latest row per series as a Batch; fields the store has never seen are left out
-    instead of failing (a page renders before every collector has reported). `known`
-    remembers which fields a measurement has, so the fallback read (all fields) is paid once,
-    not on every refresh."""
-    wanted = list(fields)
-    have = known.get(measurement) if known is not None else None
-    if have is not None:
-        wanted = [f for f in fields if f in have]
-    try:
-        return store.latest(measurement, wanted, where=where, max_age_s=max_age_s)
-    except StoreError:
-        batch = store.latest(measurement, None, where=where, max_age_s=max_age_s)
-        if known is not None:
-            known.put(measurement, set(batch.fields))
-        return batch
+                 max_age_s: float = MAX_AGE_S):
+    """The latest row per series as a Batch, from the store's current-state view (kept on the
+    write path; a process that does not ingest catches it up with range reads), never from a
+    scan of history. Fields the site has never sent are left out instead of failing (a page
+    renders before every collector has reported)."""
+    view = current_view(store)
+    view.sync(store)
+    have = set(view.fields(measurement))
+    return view.read(measurement, [f for f in fields if f in have], where=where, max_age_s=max_age_s)
 
 
 def latest_frame(store, measurement: str, fields: Sequence[str], where=None,
-                 max_age_s: float = MAX_AGE_S, known: "_KnownFields | None" = None) -> pd.DataFrame:
+                 max_age_s: float = MAX_AGE_S) -> pd.DataFrame:
     """`latest_batch` as a DataFrame with every wanted field (NaN where absent)."""
-    frame = latest_batch(store, measurement, fields, where, max_age_s, known).to_frame()
+    frame = latest_batch(store, measurement, fields, where, max_age_s).to_frame()
     for f in fields:
         if f not in frame:
             frame[f] = np.nan
     return frame
 
 
+def _state_codes(values: dict[str, np.ndarray]) -> np.ndarray:
+    """The index in ACCEL_STATES of every accelerator, from its latest values."""
+    up = values["accel_up"]
+    degraded = np.zeros(len(up), dtype=bool)
+    for f, threshold, _ in DEGRADED_WHEN:
+        degraded |= np.nan_to_num(values[f], nan=0.0) > threshold
+    return np.where(np.isnan(up), 3, np.where(up < 0.5, 2, np.where(degraded, 1, 0)))
+
+
 def accel_states(frame: pd.DataFrame) -> np.ndarray:
     """One of ACCEL_STATES per row of an accel latest-frame."""
-    up = frame["accel_up"].to_numpy(np.float64)
-    degraded = np.zeros(len(frame), dtype=bool)
-    for f, threshold, _ in DEGRADED_WHEN:
-        degraded |= np.nan_to_num(frame[f].to_numpy(np.float64), nan=0.0) > threshold
-    state = np.where(up < 0.5, "down", np.where(degraded, "degraded", "healthy")).astype(object)
-    state[np.isnan(up)] = "no data"
-    return state
+    codes = _state_codes({f: frame[f].to_numpy(np.float64) for f in ("accel_up", *(f for f, _, _ in DEGRADED_WHEN))})
+    return np.asarray(ACCEL_STATES, dtype=object)[codes]
 
 
 @dataclass(frozen=True)
@@ -172,75 +151,106 @@ class FloorSnapshot:
     incidents_by_severity: dict[str, int] | None
 
 
-def _accel_base(ctx: Context) -> tuple[pd.DataFrame, pd.Index]:
-    """The inventory's accelerators as a frame and an index of their ids (built once per app)."""
+@dataclass(frozen=True)
+class _AccelBase:
+    """The inventory's accelerators and racks as arrays and integer codes (built once per app),
+    so a refresh is array arithmetic over the view, never string matching per accelerator."""
+
+    ids: np.ndarray  # accelerator ids, inventory order (the key the view aligns to)
+    frame: pd.DataFrame  # accel_id, vendor, model, hall, row, rack, device
+    rack_names: np.ndarray  # the inventory's racks, in order
+    racks: pd.DataFrame  # index rack; hall, row, position
+    rack_code: np.ndarray  # per accelerator, its rack's index in rack_names (-1 if none)
+    vendors: list[str]
+    vendor_code: np.ndarray
+    of_rack: dict[str, np.ndarray]  # rack -> positions of its accelerators
+
+
+def _accel_base(ctx: Context) -> _AccelBase:
     hit = ctx.memo.get("accel_base")
     if hit is None:
         inv = ctx.inventory
-        base = pd.DataFrame({"accel_id": inv.accel_ids, "vendor": inv.accel_tags["vendor"],
-                             "model": inv.accel_tags["model"], "hall": inv.accel_tags["hall"],
-                             "row": inv.accel_tags["row"], "rack": inv.accel_tags["rack"],
-                             "device": inv.accel_tags["device"]})
-        hit = ctx.memo["accel_base"] = (base, pd.Index(base["accel_id"]))
+        ids = np.asarray(inv.accel_ids, dtype=object)
+        tags = {k: np.asarray(inv.accel_tags[k], dtype=object) for k in ("vendor", "model", "hall", "row", "rack", "device")}
+        frame = pd.DataFrame({"accel_id": ids, **tags})
+        rack_names = np.asarray([r.name for r in inv.racks], dtype=object)
+        racks = pd.DataFrame([(r.name, r.hall, r.row, r.attrs.get("position", 0)) for r in inv.racks],
+                             columns=["rack", "hall", "row", "position"]).set_index("rack")
+        lookup = {r: i for i, r in enumerate(rack_names.tolist())}
+        rack_code = np.fromiter((lookup.get(r, -1) for r in tags["rack"].tolist()), dtype=np.intp, count=len(ids))
+        vendors = sorted(set(tags["vendor"].tolist()))
+        vlookup = {v: i for i, v in enumerate(vendors)}
+        vendor_code = np.fromiter((vlookup[v] for v in tags["vendor"].tolist()), dtype=np.intp, count=len(ids))
+        order = np.argsort(rack_code, kind="stable")
+        bounds = np.searchsorted(rack_code[order], np.arange(len(rack_names) + 1))
+        of_rack = {r: order[bounds[i]:bounds[i + 1]] for i, r in enumerate(rack_names.tolist())}
+        hit = ctx.memo["accel_base"] = _AccelBase(ids, frame, rack_names, racks, rack_code, vendors, vendor_code,
+                                                  of_rack)
     return hit
 
 
-def _state_counts(keys: np.ndarray, states: np.ndarray, index: Sequence[str]) -> pd.DataFrame:
-    """Accelerators per (key, state) as a frame indexed by `index`, columns ACCEL_STATES."""
-    k = pd.Index(index).get_indexer(keys)
-    s = pd.Index(ACCEL_STATES).get_indexer(states)
-    ok = (k >= 0) & (s >= 0)
+def current_state(ctx: Context):
+    """The store's current-state view, caught up once per refresh tick where nothing feeds it."""
+    view = current_view(ctx.store)
+    ctx.cache.get("view_sync", ctx.tick(), lambda: view.sync(ctx.store))
+    return view
+
+
+def _state_counts(codes: np.ndarray, states: np.ndarray, index: Sequence[str]) -> pd.DataFrame:
+    """Accelerators per (group code, state) as a frame indexed by `index`, columns ACCEL_STATES."""
+    ok = codes >= 0
     n = len(ACCEL_STATES)
-    flat = np.bincount(k[ok] * n + s[ok], minlength=len(index) * n).reshape(len(index), n)
-    return pd.DataFrame(flat, index=pd.Index(index), columns=list(ACCEL_STATES))
+    flat = np.bincount(codes[ok] * n + states[ok], minlength=len(index) * n).reshape(len(index), n)
+    return pd.DataFrame(flat, index=pd.Index(list(index), dtype=object), columns=list(ACCEL_STATES))
+
+
+def accel_values(ctx: Context, fields: Sequence[str], at: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Latest fresh values of every inventory accelerator (inventory order; NaN: no data), or
+    of those at positions `at` of the inventory."""
+    return current_state(ctx).align("accel", fields, ("device", "accel"), _accel_base(ctx).ids,
+                                    max_age_s=ACCEL_MAX_AGE_S, at=at)
+
+
+def accel_rates(ctx: Context, counter: str, max_age_s: float = 120.0) -> np.ndarray:
+    """Per-second rise of an accelerator counter between its last two samples (inventory
+    order; NaN with a single sample or none), kept by the view on the write path."""
+    return current_state(ctx).align_rate("accel", counter, ("device", "accel"), _accel_base(ctx).ids, max_age_s)
 
 
 def _accel_frame(ctx: Context, rack: str | None = None, fields: Sequence[str] = ACCEL_FIELDS) -> pd.DataFrame:
     """Every accelerator of the inventory (or of one rack) with its latest values and state
     ("no data" when it has no recent sample)."""
-    base, index = _accel_base(ctx)
-    if rack is not None:
-        base = base[base["rack"] == rack].reset_index(drop=True)
-        index = pd.Index(base["accel_id"])
-    got = latest_batch(ctx.store, "accel", fields, where={"rack": rack} if rack else None,
-                       max_age_s=ACCEL_MAX_AGE_S, known=ctx.known)
-    values = {f: np.full(len(base), np.nan) for f in fields}
-    if len(got):
-        ids = np.asarray(got.tags["device"], dtype=object) + ":" + np.asarray(got.tags["accel"], dtype=object)
-        pos = index.get_indexer(ids)
-        ok = pos >= 0
-        for f in fields:
-            if f in got.fields:
-                values[f][pos[ok]] = got.fields[f][ok]
-    out = base.assign(**values)
-    out["state"] = accel_states(out)
-    return out
+    base = _accel_base(ctx)
+    if rack is None:
+        frame = base.frame.assign(**accel_values(ctx, fields))
+    else:
+        pos = base.of_rack.get(rack, np.empty(0, dtype=np.intp))
+        frame = base.frame.iloc[pos].reset_index(drop=True).assign(**accel_values(ctx, fields, at=pos))
+    frame["state"] = accel_states(frame)
+    return frame
 
 
 def _compute_floor(ctx: Context) -> FloorSnapshot:
-    inv = ctx.inventory
-    racks = pd.DataFrame(
-        [(r.name, r.hall, r.row, r.attrs.get("position", 0)) for r in inv.racks],
-        columns=["rack", "hall", "row", "position"]).set_index("rack")
-    rf = latest_frame(ctx.store, "rack", RACK_FIELDS, known=ctx.known)
-    t_ns = int(rf["time_ns"].max()) if len(rf) else 0
-    if len(rf):
-        rf = rf.drop_duplicates("rack", keep="last").set_index("rack")
-    else:
-        rf = pd.DataFrame(columns=list(RACK_FIELDS), index=pd.Index([], name="rack"))
-    racks["power_kw"] = rf["rack_power_w"].reindex(racks.index).astype(float) / 1e3
-    racks["feed_a_kw"] = rf["rack_feed_a_power_w"].reindex(racks.index).astype(float) / 1e3
-    racks["feed_b_kw"] = rf["rack_feed_b_power_w"].reindex(racks.index).astype(float) / 1e3
-    racks["inlet_degc"] = rf["rack_inlet_temp_degc"].reindex(racks.index).astype(float)
-    racks["outlet_degc"] = rf["rack_outlet_temp_degc"].reindex(racks.index).astype(float)
+    base = _accel_base(ctx)
+    view = current_state(ctx)
+    racks = base.racks.copy()
+    rv = view.align("rack", RACK_FIELDS, ("rack",), base.rack_names, max_age_s=MAX_AGE_S)
+    t_ns = view.newest_ns("rack")
+    racks["power_kw"] = rv["rack_power_w"] / 1e3
+    racks["feed_a_kw"] = rv["rack_feed_a_power_w"] / 1e3
+    racks["feed_b_kw"] = rv["rack_feed_b_power_w"] / 1e3
+    racks["inlet_degc"] = rv["rack_inlet_temp_degc"]
+    racks["outlet_degc"] = rv["rack_outlet_temp_degc"]
 
-    acc = _accel_frame(ctx)
-    by_rack = acc.groupby("rack")
-    racks["hottest_degc"] = by_rack["accel_temp_degc"].max().reindex(racks.index)
-    counts = _state_counts(acc["rack"].to_numpy(), acc["state"].to_numpy(), list(racks.index))
+    acc = accel_values(ctx, ACCEL_FIELDS)
+    states = _state_codes(acc)
+    temp, ok = acc["accel_temp_degc"], base.rack_code >= 0
+    hottest = pd.Series(temp[ok]).groupby(base.rack_code[ok]).max()
+    racks["hottest_degc"] = hottest.reindex(np.arange(len(racks))).to_numpy(np.float64)
+    counts = _state_counts(base.rack_code, states, base.rack_names.tolist())
     for s in ACCEL_STATES:
-        racks["accel_" + s.replace(" ", "_")] = counts[s].astype(int)
-    racks["accel_total"] = counts.sum(axis=1).astype(int)
+        racks["accel_" + s.replace(" ", "_")] = counts[s].to_numpy(int)
+    racks["accel_total"] = counts.sum(axis=1).to_numpy(int)
     if ctx.alarms is not None:
         from dcops.console.data_alarms import rack_alarm_rank
 
@@ -249,11 +259,10 @@ def _compute_floor(ctx: Context) -> FloorSnapshot:
     else:
         racks["alarm_rank"] = np.nan
 
-    vendors = sorted(set(acc["vendor"]))
-    by_vendor = _state_counts(acc["vendor"].to_numpy(), acc["state"].to_numpy(), vendors)
+    by_vendor = _state_counts(base.vendor_code, states, base.vendors)
     by_vendor.index.name = "vendor"
 
-    sf = latest_frame(ctx.store, "site", SITE_FIELDS, known=ctx.known)
+    sf = latest_frame(ctx.store, "site", SITE_FIELDS)
     it_kw = float(np.nansum(sf["site_it_power_w"].to_numpy(np.float64))) / 1e3 if len(sf) else float("nan")
     if not len(sf) or np.isnan(sf["site_it_power_w"].to_numpy(np.float64)).all():
         it_kw = float(np.nansum(racks["power_kw"].to_numpy(np.float64))) if racks["power_kw"].notna().any() else float("nan")
@@ -290,24 +299,43 @@ SERVER_FIELDS = ("server_up", "server_power_w", "server_inlet_temp_degc", "serve
 PDU_FIELDS = ("pdu_power_w", "pdu_load_pct", "pdu_breaker_closed")
 
 
+def _rack_members(ctx: Context) -> dict[str, tuple[tuple, tuple]]:
+    """rack -> (its servers, its rack PDUs), from the inventory once per app."""
+    hit = ctx.memo.get("rack_members")
+    if hit is None:
+        servers: dict[str, list] = {}
+        pdus: dict[str, list] = {}
+        for c in ctx.inventory.components.values():
+            if c.kind == "rack_pdu":
+                pdus.setdefault(c.rack, []).append(c)
+        for c in ctx.inventory.servers:
+            servers.setdefault(c.rack, []).append(c)
+        hit = ctx.memo["rack_members"] = {r.name: (tuple(servers.get(r.name, ())), tuple(pdus.get(r.name, ())))
+                                          for r in ctx.inventory.racks}
+    return hit
+
+
 def rack_view(ctx: Context, rack: str) -> RackView:
     """Devices, accelerators, PDUs and feeds of one rack. KeyError names an unknown rack."""
     inv = ctx.inventory
     comp = inv.get(rack)
     if comp.kind != "rack":
         raise KeyError(f"{rack!r} is a {comp.kind}, not a rack")
-    rv = latest_frame(ctx.store, "rack", RACK_FIELDS, where={"rack": rack}, known=ctx.known)
+    rv = latest_frame(ctx.store, "rack", RACK_FIELDS, where={"rack": rack})
     rack_values = {f: float(rv[f].iloc[-1]) if len(rv) else float("nan") for f in RACK_FIELDS}
 
-    servers = [c for c in inv.servers if c.rack == rack]
-    sf = latest_frame(ctx.store, "server", SERVER_FIELDS, where={"rack": rack}, known=ctx.known)
-    sf = sf.drop_duplicates("device", keep="last").set_index("device") if len(sf) else None
-    rows = []
-    for s in servers:
-        get = (lambda f: float(sf.at[s.name, f]) if sf is not None and s.name in sf.index else float("nan"))  # noqa: E731
-        rows.append({"device": s.name, "kind": s.attrs.get("kind", ""), "feeds": "/".join(s.attrs.get("psus", ())),
-                     "up": get("server_up"), "power_w": get("server_power_w"),
-                     "inlet_degc": get("server_inlet_temp_degc"), "psu_ok": get("server_psu_ok")})
+    servers, rack_pdus = _rack_members(ctx).get(rack, ((), ()))
+    sb = latest_batch(ctx.store, "server", SERVER_FIELDS, where={"rack": rack})
+    at = {d: i for i, d in enumerate(sb.tags["device"].tolist())} if "device" in sb.tags else {}  # later rows win
+
+    def get(name: str, f: str) -> float:
+        i = at.get(name)
+        return float(sb.fields[f][i]) if i is not None and f in sb.fields else float("nan")
+
+    rows = [{"device": s.name, "kind": s.attrs.get("kind", ""), "feeds": "/".join(s.attrs.get("psus", ())),
+             "up": get(s.name, "server_up"), "power_w": get(s.name, "server_power_w"),
+             "inlet_degc": get(s.name, "server_inlet_temp_degc"), "psu_ok": get(s.name, "server_psu_ok")}
+            for s in servers]
     servers_df = pd.DataFrame(rows, columns=["device", "kind", "feeds", "up", "power_w", "inlet_degc", "psu_ok"])
 
     acc = _accel_frame(ctx, rack, RACK_ACCEL_FIELDS)
@@ -316,7 +344,7 @@ def rack_view(ctx: Context, rack: str) -> RackView:
 
     feeds = dict(comp.attrs.get("feeds", {}))
     pdu_names = list(feeds.values())
-    pf = latest_frame(ctx.store, "pdu", PDU_FIELDS, where={"device": pdu_names}, known=ctx.known) if pdu_names else None
+    pf = latest_frame(ctx.store, "pdu", PDU_FIELDS, where={"device": pdu_names}) if pdu_names else None
     if pf is not None and len(pf) and "index" in pf:
         pf = pf[pf["index"].astype(str) == ""]
     pf = pf.drop_duplicates("device", keep="last").set_index("device") if pf is not None and len(pf) else None
@@ -325,7 +353,7 @@ def rack_view(ctx: Context, rack: str) -> RackView:
         get = (lambda f: float(pf.at[pdu, f]) if pf is not None and pdu in pf.index else float("nan"))  # noqa: E731
         prow.append({"name": pdu, "kind": "floor PDU", "feed": feed, "power_kw": get("pdu_power_w") / 1e3,
                      "load_pct": get("pdu_load_pct"), "breaker_closed": get("pdu_breaker_closed")})
-    for rp in (c for c in inv.components.values() if c.kind == "rack_pdu" and c.rack == rack):
+    for rp in rack_pdus:
         prow.append({"name": rp.name, "kind": "rack PDU", "feed": rp.attrs.get("feed", ""), "power_kw": float("nan"),
                      "load_pct": float("nan"), "breaker_closed": float("nan")})
     pdus = pd.DataFrame(prow, columns=["name", "kind", "feed", "power_kw", "load_pct", "breaker_closed"])

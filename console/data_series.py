@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dcops.console.data import Context, floor_snapshot, latest_frame
+from dcops.console.data import Context, accel_rates, accel_values, current_state
 from dcops.batch import Event
 from dcops.catalogue import metric
 from dcops.store.base import StoreError
+from dcops.store.current import current_view
 from dcops.topology import Component
 
 __all__ = ["DEVICE_CHARTS", "RANGES", "ChartSpec", "search", "data_now_ns", "device_series", "device_events",
@@ -68,17 +69,12 @@ def search(ctx: Context, text: str, limit: int = 50) -> list[Component]:
 
 
 def data_now_ns(ctx: Context) -> int:
-    """The newest site-total sample time in the store (cheap: one row per site), else the clock."""
+    """The newest sample time the site sent (the current-state view's newest), else the clock."""
     def read() -> int:
-        try:
-            b = ctx.store.latest("site", None, max_age_s=7 * 86400)
-        except StoreError:
-            return 0
-        return int(b.time_ns.max()) if len(b) else 0
+        view = current_state(ctx)
+        return max([view.newest_ns(m) for m in view.measurements()] or [0])
 
     t = ctx.cache.get("data_now", ctx.tick(), read)
-    if t <= 0:
-        t = floor_snapshot(ctx).time_ns
     return t if t > 0 else int(ctx.clock() * NS)
 
 
@@ -108,7 +104,7 @@ def series_between(ctx: Context, name: str, start_ns: int, end_ns: int) -> tuple
         batch = ctx.store.query_range(spec.measurement, list(spec.fields), start_ns, end_ns, every_s=every, agg="mean",
                                       where=where, group_by=list(spec.id_tags))
     except StoreError:  # a field this store never saw (not every source sends every metric)
-        have = set(ctx.store.latest(spec.measurement, None, where=where, max_age_s=span_s).fields)
+        have = set(current_view(ctx.store).fields(spec.measurement))
         fields = [f for f in spec.fields if f in have]
         batch = ctx.store.query_range(spec.measurement, fields, start_ns, end_ns, every_s=every, agg="mean",
                                       where=where, group_by=list(spec.id_tags)) if fields else None
@@ -148,59 +144,59 @@ def unit_of(field: str) -> str:
 FLEET_FIELDS = ("accel_up", "accel_power_w", "accel_util_pct", "accel_temp_degc")
 
 
-def _token_rate(ctx: Context, end: int, window_s: float = 120.0, every_s: float = 10.0) -> pd.DataFrame:
-    """Tokens per second per accelerator over the last window, from accel_tokens_total (the
-    counter's rise between its first and last sub-window; NaN with a single sample)."""
-    start = end - int(window_s * NS)
-    try:
-        b = ctx.store.query_range("accel", ["accel_tokens_total"], start, end, every_s=every_s, agg="max",
-                                  group_by=["device", "accel", "vendor", "model"])
-    except StoreError:  # no accelerator exports tokens
-        return pd.DataFrame(columns=["vendor", "model", "tokens_per_s"])
-    f = b.to_frame().dropna(subset=["accel_tokens_total"])
-    if f.empty:
-        return pd.DataFrame(columns=["vendor", "model", "tokens_per_s"])
-    f = f.sort_values("time_ns")
-    g = f.groupby(["device", "accel", "vendor", "model"])
-    first, last = g.first(), g.last()
-    dt = (last["time_ns"] - first["time_ns"]) / NS
-    rate = ((last["accel_tokens_total"] - first["accel_tokens_total"]).clip(lower=0) / dt).where(dt > 0)
-    return rate.rename("tokens_per_s").reset_index()
-
-
 def fleet_table(ctx: Context) -> pd.DataFrame:
     """GPUs and NPUs side by side, one row per (vendor, model); computed once per refresh tick."""
     return ctx.cache.get("fleet", ctx.tick(), lambda: _fleet_table(ctx))
 
 
+def _fleet_groups(ctx: Context) -> tuple[pd.DataFrame, np.ndarray]:
+    """(vendor, model) of the inventory with count and mean TDP, and each accelerator's group
+    code (built once per app)."""
+    hit = ctx.memo.get("fleet_groups")
+    if hit is None:
+        inv = ctx.inventory
+        base = pd.DataFrame({"vendor": np.asarray(inv.accel_tags["vendor"], dtype=object),
+                             "model": np.asarray(inv.accel_tags["model"], dtype=object), "tdp_w": inv.accel_tdp_w})
+        counts = base.groupby(["vendor", "model"]).agg(count=("tdp_w", "size"), tdp_w=("tdp_w", "mean"))
+        code = counts.index.get_indexer(pd.MultiIndex.from_frame(base[["vendor", "model"]]))
+        hit = ctx.memo["fleet_groups"] = (counts.reset_index(), code)
+    return hit
+
+
 def _fleet_table(ctx: Context) -> pd.DataFrame:
-    inv = ctx.inventory
-    got = latest_frame(ctx.store, "accel", FLEET_FIELDS, known=ctx.known)
-    base = pd.DataFrame({"vendor": inv.accel_tags["vendor"], "model": inv.accel_tags["model"],
-                         "tdp_w": inv.accel_tdp_w})
-    counts = base.groupby(["vendor", "model"]).agg(count=("tdp_w", "size"), tdp_w=("tdp_w", "mean"))
-    if got.empty:
-        out = counts.reset_index()
-        for c in ("reporting", "power_w", "util_pct", "temp_degc", "headroom_degc", "tokens_per_s",
+    groups, code = _fleet_groups(ctx)
+    out = groups.copy()
+    values = accel_values(ctx, FLEET_FIELDS)
+    up = values["accel_up"] > 0.5
+    if not up.any():
+        for c in ("reporting", "power_w", "util_pct", "temp_degc", "hottest_degc", "headroom_degc", "tokens_per_s",
                   "j_per_token", "cost_per_h"):
-            out[c] = np.nan
+            out[c] = 0 if c == "reporting" else np.nan
         return out
-    up = got[got["accel_up"] > 0.5]
-    agg = up.groupby(["vendor", "model"]).agg(
-        reporting=("accel_up", "size"), power_w=("accel_power_w", "mean"), total_w=("accel_power_w", "sum"),
-        util_pct=("accel_util_pct", "mean"), temp_degc=("accel_temp_degc", "mean"),
-        hottest_degc=("accel_temp_degc", "max"))
-    out = counts.join(agg, how="left").reset_index()
-    out["reporting"] = out["reporting"].fillna(0).astype(int)
+    g, k = code[up], len(out)
+
+    def per_group(v: np.ndarray, how: str) -> np.ndarray:
+        ok = ~np.isnan(v)
+        s = pd.Series(v[ok]).groupby(g[ok]).agg(how)
+        return s.reindex(np.arange(k)).to_numpy(np.float64)
+
+    out["reporting"] = np.bincount(g, minlength=k).astype(int)
+    out["power_w"] = per_group(values["accel_power_w"][up], "mean")
+    total_w = per_group(values["accel_power_w"][up], "sum")
+    out["util_pct"] = per_group(values["accel_util_pct"][up], "mean")
+    out["temp_degc"] = per_group(values["accel_temp_degc"][up], "mean")
+    hottest = per_group(values["accel_temp_degc"][up], "max")
     limit = out["model"].map(THROTTLE_TEMP_DEGC).fillna(out["vendor"].map(THROTTLE_TEMP_DEGC)).astype(float)
-    out["headroom_degc"] = limit - out["hottest_degc"]
-    rates = _token_rate(ctx, data_now_ns(ctx) + 1)
-    tps = (rates.groupby(["vendor", "model"])["tokens_per_s"].sum(min_count=1) if len(rates)
-           else pd.Series(dtype=float))
-    out["tokens_per_s"] = [float(tps.get((v, m), np.nan)) for v, m in zip(out["vendor"], out["model"])]
-    out["j_per_token"] = (out["total_w"] / out["tokens_per_s"]).where(out["tokens_per_s"] > 0)
-    out["cost_per_h"] = out["total_w"] / 1e3 * ctx.energy_price_per_kwh
-    return out.drop(columns=["total_w"])
+    out["hottest_degc"] = hottest
+    out["headroom_degc"] = limit - hottest
+    # tokens per second: the counter's rise between its last two samples, kept by the view on the write path
+    rate = accel_rates(ctx, "accel_tokens_total")
+    has = ~np.isnan(rate)
+    tps = np.bincount(code[has], weights=rate[has], minlength=k)
+    out["tokens_per_s"] = np.where(np.bincount(code[has], minlength=k) > 0, tps, np.nan)
+    out["j_per_token"] = (total_w / out["tokens_per_s"]).where(out["tokens_per_s"] > 0)
+    out["cost_per_h"] = total_w / 1e3 * ctx.energy_price_per_kwh
+    return out
 
 
 def fleet_trends(ctx: Context, range_key: str) -> pd.DataFrame:

@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, required=True)
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    sub.add_parser("list", help="list accounts and roles")
+    ls = sub.add_parser("list", help="list accounts and roles")
+    ls.add_argument("--format", choices=("text", "json"), default="text")
     sr = sub.add_parser("set-role", help="change an account's role")
     sr.add_argument("name")
     sr.add_argument("role", choices=ROLES)
@@ -44,6 +45,9 @@ def _users(args) -> UserStore:
         from dcops.settings import DatabaseSettings
 
         db = DatabaseSettings()
+    from dcops.dbschema import prepare
+
+    prepare(db.url)  # the schema is Alembic's: SQLite upgraded here, a server database must be at head
     users = UserStore.from_url(db.url)
     users.audit = open_audit_log(users.engine, db)
     return users
@@ -57,6 +61,8 @@ def _actor() -> str:
 
 
 def run(args) -> int:
+    from dcops.dbschema import SchemaBehind
+
     try:
         users = _users(args)
         if args.action == "add":
@@ -69,6 +75,10 @@ def run(args) -> int:
                     return 1
             users.create_user(args.name, password, args.role, actor=_actor())
             print(f"created {args.name} ({args.role})")
+        elif args.action == "list" and args.format == "json":
+            import json
+
+            print(json.dumps([{"name": u.name, "role": u.role, "disabled": bool(d)} for u, d in users.list_users()]))
         elif args.action == "list":
             for user, disabled in users.list_users():
                 print(f"{user.name}\t{user.role}\t{'disabled' if disabled else 'active'}")
@@ -80,7 +90,7 @@ def run(args) -> int:
             print(f"disabled {args.name}")
         if args.action != "list":
             users.audit.anchor("console-user")  # the new chain head also leaves the database
-    except UserError as e:
+    except (UserError, SchemaBehind) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -118,12 +118,13 @@ def concat_batches(batches: Sequence[Batch]) -> Batch:
         raise ValueError("concat_batches: batches have different measurements")
     tag_names = list(dict.fromkeys(k for b in batches for k in b.tags))
     field_names = list(dict.fromkeys(k for b in batches for k in b.fields))
+    # the filler is built only for a batch that lacks the column (not once per batch and column)
     tags = {
-        k: np.concatenate([b.tags.get(k, np.full(len(b), "", dtype=object)) for b in batches])
+        k: np.concatenate([b.tags[k] if k in b.tags else np.full(len(b), "", dtype=object) for b in batches])
         for k in tag_names
     }
     fields = {
-        k: np.concatenate([b.fields.get(k, np.full(len(b), np.nan)) for b in batches])
+        k: np.concatenate([b.fields[k] if k in b.fields else np.full(len(b), np.nan) for b in batches])
         for k in field_names
     }
     return Batch(measurement, np.concatenate([b.time_ns for b in batches]), tags, fields)

@@ -3,6 +3,11 @@
 Subcommands are registered in `COMMANDS` (name -> module, one-line help). Each module has
 `add_arguments(parser)` and `run(args) -> int`; only the chosen one is imported, so
 `dcops check` stays fast and a broken optional stage cannot break the others.
+
+One convention for the site config: `-c FILE` / `--config FILE` is accepted anywhere on the line,
+before or after the subcommand and its action (`dcops -c site.yaml console-user add NAME` and
+`dcops console-user add NAME -c site.yaml` are the same); it fills the command's `config` (or
+`site`) argument, and a command reads it after parsing (no parser marks it required).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "incidents": ("dcops.alerts.history.cli", "incident history: postmortem export, MTTA/MTTR"),
     "console-user": ("dcops.console.users_cli", "console accounts: add, list, set-role, disable"),
     "audit": ("dcops.commands.audit", "verify the audit chain (keyed MACs and anchors)"),
+    "db": ("dcops.commands.db", "database schema: upgrade to the newest revision, show the current one"),
 }
 
 
@@ -57,13 +63,43 @@ def configure_logging(verbose: int, **kw) -> None:
     install_log_redaction()
 
 
+def take_config(argv: list[str]) -> tuple[list[str], str | None]:
+    """(argv without its `-c FILE` / `--config FILE` / `--config=FILE` / `-cFILE`, the last FILE given)."""
+    rest: list[str] = []
+    config = None
+    it = iter(argv)
+    for a in it:
+        if a == "--":
+            rest.append(a)
+            rest.extend(it)
+            break
+        if a in ("-c", "--config"):
+            config = next(it, None)
+            if config is None:
+                rest.append(a)  # argparse says "expected one argument"
+        elif a.startswith("--config="):
+            config = a.split("=", 1)[1]
+        elif a.startswith("-c") and len(a) > 2 and not a.startswith("--"):
+            config = a[2:]
+        else:
+            rest.append(a)
+    return rest, config
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, config = take_config(list(sys.argv[1:] if argv is None else argv))
     chosen = next((a for a in argv if not a.startswith("-")), None)
     if chosen not in COMMANDS:
         chosen = None
     parser = _build_parser(chosen)
     args = parser.parse_args(argv)
+    if config is not None:
+        if hasattr(args, "config"):
+            args.config = config
+        elif hasattr(args, "site"):
+            args.site = config
+        else:
+            parser.error(f"dcops {args.command or ''}: -c/--config is not an option of this command")
     configure_logging(args.verbose)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -25,7 +25,7 @@ from dcops.simcollector import SimCollector
 from dcops.site import SiteConfig
 from dcops.store.duckdb_store import DuckDBStore
 
-__all__ = ["Demo", "DemoOptions", "DEFAULT_FAULTS"]
+__all__ = ["Demo", "DemoOptions", "DEFAULT_FAULTS", "site_faults"]
 
 log = logging.getLogger("dcops.demo")
 NS = 1_000_000_000
@@ -45,6 +45,27 @@ DEFAULT_FAULTS: tuple[tuple[float, str, str], ...] = (
 )
 
 
+def site_faults(inventory, faults=DEFAULT_FAULTS) -> tuple[tuple[float, str, str], ...]:
+    """`faults` made to fit this site: a target the site has is kept; one it lacks is replaced by
+    the site's first component the fault type applies to (kind and vendor); a fault type with
+    nothing to act on in the site is left out."""
+    from dcops.sim import FAULT_TYPES
+
+    def fits(comp, ft) -> bool:
+        return comp.kind in ft.target_kinds and (not ft.vendor or comp.attrs.get("vendor") == ft.vendor)
+
+    out = []
+    for at, kind, target in faults:
+        ft = FAULT_TYPES[kind]
+        if target in inventory and fits(inventory.get(target), ft):
+            out.append((at, kind, target))
+            continue
+        pick = next((c.name for k in ft.target_kinds for c in inventory.of_kind(k) if fits(c, ft)), None)
+        if pick is not None:
+            out.append((at, kind, pick))
+    return tuple(out)
+
+
 @dataclass
 class DemoOptions:
     data_dir: Path = Path("var/demo")
@@ -53,7 +74,7 @@ class DemoOptions:
     seed: int = 1
     host: str = "127.0.0.1"
     port: int = 8050
-    faults: tuple[tuple[float, str, str], ...] = DEFAULT_FAULTS
+    faults: tuple[tuple[float, str, str], ...] | None = None  # None: DEFAULT_FAULTS fitted to the site
     console: bool = True
     snmp: bool = True
     alerts: bool = True
@@ -105,10 +126,14 @@ class Demo:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()  # guards the simulator between the tick thread and injections
-        self._pending = sorted(options.faults)
+        self._pending = sorted(site_faults(self.sim.inventory) if options.faults is None else options.faults)
+        self.failures: list[tuple[str, BaseException]] = []  # (thread, exception) of every thread that died
         self._server = None
         self.credentials: dict[str, str] = {}
-        self.alerts_db_url = f"sqlite:///{(self.opt.data_dir / 'alerts.sqlite').resolve()}"
+        # alarms, incidents, runbook runs, audit log and console accounts: one SQLite file, fresh per run
+        self.db_path = (self.opt.data_dir / "alerts.sqlite").resolve()
+        self.alerts_db_url = f"sqlite:///{self.db_path}"
+        self._engines: list = []  # disposed on stop: no connection (nor WAL file) outlives the demo
         self.alerter = None
         self.alerting = None
         self.repository = None
@@ -124,6 +149,11 @@ class Demo:
         self._tick()  # one reading in the store before the console opens
         self.ingest.drain(idle_polls=1)
         self._spawn("ingest", self.ingest.run)
+        from dcops.store.rollups import Housekeeping
+
+        self.housekeeping = Housekeeping(self.store).start()  # rollups and retention, every minute
+        if self.opt.alerts or self.opt.console:
+            self._prepare_database()
         from dcops.demo_control import ControlServer
 
         self._control = ControlServer(self.opt.data_dir, self.inject, lambda: list(self.sim.labels))
@@ -142,9 +172,25 @@ class Demo:
             self.say(f"fault scheduled in {at:.0f}s: {kind} on {target}")
 
     def _spawn(self, name: str, fn) -> None:
-        t = threading.Thread(target=fn, name=f"dcops-{name}", daemon=True)
+        def target():
+            try:
+                fn()
+            except BaseException as exc:  # the command reports it and exits non-zero
+                log.exception("demo thread %s failed", name)
+                self.failures.append((name, exc))
+                self._stop.set()
+
+        t = threading.Thread(target=target, name=f"dcops-{name}", daemon=True)
         t.start()
         self._threads.append(t)
+
+    def _prepare_database(self) -> None:
+        """A fresh database per run, created by the Alembic migrations (no `create_all`)."""
+        from dcops.dbschema import upgrade
+
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
+        upgrade(self.alerts_db_url)
 
     def _start_snmp(self) -> None:
         """The simulated facility devices answer SNMP on loopback; the real poller and trap receiver read them."""
@@ -178,7 +224,6 @@ class Demo:
         from dcops.alerts.service import Alerter
         from dcops.demo_pager import DemoPager
 
-        (self.opt.data_dir / "alerts.sqlite").unlink(missing_ok=True)  # a fresh incident history per demo run
         self.pager = DemoPager(self.say)
         self.pager.start()
         alerting = AlertingConfig.model_validate({
@@ -188,17 +233,21 @@ class Demo:
         })
         self.alerting = alerting
         inv = self.sim.inventory
-        self.alerter = Alerter(self.bus, inv, alerting=alerting, db_url=self.alerts_db_url, time_source="data").start()
+        self.alerter = Alerter(self.bus, inv, alerting=alerting, db_url=self.alerts_db_url, time_source="data",
+                               create_tables=False).start()
+        self._engines.append(self.alerter.engine)
         self._threads.append(self.alerter.run_in_thread(self._stop))
         from types import SimpleNamespace
 
         from dcops.alerts.storage.audit import AnchorKeeper, open_audit_log
         from dcops.alerts.storage.tables import open_engine
 
-        engine = open_engine(self.alerts_db_url)
+        engine = open_engine(self.alerts_db_url, create_tables=False)
+        self._engines.append(engine)
         db = self.cfg.settings.database
         audit = open_audit_log(engine, SimpleNamespace(audit_key=db.audit_key,
-                                                       audit_anchor_file=str(self.opt.data_dir / "audit-anchors.jsonl")))
+                                                       audit_anchor_file=str(self.opt.data_dir / "audit-anchors.jsonl")),
+                               ensure_schema=False)
         self.audit = audit
         self.alerter.store.audit = audit  # the alerter's state-changing cycles go to the same chain
         self._anchors = AnchorKeeper(audit, db.audit_anchor_interval_s, source="demo").start()
@@ -214,7 +263,6 @@ class Demo:
         }))
         self.runbooks = RunbookEngine(engine, load_runbooks(), inventory=inv, store=self.store,
                                       executors=executors, repository=self.repository, audit=audit)
-        self.runbooks.ensure_schema()  # run and audit tables (with the database guard against UPDATE/DELETE)
         self.say(f"alarms and incidents: SQLite at {self.alerts_db_url[len('sqlite:///'):]}; pages go to {self.pager.url}")
 
     def _start_analytics(self) -> None:
@@ -231,29 +279,26 @@ class Demo:
         --control-port` serves), one URL prefix per simulated host, backed by the simulator."""
         import secrets
 
-        from waitress.server import create_server
-
         from dcops.collectors.power_api import ControlApi, JsonlAudit
+        from dcops.httpserve import WsgiServer
 
         self.power_key = secrets.token_urlsafe(24)
         audit = JsonlAudit(self.opt.data_dir / "power-audit.jsonl")
         self._power_api = ControlApi(self.agents.power_controllers(audit=audit), self.power_key.encode())
         self._power_api.start()
-        self._power_server = create_server(self._power_api, host="127.0.0.1", port=0, threads=4, ident="dcops-agent")
-        self.power_url = f"http://127.0.0.1:{self._power_server.effective_port}/hosts/{{server}}"
-        self._spawn("power-api", self._power_server.run)
+        self._power_server = WsgiServer(self._power_api, "127.0.0.1", 0, name="dcops-power-api").start()
+        self.power_url = f"{self._power_server.url}/hosts/{{server}}"
 
     def _start_console(self) -> None:
         from dcops.console.app import create_app, serve
         from dcops.console.auth import Auth
         from dcops.console.users import UserStore, bootstrap_users
 
-        # Fresh demo accounts with new random passwords on every start, printed below.
-        users_db = self.opt.data_dir / "console-users.sqlite"
-        users_db.unlink(missing_ok=True)
-        users = UserStore.from_url(f"sqlite:///{users_db.resolve()}", audit=self.audit)
+        # Fresh demo accounts with new random passwords on every start (a fresh database), printed below.
+        users = UserStore.from_url(self.alerts_db_url, audit=getattr(self, "audit", None))
+        self._engines.append(users.engine)
         self.credentials = bootstrap_users(users)
-        auth = Auth(users, session_ttl_s=self.cfg.settings.console.session_ttl_s, audit_log=self.audit)
+        auth = Auth(users, session_ttl_s=self.cfg.settings.console.session_ttl_s, audit_log=getattr(self, "audit", None))
         app = create_app(self.store, self.sim.inventory, alarms=self.repository, runbooks=self.runbooks,
                          alerting=self.alerting, auth=auth,
                          refresh_s=min(self.opt.interval_s, 5.0), energy_price_per_kwh=self.cfg.energy_price_per_kwh)
@@ -263,17 +308,20 @@ class Demo:
         for user, password in self.credentials.items():
             self.say(f"  login {user:9s} password {password}")
 
-    def stop(self, drain_timeout_s: float = 30.0) -> None:
-        """Stop producing, let ingest store everything already on the bus, then stop the rest."""
+    def stop(self, drain_timeout_s: float = 30.0) -> list[str]:
+        """Stop producing, let ingest store everything already on the bus, then stop the rest in
+        order: each consumer's loop ends before what it reads from closes. Returns the names of
+        threads that did not end (empty when the demo stopped cleanly)."""
         self._stop.set()
-        for t in self._threads:
-            if t.name == "dcops-simulator":
-                t.join(timeout=10)
+        self._join("dcops-simulator")
         deadline = time.monotonic() + drain_timeout_s
         while self.bus.lag("samples", "ingest") + self.bus.lag("events", "ingest") and time.monotonic() < deadline:
             time.sleep(0.05)
         self.ingest.stop()
+        if getattr(self, "housekeeping", None) is not None:
+            self.housekeeping.stop()
         if self.alerter is not None:
+            self._join("dcops-alerter")  # its loop polls the bus consumers that close() closes
             self.alerter.close()
         if getattr(self, "pager", None) is not None:
             self.pager.stop()
@@ -293,6 +341,15 @@ class Demo:
             self._anchors.stop()  # the final chain head goes outside the database
         self.bus.close()
         self.store.close()
+        for engine in self._engines:
+            engine.dispose()  # the last connection closes: SQLite folds its WAL back into the file
+        self._engines.clear()
+        return [t.name for t in self._threads if t.is_alive()]
+
+    def _join(self, name: str, timeout: float = 10.0) -> None:
+        for t in self._threads:
+            if t.name == name:
+                t.join(timeout=timeout)
 
     # ----- the clock ------------------------------------------------------------------------
     def _tick(self) -> None:

@@ -16,82 +16,68 @@ import hmac
 import json
 import os
 import secrets
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from pathlib import Path
 from typing import Callable
 
+from dcops.httpserve import WsgiServer
+
 __all__ = ["ControlServer", "read_control"]
+
+MAX_BODY = 65536
+
+
+def _reply(start_response, code: int, body: object) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(f"{code} {HTTPStatus(code).phrase}",
+                   [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
 
 
 class ControlServer:
+    """The control endpoint as a WSGI app on the one HTTP server helper (`dcops.httpserve`)."""
+
     def __init__(self, data_dir: Path, inject: Callable[..., object], labels: Callable[[], list]) -> None:
         self.token = secrets.token_urlsafe(24)
         self.path = Path(data_dir) / "control.json"
-        outer = self
+        self._inject = inject
+        self._labels = labels
+        self._server = WsgiServer(self.app, "127.0.0.1", 0, name="dcops-control", threads=2, max_body=MAX_BODY)
+        self.url = self._server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep the demo's console quiet
-                return
-
-            def _reply(self, code: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _authorised(self) -> bool:
-                given = self.headers.get("X-DCOPS-Token", "")
-                if not hmac.compare_digest(given.encode(), outer.token.encode()):
-                    self._reply(403, {"error": "missing or wrong X-DCOPS-Token"})
-                    return False
-                return True
-
-            def do_GET(self):  # noqa: N802
-                if not self._authorised():
-                    return
-                if self.path != "/faults":
-                    return self._reply(404, {"error": f"no such path {self.path}"})
-                self._reply(200, [lab.to_dict() for lab in labels()])
-
-            def do_POST(self):  # noqa: N802
-                if not self._authorised():
-                    return
-                if self.path != "/inject":
-                    return self._reply(404, {"error": f"no such path {self.path}"})
-                try:
-                    length = int(self.headers.get("Content-Length", "0"))
-                    if length > 65536:
-                        raise ValueError("body too large")
-                    body = json.loads(self.rfile.read(length) or b"{}")
-                    if not isinstance(body, dict):
-                        raise ValueError("body must be a JSON object")
-                    fault, target = body.get("fault"), body.get("target")
-                    if not isinstance(fault, str) or not isinstance(target, str):
-                        raise ValueError("'fault' and 'target' are required strings")
-                    duration = body.get("duration_s", -1.0)
-                    if duration is not None and not isinstance(duration, (int, float)):
-                        raise ValueError("'duration_s' must be a number or null")
-                    label = inject(fault, target, duration)
-                except (ValueError, KeyError) as exc:
-                    return self._reply(400, {"error": str(exc).strip('"')})
-                self._reply(200, label.to_dict())
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="dcops-control", daemon=True)
+    def app(self, environ, start_response):
+        given = environ.get("HTTP_X_DCOPS_TOKEN", "")
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            return _reply(start_response, 403, {"error": "missing or wrong X-DCOPS-Token"})
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        if (method, path) == ("GET", "/faults"):
+            return _reply(start_response, 200, [lab.to_dict() for lab in self._labels()])
+        if (method, path) != ("POST", "/inject"):
+            return _reply(start_response, 404, {"error": f"no such path {method} {path}"})
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("body must be a JSON object")
+            fault, target = body.get("fault"), body.get("target")
+            if not isinstance(fault, str) or not isinstance(target, str):
+                raise ValueError("'fault' and 'target' are required strings")
+            duration = body.get("duration_s", -1.0)
+            if duration is not None and not isinstance(duration, (int, float)):
+                raise ValueError("'duration_s' must be a number or null")
+            label = self._inject(fault, target, duration)
+        except (ValueError, KeyError) as exc:
+            return _reply(start_response, 400, {"error": str(exc).strip('"')})
+        return _reply(start_response, 200, label.to_dict())
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump({"url": self.url, "token": self.token, "pid": os.getpid()}, fh)
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._server.close()
         self.path.unlink(missing_ok=True)
 
 

@@ -9,57 +9,55 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from dcops.alerts.notification.notifiers.webhook import verify
+from dcops.httpserve import WsgiServer, request_headers
 
 __all__ = ["DemoPager"]
 
 
 class DemoPager:
+    """A WSGI webhook receiver on the one HTTP server helper (`dcops.httpserve`)."""
+
     def __init__(self, say: Callable[[str], None]) -> None:
         self.secret = secrets.token_urlsafe(24)
         self.received: list[dict] = []
         self.refused = 0
-        outer = self
+        self._say = say
+        self._server = WsgiServer(self.app, "127.0.0.1", 0, name="dcops-demo-pager", threads=2)
+        self.url = f"{self._server.url}/hook"
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                return
-
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
-                ok = verify(outer.secret, dict(self.headers.items()), body)
-                if not ok:
-                    outer.refused += 1
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                try:
-                    page = json.loads(body)
-                except ValueError:
-                    page = {}
-                key = self.headers.get("Idempotency-Key", "")
-                first = all(p.get("_key") != key for p in outer.received)
-                page["_key"] = key
-                outer.received.append(page)
-                if first:
-                    say(f"page -> on-call: {_summary(page)}")
-                self.send_response(200)
-                self.end_headers()
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="dcops-demo-pager", daemon=True)
+    def app(self, environ, start_response):
+        if environ["REQUEST_METHOD"] != "POST":
+            start_response("405 Method Not Allowed", [("Allow", "POST"), ("Content-Length", "0")])
+            return [b""]
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        headers = request_headers(environ)
+        if not verify(self.secret, headers, body):
+            self.refused += 1
+            start_response("401 Unauthorized", [("Content-Length", "0")])
+            return [b""]
+        try:
+            page = json.loads(body)
+        except ValueError:
+            page = {}
+        if not isinstance(page, dict):
+            page = {"body": page}
+        key = headers.get("idempotency-key", "")
+        first = all(p.get("_key") != key for p in self.received)
+        page["_key"] = key
+        self.received.append(page)
+        if first:
+            self._say(f"page -> on-call: {_summary(page)}")
+        start_response("200 OK", [("Content-Length", "0")])
+        return [b""]
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._server.close()
 
 
 def _summary(page: dict) -> str:

@@ -1,5 +1,6 @@
 """Serve a WSGI app with waitress in a background thread (`/metrics`, `/healthz`, the
-Alertmanager inbound endpoint): one production server for every HTTP endpoint dcops runs.
+Alertmanager inbound endpoint, the demo's control endpoint, pager and agents' power API): one
+production server for every HTTP endpoint dcops runs.
 
 waitress reads the whole request body before the app sees it, so:
 - a body larger than `max_body` is answered `413` by waitress itself;
@@ -18,7 +19,16 @@ import threading
 from waitress import wasyncore
 from waitress.server import create_server
 
-__all__ = ["WsgiServer"]
+__all__ = ["WsgiServer", "request_headers"]
+
+
+def request_headers(environ) -> dict[str, str]:
+    """The request's headers from a WSGI environ, lower-case names (`x-dcops-token`, `content-type`)."""
+    out = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    for k in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(k):
+            out[k.replace("_", "-").lower()] = environ[k]
+    return out
 
 
 class WsgiServer:

@@ -14,6 +14,9 @@ Delivery semantics (kept here, next to the code):
   split in halves until the refused messages are alone, the rest is written and the offsets
   move on. The dead-letter publish happens before the commit, so it is not lost.
   `dcops_dead_letters_total` counts them and /healthz names the latest;
+- the current-state view (`dcops.store.current`) is updated with a poll's batches only after
+  `store.write` returned for them, so it never shows what the store does not hold; a failure
+  to update it is logged and counted, never a reason to retry or dead-letter the write;
 - when the store is unavailable (`StoreUnavailable`, or any other error) the worker backs off
   exponentially (capped at `backoff_max_s`) and retries the same messages without committing,
   for as long as it takes; `stop()` interrupts the wait, leaving the poll uncommitted.
@@ -33,9 +36,11 @@ from dcops.batch import Batch, Event
 from dcops.bus import TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_SAMPLES, Bus, Message
 from dcops.codec import CodecError, decode
 from dcops.store.base import StoreError, StoreUnavailable
+from dcops.store.current import current_view
 from dcops.validate import frame_problem
 
-__all__ = ["IngestStats", "IngestWorker", "IngestStopped", "dead_letter_envelope", "wait_for_store"]
+__all__ = ["IngestStats", "IngestWorker", "IngestStopped", "ViewFollower", "dead_letter_envelope", "follow_view",
+           "wait_for_store"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +87,7 @@ class IngestWorker:
         self.max_records = max_records
         self.backoff_max_s = backoff_max_s
         self.stats = IngestStats()
+        self.current = current_view(store)
         self._stop = threading.Event()
         self._sleep = sleep if sleep is not None else self._stop.wait
         self._on_error = on_error
@@ -128,6 +134,8 @@ class IngestWorker:
         written = self.store.write(batches) if batches else 0
         if events:
             self.store.write_events(events)
+        if batches:
+            self._update_current(batches)
         self.stats.last_write_s = time.perf_counter() - t0
         self._m_write.observe(self.stats.last_write_s)
         self._m_out.inc(written)
@@ -135,6 +143,14 @@ class IngestWorker:
         self.stats.batches_written += len(batches)
         self.stats.events += len(events)
         return written
+
+    def _update_current(self, batches: list[Batch]) -> None:
+        try:
+            self.current.update(batches)
+        except Exception as exc:  # the store has the data; the view catches up from it (sync)
+            self.current.update_errors += 1
+            if self.current.update_errors == 1:
+                log.exception("current-state view update failed (%s); the store write stands", exc)
 
     def _write_until_accepted(self, decoded) -> None:
         """Write, backing off while the store is unavailable; dead-letter what it refuses."""
@@ -258,6 +274,74 @@ def wait_for_store(open_fn: Callable[[], object], stop: threading.Event, backoff
             delay = min(delay * 2, backoff_max_s)
 
 
+class ViewFollower:
+    """Keeps a current-state view up to date in a process that does not ingest (a console or
+    alerter in its own process, Kafka): a member of a consumer group of its own on `samples`,
+    so it sees every rack, that decodes each batch and updates the view. It writes nothing and
+    skips what ingest would dead-letter; its offsets are committed only to track its place (a
+    restarted follower is rebuilt from the store first, then starts at the topic's end). Unlike
+    ingest's hook it may show a value a moment before the store holds it."""
+
+    def __init__(self, consumer, view, max_records: int = 1000) -> None:
+        self.consumer = consumer
+        self.view = view
+        self.max_records = max_records
+        self.batches = 0
+        self._stop = threading.Event()
+
+    def run_once(self, timeout_s: float = 0.5) -> int:
+        messages = self.consumer.poll(timeout_s=timeout_s, max_records=self.max_records)
+        if not messages:
+            return 0
+        good, _bad = IngestWorker._split(messages)
+        batches = [obj for _, obj in good if isinstance(obj, Batch)]
+        if batches:
+            self.view.update(batches)
+            self.batches += len(batches)
+        self.consumer.commit()
+        return len(messages)
+
+    def run(self) -> None:
+        """Follow until `stop()`; the consumer is closed by this thread, the one that polls it."""
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.run_once()
+                except Exception as exc:  # bus trouble: the view ages, readers see "no data", not an error
+                    log.warning("view follower: %s: %s; continuing", type(exc).__name__, exc)
+                    self._stop.wait(1.0)
+        finally:
+            self.consumer.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def follow_view(settings, store, name: str) -> tuple[ViewFollower, threading.Thread, object] | None:
+    """For a role process on Kafka that does not ingest: rebuild the store's current view from
+    the store's most recent window, then follow `samples` (group `view.<name>.<host>.<pid>`,
+    from the topic's end) in a thread. None on the in-process bus (ingest feeds the view)."""
+    import os
+    import socket
+
+    from dcops.wiring import open_bus
+
+    if settings.bus.kind != "kafka":
+        return None
+    view = current_view(store)
+    try:
+        view.rebuild(store, time.time_ns())
+    except StoreError as exc:
+        log.warning("current-state view not rebuilt at start (%s); following the bus only", exc)
+    bus = open_bus(settings.bus, client_id=f"{name}-view")
+    group = f"view.{name}.{socket.gethostname()}.{os.getpid()}"
+    follower = ViewFollower(bus.consumer(TOPIC_SAMPLES, group, auto_offset_reset="latest"), view)
+    view.update([])  # from now on the bus feeds it: readers stop catching up from the store
+    thread = threading.Thread(target=follower.run, name=f"{name}-view-follower", daemon=True)
+    thread.start()
+    return follower, thread, bus
+
+
 def run_role(cfg, stop: threading.Event) -> None:
     """The `ingest` role of `dcops up`: consume samples and events into the store until `stop`."""
     from dcops.wiring import open_bus, open_store
@@ -270,14 +354,23 @@ def run_role(cfg, stop: threading.Event) -> None:
         return
     bus = open_bus(settings.bus, client_id="ingest")
     worker = IngestWorker(bus, store, max_records=500)
+    try:  # after a restart the view (and the console threads reading it) is not empty
+        rows = worker.current.rebuild(store, time.time_ns())
+        log.info("current-state view rebuilt from the store's most recent window (%d rows)", rows)
+    except StoreError as exc:  # readers catch up through sync once the store answers
+        log.warning("current-state view not rebuilt at start (%s)", exc)
     worker.metrics.health.add("ingest", worker.health)
     thread = threading.Thread(target=worker.run, name="ingest", daemon=True)
     thread.start()
+    from dcops.store.rollups import Housekeeping
+
+    housekeeping = Housekeeping(store).start()  # DuckDB rollups and retention (InfluxDB does its own)
     try:
         stop.wait()
     finally:
         worker.stop()
         thread.join(timeout=30)
+        housekeeping.stop()
         worker.close()
         bus.close()
         store.close()

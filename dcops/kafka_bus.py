@@ -5,7 +5,10 @@ This is the only module that imports kafka-python; it turns its options and erro
 Delivery semantics (kept here, next to the code):
 - producer: `acks="all"`, batching (`linger_ms`) and compression; messages are keyed by rack,
   so one rack's data stays ordered in one partition (`max_in_flight_requests_per_connection=1`
-  keeps retries in order). The idempotent producer is off: a restarted broker has never heard
+  keeps retries in order). The partition of a key is kafka-python's default (murmur2, as the
+  Java client), so `partition_for(rack, partitions)` says offline which partition, hence which
+  member of a consumer group, owns a rack; N ingest (or analytics) workers in one group each
+  own the racks of their partitions (docs/deploy.md, "Beyond one node"). The idempotent producer is off: a restarted broker has never heard
   of the old producer id and would fence it, and the store's writes are idempotent anyway, so a
   retried duplicate is harmless;
 - write-ahead: `publish` first appends the message to the on-disk spool (`dcops.spool`; its fsync
@@ -43,6 +46,7 @@ from typing import Sequence
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
+from kafka.partitioner.default import murmur2
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
@@ -52,7 +56,8 @@ from dcops.bus import (TOPIC_ALARMS, TOPIC_DEADLETTER, TOPIC_EVENTS, TOPIC_FINDI
 from dcops.settings import BusSettings
 from dcops.spool import Spool, SpoolFull
 
-__all__ = ["KafkaBus", "KafkaBusConsumer", "SpoolFull", "SpoolInUse", "TOPICS", "publish_by_rack"]  # publish_by_rack: re-export
+__all__ = ["KafkaBus", "KafkaBusConsumer", "SpoolFull", "SpoolInUse", "TOPICS", "partition_for",
+           "publish_by_rack"]  # publish_by_rack: re-export
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,12 @@ def _compression() -> str:
         return "gzip"
 
 
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition the producer sends a key (a rack) to: kafka-python's default partitioner
+    for a keyed message (murmur2 of the key's bytes, positive, modulo the partition count)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 class KafkaBus:
@@ -354,6 +365,11 @@ class KafkaBusConsumer:
         self._topic_ids: dict = {}
         self._commit_timeout_ms = int(commit_timeout_s * 1000)
         self.failed_commits = 0
+
+    def assignment(self) -> set[tuple[str, int]]:
+        """{(topic, partition)} this group member holds now (empty before it joined)."""
+        n = len(self._prefix)
+        return {(tp.topic[n:], tp.partition) for tp in self._c.assignment()}
 
     def lag(self) -> dict[tuple[str, int], int]:
         """{(topic, partition): messages not yet handed to the caller} for the partitions held now.

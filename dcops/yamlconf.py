@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import yaml
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["ConfigError", "ConfigProblem", "LIMITS", "check_regex", "load_yaml", "parse_yaml", "read_config_text",
-           "validate_with_lines"]
+__all__ = ["ConfigError", "ConfigProblem", "LIMITS", "check_regex", "load_yaml", "load_yaml_text", "parse_yaml",
+           "problems_at", "read_config_text", "validate_with_lines"]
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,13 @@ def _nearest_line(lines: dict[tuple, int], loc: tuple) -> int | None:
     return lines.get(())
 
 
+def problems_at(file: str, lines: dict[tuple, int], found) -> list[ConfigProblem]:
+    """(data path, message) pairs found after validation (cross-references, duplicates) as problems
+    at the nearest line of the path."""
+    return [ConfigProblem(file, _nearest_line(lines, tuple(path)), ".".join(str(p) for p in path), msg)
+            for path, msg in found]
+
+
 def validate_with_lines(model: type[M], data: Any, lines: dict[tuple, int], file: str, context: dict | None = None) -> M:
     """Validate `data` into `model`; on failure raise ConfigError with lines and fields."""
     try:
@@ -341,8 +348,16 @@ def check_regex(pattern: str) -> re.Pattern:
 def load_yaml(path: str | Path, model: type[M], context: dict | None = None) -> M:
     """Read, parse and validate a YAML file into `model`, with file/line/field errors."""
     p = Path(path)
-    text = read_config_text(p)
-    data, lines = parse_yaml(text, str(p))
+    return load_yaml_text(read_config_text(p), str(p), model, context)[0]
+
+
+def load_yaml_text(text: str, file: str, model: type[M], context: dict | None = None, *,
+                   empty: Any = None) -> tuple[M, dict[tuple, int]]:
+    """Parse and validate YAML text into `model`: (the model, the line index for later checks). An
+    empty document is refused, or read as `empty` when one is given (e.g. `{}`: all defaults)."""
+    data, lines = parse_yaml(text, file)
     if data is None:
-        raise ConfigError([ConfigProblem(str(p), None, "", "file is empty")])
-    return validate_with_lines(model, data, lines, str(p), context)
+        if empty is None:
+            raise ConfigError([ConfigProblem(file, None, "", "file is empty")])
+        data = empty
+    return validate_with_lines(model, data, lines, file, context), lines

@@ -1,6 +1,6 @@
-"""Alembic environment for dcops: the target schema is the union of the alerting tables
-(`dcops.alerts.storage.tables.Base`), the runbook run tables (`dcops.alerts.runbooks.tables.RunbookBase`) and the audit
-log (`dcops.alerts.storage.audit.AuditBase`). Tables that are not ours (APScheduler's job store) are ignored.
+"""Alembic environment for dcops: the target schema is every table dcops uses (`dcops.dbschema.target_metadata`):
+the alerting tables, the runbook run tables, the audit log, the console's accounts, sessions and login throttle,
+and APScheduler's escalation job table. Tables that are not ours are ignored.
 
 The URL comes from `-x url=...`, else `config.attributes["url"]` or the ini's sqlalchemy.url
 (set by callers such as tests), else `$DCOPS_DATABASE_URL`, else `sqlite:///var/dcops.sqlite`.
@@ -13,12 +13,10 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from dcops.alerts.storage.audit import AuditBase
-from dcops.alerts.storage.tables import Base
-from dcops.alerts.runbooks.tables import RunbookBase
+from dcops.dbschema import target_metadata
 
 config = context.config
-TARGET = [Base.metadata, RunbookBase.metadata, AuditBase.metadata]
+TARGET = target_metadata()
 OURS = {t for md in TARGET for t in md.tables}
 
 

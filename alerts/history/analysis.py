@@ -7,15 +7,20 @@ around a past incident, and "have we seen this before?".
 - `recurring(facts)`: devices and probable causes with more than one incident;
 - `telemetry_around(store, inventory, facts)`: the metrics that matter for the root component's
   kind (`KIND_METRICS`, a data table), before and after the incident opened;
-- `similar_incidents(target, facts, signatures)`: scikit-learn `NearestNeighbors` over cause,
-  device kind, topology (hall, row, device) and a telemetry signature (relative change of each
-  `KIND_METRICS` series across the opening).
+- `similar_incidents(target, facts, signatures)`: scikit-learn `NearestNeighbors` over the
+  incident's signature: the root component's kind and probable cause, the set of probable
+  causes and of rules among all its alarms, the kinds of components that alarmed, and a coarse
+  telemetry shape (relative change of each `KIND_METRICS` series across the opening); where it
+  happened (device, row, hall) counts a little, so "this again, elsewhere" ranks first and
+  "this again, here" breaks ties. Many analytics alarms share one probable cause; the rest of
+  the signature is what tells a stuck sensor from a throttling NPU.
 
 The postmortem export (Markdown) is in `dcops.alerts.history.postmortem`.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -57,6 +62,19 @@ class IncidentFacts:
     acknowledged_ns: int | None
     resolved_ns: int | None
     closed_ns: int | None
+    causes: tuple[str, ...] = ()          # probable causes of all the incident's alarms (root's when empty)
+    affected_kinds: tuple[str, ...] = ()  # kinds of the components that alarmed (root's when empty)
+    rules: tuple[str, ...] = ()           # rules that raised its alarms
+    vendor: str = ""                      # the root accelerator's vendor (an NVIDIA GPU is not an NPU)
+    words: tuple[str, ...] = ()           # what its alarms say (see `_problem_words`)
+
+    @property
+    def cause_set(self) -> frozenset[str]:
+        return frozenset(self.causes or ((self.cause,) if self.cause else ()))
+
+    @property
+    def kind_set(self) -> frozenset[str]:
+        return frozenset(self.affected_kinds or ((self.kind,) if self.kind else ()))
 
     @property
     def tta_s(self) -> float | None:
@@ -99,21 +117,59 @@ def incident_facts(db: Engine, inventory: Inventory | None = None, since_ns: int
         incs = s.scalars(q.order_by(IncidentRow.opened_ns, IncidentRow.id)).all()
         root_ids = [r.root_alarm_id for r in incs if r.root_alarm_id]
         roots = {a.id: a for a in s.scalars(select(AlarmRow).where(AlarmRow.id.in_(root_ids)))} if root_ids else {}
+        members: dict[str, list[AlarmRow]] = defaultdict(list)
+        inc_ids = [r.id for r in incs]
+        if inc_ids:
+            for a in s.scalars(select(AlarmRow).where(AlarmRow.incident_id.in_(inc_ids))):
+                members[a.incident_id].append(a)
         out = []
         for r in incs:
-            a = roots.get(r.root_alarm_id)
+            mine = sorted(members.get(r.id, []), key=lambda m: (m.raised_ns, m.id))
+            a = roots.get(r.root_alarm_id) or next((m for m in mine if m.component == r.root_component), None) \
+                or (mine[0] if mine else None)  # an incident of one alarm names no root alarm
             comp = r.root_component or (a.component if a else "")
             labels = dict(a.labels or {}) if a else {}
             labels.update({k: v for k, v in (r.labels or {}).items() if k not in labels})
-            kind = labels.get("kind", "")
+            kind, vendor = labels.get("kind", ""), labels.get("vendor", "")
             hall, row, dev = labels.get("hall", ""), labels.get("row", ""), labels.get("device", "")
             if inventory is not None and comp in inventory.components:
                 c = inventory.components[comp]
                 t = c.tags(inventory.site)
                 kind, hall, row, dev = c.kind, t.get("hall", ""), t.get("row", ""), t.get("device", comp)
+                vendor = str(c.attrs.get("vendor", vendor) or "")
+            alarms = mine or ([a] if a else [])
+            causes = tuple(sorted({m.probable_cause for m in alarms}))
+            rules = tuple(sorted({x for m in alarms for x in (m.rule or "").split(",") if x}))
+            kinds = tuple(sorted({_kind_of(inventory, m.component, (m.labels or {}).get("kind", "")) for m in alarms} - {""}))
             out.append(IncidentFacts(r.id, r.title, r.state, r.severity, a.probable_cause if a else "", comp, kind, hall,
-                                     row, dev or comp, int(r.opened_ns), r.acknowledged_ns, r.resolved_ns, r.closed_ns))
+                                     row, dev or comp, int(r.opened_ns), r.acknowledged_ns, r.resolved_ns, r.closed_ns,
+                                     causes, kinds, rules, vendor, _problem_words(alarms, inventory)))
         return out
+
+
+_WORD = re.compile(r"[a-z][a-z_]+|xid \d+")
+
+
+def _problem_words(alarms, inventory: Inventory | None) -> tuple[str, ...]:
+    """What the alarms say, without names and numbers: the words of their specific problems
+    (component names and measured values dropped; XID codes kept, they name the failure)."""
+    names = {m.component.lower() for m in alarms}
+    words: set[str] = set()
+    for m in alarms:
+        text = (m.specific_problem or "").lower()
+        for n in names:
+            text = text.replace(n, " ")
+        words.update(w for w in _WORD.findall(text) if len(w) > 2 and w not in _STOP)
+    return tuple(sorted(words))
+
+
+_STOP = frozenset({"the", "and", "for", "from", "its", "not", "was", "has", "with", "at", "on", "of"})
+
+
+def _kind_of(inventory: Inventory | None, component: str, fallback: str) -> str:
+    if inventory is not None and component in inventory.components:
+        return inventory.components[component].kind
+    return fallback
 
 
 @dataclass(frozen=True)
@@ -183,15 +239,18 @@ def recurring(facts: Sequence[IncidentFacts], min_count: int = 2) -> list[Recurr
 # Which telemetry tells the story of an incident, by the root component's kind.
 KIND_METRICS: Mapping[str, tuple[tuple[str, Scope], ...]] = {
     "cooling": (("cooling_running", Scope()), ("cooling_supply_temp_degc", Scope()),
-                ("rack_inlet_temp_degc", Scope(kind="rack"))),
+                ("rack_inlet_temp_degc", Scope(kind="rack")), ("cooling_filter_dp_pa", Scope()),
+                ("cooling_flow_lpm", Scope()), ("cooling_coolant_level_pct", Scope())),
     "zone": (("rack_inlet_temp_degc", Scope(kind="rack")),),
-    "ups": (("ups_on_battery", Scope()), ("ups_battery_charge_pct", Scope()), ("ups_output_load_pct", Scope())),
-    "pdu": (("pdu_breaker_closed", Scope()), ("pdu_load_pct", Scope()), ("rack_power_w", Scope(kind="rack"))),
+    "ups": (("ups_on_battery", Scope()), ("ups_battery_charge_pct", Scope()), ("ups_output_load_pct", Scope()),
+            ("ups_output_voltage_v", Scope())),
+    "pdu": (("pdu_breaker_closed", Scope()), ("pdu_load_pct", Scope()), ("pdu_voltage_v", Scope()),
+            ("rack_power_w", Scope(kind="rack"))),
     "rack_pdu": (("rack_power_w", Scope(kind="rack")),),
     "rack": (("rack_inlet_temp_degc", Scope()), ("rack_power_w", Scope())),
     "row": (("rack_inlet_temp_degc", Scope(kind="rack")), ("rack_power_w", Scope(kind="rack"))),
     "server": (("server_up", Scope()), ("server_inlet_temp_degc", Scope()), ("server_power_w", Scope())),
-    "accel": (("accel_up", Scope()), ("accel_temp_degc", Scope()), ("accel_power_w", Scope()),
+    "accel": (("accel_up", Scope()), ("accel_temp_degc", Scope()), ("accel_mem_temp_degc", Scope()), ("accel_power_w", Scope()),
               ("accel_thermal_throttle", Scope()), ("accel_ecc_uncorrected_total", Scope())),
 }
 
@@ -247,17 +306,23 @@ def telemetry_signature(series: Sequence[Series], opened_ns: int) -> dict[str, f
 class Similar:
     incident_id: str
     distance: float
-    shared: tuple[str, ...]      # what it has in common: same cause, same device, same row, ...
+    shared: tuple[str, ...]      # what it has in common: same root cause, same causes, same device, ...
 
 
-# Feature weights: cause and device matter most, then where it was, then how telemetry moved.
-_WEIGHTS = {"cause": 3.0, "kind": 2.0, "device": 1.5, "row": 1.0, "hall": 0.5, "severity": 0.5, "telemetry": 1.0}
+# Feature weights: what happened (the signature) first, where it happened last.
+_WEIGHTS = {"cause": 2.5, "causes": 2.5, "kind": 2.0, "vendor": 1.0, "rules": 1.5, "words": 1.5, "affected": 1.5,
+            "telemetry": 1.0, "severity": 0.5, "device": 0.6, "row": 0.3, "hall": 0.2}
+_ONE_HOT = ("kind", "vendor", "cause", "device", "row", "hall")
+_SETS: Mapping[str, Callable[[IncidentFacts], frozenset[str]]] = {
+    "causes": lambda f: f.cause_set, "rules": lambda f: frozenset(f.rules), "affected": lambda f: f.kind_set,
+    "words": lambda f: frozenset(f.words)}
 
 
 def similar_incidents(target: IncidentFacts, history: Sequence[IncidentFacts],
                       signatures: Mapping[str, Mapping[str, float]] | None = None, k: int = 5) -> list[Similar]:
     """The `k` past incidents nearest to `target` (excluding itself), nearest first (ties: most
-    recent first)."""
+    recent first). Sets (causes, rules, affected kinds) enter as unit-length indicator vectors,
+    so their distance grows with how much they differ, not with how large they are."""
     from sklearn.neighbors import NearestNeighbors
 
     pool = [f for f in history if f.id != target.id]
@@ -265,7 +330,8 @@ def similar_incidents(target: IncidentFacts, history: Sequence[IncidentFacts],
         return []
     signatures = signatures or {}
     allf = [target, *pool]
-    cats = {name: sorted({getattr(f, name) for f in allf}) for name in ("cause", "kind", "device", "row", "hall")}
+    cats = {name: sorted({getattr(f, name) for f in allf}) for name in _ONE_HOT}
+    vocab = {name: sorted(set().union(*(fn(f) for f in allf))) for name, fn in _SETS.items()}
     metrics = sorted({m for f in allf for m in signatures.get(f.id, {})})
 
     def vec(f: IncidentFacts) -> np.ndarray:
@@ -274,6 +340,11 @@ def similar_incidents(target: IncidentFacts, history: Sequence[IncidentFacts],
             onehot = np.zeros(len(values))
             onehot[values.index(getattr(f, name))] = _WEIGHTS[name] / np.sqrt(2)
             parts.append(onehot)
+        for name, fn in _SETS.items():
+            members = fn(f)
+            ind = np.array([1.0 if v in members else 0.0 for v in vocab[name]])
+            norm = np.linalg.norm(ind)
+            parts.append(_WEIGHTS[name] / np.sqrt(2) * (ind / norm if norm else ind))
         sev = SEVERITY_RANK.get(PerceivedSeverity(f.severity), 0) if f.severity in PerceivedSeverity._value2member_map_ else 0
         parts.append(np.array([_WEIGHTS["severity"] * sev / 5.0]))
         sig = signatures.get(f.id, {})
@@ -286,8 +357,11 @@ def similar_incidents(target: IncidentFacts, history: Sequence[IncidentFacts],
     out = []
     for d, i in zip(dist[0], idx[0]):
         f = pool[int(i)]
-        shared = tuple(n for n, same in (("same cause", f.cause == target.cause), ("same device", f.component == target.component),
-                                         ("same kind", f.kind == target.kind), ("same row", bool(f.row) and f.row == target.row))
-                       if same)
+        shared = tuple(n for n, same in (
+            ("same cause", f.cause == target.cause), ("same causes", f.cause_set == target.cause_set),
+            ("same rules", bool(f.rules) and set(f.rules) == set(target.rules)),
+            ("same device", f.component == target.component), ("same kind", f.kind == target.kind),
+            ("same affected kinds", f.kind_set == target.kind_set), ("same row", bool(f.row) and f.row == target.row))
+            if same)
         out.append((round(float(d), 9), -f.opened_ns, Similar(f.id, float(d), shared)))
     return [x[2] for x in sorted(out, key=lambda x: x[:2])]  # equally near: the most recent first

@@ -1,14 +1,20 @@
 """`dcops incidents export ID`: a postmortem in Markdown; `dcops incidents stats`: MTTA / MTTR
 by severity, cause, area or week, and recurring devices and causes.
 
-The database is `--db URL`, else the site config's `settings.database.url` (`--site FILE`),
-else `$DCOPS_DATABASE_URL`, else `sqlite:///var/dcops.sqlite`. Telemetry for the postmortem comes
-from the site's store (`--site`) or a DuckDB file (`--store PATH`).
+The database is `--db URL`, else the site config's `settings.database.url` (`-c/--site FILE`),
+else `$DCOPS_DATABASE_URL`, else `sqlite:///var/dcops.sqlite`; when that SQLite file does not
+exist, the one `dcops demo` keeps (`var/demo/alerts.sqlite`, or under `--demo-dir`) is read
+instead, saying so. A database that is not there is never created: the command says where it
+looked. Telemetry for the postmortem comes from the site's store (`--site`) or a DuckDB file
+(`--store PATH`).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from dcops.alerts.history.analysis import GROUPINGS, incident_facts, recurring, response_times
@@ -24,9 +30,14 @@ def add_arguments(p) -> None:
     s = sub.add_parser("stats", help="MTTA / MTTR and recurring offenders")
     s.add_argument("--by", choices=list(GROUPINGS), default="severity")
     s.add_argument("--min-count", type=int, default=2, help="recurring: at least this many incidents (2)")
+    s.add_argument("--format", choices=("text", "json"), default="text")
     for q in (e, s):
         q.add_argument("--db", help="database URL (sqlite:///... or postgresql+psycopg://...)")
-        q.add_argument("--site", help="site config (inventory, store and database settings)")
+        q.add_argument("--site", "-c", "--config", dest="site",
+                       help="site config (inventory, store and database settings)")
+        q.add_argument("--demo-dir", default="var/demo",
+                       help="where `dcops demo` keeps its data, tried when the site's SQLite database is absent"
+                            " (default var/demo)")
         q.add_argument("--store", help="DuckDB telemetry file (instead of the site's store)")
 
 
@@ -46,6 +57,9 @@ def run(args) -> int:
     except ConfigError as exc:
         exc.report(f"{len(exc.problems)} problem(s) in the site config:")
         return 1
+    except LookupError as exc:
+        print(f"dcops incidents: {exc.args[0]}", file=sys.stderr)
+        return 1
     try:
         if action == "export":
             from dcops.alerts.history.postmortem import export_postmortem
@@ -62,6 +76,10 @@ def run(args) -> int:
                 sys.stdout.write(text)
             return 0
         facts = incident_facts(db, inventory)
+        if args.format == "json":
+            print(json.dumps({"by": args.by, "groups": [asdict(r) for r in response_times(facts, args.by)],
+                              "recurring": [asdict(r) for r in recurring(facts, args.min_count)]}, indent=2))
+            return 0
         print(f"{'group':28s} {'incidents':>9s} {'acked':>6s} {'resolved':>8s} {'MTTA':>8s} {'MTTR':>8s}")
         for r in response_times(facts, args.by):
             print(f"{r.group[:28]:28s} {r.incidents:9d} {r.acknowledged:6d} {r.resolved:8d} {_fmt(r.mtta_s):>8s} "
@@ -92,7 +110,32 @@ def _open(args):
         if not args.store:
             from dcops.store import open_store
             store = open_store(cfg.settings.store, inventory)
+    url = find_database(url or os.environ.get("DCOPS_DATABASE_URL") or default_url(),
+                        Path(getattr(args, "demo_dir", "var/demo")), explicit=bool(args.db))
     if args.store:
         from dcops.store.duckdb_store import DuckDBStore
         store = DuckDBStore(args.store)
-    return open_engine(url or default_url()), inventory, store
+    return open_engine(url, create_tables=False), inventory, store
+
+
+def find_database(url: str, demo_dir: Path, explicit: bool = False) -> str:
+    """The database to read: `url`, or the demo's when `url` is a SQLite file that does not exist and
+    was not named with --db. LookupError, naming every place tried, when there is none (an empty
+    database is never created by a read)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return url
+    tried = [Path(u.database)]
+    if not explicit:
+        tried.append(demo_dir / "alerts.sqlite")
+    for i, path in enumerate(tried):
+        if path.is_file() and path.stat().st_size > 0:
+            if i:
+                print(f"dcops incidents: {tried[0]} does not exist; reading the demo's database {path}",
+                      file=sys.stderr)
+            return url if i == 0 else f"sqlite:///{path.resolve()}"
+    raise LookupError("no incident database: looked for " + " and ".join(str(p.resolve()) for p in tried)
+                      + " (pass --db URL, or -c SITE with settings.database.url; `dcops demo` keeps its own in"
+                        " var/demo)")

@@ -20,15 +20,27 @@ from typing import Callable, Sequence
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Column, Float, LargeBinary, MetaData, Table, Unicode
 from sqlalchemy.engine import Engine
 
 from dcops.alerts.config import AlertingConfig
 
-__all__ = ["Escalator", "fire", "JOB_TABLE"]
+__all__ = ["Escalator", "fire", "JOB_TABLE", "job_metadata"]
 
 log = logging.getLogger(__name__)
 JOB_TABLE = "dcops_escalation_jobs"
 _HANDLERS: dict[str, Callable[[str, str, int, int], None]] = {}
+
+
+def job_metadata() -> MetaData:
+    """APScheduler 3's job table as its SQLAlchemyJobStore declares it; the Alembic migrations create
+    it (revision 0003), so the store's own create-if-missing at start finds it in place."""
+    md = MetaData()
+    Table(JOB_TABLE, md,
+          Column("id", Unicode(191), primary_key=True),
+          Column("next_run_time", Float(25), index=True),
+          Column("job_state", LargeBinary, nullable=False))
+    return md
 
 
 def fire(handler_name: str, incident_id: str, policy: str, round_: int, level: int) -> None:

@@ -20,7 +20,7 @@ from dcops.alerts.rules.models import AbsenceRule, AnomalyRule, EventRule, RateR
 from dcops.alerts.alarms.signals import AlarmSignal, components_of_batch
 from dcops.batch import Batch, Event
 from dcops.findings import Finding
-from dcops.yamlconf import ConfigError, ConfigProblem, parse_yaml, read_config_text, validate_with_lines
+from dcops.yamlconf import ConfigError, ConfigProblem, load_yaml_text, read_config_text
 
 __all__ = ["RULE_TYPES", "RuleType", "RuleEngine", "load_rules", "rules_from_text", "default_rules", "DEFAULT_RULES"]
 
@@ -45,10 +45,7 @@ RULE_TYPES = MappingProxyType({
 
 
 def _validate(text: str, file: str) -> tuple[RuleBase, ...]:
-    data, lines = parse_yaml(text, file)
-    if data is None:
-        raise ConfigError([ConfigProblem(file, None, "", "file is empty")])
-    rf = validate_with_lines(RuleFile, data, lines, file)
+    rf, lines = load_yaml_text(text, file, RuleFile)
     problems, seen = [], {}
     for i, r in enumerate(rf.rules):
         if r.name in seen:
@@ -121,6 +118,21 @@ class RuleEngine:
         for f in findings:
             for ev in evs:
                 out.extend(ev.on_finding(f, self._active_of(ev.rule.name)))
+        return out
+
+    def seed(self, current) -> None:
+        """Restore what evaluators keep between calls (last report per component) from the
+        current-state view after a restart."""
+        for ev in self.evaluators:
+            ev.seed(current)
+
+    def absence_measurements(self) -> dict[str, float]:
+        """measurement -> the longest absence (`for_s`) a rule waits for: what a restart must
+        read back from the store to seed the staleness checks."""
+        out: dict[str, float] = {}
+        for r in self.rules:
+            if r.type == "absence":
+                out[r.measurement] = max(out.get(r.measurement, 0.0), float(r.for_s))
         return out
 
     def on_tick(self, now_ns: int) -> list[AlarmSignal]:

@@ -18,10 +18,11 @@ from typing import Callable, Mapping
 import numpy as np
 
 from dcops.alerts.rules.models import AbsenceRule, AnomalyRule, EventRule, RateRule, RuleBase, ThresholdRule
-from dcops.alerts.alarms.signals import AlarmSignal, component_of, safe_format
+from dcops.alerts.alarms.signals import AlarmSignal, component_of, components_of_batch, safe_format
 from dcops.alarm_types import PerceivedSeverity
 from dcops.batch import Batch, Event
 from dcops.findings import Finding
+from dcops.store.base import StoreError
 
 __all__ = ["Evaluator", "ThresholdEvaluator", "RateEvaluator", "AbsenceEvaluator", "EventEvaluator", "AnomalyEvaluator"]
 
@@ -80,6 +81,10 @@ class Evaluator:
 
     def on_tick(self, now_ns: int, active: set[str]) -> list[AlarmSignal]:
         return []
+
+    def seed(self, current) -> None:
+        """After a restart: learn what this rule keeps between calls from the current-state
+        view (`dcops.store.current`), where the rule needs it."""
 
 
 def _row_tags(batch: Batch, i: int) -> dict[str, str]:
@@ -185,6 +190,22 @@ class AbsenceEvaluator(Evaluator):
             if comp in active:
                 out.append(self.signal(int(t_max[i]), comp, False, self._tags[comp], metric=r.metric))
         return out
+
+    def seed(self, current) -> None:
+        """When each component last reported the metric, from the current-state view, so one
+        that went silent before a restart is still found absent after it."""
+        r = self.rule
+        try:
+            b = current.read(r.measurement, [r.metric], max_age_s=366 * 86400.0)
+        except StoreError:  # the metric was never seen
+            return
+        present = _where_mask(r, b.tags, len(b)) & ~np.isnan(b.fields[r.metric])
+        comps = components_of_batch(b.tags, len(b))
+        for i in np.flatnonzero(present):
+            comp, t = comps[i], int(b.time_ns[i])
+            if t > self._seen.get(comp, -1):
+                self._seen[comp] = t
+                self._tags.setdefault(comp, _row_tags(b, i))
 
     def on_tick(self, now_ns, active):
         r = self.rule

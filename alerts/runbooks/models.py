@@ -142,6 +142,8 @@ class _StepBase(_Model):
     id: str = Field(min_length=1, max_length=64, pattern=_ID)
     title: str = Field(min_length=1)
     notes: str = ""
+    impact: str = Field("", description="what this step does to service (none, reduced capacity, outage of ...)")
+    expected: str = Field("", description="the result the operator should see when the step worked")
 
 
 class ManualStep(_StepBase):

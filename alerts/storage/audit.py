@@ -328,8 +328,10 @@ def anchor_file_for(db_settings=None, url: str | None = None) -> str:
     return "var/audit-anchors.jsonl"
 
 
-def open_audit_log(engine: Engine, db_settings=None, clock: Callable[[], int] = time.time_ns) -> AuditLog:
-    """The audit log of a process, keyed and anchored as `settings.database` says.
+def open_audit_log(engine: Engine, db_settings=None, clock: Callable[[], int] = time.time_ns, *,
+                   ensure_schema: bool = True) -> AuditLog:
+    """The audit log of a process, keyed and anchored as `settings.database` says. Running services
+    pass `ensure_schema=False`: Alembic made the table and its guards.
 
     The key comes from `db_settings.audit_key` (or `DCOPS_AUDIT_KEY` in the environment); without
     one a warning says that the chain is not tamper-evident against a database editor.
@@ -342,7 +344,8 @@ def open_audit_log(engine: Engine, db_settings=None, clock: Callable[[], int] = 
                     " SHA-256; only its anchors detect an edit by someone who can write the database")
     anchor_file = anchor_file_for(db_settings, engine.url.render_as_string(hide_password=False))
     audit = AuditLog(engine, clock, key=key, anchor_file=anchor_file)
-    audit.ensure_schema()
+    if ensure_schema:
+        audit.ensure_schema()
     return audit
 
 

@@ -141,9 +141,11 @@ class OperatorActionRow(Base):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
-def open_engine(url: str) -> Engine:
-    """Create the engine (and the tables when missing). SQLite gets WAL and a busy timeout so
-    the alerter, the outbox sender and the console can share one file."""
+def open_engine(url: str, *, create_tables: bool = True) -> Engine:
+    """Create the engine. SQLite gets WAL and a busy timeout so the alerter, the outbox sender and
+    the console can share one file. `create_tables` makes missing tables with `create_all`, for
+    scratch databases (tests, benchmarks); running services pass False: their schema is Alembic's
+    (`dcops db upgrade`, `dcops.dbschema.prepare` at role start)."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, future=True, connect_args={"timeout": 30, "check_same_thread": False} if url.startswith("sqlite") else {})
@@ -155,7 +157,7 @@ def open_engine(url: str) -> Engine:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
-    for attempt in range(3):  # two processes creating the schema at once: the loser retries
+    for attempt in range(3 if create_tables else 0):  # two processes creating the schema at once: the loser retries
         try:
             Base.metadata.create_all(engine)
             break

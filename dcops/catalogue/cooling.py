@@ -23,6 +23,8 @@ METRICS = (
     Metric("cooling_humidity_pct", "cooling", "%RH", G, "Return air relative humidity.", _SRC),
     Metric("cooling_flow_lpm", "cooling", "l/min", G, "Coolant flow (CDU).", _SRC),
     Metric("cooling_pressure_kpa", "cooling", "kPa", G, "Coolant pressure (CDU).", _SRC),
+    Metric("cooling_coolant_level_pct", "cooling", "%", G, "Coolant level in the CDU's reservoir / expansion tank.", _SRC),
+    Metric("cooling_leak", "cooling", "state", S, "1 when the unit's leak detection (rope/tray sensor) trips.", _SRC, ((0, "dry"), (1, "leak"))),
     Metric("cooling_temp_degc", "cooling", "degC", G, "Other temperature probe of the unit (coil, rack inlet, dew point, ...); index names it.", _SRC),
     Metric("cooling_thermal_power_w", "cooling", "W", G, "Cooling demand or output the unit reports; index names which.", _SRC),
     Metric("cooling_fan_rpm", "cooling", "rpm", G, "Fan speed; index names the fan.", _SRC),

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     eval_cli.add_arguments(parser)
     sub = next(a for a in parser._subparsers._group_actions if isinstance(a, argparse._SubParsersAction))
     o = sub.add_parser("outages", help="run outage scenarios through the production pipeline and report incidents")
-    o.add_argument("--site", required=True, type=Path, help="site YAML (anything `dcops check` accepts)")
+    o.add_argument("--site", type=Path, help="site YAML (anything `dcops check` accepts; or -c FILE)")
     src = o.add_mutually_exclusive_group(required=True)
     src.add_argument("--scenarios", type=Path, help="scenario YAML file")
     src.add_argument("--library", choices=LIBRARIES, help="a scenario file shipped with dcops")
@@ -57,6 +57,10 @@ def run_outages(args: argparse.Namespace) -> int:
     from dcops.topology import build_inventory
     from dcops.yamlconf import ConfigError
 
+    if args.site is None:
+        print("dcops eval outages: which site? give --site FILE (or -c FILE)", file=sys.stderr)
+        return 2
+    args.site = Path(args.site)
     try:
         site = load_site(args.site)
     except ConfigError as exc:

@@ -21,6 +21,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    if args.list or not args.fault:
+        return _list(Path(args.data_dir))
     try:
         ctl = read_control(Path(args.data_dir))
     except FileNotFoundError as exc:
@@ -28,13 +30,6 @@ def run(args) -> int:
         return 1
     headers = {"X-DCOPS-Token": ctl["token"]}
     try:
-        if args.list or not args.fault:
-            for name, ft in sorted(FAULT_TYPES.items()):
-                print(f"{name:22s} targets {'/'.join(ft.target_kinds):28s} {ft.description}")
-            r = httpx.get(ctl["url"] + "/faults", headers=headers, timeout=5)
-            for lab in r.json():
-                print(f"{lab['fault_id']} {lab['fault_type']} on {lab['target']}")
-            return 0
         if not args.target:
             print("--target is required", file=sys.stderr)
             return 2
@@ -49,4 +44,26 @@ def run(args) -> int:
         print(f"refused: {body.get('error')}", file=sys.stderr)
         return 2
     print(json.dumps(body, indent=2))
+    return 0
+
+
+def _list(data_dir: Path) -> int:
+    """The fault types (no demo needed), then the faults a running demo has injected so far."""
+    for name, ft in sorted(FAULT_TYPES.items()):
+        print(f"{name:22s} targets {'/'.join(ft.target_kinds):28s} {ft.description}")
+    try:
+        ctl = read_control(data_dir)
+    except FileNotFoundError:
+        print(f"\nno demo is running with data in {data_dir} (start one with `dcops demo`); faults injected"
+              " so far are listed while it runs", file=sys.stderr)
+        return 0
+    try:
+        r = httpx.get(ctl["url"] + "/faults", headers={"X-DCOPS-Token": ctl["token"]}, timeout=5)
+        labels = r.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        print(f"\nthe demo at {ctl['url']} did not answer: {exc}", file=sys.stderr)
+        return 1
+    print(f"\ninjected so far ({len(labels)}):")
+    for lab in labels:
+        print(f"{lab['fault_id']} {lab['fault_type']} on {lab['target']}")
     return 0

@@ -18,10 +18,42 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p) -> None:
     p.add_argument("name", choices=list(ROLES), help="the role to run")
-    p.add_argument("-c", "--config", required=True, help="site YAML file")
+    p.add_argument("-c", "--config", help="site YAML file (required)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds to let the role stop cleanly")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve /metrics and /healthz on this port instead of settings.metrics.port (0: any free)")
+    add_migrate_argument(p)
+
+
+# Roles that open settings.database: before they start, its schema is brought to (or checked at) head.
+DATABASE_ROLES = frozenset({"alerter", "console"})
+
+
+def add_migrate_argument(p) -> None:
+    p.add_argument("--migrate", action="store_true", default=None,
+                   help="upgrade the database schema at start when it is behind (default: only a SQLite file;"
+                        " a server database that is behind is refused: run `dcops db upgrade`)")
+
+
+def prepare_database(cfg, names, config_path: str, migrate: bool | None) -> bool:
+    """Upgrade or check the schema of `settings.database.url` when one of `names` uses it; False after
+    saying why a role cannot start (the schema is behind, the database cannot be reached)."""
+    if not DATABASE_ROLES & set(names):
+        return True
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dcops.dbschema import SchemaBehind, prepare
+
+    try:
+        st = prepare(cfg.settings.database.url, migrate=migrate, hint=f"dcops db upgrade -c {config_path}")
+    except SchemaBehind as exc:
+        print(f"dcops: cannot start {', '.join(sorted(DATABASE_ROLES & set(names)))}: {exc}", file=sys.stderr)
+        return False
+    except SQLAlchemyError as exc:
+        print(redact(f"dcops: cannot open the database: {type(exc).__name__}: {exc}"), file=sys.stderr)
+        return False
+    log.info("database %s at schema revision %s", st.url, st.current)
+    return True
 
 
 def start_metrics(settings, role: str, port: int | None = None, roles=None):
@@ -48,8 +80,11 @@ def watch_thread(metrics, name: str, t: threading.Thread) -> None:
     metrics.health.add(f"role:{name}", check)
 
 
-def load_config(path: str):
+def load_config(path: str | None):
     """The site config, or None after printing its problems (file, line, field)."""
+    if not path:
+        print("dcops: -c/--config SITE.yaml is required", file=sys.stderr)
+        return None
     try:
         return load_site(path)
     except ConfigError as exc:
@@ -84,6 +119,8 @@ def run(args) -> int:
     except RoleUnavailable as exc:
         print(f"dcops role: {exc}", file=sys.stderr)
         return 2
+    if not prepare_database(cfg, (args.name,), args.config, getattr(args, "migrate", None)):
+        return 1
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -13,7 +13,7 @@ NS = 1_000_000_000
 
 
 def add_arguments(p) -> None:
-    p.add_argument("-c", "--config", required=True, help="site YAML")
+    p.add_argument("-c", "--config", help="site YAML (required)")
     p.add_argument("--steps", type=int, default=360, help="sample intervals to simulate (default 360 = 1 h)")
     p.add_argument("--interval", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
@@ -38,6 +38,9 @@ def _parse_injection(spec: str) -> tuple[int, str, str]:
 def run(args) -> int:
     from dcops.sim import Simulator
 
+    if not args.config:
+        print("dcops sim: -c/--config SITE.yaml is required", file=sys.stderr)
+        return 2
     try:
         cfg = load_site(args.config)
         plan = sorted(_parse_injection(s) for s in args.inject)

@@ -15,13 +15,14 @@ import sys
 import threading
 import time
 
-from dcops.commands.role import load_config, run_in_thread, start_metrics, watch_thread
+from dcops.commands.role import (add_migrate_argument, load_config, prepare_database, run_in_thread, start_metrics,
+                                 watch_thread)
 from dcops.secrets import redact
 from dcops.roles import ROLES, resolve, unavailable
 
 
 def add_arguments(p) -> None:
-    p.add_argument("-c", "--config", required=True, help="site YAML file")
+    p.add_argument("-c", "--config", help="site YAML file (required)")
     p.add_argument("--roles", help=f"comma-separated roles to run instead of settings.roles ({', '.join(ROLES)})")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--processes", dest="mode", action="store_const", const="processes",
@@ -29,6 +30,7 @@ def add_arguments(p) -> None:
     mode.add_argument("--threads", dest="mode", action="store_const", const="threads",
                       help="all roles in this process (default, and required, with the in-process bus)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds to let roles stop cleanly")
+    add_migrate_argument(p)
 
 
 class _Child:
@@ -119,6 +121,8 @@ def run(args) -> int:
         for reason in missing.values():
             print(f"  {reason}", file=sys.stderr)
         return 2
+    if not prepare_database(cfg, names, args.config, getattr(args, "migrate", None)):
+        return 1
     mode = args.mode or ("processes" if cfg.settings.bus.kind == "kafka" else "threads")
     if mode == "processes" and cfg.settings.bus.kind == "inprocess" and len(names) > 1:
         print("dcops up: the in-process bus cannot connect roles in separate processes; use --threads or"

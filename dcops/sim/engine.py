@@ -4,7 +4,9 @@ Inference load drives accelerator power; power becomes heat in the racks; the co
 running capacity and airflow, and the neighbouring racks' exhaust, set each rack's inlet
 temperature; die temperature follows inlet plus thermal resistance times power; hot dies
 throttle, which lowers power; power caps hold. Power flows UPS > PDU > rack feed > server PSU,
-so a tripped breaker or an empty UPS battery takes exactly what it feeds. All state is numpy
+so a tripped breaker, a UPS that drops its output or an empty battery takes exactly what it
+feeds. Racks in a zone cooled only by CDUs are liquid-cooled: their accelerators follow the
+coolant supply temperature, which rises when the CDUs lose flow. All state is numpy
 arrays indexed like the inventory, so a step of the 4,096-accelerator demo site costs about a
 millisecond. Deterministic for a seed.
 """
@@ -18,10 +20,11 @@ from collections import deque
 import numpy as np
 
 from dcops.batch import Batch, Event, Severity
-from dcops.sim.effects import apply_fault
-from dcops.sim.faults import FAULT_TYPES, FaultLabel, affected_components
-from dcops.sim.model import accel_model
+from dcops.sim.controls import FaultControls
+from dcops.sim.faults import FAULT_TYPES, FaultLabel
+from dcops.sim.model import accel_model, ups_runtime_s
 from dcops.sim.output import build_batches
+from dcops.sim.sensors import SensorModel
 from dcops.site import SiteConfig
 from dcops.topology import Inventory, build_inventory
 
@@ -31,7 +34,7 @@ NS = 1_000_000_000
 DAY_S = 86400.0
 
 
-class Simulator:
+class Simulator(FaultControls):
     def __init__(self, site: SiteConfig | Inventory, seed: int = 0, start_ns: int | None = None,
                  interval_s: float = 10.0, max_events: int = 100_000) -> None:
         self.inventory = site if isinstance(site, Inventory) else build_inventory(site)
@@ -50,7 +53,11 @@ class Simulator:
         self._max_events = max_events
         self._stuck: dict[tuple[str, str], float | None] = {}  # (component, metric) -> frozen value
         self._clog: dict[int, FaultLabel] = {}  # cooling unit index -> its clogged-filter fault
+        self._cuts: dict[str, frozenset[str]] = {}  # fault id -> components whose telemetry it cuts
+        self._silent: frozenset[str] = frozenset()
         self._index(inv)
+        self.sensors = SensorModel(seed, len(inv.accel_ids), len(self.server_names), len(self.rack_names),
+                                   len(inv.of_kind("env")), len(self.unit_names), len(self.pdu_names), len(self.ups_names))
         self._init_state()
 
     # ----- structure ------------------------------------------------------------------------
@@ -95,6 +102,17 @@ class Simulator:
         for z, zname in enumerate(self.zone_names):
             for u in inv.get(zname).attrs["units"]:
                 self.c_zone[self._ci[u]] = z
+        self.c_cdu = np.array([inv.get(c).attrs["unit_kind"] == "cdu" for c in self.unit_names], dtype=bool)
+        # a zone cooled by CDUs only is a liquid loop; its racks' accelerators sit on cold plates
+        nz = len(self.zone_names)
+        n_units = np.bincount(self.c_zone[self.c_zone >= 0], minlength=nz)
+        n_cdu = np.bincount(self.c_zone[(self.c_zone >= 0) & self.c_cdu], minlength=nz)
+        self.z_liquid = (n_units > 0) & (n_units == n_cdu)
+        self.z_setpoint = np.bincount(self.c_zone[self.c_zone >= 0], weights=self.c_setpoint[self.c_zone >= 0],
+                                      minlength=nz) / np.maximum(n_units, 1)
+        self.r_liquid = np.where(self.r_zone >= 0, self.z_liquid[np.maximum(self.r_zone, 0)] if nz else False, False)
+        air = ~self.c_cdu
+        self.air_setpoint = float(self.c_setpoint[air].mean()) if air.any() else 18.0
         # neighbours: racks adjacent in the same row
         order = np.lexsort((self.r_pos, self.r_row))
         self.r_left = np.full(len(self.rack_names), -1)
@@ -163,6 +181,10 @@ class Simulator:
         self.u_charge = np.full(len(self.ups_names), 100.0)
         self.u_on_batt_s = np.zeros(len(self.ups_names))
         self.u_power = np.zeros(len(self.ups_names))
+        self.u_output_ok = np.ones(len(self.ups_names), dtype=bool)
+        self.c_pump_ok = np.ones(len(self.unit_names), dtype=bool)
+        self.c_leak = np.zeros(len(self.unit_names))  # coolant lost, % of the loop per second
+        self.c_level = np.full(len(self.unit_names), 100.0)  # coolant level, % of full
         self.c_running = np.ones(len(self.unit_names), dtype=bool)
         self.c_filter = np.ones(len(self.unit_names))  # 1 clean .. 0.4 clogged
         self.c_load = np.zeros(len(self.unit_names))
@@ -198,7 +220,7 @@ class Simulator:
         util = np.clip(target, 0.02, 1.0)
 
         # Power availability along the chain.
-        ups_alive = ~(self.u_battery & (self.u_charge <= 0))
+        ups_alive = self.ups_alive()
         pdu_live = self.p_closed & ups_alive[self.p_ups]
         feed_live = np.where(self.r_feed >= 0, pdu_live[np.maximum(self.r_feed, 0)], False)
         srv_feed = feed_live[self.s_rack] & self.s_has & self.s_psu_ok
@@ -234,8 +256,10 @@ class Simulator:
             self.p_power += np.bincount(self.r_feed[ok, j], weights=self.r_feed_w[ok, j], minlength=len(self.pdu_names))
         self.p_energy += self.p_power * dt / 3600.0
         self.u_power = np.bincount(self.p_ups, weights=self.p_power, minlength=len(self.ups_names)) / 0.96
-        load_frac = np.clip(self.u_power / self.u_cap, 0.05, 1.5)
-        drain = np.where(self.u_battery, dt / (self.u_runtime * (load_frac / 0.5)) * 100.0, -dt / 36.0)
+        # On battery, a full battery lasts ups_runtime_s at this load: % of charge per second is
+        # 100 / that (Peukert: more load drains disproportionately faster). Recharge: 1 h.
+        full = ups_runtime_s(self.u_runtime, self.u_power / self.u_cap)
+        drain = np.where(self.u_battery & ups_alive, dt / full * 100.0, np.where(self.u_battery, 0.0, -dt / 36.0))
         self.u_charge = np.clip(self.u_charge - drain, 0.0, 100.0)
         self.u_on_batt_s = np.where(self.u_battery, self.u_on_batt_s + dt, 0.0)
 
@@ -243,20 +267,23 @@ class Simulator:
         nz = len(self.zone_names)
         z_heat = np.bincount(self.r_zone[self.r_zone >= 0], weights=self.r_power[self.r_zone >= 0], minlength=nz)
         z_cap_nom = np.bincount(self.c_zone[self.c_zone >= 0], weights=self.c_cap[self.c_zone >= 0], minlength=nz)
-        eff = self.c_cap * self.c_running * self.c_filter
+        eff = self.c_cap * self.c_running * self.c_filter * self.c_flowing()
         z_cap = np.bincount(self.c_zone[self.c_zone >= 0], weights=eff[self.c_zone >= 0], minlength=nz)
         self.z_ratio = z_heat / np.maximum(z_cap, 1.0)
         airflow_loss = 1.0 - z_cap / np.maximum(z_cap_nom, 1.0)
-        z_target = 10.0 * airflow_loss + 30.0 * np.maximum(self.z_ratio - 0.9, 0.0)
+        # saturates at +45 degC: by then the room (or the stagnant coolant loop) is as hot as the load makes it
+        z_target = np.minimum(10.0 * airflow_loss + 30.0 * np.maximum(self.z_ratio - 0.9, 0.0), 45.0)
         a = 1.0 if settle else 1 - np.exp(-dt / 240.0)
         self.z_excess += a * (z_target - self.z_excess)
         unit_share = np.where(self.c_running & (self.c_zone >= 0), eff, 0.0)
         z_share_tot = np.bincount(self.c_zone[self.c_zone >= 0], weights=unit_share[self.c_zone >= 0], minlength=nz)
         self.c_load = np.where(self.c_zone >= 0, z_heat[np.maximum(self.c_zone, 0)] * unit_share
                                / np.maximum(z_share_tot[np.maximum(self.c_zone, 0)], 1.0), 0.0)
-        self.c_supply = self.c_setpoint + np.where(self.c_zone >= 0, self.z_excess[np.maximum(self.c_zone, 0)] * 0.3, 0.0)
-        base = np.where(self.r_zone >= 0, self.c_setpoint.mean() if len(self.c_setpoint) else 18.0, 20.0) + 4.0
-        zone_term = np.where(self.r_zone >= 0, self.z_excess[np.maximum(self.r_zone, 0)], 0.0)
+        # air units: supply air warms with a third of the room's excess; a CDU's coolant takes all of it
+        c_excess = np.where(self.c_zone >= 0, self.z_excess[np.maximum(self.c_zone, 0)], 0.0) if nz else np.zeros(len(self.c_zone))
+        self.c_supply = self.c_setpoint + np.where(self.c_cdu, 1.0, 0.3) * c_excess
+        base = np.where(self.r_zone >= 0, self.air_setpoint, 20.0) + 4.0
+        zone_term = np.where((self.r_zone >= 0) & ~self.r_liquid, self.z_excess[np.maximum(self.r_zone, 0)] if nz else 0.0, 0.0)
         kw = self.r_power / 1000.0
         nb = np.zeros(nr)
         for side in (self.r_left, self.r_right):
@@ -270,6 +297,11 @@ class Simulator:
         # Die and memory temperatures (first-order lag towards inlet + R * P).
         fan = np.where(self.s_fan_ok[self.a_srv], 1.0, 1.9)
         t_target = self.s_inlet[self.a_srv] + self.a_rth * self.power * fan * self.rth_factor
+        a_liquid = self.r_liquid[self.s_rack[self.a_srv]]
+        if a_liquid.any():  # cold plate: coolant supply + a lower resistance; server fans barely matter
+            zc = self.z_setpoint + self.z_excess
+            coolant = zc[np.maximum(self.r_zone[self.s_rack[self.a_srv]], 0)]
+            t_target = np.where(a_liquid, coolant + 0.75 * self.a_rth * self.power * self.rth_factor, t_target)
         b = 1.0 if settle else 1 - np.exp(-dt / 40.0)
         self.temp += b * (t_target - self.temp)
         self.mem_temp += b * (self.temp + 5.0 + self.hbm_extra - self.mem_temp)
@@ -279,6 +311,23 @@ class Simulator:
         self.tokens += np.round(self.a_tok * self.util * self.clk * dt)
         self.ecc_vol_corr += rng.poisson(0.0005, n) * self.a_nvidia
         self.ecc_corr = np.maximum(self.ecc_corr, self.ecc_vol_corr)
+
+    def ups_alive(self) -> np.ndarray:
+        """UPSes whose output carries their load (not dropped, battery not empty)."""
+        return self.u_output_ok & ~(self.u_battery & (self.u_charge <= 0))
+
+    def pdu_live(self) -> np.ndarray:
+        """PDUs whose input is energised (their UPS delivers), whatever their breaker."""
+        return self.ups_alive()[self.p_ups] if len(self.p_ups) else np.zeros(0, dtype=bool)
+
+    def c_flowing(self) -> np.ndarray:
+        """Share of rated coolant flow per unit: 1 for air units; 0 for a CDU whose pumps stopped
+        or cavitate on a loop below 25 % coolant."""
+        return np.where(self.c_cdu, (self.c_pump_ok & (self.c_level > 25.0)).astype(np.float64), 1.0)
+
+    def ups_runtime_s(self) -> np.ndarray:
+        """Runtime left on battery at the present load and charge (what the UPS reports)."""
+        return ups_runtime_s(self.u_runtime, self.u_power / self.u_cap) * self.u_charge / 100.0
 
     def util_by_server(self) -> np.ndarray:
         ns = len(self.server_names)
@@ -316,15 +365,12 @@ class Simulator:
             raise ValueError(f"unknown fault type {fault_type!r}; known: {sorted(FAULT_TYPES)}")
         ft = FAULT_TYPES[fault_type]
         comp = self.inventory.resolve(target)
-        if comp.kind not in ft.target_kinds:
-            raise ValueError(f"{fault_type} targets {ft.target_kinds}, but {target!r} is a {comp.kind}")
-        if ft.vendor and comp.attrs.get("vendor") != ft.vendor:
-            raise ValueError(f"{fault_type} applies to {ft.vendor} accelerators; {target!r} is {comp.attrs.get('vendor')}")
+        ft.check(self.inventory, comp)
         if duration_s is not None and duration_s < 0:
             duration_s = ft.default_duration_s
         end = None if duration_s is None else self.now_ns + int(duration_s * NS)
         label = FaultLabel(f"F{next(self._ids):04d}", fault_type, comp.name, self.now_ns, end,
-                           affected_components(self.inventory, fault_type, comp.name), dict(params))
+                           ft.affected(self.inventory, comp.name), dict(params))
         self.labels.append(label)
         self._active[label.fault_id] = label
         self._apply(label, on=True)
@@ -354,7 +400,8 @@ class Simulator:
                            f"{label.fault_type} on {label.target} ended", {"fault_id": label.fault_id})
 
     def _apply(self, label: FaultLabel, on: bool) -> None:
-        apply_fault(self, label, on)
+        ft = FAULT_TYPES[label.fault_type]
+        ft.apply(self, label) if on else ft.clear(self, label)
 
     def _xid(self, i: int, xid: int, meaning: str) -> None:
         self.xid_total[i] += 1
@@ -367,16 +414,21 @@ class Simulator:
             span = (label.end_ns or self.now_ns + 1) - label.start_ns
             frac = min(max((self.now_ns - label.start_ns) / max(span, 1), 0.0), 1.0)
             self.c_filter[c] = 1.0 - 0.55 * frac
+        if self.c_leak.any():
+            self.c_level = np.clip(self.c_level - self.c_leak * self.interval_s, 0.0, 100.0)
 
     # ----- outputs --------------------------------------------------------------------------
     def accel_values(self) -> dict[str, np.ndarray]:
-        """The true per-accelerator state, keyed by catalogue metric name (NaN when lost)."""
+        """What each accelerator's own sensors read now, keyed by catalogue metric name (NaN when
+        lost): the state plus the unit's fixed offset and this step's noise, at full precision
+        (the agents round as NVML and rbln-stat do)."""
         from dcops.sim.output import accel_fields
 
         return accel_fields(self)
 
     def batches(self) -> list[Batch]:
-        """This step's samples of every measurement, with sensor noise and stuck sensors applied."""
+        """This step's samples of every measurement as the collectors deliver them: sensor bias,
+        noise, resolution and stuck sensors applied; components whose telemetry is cut left out."""
         return build_batches(self)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AccelModel", "accel_model", "THROTTLE_BITS"]
+import numpy as np
+
+__all__ = ["AccelModel", "accel_model", "THROTTLE_BITS", "PEUKERT", "UPS_RATED_LOAD", "ups_runtime_s"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class AccelModel:
 _MODELS = {
     "H100-SXM5-80GB": AccelModel(1980, 2619, 0.062, 87.0, 95.0, 0.10, 2400, 5, 16),
     "H200-SXM5-141GB": AccelModel(1980, 3200, 0.060, 87.0, 95.0, 0.10, 3000, 5, 16),
+    "B200-SXM-180GB": AccelModel(1965, 4000, 0.050, 87.0, 95.0, 0.10, 4500, 6, 16),
     "L40S": AccelModel(2520, 9001, 0.110, 88.0, 95.0, 0.09, 900, 4, 16),
     "RBLN-CA22": AccelModel(1300, 8000, 0.230, 85.0, 95.0, 0.15, 650, 5, 16),
 }
@@ -49,3 +52,16 @@ THROTTLE_BITS = {
     "hw_power_brake_slowdown": 0x80,
     "display_clock_setting": 0x100,
 }
+
+
+# UPS battery: a site's `battery_runtime_s` is the runtime of a full battery at half the UPS's
+# rated load. At other loads runtime follows Peukert's law, t = t_rated * (L_rated / L) ** k:
+# twice the load empties it more than twice as fast (k = 1.2 for VRLA strings).
+PEUKERT = 1.2
+UPS_RATED_LOAD = 0.5
+
+
+def ups_runtime_s(rated_s, load_frac):
+    """Seconds a full battery carries `load_frac` (share of the UPS's capacity; floored at 5 %)."""
+    load = np.clip(np.asarray(load_frac, dtype=np.float64), 0.05, 1.5)
+    return np.asarray(rated_s, dtype=np.float64) * (UPS_RATED_LOAD / load) ** PEUKERT

@@ -1,12 +1,14 @@
-"""The telemetry store seam: bulk writes of batches and events, latest and range queries.
+"""The telemetry store seam: bulk writes of batches and events, range queries, and the current
+view of the site kept on the write path (`current_view`).
 
 Every implementation is idempotent on (measurement, tags, time): writing the same rows twice
 leaves one copy, so replays after a crash (at-least-once delivery) cannot double-count.
 """
 
-from dcops.store.base import AGGREGATES, Store, StoreError, StoreUnavailable
+from dcops.store.base import AGGREGATES, CurrentView, Store, StoreError, StoreUnavailable
+from dcops.store.current import current_view
 
-__all__ = ["AGGREGATES", "Store", "StoreError", "StoreUnavailable", "open_store"]
+__all__ = ["AGGREGATES", "CurrentView", "Store", "StoreError", "StoreUnavailable", "current_view", "open_store"]
 
 
 def open_store(settings, inventory=None) -> Store:

@@ -8,6 +8,16 @@ Idempotency: a write first deletes the rows with the same (sid, time) inside the
 span, then inserts, in one transaction, so a replayed batch replaces itself. A row is replaced
 whole (DuckDB has no per-field merge on this path): collectors write each measurement's fields
 for a series in one batch.
+
+Retention and rollups, as InfluxDB keeps them (`dcops.store.rollups`): `roll_up(now)` keeps per
+series mean, min, max and count per minute and per 15 minutes in `r1m_<measurement>` and
+`r15m_<measurement>` (columns `mean__F`, `min__F`, `max__F`, `n__F` per field F), for complete
+buckets only, recomputing the last two buckets of each tier every round so late or replayed rows
+are counted; `rollup_state` keeps how far each tier got. `enforce_retention(now)` deletes raw rows
+and events older than `retention_days` and tier rows older than the tier's `keep_days`. Both run
+on a schedule (`rollups.Housekeeping`, in ingest and the demo). `query_range` with a window reads
+the tier `pick_tier` chooses: the tier's rows up to its watermark and raw rows, bucketed the same
+way, after it, so the newest minutes are never missing.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import pyarrow as pa
 
 from dcops.batch import Batch, Event, concat_batches
 from dcops.store.base import AGGREGATES, TIME_MAX_NS, TIME_MIN_NS, StoreError, StoreUnavailable, Where
+from dcops.store.rollups import TIERS, Tier, pick_tier
 
 __all__ = ["DuckDBStore", "series_ids"]
 
@@ -75,11 +86,15 @@ def _translated(what: str):
 
 
 class DuckDBStore:
-    def __init__(self, path: str | Path = ":memory:", retention_days: float = 7.0) -> None:
+    def __init__(self, path: str | Path = ":memory:", retention_days: float = 7.0, *,
+                 tiers: Sequence[Tier] = TIERS, clock=time.time_ns) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
+        self.retention_days = retention_days
         self.retention_ns = int(retention_days * 86400 * NS)
+        self.tiers = tuple(tiers)
+        self._clock = clock
         self._con = duckdb.connect(self.path)
         self._ddl = threading.Lock()
         self._columns: dict[str, dict[str, str]] = {}  # table -> column -> 'tag' | 'field'
@@ -89,6 +104,9 @@ class DuckDBStore:
             " severity VARCHAR, message VARCHAR, hall VARCHAR, row VARCHAR, rack VARCHAR, device VARCHAR,"
             " target VARCHAR, attributes VARCHAR)"
         )
+        self._con.execute("CREATE TABLE IF NOT EXISTS rollup_state (tier VARCHAR, measurement VARCHAR, done_ns BIGINT,"
+                          " PRIMARY KEY (tier, measurement))")
+        self._rolled: dict[str, set[str]] = {}  # rollup table -> its columns
         self._load_schema()
 
     # ----- plumbing -------------------------------------------------------------------------
@@ -107,6 +125,12 @@ class DuckDBStore:
             if col in ("time", "sid"):
                 continue
             self._columns.setdefault(table, {})[col] = "tag" if dtype == "VARCHAR" else "field"
+        for t in self.tiers:
+            rows = self._con.execute(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'"
+                " AND starts_with(table_name, ?)", [f"r{t.name}_"]).fetchall()
+            for table, col in rows:
+                self._rolled.setdefault(table, set()).add(col)
 
     def _ensure(self, measurement: str, tags: Sequence[str], fields: Sequence[str]) -> str:
         table = "m_" + measurement
@@ -291,6 +315,12 @@ class DuckDBStore:
         for g in gtags:
             if cols.get(g) != "tag":
                 raise StoreError(f"cannot group by {g!r}: not a tag of {measurement!r}")
+        tier = pick_tier(self.tiers, start_ns, end_ns, every_s, agg, self._clock(), self.retention_days)
+        if tier is not None:
+            rolled = self._query_tier(tier, measurement, table, cols, flds, tags, gtags, wsql, params,
+                                      int(start_ns), int(end_ns), every, agg)
+            if rolled is not None:
+                return rolled
         aggs = ", ".join(f'{_AGG_SQL[agg].format(f=_ident(f, "field"))} AS "{f}"' for f in flds)
         gsel = "".join(f', "{g}"' for g in gtags)
         sql = (
@@ -326,13 +356,131 @@ class DuckDBStore:
             return 0
         return int(self._cur().execute(f'SELECT count(*) FROM "{found[0]}"').fetchall()[0][0])
 
+    # ----- rollups and retention -------------------------------------------------------------
+    def _tier_table(self, tier: Tier, table: str) -> str:
+        return f"r{tier.name}_{table[2:]}"
+
+    def _watermark(self, tier: Tier, measurement: str) -> int | None:
+        row = self._cur().execute("SELECT done_ns FROM rollup_state WHERE tier = ? AND measurement = ?",
+                                  [tier.name, measurement]).fetchall()
+        return int(row[0][0]) if row else None
+
+    def _ensure_tier_table(self, rtable: str, tags: list[str], fields: list[str]) -> None:
+        with self._ddl:
+            have = self._rolled.get(rtable)
+            if have is None:
+                self._con.execute(f'CREATE TABLE IF NOT EXISTS "{rtable}" (time BIGINT NOT NULL, sid UBIGINT NOT NULL)')
+                have = self._rolled[rtable] = {"time", "sid"}
+            for t in tags:
+                if t not in have:
+                    self._con.execute(f'ALTER TABLE "{rtable}" ADD COLUMN "{t}" VARCHAR DEFAULT \'\'')
+                    have.add(t)
+            for f in fields:
+                for kind, sqltype in (("mean", "DOUBLE"), ("min", "DOUBLE"), ("max", "DOUBLE"), ("n", "BIGINT")):
+                    col = f"{kind}__{f}"
+                    if col not in have:
+                        self._con.execute(f'ALTER TABLE "{rtable}" ADD COLUMN "{col}" {sqltype}')
+                        have.add(col)
+
+    @staticmethod
+    def _bucket_select(every: int, tags: list[str], fields: list[str]) -> str:
+        """Raw rows -> one row per (bucket, series): the tier's columns."""
+        parts = [f"(time // {every}) * {every} AS time", "sid"]
+        parts += [f'any_value("{t}") AS "{t}"' for t in tags]
+        for f in fields:
+            parts += [f'avg("{f}") AS "mean__{f}"', f'min("{f}") AS "min__{f}"', f'max("{f}") AS "max__{f}"',
+                      f'count("{f}") AS "n__{f}"']
+        return ", ".join(parts)
+
+    def roll_up(self, now_ns: int) -> int:
+        """Bring every tier of every measurement up to the last complete bucket before `now_ns`;
+        returns the rows written."""
+        with _translated("rollup"):
+            written = 0
+            for table, cols in list(self._columns.items()):
+                tags = [c for c, k in cols.items() if k == "tag"]
+                fields = [c for c, k in cols.items() if k == "field"]
+                for tier in self.tiers:
+                    written += self._roll_tier(tier, table, tags, fields, int(now_ns))
+            return written
+
+    def _roll_tier(self, tier: Tier, table: str, tags: list[str], fields: list[str], now_ns: int) -> int:
+        every = tier.every_s * NS
+        end = (now_ns // every) * every
+        measurement = table[2:]
+        done = self._watermark(tier, measurement)
+        cur = self._cur()
+        if done is None:
+            first = cur.execute(f'SELECT min(time) FROM "{table}"').fetchall()[0][0]
+            if first is None:
+                return 0
+            start = (int(first) // every) * every
+        else:
+            # late and replayed rows of the last two buckets are counted; a bucket whose raw rows
+            # retention has begun to delete is never recomputed (its tier row is all that is left)
+            first = cur.execute(f'SELECT min(time) FROM "{table}" WHERE time >= {max(0, done - 2 * every)}').fetchall()[0][0]
+            if first is None:
+                return 0
+            start = max(done - 2 * every, -(-int(first) // every) * every)
+        if start >= end:
+            return 0
+        rtable = self._tier_table(tier, table)
+        self._ensure_tier_table(rtable, tags, fields)
+        cols = ", ".join(f'"{c}"' for c in ["time", "sid", *tags,
+                                             *(f"{k}__{f}" for f in fields for k in ("mean", "min", "max", "n"))])
+        try:
+            _run(cur, "BEGIN")
+            _run(cur, f'DELETE FROM "{rtable}" WHERE time >= {start} AND time < {end}')
+            n = cur.execute(f'INSERT INTO "{rtable}" ({cols}) SELECT {self._bucket_select(every, tags, fields)}'
+                            f' FROM "{table}" WHERE time >= {start} AND time < {end} GROUP BY 1, sid').fetchall()[0][0]
+            _run(cur, f"INSERT OR REPLACE INTO rollup_state VALUES ('{tier.name}', '{measurement}', {end})")
+            _run(cur, "COMMIT")
+        except Exception:
+            _run(cur, "ROLLBACK")
+            raise
+        return int(n)
+
+    def _query_tier(self, tier: Tier, measurement: str, table: str, cols: dict[str, str], flds: list[str],
+                    tags: list[str], gtags: list[str], wsql: str, params: list, start_ns: int, end_ns: int,
+                    every: int, agg: str) -> Batch | None:
+        """A windowed query over the tier (raw rows after its watermark, bucketed alike); None when the
+        tier does not hold these fields yet."""
+        rtable = self._tier_table(tier, table)
+        have = self._rolled.get(rtable)
+        wm = self._watermark(tier, measurement)
+        if wm is None or have is None or any(f"mean__{f}" not in have for f in flds) or any(t not in have for t in tags):
+            return None
+        tcols = ", ".join(f'"{c}"' for c in ["time", "sid", *tags,
+                                              *(f"{k}__{f}" for f in flds for k in ("mean", "min", "max", "n"))])
+        t_every = tier.every_s * NS
+        split = min(max(wm, start_ns), end_ns)
+        src = (f'SELECT {tcols} FROM "{rtable}" WHERE time >= {start_ns} AND time < {split}{wsql}'
+               f" UNION ALL BY NAME"
+               f' SELECT {self._bucket_select(t_every, tags, flds)} FROM "{table}"'
+               f" WHERE time >= {split} AND time < {end_ns}{wsql} GROUP BY 1, sid")
+        outer = {"mean": 'sum("mean__{f}" * "n__{f}") / nullif(sum("n__{f}"), 0)',
+                 "min": 'min("min__{f}")', "max": 'max("max__{f}")'}[agg]
+        aggs = ", ".join(f'{outer.format(f=f)} AS "{f}"' for f in flds)
+        gsel = "".join(f', "{g}"' for g in gtags)
+        sql = (f'SELECT (time // {every}) * {every} AS time{gsel}{", " + aggs if aggs else ""} FROM ({src})'
+               f" GROUP BY ALL ORDER BY time")
+        return self._to_batch(measurement, self._cur().execute(sql, params + params).fetch_df(), gtags, flds)
+
     def enforce_retention(self, now_ns: int) -> int:
-        cutoff = int(now_ns) - self.retention_ns
-        deleted = 0
-        for table in list(self._columns):
-            deleted += self._cur().execute(f'DELETE FROM "{table}" WHERE time < {cutoff}').fetchall()[0][0]
-        deleted += self._cur().execute(f"DELETE FROM events WHERE time < {cutoff}").fetchall()[0][0]
-        return int(deleted)
+        """Delete raw rows and events older than the retention, and tier rows older than the tier's
+        `keep_days`; returns the rows deleted."""
+        with _translated("retention"):
+            cutoff = int(now_ns) - self.retention_ns
+            deleted = 0
+            cur = self._cur()
+            for table in list(self._columns):
+                deleted += cur.execute(f'DELETE FROM "{table}" WHERE time < {cutoff}').fetchall()[0][0]
+            deleted += cur.execute(f"DELETE FROM events WHERE time < {cutoff}").fetchall()[0][0]
+            for tier in self.tiers:
+                tier_cutoff = int(now_ns) - int(tier.keep_days * 86400 * NS)
+                for rtable in [t for t in list(self._rolled) if t.startswith(f"r{tier.name}_")]:
+                    deleted += cur.execute(f'DELETE FROM "{rtable}" WHERE time < {tier_cutoff}').fetchall()[0][0]
+            return int(deleted)
 
     def close(self, wait_s: float = 5.0) -> None:
         """Close; a query still running in another thread (a retraining job) is given `wait_s`."""

@@ -16,8 +16,9 @@ mappings; 3.x), epoch=ns, parsed into `Batch`es.
 
 Retention and rollups: raw points live in the `raw` retention policy (`retention_days`);
 continuous queries keep mean/min/max per minute for 90 days and per 15 minutes for 2 years
-(`ROLLUPS`, data). `query_range` reads a rollup when the requested window step is at least the
-rollup's step and the window is long (`Rollup.min_span_s`) or older than the raw retention.
+(`ROLLUPS`, data; the DuckDB store keeps the same tiers, `dcops.store.rollups.TIERS`).
+`query_range` reads a rollup when the requested window step is at least the rollup's step and
+the window is long (`Rollup.min_span_s`) or older than the raw retention (`pick_tier`).
 On 1.x `ensure_schema()` creates the database, policies and continuous queries; on 2.x/3.x
 those are provisioned outside (buckets + DBRP mappings / downsampling) and `manage_schema=False`.
 """
@@ -41,6 +42,7 @@ from dcops.batch import Batch, Event
 from dcops.secrets import redact as _redact_known
 from dcops.store.base import AGGREGATES, TIME_MAX_NS, TIME_MIN_NS, StoreError, StoreUnavailable, Where, valid_name
 from dcops.store.lineproto import EVENT_MEASUREMENT, batches_to_chunks, event_lines
+from dcops.store.rollups import pick_tier
 
 __all__ = ["InfluxStore", "Rollup", "ROLLUPS", "influxql_where"]
 
@@ -61,7 +63,6 @@ ROLLUPS = (
     Rollup("rollup_15m", 900, "104w", 30 * DAY_S),
     Rollup("rollup_1m", 60, "90d", DAY_S),
 )
-_ROLLED = ("mean", "min", "max")
 
 
 _USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@")
@@ -351,14 +352,9 @@ class InfluxStore:
         return self._series_to_batch(measurement, self.execute(q), tags, flds)
 
     def pick_source(self, start_ns: int, end_ns: int, every_s: float | None, agg: str) -> Rollup | None:
-        """The rollup a window reads, or None for raw points."""
-        if every_s is None or agg not in _ROLLED:
-            return None
-        old = start_ns < self._clock() - int(self.retention_days * DAY_S * NS)
-        for r in sorted(self.rollups, key=lambda r: -r.every_s):
-            if every_s >= r.every_s and (old or (end_ns - start_ns) >= r.min_span_s * NS):
-                return r
-        return None
+        """The rollup a window reads, or None for raw points (the rule DuckDB follows too:
+        `dcops.store.rollups.pick_tier`)."""
+        return pick_tier(self.rollups, start_ns, end_ns, every_s, agg, self._clock(), self.retention_days)
 
     def query_range(self, measurement, fields, start_ns, end_ns, every_s=None, agg="mean", where=None,
                     group_by=None) -> Batch:

@@ -227,3 +227,19 @@ def test_default_pack_follows_the_xid_catalogue():
     m.apply(eng.on_events([xid_event(cat.lookup(79), 1, tgt, "nvml")]))
     (a,) = m.alarms.values()
     assert a.component == "S1:3" and a.severity.value == "critical" and "XID 79" in a.specific_problem
+
+
+def test_rules_cli_check_json(tmp_path, capsys):
+    import json
+
+    from dcops.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(_rule("  - name: hot\n    type: threshold\n    metric: accel_temp_degc\n    op: '>>'\n    value: 90\n"
+                         "    event_type: environmentalAlarm\n    probable_cause: temperatureUnacceptable\n"))
+    assert main(["rules", "check", str(bad), "--format", "json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is False and out["problems"][0]["line"] == 5 and out["problems"][0]["field"] == "rules.0.op"
+    assert main(["rules", "check", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and out["rules"] == sum(out["types"].values()) > 0

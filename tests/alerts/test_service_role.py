@@ -23,6 +23,10 @@ def test_run_role_processes_events_until_stopped(tmp_path):
     try:
         publish_events(bus, [Event(1_800_000_000 * 10**9, "ups_on_battery", "snmp", {"site": "test", "hall": "H1",
                                                                                    "device": "UPS-B"}, "major", "on battery")])
+        from dcops.dbschema import state
+
+        # the role makes its schema with the Alembic migrations (SQLite: at start); read once it has
+        assert wait_for(lambda: (tmp_path / "role.sqlite").exists() and state(f"sqlite:///{tmp_path}/role.sqlite").up_to_date, 15)
         repo = Repository(f"sqlite:///{tmp_path}/role.sqlite")
         assert wait_for(lambda: [a.component for a in repo.list_alarms()] == ["UPS-B"], 15)
     finally:

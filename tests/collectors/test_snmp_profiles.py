@@ -37,10 +37,22 @@ RECORDINGS = sorted(EXPECTED_PROFILE)
 KNOWN_DISAGREEMENTS = {"akcp_serverprobe8": 5}
 
 
-def _detect(rec):
+def _detect(rec, profiles=None):
+    profiles = default_profiles() if profiles is None else profiles
     keys = sorted(rec)
-    probes = answered_probes(default_profiles(), lambda o: any(k == o or k.startswith(o + ".") for k in keys))
-    return choose_profile(default_profiles(), str(rec.get("1.3.6.1.2.1.1.2.0", "")), str(rec.get("1.3.6.1.2.1.1.1.0", "")), probes)
+    probes = answered_probes(profiles, lambda o: any(k == o or k.startswith(o + ".") for k in keys))
+    return choose_profile(profiles, str(rec.get("1.3.6.1.2.1.1.2.0", "")), str(rec.get("1.3.6.1.2.1.1.1.0", "")), probes)
+
+
+@pytest.mark.parametrize("name, expected", [("deltaups", "ups-mib"), ("cyberpower", "ups-mib"),
+                                            ("sentry3_switched", None), ("akcp_serverprobe8", None)])
+def test_standard_profiles_alone_pick_only_standard_mibs(name, expected):
+    """bench/snmp_coverage.py's "unknown vendor" score hands poll_agent only the standard profiles:
+    auto-detection then falls back to the standard MIBs the device answers, or to nothing."""
+    standard = {n: p for n, p in default_profiles().items() if p.standard}
+    assert {"ups-mib", "entity-sensor"} <= set(standard)
+    profile = _detect(read_snmprec(shared_data("snmprec", f"{name}.snmprec")), standard)
+    assert (profile.name if profile else None) == expected
 
 
 def test_every_recording_is_in_the_data_set():

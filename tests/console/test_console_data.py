@@ -51,7 +51,7 @@ def test_empty_store_gives_an_empty_floor_not_an_error(small_inventory):
     assert snap.racks["inlet_degc"].isna().all()
 
 
-def test_floor_snapshot_is_read_once_per_tick(filled_store, small_inventory):
+def test_floor_snapshot_reads_ranges_only_once_per_tick(filled_store, small_inventory):
     calls = []
 
     class Counting:
@@ -59,19 +59,47 @@ def test_floor_snapshot_is_read_once_per_tick(filled_store, small_inventory):
             return getattr(filled_store, name)
 
         def latest(self, *a, **kw):
-            calls.append(a[0])
+            calls.append(("latest", a[0]))
             return filled_store.latest(*a, **kw)
+
+        def query_range(self, *a, **kw):
+            calls.append(("range", a[0]))
+            return filled_store.query_range(*a, **kw)
 
     now = [1000.0]
     ctx = ctx_for(Counting(), small_inventory, refresh_s=5.0, clock=lambda: now[0])
-    data.floor_snapshot(ctx)  # learns which fields the store lacks (one extra read)
-    first = calls.count("accel")
-    assert first <= 2
+    data.floor_snapshot(ctx)  # a process that does not ingest: its view catches up by range reads
+    assert calls and all(kind == "range" for kind, _ in calls)
+    first = len(calls)
     data.floor_snapshot(ctx)
-    assert calls.count("accel") == first
+    assert len(calls) == first  # same tick: cached
     now[0] += 5.0
     data.floor_snapshot(ctx)
-    assert calls.count("accel") == first + 1  # next tick: one read, no fallback
+    assert all(kind == "range" for kind, _ in calls)
+
+
+def test_floor_follows_the_view_ingest_feeds_without_asking_the_store(small_inventory):
+    from dcops.store.current import current_view
+
+    class NoReads:
+        path, url = ":memory:", None
+
+        def __getattr__(self, name):
+            if name.startswith("_"):
+                raise AttributeError(name)
+            raise AssertionError(f"the floor asked the store for {name}")
+
+    store = NoReads()
+    now = [1000.0]
+    ctx = ctx_for(store, small_inventory, refresh_s=5.0, clock=lambda: now[0])
+    current_view(store).update(site_batches(small_inventory, time.time_ns(), inlet={"R1-01": 31.0}))
+    assert data.floor_snapshot(ctx).racks.at["R1-01", "inlet_degc"] == 31.0
+    current_view(store).update(site_batches(small_inventory, time.time_ns() + NS, inlet={"R1-01": 35.0},
+                                            down=("R2-01-S01:0",)))
+    now[0] += 5.0
+    snap = data.floor_snapshot(ctx)
+    assert snap.racks.at["R1-01", "inlet_degc"] == 35.0 and snap.racks.at["R2-01", "accel_down"] == 1
+    assert data.rack_view(ctx, "R1-01").rack_values["rack_inlet_temp_degc"] == 35.0
 
 
 def test_rack_view_lists_servers_accelerators_and_feeds(filled_store, small_inventory):

@@ -42,6 +42,9 @@ def test_run_role_serves_the_console_until_stopped(tmp_path):
     cfg = site_from_text(SMALL_SITE.read_text() + (
         f"\nsettings:\n  database: {{url: 'sqlite:///{db}'}}\n  store: {{path: '{tmp_path}/t.duckdb'}}\n"
         f"  console: {{port: {port}}}\n"))
+    from dcops.dbschema import upgrade
+
+    upgrade(f"sqlite:///{db}")  # the schema is the migrations' (as `dcops db upgrade` or the role would make it)
     UserStore.from_url(f"sqlite:///{db}").create_user("admin", "a-long-password", "admin")
     stop = threading.Event()
     t = threading.Thread(target=run_role, args=(cfg, stop), daemon=True)

@@ -50,7 +50,7 @@ def test_telemetry_and_postmortem_export(ups_incident, db_url, tmp_path, capsys)
     [f] = incident_facts(db, site.sim.inventory)
     assert f.component == "UPS-A" and f.kind == "ups" and f.tta_s is not None
     series = {s.metric: s for s in telemetry_around(site.store, site.sim.inventory, f, before_s=300, after_s=300)}
-    assert set(series) == {"ups_on_battery", "ups_battery_charge_pct", "ups_output_load_pct"}
+    assert set(series) == {"ups_on_battery", "ups_battery_charge_pct", "ups_output_load_pct", "ups_output_voltage_v"}
     onb = series["ups_on_battery"]
     clean = onb.time_ns + 60 * NS <= f.opened_ns - 60 * NS   # windows ending before the UPS went on battery
     assert clean.sum() >= 3 and np.all(onb.values[clean] == 0) and np.nanmax(onb.values) > 0.5
@@ -72,7 +72,7 @@ def test_telemetry_and_postmortem_export(ups_incident, db_url, tmp_path, capsys)
     assert "Audit log hash chain: intact" in md
     # the data behind the charts: one CSV block per series, parseable, with the incident's minutes
     blocks = re.findall(r"### (\w+) \(([^)]*)\).*?```csv\ntime_utc,time_ns,value\n(.*?)```", md, re.S)
-    assert {b[0] for b in blocks} == {"ups_on_battery", "ups_battery_charge_pct", "ups_output_load_pct"}
+    assert {b[0] for b in blocks} == {"ups_on_battery", "ups_battery_charge_pct", "ups_output_load_pct", "ups_output_voltage_v"}
     rows = [ln.split(",") for ln in dict((b[0], b[2]) for b in blocks)["ups_on_battery"].strip().splitlines()]
     assert len(rows) >= 8 and max(float(r[2]) for r in rows if r[2]) > 0.5
     timeline = md.split("## Timeline")[1].split("## Steps taken")[0]

@@ -62,7 +62,7 @@ def test_database_refuses_update_and_delete(audit, sql):
 
 def test_truncate_refused_on_postgresql(audit):
     if audit.engine.dialect.name != "postgresql":
-        pytest.skip("TRUNCATE is a PostgreSQL statement")
+        pytest.skip("by design: TRUNCATE is a PostgreSQL statement")
     _fill(audit, 2)
     with pytest.raises(DBAPIError, match="append-only"):
         with audit.engine.begin() as c:

@@ -44,7 +44,9 @@ def _problems(text: str) -> list[tuple[int | None, str, str]]:
 def test_shipped_runbooks_cover_the_default_rule_pack():
     books = load_runbooks()
     assert set(books) == {"crac-failure", "ups-on-battery", "pdu-breaker-trip", "gpu-xid79", "gpu-ecc-dbe",
-                          "npu-thermal-throttle"}
+                          "npu-thermal-throttle", "fan-failure", "psu-failure", "clogged-filter", "hbm-thermal-throttle",
+                          "stuck-sensor", "ups-output-lost", "cdu-pump-failure", "coolant-leak", "tor-network-loss",
+                          "collector-down"}
     rules = {r.name: r for r in default_rules()}
     for rb in books.values():
         for name in rb.applies_to.rules:
@@ -99,7 +101,7 @@ def test_a_bad_file_in_a_directory_is_reported_with_the_others(tmp_path):
 
 def test_cli_validate(tmp_path, capsys):
     assert main(["runbook", "validate"]) == 0
-    assert "OK: 6 runbook(s)" in capsys.readouterr().out
+    assert "OK: 16 runbook(s)" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("threshold: 27,", "threshold: warm,"))
     assert main(["runbook", "validate", str(bad)]) == 1

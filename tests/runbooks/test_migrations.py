@@ -1,5 +1,5 @@
 """Alembic: `alembic upgrade head` on an empty database gives exactly the tables, columns and
-indexes of the SQLAlchemy metadata (alerts, runbook runs, audit log), with the audit guard
+indexes of the SQLAlchemy metadata (alerts, runbook runs, audit log, console accounts, job store), with the audit guard
 installed; `downgrade base` removes them. SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from dcops.alerts.storage.audit import AuditBase, AuditLog
-from dcops.alerts.storage.tables import Base
-from dcops.alerts.runbooks.tables import RunbookBase
+from dcops.alerts.storage.audit import AuditLog
+from dcops.dbschema import target_metadata
 from tests.conftest import REPO
 
-from dcops.console.users import throttle_meta  # noqa: E402
-
-METADATA = [Base.metadata, RunbookBase.metadata, AuditBase.metadata, throttle_meta]
+METADATA = target_metadata()  # every table dcops uses: alerting, runbooks, audit, console, APScheduler jobs
 TABLES = {t for md in METADATA for t in md.tables}
 
 
@@ -76,5 +73,39 @@ def test_create_all_installs_the_same_guard(db_url):
         with pytest.raises(DBAPIError, match="append-only"):
             with eng.begin() as c:
                 c.execute(text("UPDATE audit_log SET actor = 'eve'"))
+    finally:
+        eng.dispose()
+
+
+def test_upgrade_from_the_previous_revision_keeps_rows(db_url):
+    """A database at 0002_audit, with data, upgrades to head (SQLite and PostgreSQL) through
+    `dcops.dbschema`, the code `dcops db upgrade` and the roles run."""
+    from sqlalchemy import insert, select
+
+    from dcops import dbschema
+    from dcops.alerts.storage.tables import Base as AlertBase
+    from dcops.console.users import UserStore
+
+    dbschema.upgrade(db_url, "0002_audit")
+    incidents = AlertBase.metadata.tables["incidents"]
+    eng = create_engine(db_url)
+    try:
+        with eng.begin() as c:
+            c.execute(insert(incidents).values(id="inc1", title="UPS-B on battery", state="open", severity="major",
+                                               opened_ns=1, updated_ns=1, opened_by="alerter", labels={"row": "R1"}))
+        assert not inspect(eng).has_table("console_users")
+    finally:
+        eng.dispose()
+    with pytest.raises(dbschema.SchemaBehind, match="0002_audit"):
+        dbschema.prepare(db_url, migrate=False)
+    assert dbschema.prepare(db_url, migrate=True).up_to_date
+    eng = create_engine(db_url)
+    try:
+        with eng.connect() as c:
+            row = c.execute(select(incidents.c.title, incidents.c.labels)).one()
+        assert tuple(row) == ("UPS-B on battery", {"row": "R1"})
+        users = UserStore(eng)
+        users.create_user("ops", "a long enough password", "operator")
+        assert users.verify("ops", "a long enough password").role == "operator"
     finally:
         eng.dispose()

@@ -22,6 +22,11 @@ TARGETS = {
     "hbm_thermal_throttle": "R2-01-S01:1",
     "npu_thermal_throttle": "R2-02-S01:3",
     "stuck_sensor": "R1-01-S02:1",
+    "ups_output_lost": "UPS-A",
+    "cdu_pump_failure": "CRAC-4",
+    "coolant_leak": "CRAC-4",
+    "tor_network_loss": "R1-01",
+    "collector_down": "PDU-A1",
 }
 
 
@@ -166,12 +171,69 @@ def _npu(base, sim, target, _):
 def _stuck(base, sim, target, readings):
     assert len(set(readings)) == 1  # reported value frozen
     i = sim.inventory.accel_index[target]
-    assert np.std(sim.temp[i] - readings[0]) >= 0  # true state keeps moving
-    assert sim.temp[i] != readings[0]
+    assert sim.temp[i] != readings[0]  # the true state keeps moving
+
+
+def _batch(sim, measurement):
+    return next((b for b in sim.batches() if b.measurement == measurement), None)
+
+
+def _ups_output(base, sim, target, _):
+    pdu = _batch(sim, "pdu")
+    for i, name in enumerate(pdu.tags["device"]):
+        dead = sim.inventory.get(name).attrs["ups"] == target
+        assert (pdu.fields["pdu_voltage_v"][i] == 0) == dead
+        if dead:  # a dead bus, not an open breaker
+            assert pdu.fields["pdu_current_a"][i] == 0 and pdu.fields["pdu_breaker_closed"][i] == 1
+    ups = _batch(sim, "ups")
+    i = list(ups.tags["device"]).index(target)
+    assert ups.fields["ups_output_voltage_v"][i] == 0 and ups.fields["ups_input_voltage_v"][i] > 200
+    assert ups.fields["ups_on_battery"][i] == 0
+    assert not sim.s_up[sim._si["R1-03-S01"]]  # fed from A only
+    assert sim.s_up[[sim._si[s] for s in sim.server_names if not s.startswith("R1-03")]].all()
+    assert (sim.r_feed_w[:, 0] == 0).all()
+    assert any(e.kind == "ups_output_off" for e in sim.events_since(0)[0])
+
+
+def _cdu_pump(base, sim, target, _):
+    cool = _batch(sim, "cooling")
+    i = list(cool.tags["device"]).index(target)
+    assert cool.fields["cooling_flow_lpm"][i] == 0 and cool.fields["cooling_running"][i] == 1
+    assert _rack_mean(sim, "R2") - _rack_mean(base, "R2") > 1.0  # its zone lost capacity
+    assert abs(_rack_mean(sim, "R1") - _rack_mean(base, "R1")) < 0.05
+
+
+def _leak(base, sim, target, _):
+    cool, ref = _batch(sim, "cooling"), _batch(base, "cooling")
+    i = list(cool.tags["device"]).index(target)
+    assert cool.fields["cooling_leak"][i] == 1 and ref.fields["cooling_leak"][i] == 0
+    assert cool.fields["cooling_coolant_level_pct"][i] < 70
+    assert cool.fields["cooling_pressure_kpa"][i] < ref.fields["cooling_pressure_kpa"][i] - 5
+    assert np.isnan(cool.fields["cooling_leak"][list(cool.tags["device"]).index("CRAC-1")])  # air units have none
+
+
+def _tor(base, sim, target, _):
+    rack_servers = [s for s in sim.server_names if sim.inventory.get(s).rack == target]
+    assert all(sim.s_up[sim._si[s]] for s in rack_servers)  # still running
+    for b in sim.batches():
+        if "rack" in b.tags:
+            assert target not in set(b.tags["rack"]), b.measurement
+    ref = {b.measurement: len(b) for b in base.batches()}
+    got = {b.measurement: len(b) for b in sim.batches()}
+    assert got["accel"] == ref["accel"] - 8 and got["server"] == ref["server"] - 2 and got["rack"] == ref["rack"] - 1
+    assert got["env"] == ref["env"] - 1 and got["pdu"] == ref["pdu"]
+
+
+def _collector(base, sim, target, _):
+    pdu = _batch(sim, "pdu")
+    assert target not in set(pdu.tags["device"]) and len(pdu) == 3
+    assert sim.p_power[sim._pi[target]] > 0  # the PDU itself carries on
 
 
 EFFECTS = {
     "crac_failure": _crac, "fan_failure": _fan, "clogged_filter": _filter, "psu_failure": _psu,
     "ups_on_battery": _ups, "pdu_breaker_trip": _breaker, "gpu_ecc_dbe": _dbe, "gpu_xid79": _xid79,
     "hbm_thermal_throttle": _hbm, "npu_thermal_throttle": _npu, "stuck_sensor": _stuck,
+    "ups_output_lost": _ups_output, "cdu_pump_failure": _cdu_pump, "coolant_leak": _leak,
+    "tor_network_loss": _tor, "collector_down": _collector,
 }

