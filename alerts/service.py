@@ -62,8 +62,9 @@ class Alerter:
                  http_client: httpx.Client | None = None, outbox: bool = True, escalation: bool = True,
                  cycle_s: float = 0.5, max_records: int = 500, reconcile_every_s: float = 1.0,
                  metrics=None, audit=None, create_tables: bool = True,
-                 open_store: Callable[[], object] | None = None) -> None:
-        """`create_tables`: False in running services, whose schema Alembic made (see dcops.dbschema)."""
+                 open_store: Callable[[], object] | None = None, new_id: Callable[[], str] | None = None) -> None:
+        """`create_tables`: False in running services, whose schema Alembic made (see dcops.dbschema).
+        `new_id`: alarm and incident ids (default random; the evaluation harness counts)."""
         from dcops.alerts.storage.tables import open_engine
 
         self.bus = bus
@@ -82,7 +83,7 @@ class Alerter:
         self._lock = threading.RLock()
         self.escalator = Escalator(self.engine, self.cfg, self._on_escalation, name=f"alerter:{group}") if escalation else None
         self.pipeline = AlertPipeline(
-            inventory, default_rules() if rules is None else rules, self.cfg, self.store,
+            inventory, default_rules() if rules is None else rules, self.cfg, self.store, new_id=new_id,
             on_trigger=self._schedule_escalation if escalation else None,
             on_stop_escalation=self._cancel_escalation if escalation else None)
         self.sender = OutboxSender(self.store, build_notifiers(self.cfg, self._client), self.cfg.outbox, clock) if outbox else None

@@ -4,7 +4,8 @@
 
 - univariate: each stream's metrics against their own online robust baseline, and stuck
   sensors (a normally noisy value repeated exactly);
-- peer_group: accelerators against same-model peers in their rack (or row) right now;
+- peer_group: accelerators against same-model peers on their host (or in their rack or row
+  when the host has too few) right now, beyond each unit's own usual offset from them;
 - thermal_residual: die temperature against what power and inlet explain (smoothed, so only
   persistent excess counts);
 - isolation_forest: window features per accelerator model;
@@ -22,8 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from dcops.analytics.detectors import CounterTrendDetector, PeerGroupDetector, StreamState, z_to_score
+from dcops.analytics.detectors.peer import PeerOffsets
 from dcops.analytics.features import ACCEL_COUNTERS, ACCEL_MODEL_FEATURES, STREAMS, WINDOW_FEATURE_NAMES
 from dcops.analytics.models import ModelBundle
 from dcops.analytics.tracker import FeatureTracker, THERMAL_INPUTS, peer_groups
@@ -55,8 +58,8 @@ class ScorerParams:
     alpha: float = 0.02  # baseline learning rate per interval (about 8 minutes at 10 s)
     clip: float = 3.0
     warmup: int = 20  # intervals before univariate findings
-    stuck_after: int = 1  # exact repeats of a noisy probe before it is called stuck
-    stuck_change_rate: float = 0.9  # only series that change this often can be "stuck"
+    stuck_after: int = 1  # exact repeats before a sensor can be called stuck (at least)
+    stuck_p: float = 1e-9  # a run of repeats is "stuck" when a healthy sensor repeats that long this rarely
     peer_z: float = 8.0
     thermal_z: float = 6.0
     thermal_smoothing: float = 0.5
@@ -85,8 +88,7 @@ class _Bank:
         expected = st.loc.copy()
         z = np.nan_to_num(st.z(X), nan=0.0)
         z[st.n < p.warmup] = 0.0
-        stuck = (self.sensor & ~np.isnan(X) & (X == st.last) & (st.stuck + 1 >= p.stuck_after)
-                 & (st.change_rate >= p.stuck_change_rate) & (st.n >= p.warmup))
+        stuck = self.sensor & st.stuck_mask(X, p.stuck_p, p.stuck_after) & (st.n >= p.warmup)
         st.update(X, p.alpha, p.clip, floor, p.warmup)
         return z, stuck, expected
 
@@ -109,6 +111,20 @@ class FleetScorer:
         self._thermal_z = np.zeros(len(inventory.accel_ids))
         self._inlet_z = np.zeros(len(self.tracker.rack_index))
         self._peer_cols = [ACCEL_MODEL_FEATURES.index(f) for f in PEER_FEATURES]
+        # each unit's usual offset from its peers (sensor bias, position in the row): peers compare
+        # the deviation beyond it, not raw values
+        self.peer_offsets = PeerOffsets((len(inventory.accel_ids), len(PEER_FEATURES)), warmup=params.warmup)
+        # Accelerators of a host with enough of them are compared with their host-mates instead of
+        # the rack: a shift all of a host's accelerators share is the host's workload (a job
+        # started or ended there) or a host-level cause its own telemetry shows (fans, PSU), not
+        # an accelerator anomaly, and host-mates share the workload, so one hot unit stands out
+        self.hosts = np.asarray([f"{m}|{d}" for m, d in zip(inventory.accel_tags["model"], inventory.accel_tags["device"])],
+                                dtype=object)
+        self.host_offsets = PeerOffsets((len(inventory.accel_ids), len(PEER_FEATURES)), warmup=params.warmup)
+        sizes = pd.Series(self.hosts).map(pd.Series(self.hosts).value_counts()).to_numpy()
+        self.host_big = (sizes >= self.peer.min_group)[:, None]  # hosts with enough accelerators to compare
+        self.stream_offsets = {m: PeerOffsets((len(self.tracker.ids[m]), len(cols)), warmup=params.warmup)
+                               for m, (_, cols, _) in self.stream_peers.items()}
         self.intervals = 0
 
     def _stream_peer(self, s):
@@ -141,18 +157,29 @@ class FleetScorer:
             if s.measurement in self.stream_peers:
                 det, cols, groups = self.stream_peers[s.measurement]
                 X = f.streams[s.measurement][:, cols]
-                pz, pmed = det.deviations(X, groups)
-                out += self._emit(f.time_ns, ids, "peer_group", pz, s.peer_metrics, X, pmed, self.params.peer_z)
+                pz, expected = self._peer_z(det, self.stream_offsets[s.measurement], X, groups)
+                out += self._emit(f.time_ns, ids, "peer_group", pz, s.peer_metrics, X, expected, self.params.peer_z)
         ids = self.tracker.ids["accel"]
         X = f.accel[:, self._peer_cols]
-        pz, pmed = self.peer.deviations(X, self.groups)
-        out += self._emit(f.time_ns, ids, "peer_group", pz, PEER_FEATURES, X, pmed, self.params.peer_z)
+        pz, expected = self._peer_z(self.peer, self.peer_offsets, X, self.groups)
+        hz, _ = self._peer_z(self.peer, self.host_offsets, X, self.hosts)
+        pz = np.where(self.host_big, hz, pz)
+        out += self._emit(f.time_ns, ids, "peer_group", pz, PEER_FEATURES, X, expected, self.params.peer_z)
         cz = self.counters.feature_z(f.counter_delta)
         out += self._emit(f.time_ns, ids, "counter_trend", cz, ACCEL_COUNTERS, f.counter_delta,
                           np.broadcast_to(self.counters.rate_, cz.shape), self.params.counter_z)
         if self.models is not None:
             out += self._score_models(f, ids)
         return out
+
+    @staticmethod
+    def _peer_z(det: PeerGroupDetector, offsets: PeerOffsets, X, groups) -> tuple[np.ndarray, np.ndarray]:
+        """Deviation from the peer median beyond the unit's own usual offset, in peer spreads;
+        expected value = peer median + that offset. Learns the offsets afterwards (causal)."""
+        dev, scale, med = det.signed_deviations(X, groups)
+        z = offsets.z(dev, scale)
+        offsets.update(dev, z)
+        return z, med + offsets.offset
 
     def _score_models(self, f, ids) -> list[Finding]:
         out = []

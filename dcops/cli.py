@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "snmp": ("dcops.collectors.snmp_cli", "SNMP: poll a device once, list profiles, receive traps"),
     "agent": ("dcops.collectors.agent_cli", "accelerator agent: NVML GPUs, NPUs, dcgm-exporter scrape"),
     "redfish": ("dcops.collectors.redfish_cli", "Redfish: poll one server BMC (PSUs, fans, temperatures, coolant, logs)"),
-    "eval": ("dcops.analytics.eval_cli", "evaluate detectors: simulated fault scenarios, NAB"),
+    "eval": ("dcops.commands.eval", "evaluate outage response (scenarios through the whole pipeline) and detectors"),
     "train": ("dcops.analytics.train_cli", "train anomaly models from the store's history"),
     "rules": ("dcops.alerts.rules.cli", "validate alert rule files"),
     "runbook": ("dcops.alerts.runbooks.cli", "validate and list runbooks (methods of procedure)"),

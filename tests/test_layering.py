@@ -52,7 +52,8 @@ def test_core_imports_no_stage():
     bad = {}
     for path in sources("dcops"):
         rel = path.relative_to(REPO).as_posix()
-        if rel in WIRING or rel.startswith("dcops/commands/"):
+        # dcops/evaluation wires every stage on simulated time, as the demo does (`dcops eval outages`)
+        if rel in WIRING or rel.startswith(("dcops/commands/", "dcops/evaluation/")):
             continue
         hits = _hits(imports_of(path), {f"dcops.{s}" for s in STAGES})
         if hits:

@@ -44,6 +44,7 @@ __all__ = ["Explains", "EXPLAINS", "Link", "InhibitRule", "Correlator", "assess_
 
 _NS = 1_000_000_000
 _RELATION_ORDER = {"same": 0, "downstream": 1, "sibling": 2}
+_SIBLING_KINDS = POWER_KINDS | {"cooling", "accel"}
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,10 @@ class Correlator:
             inv = self.inv
             c = inv.components.get(comp)
             out: set[str] = set()
-            if c is not None and c.kind == "cooling":
+            if c is not None and c.kind == "accel" and c.device:
+                # the accelerators of one server share its work: one lost, the others take its load
+                out.update(x for x in inv.children(c.device) if inv.components[x].kind == "accel")
+            elif c is not None and c.kind == "cooling":
                 for z in inv.children(comp):
                     if inv.components[z].kind == "zone":
                         out.update(inv.components[z].attrs["units"])
@@ -242,18 +246,24 @@ class Correlator:
                     key = (0 if same else 1, e.rank, _RELATION_ORDER[rel], r.raised_ns, comp, r.probable_cause.value, r.id)
                 if best_key is None or key < best_key:
                     best_key, best = key, (r, e, rel, comp)
-        if comps[a.component].kind in POWER_KINDS | {"cooling"}:
+        if comps[a.component].kind in _SIBLING_KINDS:
             for sib in self._siblings(a.component):
                 for r, e in roots_at.get(sib, ()):
-                    if e is None or a.probable_cause not in e.sibling_causes or not self._active_at(r, a.raised_ns):
+                    if e is None or not self._active_at(r, a.raised_ns):
                         continue
-                    if not is_lost(r):  # a common cause: both units hit within the clock skew
+                    if a.probable_cause in e.sibling_load and not is_lost(a):
+                        # the sibling took over the root's load: any time after the root started
+                        if r.raised_ns > a.raised_ns + self.skew_ns:
+                            continue
+                    elif a.probable_cause not in e.sibling_causes:
+                        continue
+                    elif not is_lost(r):  # a common cause: both units hit within the clock skew
                         if abs(a.raised_ns - r.raised_ns) > self.skew_ns or \
                                 (r.raised_ns, r.component) >= (a.raised_ns, a.component):
                             continue
                     elif is_lost(a) and (r.raised_ns, r.component) >= (a.raised_ns, a.component):
                         continue  # the first unit lost is the root; no cycles between siblings
-                    if not is_lost(a) and r.raised_ns > a.raised_ns:
+                    elif not is_lost(a) and r.raised_ns > a.raised_ns:
                         continue  # a load finding before the loss is not caused by it
                     key = (1, e.rank, 2, r.raised_ns, sib, r.probable_cause.value, r.id)
                     if best_key is None or key < best_key:
@@ -305,6 +315,8 @@ class Correlator:
         if rel == "same":
             return f"on the same unit {r.component}: {a.probable_cause.value} after {r.probable_cause.value}, {dt}"
         if rel == "sibling":
+            if e is not None and a.probable_cause in e.sibling_load and not is_lost(a):
+                return f"carries the load of {r.component} ({r.specific_problem}), {dt}"
             if not is_lost(r):
                 return f"same cause as {r.component} ({r.specific_problem}): its sibling, {dt}"
             what = "second unit lost in the same redundant group as" if is_lost(a) else "carries the load of"

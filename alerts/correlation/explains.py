@@ -60,6 +60,10 @@ class Explains:
     # on servers, accelerators and racks only when the root started first and, for host losses,
     # every feed of the rack ran through a unit in this state or a lost one
     drops_load: frozenset[PC] = frozenset()
+    # causes on siblings explained whenever they start after the root (within the clock skew
+    # before it at most): the root's unit stopped carrying its load (an accelerator that failed,
+    # a UPS whose battery ran out) and the siblings took it over
+    sibling_load: frozenset[PC] = frozenset()
 
     def matches_root(self, kind: str, cause: PC, lost: bool) -> bool:
         return (kind in self.root_kinds and cause in self.root_causes
@@ -74,6 +78,17 @@ EXPLAINS: tuple[Explains, ...] = (
              same_component=POWER_CAUSES | LOAD_EFFECTS | {PC.LOSS_OF_REDUNDANCY},
              sibling_causes=LOAD_EFFECTS | {PC.POWER_PROBLEM, PC.POWER_SUPPLY_FAILURE, PC.LOSS_OF_REDUNDANCY,
                                             PC.TEMPERATURE_UNACCEPTABLE}),
+    # an accelerator that failed (XID 79/48, lost, not answering): analytics findings on itself and on
+    # the other accelerators of its server, which take over its share of the work, are its symptoms
+    Explains("accel-fault", frozenset({"accel"}), frozenset({PC.EQUIPMENT_MALFUNCTION}), frozenset(),
+             rank=2, graph="host", same_component=LOAD_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE},
+             sibling_load=LOAD_EFFECTS),
+    # a server's own hardware fault (a PSU, fans): analytics findings and thermal symptoms on the
+    # server itself and on its accelerators
+    Explains("server-fault", frozenset({"server"}),
+             frozenset({PC.POWER_SUPPLY_FAILURE, PC.FAN_FAILURE, PC.EQUIPMENT_MALFUNCTION}),
+             LOAD_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE}, rank=2, graph="host",
+             same_component=LOAD_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE}),
     Explains("host", frozenset({"server"}), frozenset({PC.UNDERLYING_RESOURCE_UNAVAILABLE}),
              HOST_LOSS | LOAD_EFFECTS, rank=1, graph="host", same_component=HOST_LOSS | LOAD_EFFECTS),
     Explains("power-degraded", POWER_KINDS,
@@ -82,6 +97,8 @@ EXPLAINS: tuple[Explains, ...] = (
              LOAD_EFFECTS, rank=3, root_lost=False, drops_load=HOST_LOSS | {PC.POWER_SUPPLY_FAILURE},
              # the other UPS of the same racks losing mains within the clock skew: one utility outage
              sibling_causes=frozenset({PC.COMMERCIAL_POWER_FAILURE}),
+             # ...and the other feed of its racks takes the load it drops when the battery runs out
+             sibling_load=LOAD_EFFECTS,
              # the same UPS running its battery empty and dropping its load is the same incident
              same_component=POWER_CAUSES | LOAD_EFFECTS | {PC.LOSS_OF_REDUNDANCY}),
     Explains("cooling", COOLING_KINDS, COOLING_CAUSES | {PC.TEMPERATURE_UNACCEPTABLE},

@@ -11,13 +11,49 @@ population seen in `fit` (its median and spread), so each row's score stands on 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from dcops.analytics.detectors.base import OutlierDetector
 
-__all__ = ["PeerGroupDetector", "group_median_mad"]
+__all__ = ["PeerGroupDetector", "PeerOffsets", "group_median_mad"]
+
+
+def _nanmedian(X: np.ndarray, axis: int = 0) -> np.ndarray:
+    """np.nanmedian without the "All-NaN slice" warning: an all-NaN column is NaN (a group or
+    a feature with no reading this interval is normal: a dark rack, an NPU without HBM)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(X, axis=axis)
+
+
+class PeerOffsets:
+    """Each unit's own usual offset from its peers' median, learned online.
+
+    Real units differ by a fixed amount (a sensor with a bias, a GPU at the end of a row that
+    always runs 3 degC warmer): comparing raw values with the peer median would flag them for
+    ever. The offset is an exponentially weighted mean of (value - peer median), learned only
+    from deviations that are not abnormal (under `learn_z` spreads), so a fault is not absorbed
+    into the baseline; during the first `warmup` intervals it is a plain mean and nothing is
+    flagged. `z(dev, scale)` is the deviation beyond the unit's own offset, in spreads."""
+
+    def __init__(self, shape, alpha: float = 0.01, warmup: int = 20, learn_z: float = 3.0) -> None:
+        self.offset = np.zeros(shape)
+        self.n = np.zeros(shape)
+        self.alpha, self.warmup, self.learn_z = alpha, warmup, learn_z
+
+    def z(self, dev: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        z = np.nan_to_num(np.abs(dev - self.offset) / scale, nan=0.0)
+        return np.where(self.n >= self.warmup, z, 0.0)
+
+    def update(self, dev: np.ndarray, z: np.ndarray) -> None:
+        ok = ~np.isnan(dev) & ((self.n < self.warmup) | (z < self.learn_z))
+        a = np.where(self.n < self.warmup, 1.0 / (self.n + 1.0), self.alpha)
+        self.offset = np.where(ok, self.offset + a * (np.nan_to_num(dev) - self.offset), self.offset)
+        self.n = self.n + ok
 
 
 def group_median_mad(X: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -43,9 +79,9 @@ class PeerGroupDetector(OutlierDetector):
         X = validate_data(self, X, reset=True, dtype=np.float64, ensure_all_finite="allow-nan")
         codes = self._codes(groups, len(X))
         med, mad, _ = group_median_mad(X, np.zeros(len(X), dtype=np.int64) if codes is None else codes)
-        floor = np.nanmedian(mad, axis=0) * self.floor_fraction
+        floor = _nanmedian(mad, axis=0) * self.floor_fraction
         self.scale_floor_ = np.maximum(np.nan_to_num(floor, nan=0.0), self.min_scale)
-        self.population_median_ = np.nan_to_num(np.nanmedian(X, axis=0), nan=0.0)
+        self.population_median_ = np.nan_to_num(_nanmedian(X, axis=0), nan=0.0)
         self.offset_ = float(np.quantile(-self._peer_z(X, codes), self.contamination))
         return self
 
@@ -68,6 +104,13 @@ class PeerGroupDetector(OutlierDetector):
     def fit_predict(self, X, y=None, groups=None):
         return self.fit(X, groups=groups).predict(X, groups)
 
+    def signed_deviations(self, X, groups=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(value - peer median, the spread it is measured in, peer median) per feature."""
+        check_is_fitted(self)
+        X = np.asarray(X, dtype=np.float64)
+        med, scale = self._medians_scale(X, self._codes(groups, len(X)))
+        return X - med, scale, med
+
     def deviations(self, X, groups=None) -> tuple[np.ndarray, np.ndarray]:
         """(per-feature z, per-feature peer median) for explanations."""
         check_is_fitted(self)
@@ -85,17 +128,21 @@ class PeerGroupDetector(OutlierDetector):
         return pd.factorize(groups)[0]
 
     def _medians_z(self, X, codes):
+        med, scale = self._medians_scale(X, codes)
+        return med, np.nan_to_num(np.abs(X - med) / scale, nan=0.0)
+
+    def _medians_scale(self, X, codes):
         if codes is None:  # against the fitted population
             med = np.broadcast_to(self.population_median_, X.shape)
-            return med, np.nan_to_num(np.abs(X - med) / self.scale_floor_, nan=0.0)
+            return med, np.broadcast_to(self.scale_floor_, X.shape)
         med, mad, size = group_median_mad(X, codes)
         small = size < self.min_group
         if small.any():
-            gmed = np.nanmedian(X, axis=0)
-            gmad = np.nanmedian(np.abs(X - gmed), axis=0) * 1.4826
+            gmed = _nanmedian(X, axis=0)
+            gmad = _nanmedian(np.abs(X - gmed), axis=0) * 1.4826
             med[small], mad[small] = gmed, gmad
         scale = np.maximum(np.nan_to_num(mad, nan=0.0), self.scale_floor_)
-        return med, np.nan_to_num(np.abs(X - med) / scale, nan=0.0)
+        return med, scale
 
     def _peer_z(self, X, codes):
         return self._medians_z(X, codes)[1].max(axis=1) if X.shape[1] else np.zeros(len(X))

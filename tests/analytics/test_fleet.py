@@ -73,7 +73,7 @@ def test_stuck_sensor_is_named_as_such(sim_history, trained):
     rack = sim.inventory.racks[0].name
     sim.inject("stuck_sensor", rack, 600)
     hits = []
-    for _ in range(3):
+    for _ in range(20):  # a run of repeats this sensor's noise and 0.1 degC steps make improbable
         sim.step()
         hits += [f for f in scorer.score(sim.batches()) if f.attributes.get("kind") == "stuck_sensor"]
     assert [(f.component, f.attributes["metric"]) for f in hits][:1] == [(rack, "rack_inlet_temp_degc")]
@@ -101,3 +101,36 @@ def test_cooling_loss_shows_as_rack_inlet_residual_in_its_zone(sim_history, trai
     assert {f.component for f in hot} <= racks_z1
     c = hot[0].contributions[0]
     assert c.observed > c.expected + 1.0
+
+
+def test_a_whole_host_moving_together_is_not_an_accelerator_anomaly(sim_history):
+    """A job that starts on one server moves all its accelerators together against the rack's
+    peers: that is the host's workload, not an anomaly of each accelerator. One accelerator
+    running hot against its own host-mates still is."""
+    sim, history = sim_history
+    scorer = FleetScorer(sim.inventory, None)
+    for b in history[:40]:
+        scorer.score(b)
+    server = sim.inventory.servers[0].name
+    accels = sorted(c for c in sim.inventory.children(server) if sim.inventory.components[c].kind == "accel")
+    rows = [list(sim.inventory.accel_ids).index(a) for a in accels]
+
+    def shifted(batches, rows_hot, dt):
+        out = []
+        for b in batches:
+            if b.measurement == "accel" and "accel_temp_degc" in b.fields:
+                f = dict(b.fields)
+                t = f["accel_temp_degc"].copy()
+                ids = [f"{d}:{i}" for d, i in zip(b.tags["device"], b.tags["accel"])] if "accel" in b.tags else []
+                for k, aid in enumerate(ids):
+                    if list(sim.inventory.accel_ids).index(aid) in rows_hot:
+                        t[k] += dt
+                f["accel_temp_degc"] = t
+                b = b.with_fields(**f)
+            out.append(b)
+        return out
+
+    whole = [f for b in history[40:46] for f in scorer.score(shifted(b, set(rows), 12.0))]
+    assert not [f for f in whole if f.detector == "peer_group" and f.component in accels]
+    one = [f for b in history[46:52] for f in scorer.score(shifted(b, {rows[0]}, 12.0))]
+    assert any(f.detector == "peer_group" and f.component == accels[0] for f in one)

@@ -1,0 +1,80 @@
+"""The report of one scenario, read back from what the alerter wrote (alarms, incidents, outbox).
+
+    {"name", "raw_alarms", "alarms", "notifications", "pages",
+     "faults": [{"at_s", "fault", "target", "fault_id", "affected"}],
+     "incidents": [{"id", "root_component", "root_kind", "root_probable_cause", "severity", "opened_s",
+                    "alarms", "notifications", "runbook"}]}
+
+Times are seconds from the scenario start (after warm-up); incidents opened during warm-up are
+left out, as are alarms raised then. `raw_alarms` counts every raise (a re-raise counts again);
+`alarms` the distinct alarms; `notifications` every outbox row of the scenario's incidents
+(trigger, resolve, suppressed); `pages` the trigger notifications that were not suppressed. An incident's `severity` is the
+worst it reached while open (what the NOC was told at its worst), not what is left at the end.
+"""
+
+from __future__ import annotations
+
+from dcops.alarm_types import DeliveryStatus, IncidentAction
+
+__all__ = ["scenario_report"]
+
+NS = 1_000_000_000
+
+
+def scenario_report(run, sc, start_ns: int, labels, raw_alarms: int, runbooks=None, alerter=None,
+                    peak=None) -> dict:
+    from dcops.alerts.storage.repository import Repository
+
+    inv = run.inv
+    alerter = alerter or run.alerter
+    peak = run.peak if peak is None else peak
+    repo = Repository(alerter.engine, inv, clock=lambda: run.sim.now_ns / NS)
+    alarms = [a for a in repo.list_alarms(limit=1_000_000) if a.raised_ns >= start_ns]
+    by_incident: dict[str, list] = {}
+    for a in alarms:
+        if a.incident_id:
+            by_incident.setdefault(a.incident_id, []).append(a)
+    notes = [n for n in repo.notifications(limit=1_000_000) if n.created_ns >= start_ns]
+    notes_of: dict[str, list] = {}
+    for n in notes:
+        notes_of.setdefault(n.incident_id or "", []).append(n)
+    incidents = []
+    for inc in sorted(repo.list_incidents(since_ns=start_ns, limit=1_000_000), key=lambda i: (i.opened_ns, i.id)):
+        members = by_incident.get(inc.id, [])
+        root = next((a for a in members if a.id == inc.root_alarm_id), None)
+        if root is None and members:
+            root = next((a for a in members if a.component == inc.root_component), members[0])
+        comp = inc.root_component or (root.component if root else "")
+        kind = inv.components[comp].kind if comp in inv.components else ""
+        incidents.append({
+            "id": inc.id,
+            "root_component": comp,
+            "root_kind": kind,
+            "root_probable_cause": root.probable_cause.value if root else "",
+            "severity": peak.get(inc.id, inc.severity).value,
+            "opened_s": round((inc.opened_ns - start_ns) / NS, 3),
+            "alarms": len(members),
+            "notifications": len(notes_of.get(inc.id, [])),
+            "runbook": _runbook(runbooks, root, kind),
+        })
+    pages = sum(1 for n in notes if n.action is IncidentAction.TRIGGER and n.status is not DeliveryStatus.SUPPRESSED)
+    return {
+        "name": sc.name,
+        "duration_s": sc.duration_s,
+        "raw_alarms": int(raw_alarms),
+        "alarms": len(alarms),
+        "notifications": len(notes),
+        "pages": pages,
+        "faults": [{"at_s": f.at_s, "fault": f.fault, "target": label.target, "fault_id": label.fault_id,
+                    "affected": list(label.affected)} for f, label in labels],
+        "incidents": incidents,
+    }
+
+
+def _runbook(runbooks, root, kind: str) -> str | None:
+    if runbooks is None or root is None:
+        return None
+    from dcops.alerts.runbooks.loader import applicable
+
+    found = applicable(runbooks.values(), root, kind or None)
+    return found[0].id if found else None

@@ -1,0 +1,48 @@
+"""The judge: causes from injected faults, redundancy severity from the topology, incident matching."""
+
+from __future__ import annotations
+
+from dcops.evaluation.judge import causes_of, expected_severity, score
+from dcops.sim.faults import affected_components
+
+
+def _f(inv, at, fault, target):
+    return {"at_s": at, "fault": fault, "target": target, "affected": list(affected_components(inv, fault, target))}
+
+
+def test_redundant_units_hit_together_are_one_cause_with_topology_severity(small_inventory):
+    inv = small_inventory
+    both = causes_of([_f(inv, 60, "pdu_breaker_trip", "PDU-A2"), _f(inv, 60, "pdu_breaker_trip", "PDU-B2")])
+    assert [c.targets for c in both] == [("PDU-A2", "PDU-B2")]
+    assert expected_severity(both[0], inv) == "critical"          # R2's racks have no live feed
+    (one,) = causes_of([_f(inv, 60, "pdu_breaker_trip", "PDU-B2")])
+    assert expected_severity(one, inv) == "major"                  # every rack keeps feed A
+    (single_fed,) = causes_of([_f(inv, 60, "pdu_breaker_trip", "PDU-A1")])
+    assert expected_severity(single_fed, inv) == "critical"        # R1-03 is fed from A1 only
+    (crac,) = causes_of([_f(inv, 60, "crac_failure", "CRAC-1")])
+    assert expected_severity(crac, inv) == "major"
+    (two,) = causes_of([_f(inv, 60, "crac_failure", "CRAC-3"), _f(inv, 62, "crac_failure", "CRAC-4")])
+    assert expected_severity(two, inv) == "critical"
+    # different zones, or minutes apart: independent causes
+    assert len(causes_of([_f(inv, 60, "crac_failure", "CRAC-1"), _f(inv, 60, "crac_failure", "CRAC-3")])) == 2
+    assert len(causes_of([_f(inv, 60, "crac_failure", "CRAC-1"), _f(inv, 400, "crac_failure", "CRAC-2")])) == 2
+    assert expected_severity(causes_of([_f(inv, 60, "gpu_xid79", "R2-01-S01:1")])[0], inv) is None
+
+
+def test_score_counts_roots_spurious_and_pages(small_inventory):
+    inv = small_inventory
+    inc = lambda root, sev: {"root_component": root, "severity": sev}  # noqa: E731
+    report = {"scenarios": [
+        {"name": "a", "raw_alarms": 40, "pages": 3, "duration_s": 600,
+         "faults": [_f(inv, 60, "pdu_breaker_trip", "PDU-B2"), _f(inv, 90, "gpu_xid79", "R1-01-S01:0")],
+         "incidents": [inc("PDU-B2", "major"), inc("R2-01", "minor"), inc("R1-01-S01:0", "critical"),
+                       inc("CRAC-3", "minor")]},
+        {"name": "q", "raw_alarms": 1, "pages": 1, "duration_s": 43200, "faults": [], "incidents": [inc("R1-01", "minor")]},
+    ]}
+    s = score(report, inv)
+    assert s["incidents"] == 4 and s["raw_per_incident"] == 10.0
+    assert s["right_root_pct"] == 50.0                  # PDU-B2 and the GPU; R2-01 is in reach but not a root
+    assert s["independent_faults"] == 2 and s["faults_with_one_incident"] == 1
+    assert s["spurious_incidents"] == 1                 # CRAC-3: nothing faulted reaches it
+    assert s["redundancy_cases"] == 1 and s["redundancy_severity_right"] == 0  # two incidents for one PDU
+    assert s["pages_per_quiet_day"] == 2.0
