@@ -79,6 +79,9 @@ class _Bank:
         self.state = StreamState.empty((n, len(stream.metrics)), self.abs_floor)
         self.sensor = np.array([m in stream.sensors for m in stream.metrics])
         self.params = params
+        # per metric, the EW share of this stream's series whose reading changed from one interval
+        # to the next: how often a healthy sensor of this kind, here and now, moves
+        self.peer_change = np.full(len(stream.metrics), np.nan)
 
     def step(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(z per value, stuck mask, expected per value), then learn X."""
@@ -89,8 +92,31 @@ class _Bank:
         z = np.nan_to_num(st.z(X), nan=0.0)
         z[st.n < p.warmup] = 0.0
         stuck = self.sensor & st.stuck_mask(X, p.stuck_p, p.stuck_after) & (st.n >= p.warmup)
+        stuck &= st.stuck + 1 >= self._peer_run_needed(X)
         st.update(X, p.alpha, p.clip, floor, p.warmup)
         return z, stuck, expected
+
+
+    def _peer_run_needed(self, X: np.ndarray) -> np.ndarray:
+        """Per metric, the run of repeats that the sensor's peers make improbable.
+
+        A repeat is suspicious only when the signal should have moved. At the resolution real
+        collectors deliver (whole degrees from NVML and BMCs) a quiet quantity, such as a server
+        inlet in a steady cold aisle, repeats for hours on every unit, and its own history cannot
+        tell a quiet spell from a stuck sensor. Its peers can: when the readings of the same metric
+        on the other units change in a share `c` of intervals, a healthy one stays put for k
+        intervals with chance (1 - c)^k; a run is stuck only when that is below `stuck_p` too.
+        """
+        last = self.state.last
+        valid = ~np.isnan(X) & ~np.isnan(last)
+        count = valid.sum(axis=0)
+        share = np.where(count > 0, (valid & (X != last)).sum(axis=0) / np.maximum(count, 1), np.nan)
+        known = ~np.isnan(self.peer_change)
+        self.peer_change = np.where(np.isnan(share), self.peer_change,
+                                    np.where(known, 0.9 * self.peer_change + 0.1 * share, share))
+        stay = np.clip(1.0 - np.nan_to_num(self.peer_change, nan=0.0), 1e-6, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(stay < 1.0, np.ceil(np.log(self.params.stuck_p) / np.log(stay)), np.inf)
 
 
 class FleetScorer:
