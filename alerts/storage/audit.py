@@ -184,6 +184,9 @@ class AuditLog:
     def __init__(self, engine: Engine, clock: Callable[[], int] = time.time_ns, *, key: bytes | None = None,
                  anchor_file: str | Path | None = None) -> None:
         self.engine = engine
+        # SQLite has no row lock to take before reading the chain's head: writers of this process
+        # take turns here (other processes still meet the unique seq and retry)
+        self._local_writer = threading.Lock()
         self.clock = clock
         self.key = key
         self.anchor_file = Path(anchor_file) if anchor_file else None
@@ -213,11 +216,12 @@ class AuditLog:
             return self._append(session, t, actor, role, action, target_kind, target_id, data)
         for attempt in range(retries):
             try:
-                with Session(self.engine) as s, s.begin():
+                with self._local_writer, Session(self.engine) as s, s.begin():
                     return self._append(s, t, actor, role, action, target_kind, target_id, data)
             except IntegrityError:
                 if attempt == retries - 1:
                     raise
+                time.sleep(0.005 * 2 ** attempt)  # another process took this seq: read the new head
         raise AssertionError("unreachable")
 
     def _append(self, s: Session, t: int, actor, role, action, target_kind, target_id, data) -> AuditRecord:

@@ -61,7 +61,7 @@ def test_two_ingest_workers_in_one_group_split_the_racks(broker, tmp_path):
             held = [w.consumer.assignment() for w in workers]
             return all(held) and len(set().union(*held)) == PARTITIONS and not set.intersection(*held)
 
-        wait_for(joined, 60, "both workers holding partitions")
+        wait_for(joined, 180, "both workers holding partitions")  # a loaded 2-core CI machine can need several rebalance rounds
         held = [{p for _, p in w.consumer.assignment()} for w in workers]
 
         for k in range(3):
@@ -110,7 +110,7 @@ def test_a_console_process_follows_every_rack_from_the_bus(broker, tmp_path):
         follower, thread, bus = following
         view = follower.view
         assert len(view.read("accel", ["accel_temp_degc"])) == len(RACKS) * 8  # rebuilt from the store
-        wait_for(lambda: follower.consumer.assignment(), 60, "the follower holding partitions")
+        wait_for(lambda: follower.consumer.assignment(), 180, "the follower holding partitions")
         publish_by_rack(producer, poll_batch(now))
         producer.flush(10)
         wait_for(lambda: set(view.read("accel", ["accel_temp_degc"]).time_ns) == {now}, 60, "every rack followed")
