@@ -8,6 +8,7 @@ Register a new one in `dcops.sim.faults.FAULT_TYPES`.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 from dcops.batch import Severity
@@ -64,7 +65,7 @@ def rack_telemetry_reach(inv: Inventory, rack: str) -> tuple[str, ...]:
 
 
 # ----- the base ---------------------------------------------------------------------------------
-class FaultType:
+class FaultType(ABC):
     """One kind of fault. Subclasses set the class attributes and override `apply`/`clear`."""
 
     name: ClassVar[str]
@@ -95,11 +96,13 @@ class FaultType:
     def affected(self, inv: Inventory, target: str) -> tuple[str, ...]:
         return (target,)
 
+    @abstractmethod
     def apply(self, sim: "FaultControls", label: FaultLabel) -> None:
-        raise NotImplementedError
+        """Start the fault on the simulator through its public controls."""
 
+    @abstractmethod
     def clear(self, sim: "FaultControls", label: FaultLabel) -> None:
-        raise NotImplementedError
+        """End the fault: the controls back as they were."""
 
     def __repr__(self) -> str:
         return f"<fault type {self.name}>"
