@@ -6,7 +6,8 @@ accelerated simulation shows its data; the store downsamples to about `POINTS` p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,20 +84,25 @@ def _where(comp: Component, spec: ChartSpec, site: str) -> dict[str, str]:
     return {t: tags[t] for t in spec.id_tags}
 
 
-def device_series(ctx: Context, name: str, range_key: str) -> tuple[ChartSpec, pd.DataFrame]:
+def device_series(ctx: Context, name: str, range_key: str,
+                  fields: Sequence[str] | None = None) -> tuple[ChartSpec, pd.DataFrame]:
     """The component's metrics over the range, downsampled by the store (KeyError names what)."""
     if range_key not in RANGES:
         raise KeyError(f"unknown range {range_key!r} (one of {list(RANGES)})")
     end = data_now_ns(ctx) + 1
-    return series_between(ctx, name, end - RANGES[range_key] * NS, end)
+    return series_between(ctx, name, end - RANGES[range_key] * NS, end, fields)
 
 
-def series_between(ctx: Context, name: str, start_ns: int, end_ns: int) -> tuple[ChartSpec, pd.DataFrame]:
-    """The component's charted metrics in [start_ns, end_ns), about POINTS windows per series."""
+def series_between(ctx: Context, name: str, start_ns: int, end_ns: int,
+                   fields: Sequence[str] | None = None) -> tuple[ChartSpec, pd.DataFrame]:
+    """The component's charted metrics (or `fields` of its measurement) in [start_ns, end_ns),
+    about POINTS windows per series."""
     comp = ctx.inventory.get(name)
     if comp.kind not in DEVICE_CHARTS:
         raise KeyError(f"{name!r} is a {comp.kind}; no metrics are charted for that kind")
     spec = DEVICE_CHARTS[comp.kind]
+    if fields is not None:
+        spec = replace(spec, fields=tuple(fields))
     span_s = max((end_ns - start_ns) / NS, 1.0)
     every = max(span_s / POINTS, 1.0)
     where = _where(comp, spec, ctx.inventory.site)

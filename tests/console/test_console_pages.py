@@ -82,15 +82,19 @@ def test_rack_callback(viewer):
 
 def test_devices_callbacks(viewer):
     devices = page("devices")
-    opts = devices.search_options("r2-01-s01:", None)
-    assert [o["value"] for o in opts][:4] == ["R2-01-S01:0", "R2-01-S01:1", "R2-01-S01:2", "R2-01-S01:3"]
+    tree = str(devices.show_tree("r2-01-s01:", None))
+    assert "R2-01-S01:0" in tree and "R2-01-S01:3" in tree and "R1-01" not in tree
+    rows = devices.grid_rows(None, "R2-01-S01", 0)
+    assert [r["name"] for r in rows][:2] == ["R2-01-S01", "R2-01-S01:0"]
+    assert {r["state"] for r in rows if r["kind"] == "accel"} >= {"down", "healthy"}
     title, charts, events, alarms = devices.show_device("R2-01-S01:0", "1h", 0)
-    assert "R2-01-S01:0" in title.children and len(charts) == 6
+    assert "R2-01-S01:0" in title.children and len(charts) == 5  # what the fake site reports for it
+    assert "Core temperature" in str(charts) and "accel_temp_degc" not in str(charts[0].children.figure)
     assert events.id == "devices-events-table" and "XID 79" in str(events)
     title, charts, events, _ = devices.show_device("nope", "1h", 0)
     assert title.id == "devices-error" and charts == []
-    with pytest.raises(PreventUpdate):
-        devices.search_options("", None)
+    title, charts, _, _ = devices.show_device("R1", "1h", 0)  # a row: no charts, its contents in the grid
+    assert title.id == "devices-name" and charts == []
 
 
 def test_fleet_callback(viewer):
