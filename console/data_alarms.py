@@ -144,10 +144,16 @@ def silence_matchers(alarm) -> list[str]:
 def incident_table(ctx: Context, open_only: bool) -> list[dict]:
     if ctx.alarms is None:
         return []
+    from dcops.console.data_impact import impact_ranking
+
     incidents = ctx.alarms.list_incidents(states=OPEN_STATES if open_only else None)
+    # impact now, for open incidents only (a resolved one's accelerators are no longer its doing)
+    impact = impact_ranking(ctx, [i for i in incidents if _v(i.state) in OPEN_STATES])
+    none = {"impact_accels": None, "impact_tokens_per_s_lost": None, "impact_power_kw": None}
     return [{"id": i.id, "title": i.title, "state": _v(i.state), "severity": _v(i.severity),
              "opened": utc_time(i.opened_ns), "root": i.root_component or "", "alarms": len(i.alarm_ids),
-             "acknowledged_by": i.acknowledged_by or "", "opened_by": i.opened_by} for i in incidents]
+             "acknowledged_by": i.acknowledged_by or "", "opened_by": i.opened_by, **impact.get(i.id, none)}
+            for i in incidents]
 
 
 # ----- history -------------------------------------------------------------------------------
