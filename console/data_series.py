@@ -176,7 +176,7 @@ def _fleet_table(ctx: Context) -> pd.DataFrame:
     up = values["accel_up"] > 0.5
     if not up.any():
         for c in ("reporting", "power_w", "util_pct", "temp_degc", "hottest_degc", "headroom_degc", "tokens_per_s",
-                  "j_per_token", "cost_per_h"):
+                  "requests_per_s", "j_per_token", "cost_per_h"):
             out[c] = 0 if c == "reporting" else np.nan
         return out
     g, k = code[up], len(out)
@@ -195,11 +195,14 @@ def _fleet_table(ctx: Context) -> pd.DataFrame:
     limit = out["model"].map(THROTTLE_TEMP_DEGC).fillna(out["vendor"].map(THROTTLE_TEMP_DEGC)).astype(float)
     out["hottest_degc"] = hottest
     out["headroom_degc"] = limit - hottest
-    # tokens per second: the counter's rise between its last two samples, kept by the view on the write path
-    rate = accel_rates(ctx, "accel_tokens_total")
-    has = ~np.isnan(rate)
-    tps = np.bincount(code[has], weights=rate[has], minlength=k)
-    out["tokens_per_s"] = np.where(np.bincount(code[has], minlength=k) > 0, tps, np.nan)
+    # tokens and requests per second (the serving engines' counters, vLLM's names mapped in
+    # collectors/data/prom_map.yaml): each counter's rise between its last two samples, kept by
+    # the view on the write path
+    for counter, column in (("accel_tokens_total", "tokens_per_s"), ("accel_requests_total", "requests_per_s")):
+        rate = accel_rates(ctx, counter)
+        has = ~np.isnan(rate)
+        total = np.bincount(code[has], weights=rate[has], minlength=k)
+        out[column] = np.where(np.bincount(code[has], minlength=k) > 0, total, np.nan)
     out["j_per_token"] = (total_w / out["tokens_per_s"]).where(out["tokens_per_s"] > 0)
     out["cost_per_h"] = total_w / 1e3 * ctx.energy_price_per_kwh
     return out

@@ -98,3 +98,13 @@ def test_grid_lists_a_rack_worst_state_first_rank(demo_ctx):
     assert {r["state_rank"] for r in accel} <= set(data_devices.GRID_STATES.values())
     found = data_devices.device_grid(demo_ctx, text="CRAC")
     assert found and all("CRAC" in r["name"] for r in found)
+
+
+def test_fleet_shows_requests_per_second_beside_tokens(demo_ctx):
+    from dcops.console.data_series import _fleet_table
+    from dcops.sim.model import SERVING
+
+    table = _fleet_table(demo_ctx)
+    assert (table["requests_per_s"] > 0).all() and (table["tokens_per_s"] > 0).all()
+    ratio = table["tokens_per_s"] / table["requests_per_s"]
+    assert ratio.to_numpy() == pytest.approx(SERVING.generation_tokens_per_request, rel=0.05)
