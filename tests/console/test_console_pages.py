@@ -237,3 +237,22 @@ def test_wallboard_rotates_between_floor_and_incidents():
     assert [view_for(t, 5.0, 15.0, None) for t in range(7)] == ["floor"] * 3 + ["incidents"] * 3 + ["floor"]
     assert view_for(4, 5.0, 15.0, "floor") == "floor"  # pinned
     assert view_for(0, 1.0, 0.5, None) == "floor" and view_for(1, 1.0, 0.5, None) == "incidents"
+
+
+def test_every_app_gets_its_own_page_callbacks(filled_store, small_inventory, users):
+    """Apps built one after another in a process (and in another thread) each bind the page
+    callbacks at build time, through the public request hooks, not on their first request."""
+    import threading
+
+    from dcops.console.app import create_app
+    from dcops.console.auth import Auth
+
+    first = create_app(filled_store, small_inventory, auth=Auth(users))
+    second = create_app(filled_store, small_inventory, auth=Auth(users))
+    built = []
+    t = threading.Thread(target=lambda: built.append(create_app(filled_store, small_inventory, auth=Auth(users))))
+    t.start()
+    t.join()
+    keys = [set(app.callback_map) for app in (first, second, built[0])]
+    assert keys[0] and keys[0] == keys[1] == keys[2]
+    assert any("devices-grid.rowData" in k for k in keys[0])
