@@ -39,7 +39,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 __all__ = ["HISTORY_FAULTS", "HistoryOptions", "OperatorTimes", "VERSION", "cached_history", "generate",
-           "load_history"]
+           "load_history", "step_pipeline"]
 
 NS = 1_000_000_000
 VERSION = 1  # bump when what `generate` writes changes: cached files of older versions are not used
@@ -120,6 +120,18 @@ def _targets(inv, rng: np.random.Generator, opts: HistoryOptions) -> list[tuple[
     return out
 
 
+def step_pipeline(sim, pipeline, store, cursor: int) -> int:
+    """One simulator step through the alert pipeline: its batches and events (the fault labels,
+    which are ground truth, left out), one reconcile cycle written; returns the event cursor."""
+    sim.step()
+    for b in sim.batches():
+        pipeline.feed_batch(b)
+    events, cursor = sim.events_since(cursor)
+    pipeline.feed_events([e for e in events if e.kind not in ("fault_injected", "fault_cleared")])
+    store.write(pipeline.reconcile(sim.now_ns))
+    return cursor
+
+
 def generate(site_cfg, db_url: str, opts: HistoryOptions = HistoryOptions()) -> int:
     """Run the fault library through the alert pipeline into `db_url` (a fresh database) and place
     the episodes over the `days` before END_NS; returns the number of incidents written."""
@@ -145,12 +157,7 @@ def generate(site_cfg, db_url: str, opts: HistoryOptions = HistoryOptions()) -> 
     def steps(n: int) -> None:
         nonlocal cursor
         for _ in range(n):
-            sim.step()
-            for b in sim.batches():
-                pipeline.feed_batch(b)
-            events, cursor = sim.events_since(cursor)
-            pipeline.feed_events([e for e in events if e.kind not in ("fault_injected", "fault_cleared")])
-            store.write(pipeline.reconcile(sim.now_ns))
+            cursor = step_pipeline(sim, pipeline, store, cursor)
 
     try:
         steps(opts.warmup_steps)

@@ -85,12 +85,7 @@ def test_similar_incident_search_finds_a_past_one_of_the_same_type(history):
     for k in range(8):
         if k == 3:
             sim.inject("gpu_xid79", gpu)
-        sim.step()
-        for b in sim.batches():
-            pipeline.feed_batch(b)
-        events, cursor = sim.events_since(cursor)
-        pipeline.feed_events([e for e in events if e.kind not in ("fault_injected", "fault_cleared")])
-        store.write(pipeline.reconcile(sim.now_ns))
+        cursor = demo_history.step_pipeline(sim, pipeline, store, cursor)
     engine.dispose()
     new = next(i for i in repo.list_incidents(states=("open",)) if i.root_component == gpu)
     ctx = Context(None, inv, alarms=repo, clock=lambda: sim.now_ns / NS)
