@@ -60,24 +60,26 @@ def layout(name: str | None = None, **_query):
     ])
 
 
-def _tree_item(node: data_devices.TreeNode) -> html.Li:
-    link = (dcc.Link(node.label, href=f"/devices?name={node.name}", className="devices-node")
+def _tree_item(node: data_devices.TreeNode, selected: str | None) -> html.Li:
+    css = "devices-node devices-selected fw-bold" if node.name and node.name == selected else "devices-node"
+    link = (dcc.Link(node.label, href=f"/devices?name={node.name}", className=css)
             if node.name else html.Span(node.label, className="fw-semibold"))
     if not node.children:
         return html.Li(link)
-    return html.Li(html.Details([html.Summary(link), _tree_list(node.children)], open=node.open))
+    return html.Li(html.Details([html.Summary(link), _tree_list(node.children, selected)], open=node.open))
 
 
-def _tree_list(nodes) -> html.Ul:
-    return html.Ul([_tree_item(n) for n in nodes], className="list-unstyled ps-3 mb-0")
+def _tree_list(nodes, selected: str | None) -> html.Ul:
+    return html.Ul([_tree_item(n, selected) for n in nodes], className="list-unstyled ps-3 mb-0")
 
 
 def show_tree(text, selected):
-    """The tree: matches of the search opened, else the selected device's branch."""
+    """The tree: matches of the search opened, else the selected device's branch (the selected
+    device in bold)."""
     nodes = data_devices.device_tree(data.current(), text, selected)
     if not nodes:
         return html.Div("Nothing matches.", className="text-muted", id="devices-tree-none")
-    return _tree_list(nodes)
+    return _tree_list(nodes, selected)
 
 
 def grid_rows(text, selected, _tick) -> list[dict]:

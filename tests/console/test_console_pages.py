@@ -83,7 +83,8 @@ def test_rack_callback(viewer):
 def test_devices_callbacks(viewer):
     devices = page("devices")
     tree = str(devices.show_tree("r2-01-s01:", None))
-    assert "R2-01-S01:0" in tree and "R2-01-S01:3" in tree and "R1-01" not in tree
+    assert "name=R2-01-S01:0" in tree and "name=R2-01-S01:3" in tree and "R1-01" not in tree
+    assert "devices-selected" in str(devices.show_tree(None, "R2-01-S01:3"))
     rows = devices.grid_rows(None, "R2-01-S01", 0)
     assert [r["name"] for r in rows][:2] == ["R2-01-S01", "R2-01-S01:0"]
     assert {r["state"] for r in rows if r["kind"] == "accel"} >= {"down", "healthy"}
