@@ -110,18 +110,28 @@ def _floor_grid(racks: tuple[str, ...], halls: tuple[str, ...], rows: tuple[str,
     return tuple(out)
 
 
+def _fmt_all(values: np.ndarray, unit: str) -> list[str]:
+    """`_fmt` of every value of a float array, in one pass."""
+    sfx = f" {unit}" if unit else ""
+    out = [f"{v:.1f}{sfx}" for v in values.tolist()]
+    for i in np.flatnonzero(np.isnan(values)).tolist():
+        out[i] = "no data"
+    return out
+
+
 def _hover(racks: pd.DataFrame, spec: ColourBy, colour_by: str, values: np.ndarray) -> np.ndarray:
     """The hover text of every rack (object array, the racks frame's order)."""
     if colour_by == "alarm":
         shown = [ALARM_LABELS[int(v)] if v == v else "no data" for v in values.tolist()]
     else:
-        shown = [_fmt(v, spec.unit) for v in values.tolist()]
-    cols = [racks[c].to_numpy(np.float64).tolist() for c in ("power_kw", "inlet_degc", "hottest_degc")]
+        shown = _fmt_all(values, spec.unit)
+    cols = [_fmt_all(racks[c].to_numpy(np.float64), unit)
+            for c, unit in (("power_kw", "kW"), ("inlet_degc", "°C"), ("hottest_degc", "°C"))]
     counts = [racks[c].to_numpy(np.int64).tolist() for c in ("accel_healthy", "accel_degraded", "accel_down",
                                                              "accel_no_data")]
     return np.asarray([
-        f"<b>{rack}</b><br>{spec.label}: {s}<br>power {_fmt(power, 'kW')}<br>inlet {_fmt(inlet, '°C')}"
-        f"<br>hottest accel {_fmt(hottest, '°C')}<br>accelerators: {ok} ok, {deg} degraded, {down} down, {nod} no data"
+        f"<b>{rack}</b><br>{spec.label}: {s}<br>power {power}<br>inlet {inlet}"
+        f"<br>hottest accel {hottest}<br>accelerators: {ok} ok, {deg} degraded, {down} down, {nod} no data"
         for rack, s, power, inlet, hottest, ok, deg, down, nod in zip(racks.index.tolist(), shown, *cols, *counts)],
         dtype=object)
 
