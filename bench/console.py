@@ -132,7 +132,9 @@ def floor_payload(colour_by: str = "inlet") -> dict:
 
 
 def rack_payload(rack: str) -> dict:
-    return {"output": "rack-body.children", "outputs": {"id": "rack-body", "property": "children"},
+    outs = [("rack-body", "children"), ("rack-accels", "rowData")]
+    return {"output": ".." + "...".join(f"{i}.{p}" for i, p in outs) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in outs],
             "inputs": [{"id": "shell-tick", "property": "data", "value": 1}],
             "changedPropIds": ["shell-tick.data"], "state": [{"id": "rack-name", "property": "data",
                                                                        "value": rack}]}
