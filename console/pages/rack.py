@@ -33,9 +33,9 @@ _STATE_STYLE = {"styleConditions": [
 ACCEL_COLUMNS = (
     ("accel_id", {"field": "link", "headerName": "accelerator", "cellRenderer": "markdown", "minWidth": 150}),
     ("device", {"field": "device", "headerName": "server"}),
-    ("vendor", {"field": "vendor"}),
-    ("model", {"field": "model", "minWidth": 150}),
-    ("state", {"field": "state", "cellStyle": _STATE_STYLE}),
+    ("vendor", {"field": "vendor", "headerName": "vendor"}),
+    ("model", {"field": "model", "headerName": "model", "minWidth": 150}),
+    ("state", {"field": "state", "headerName": "state", "cellStyle": _STATE_STYLE}),
     ("accel_temp_degc", {"field": "temp", "headerName": "temp °C", "filter": "agNumberColumnFilter"}),
     ("accel_power_w", {"field": "power", "headerName": "power W", "filter": "agNumberColumnFilter"}),
     ("accel_util_pct", {"field": "util", "headerName": "util %", "filter": "agNumberColumnFilter"}),
