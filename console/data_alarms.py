@@ -82,7 +82,14 @@ def degrade_alarmed(ctx: Context, ids: np.ndarray, states: np.ndarray) -> np.nda
     hit = {a.component for a in listed_alarms(ctx) if a.active and a.incident_id in open_ids}
     if not hit:
         return states
-    return np.where(np.isin(np.asarray(ids, dtype=object), list(hit)) & (states == 0), 1, states)
+    # a hash lookup of the few alarmed components, not a sort of every accelerator id
+    index = ctx.memo.get("accel_index")
+    if index is None or index[0] is not ids:
+        index = ctx.memo["accel_index"] = (ids, pd.Index(np.asarray(ids, dtype=object)))
+    pos = index[1].get_indexer(list(hit))
+    alarmed = np.zeros(len(ids), dtype=bool)
+    alarmed[pos[pos >= 0]] = True
+    return np.where(alarmed & (states == 0), 1, states)
 
 
 @dataclass(frozen=True)

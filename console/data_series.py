@@ -182,9 +182,18 @@ def _fleet_table(ctx: Context) -> pd.DataFrame:
     g, k = code[up], len(out)
 
     def per_group(v: np.ndarray, how: str) -> np.ndarray:
+        """`how` (mean, sum, max) of the values with data per group, NaN for a group with none."""
         ok = ~np.isnan(v)
-        s = pd.Series(v[ok]).groupby(g[ok]).agg(how)
-        return s.reindex(np.arange(k)).to_numpy(np.float64)
+        gk, vk = g[ok], v[ok]
+        n = np.bincount(gk, minlength=k)
+        if how == "max":
+            agg = np.full(k, -np.inf)
+            np.maximum.at(agg, gk, vk)
+        else:
+            agg = np.bincount(gk, weights=vk, minlength=k)
+            if how == "mean":
+                agg = agg / np.maximum(n, 1)
+        return np.where(n > 0, agg, np.nan)
 
     out["reporting"] = np.bincount(g, minlength=k).astype(int)
     out["power_w"] = per_group(values["accel_power_w"][up], "mean")

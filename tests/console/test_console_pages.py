@@ -71,11 +71,20 @@ def test_floor_layout_offers_alarm_colouring_only_with_alarms(viewer):
 
 def test_rack_callback(viewer):
     rack = page("rack")
-    body = rack.update_rack(0, "R1-03")
+    body, accels = rack.update_rack(0, "R1-03")
     text = str(body)
-    assert "R1-03-S01" in text and "PDU-A1" in text and "L40S" in text
-    missing = rack.update_rack(0, "R9-99")
-    assert missing.id == "rack-missing" and "R9-99" in missing.children
+    assert "R1-03-S01" in text and "PDU-A1" in text and "Accelerators (4)" in text
+    assert "4 healthy" in text  # the server's accelerators summed up on its row
+    assert [a["id"] for a in accels] == [f"R1-03-S01:{i}" for i in range(4)]
+    first = accels[0]
+    assert first["model"] == "L40S" and first["state"] == "healthy" and first["device"] == "R1-03-S01"
+    assert first["link"] == "[R1-03-S01:0](/devices?name=R1-03-S01:0)"
+    assert all(isinstance(a["temp"], float) or a["temp"] is None for a in accels)
+    import json
+
+    json.dumps(accels, allow_nan=False)  # the grid's rows are strict JSON (no NaN)
+    missing, none = rack.update_rack(0, "R9-99")
+    assert missing.id == "rack-missing" and "R9-99" in missing.children and none == []
     with pytest.raises(PreventUpdate):
         rack.update_rack(0, None)
 
