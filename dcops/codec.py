@@ -25,10 +25,24 @@ __all__ = ["CodecError", "encode_batch", "decode_batch", "encode_events", "decod
 BATCH_MAGIC = b"DCB1"
 EVENTS_MAGIC = b"DCE1"
 _HDR = struct.Struct("<I")
+# Below this many rows a dict factorises a tag column faster than pd.factorize (whose fixed
+# cost, ~0.1 ms, dominates the small per-host and per-rack batches); above it pandas wins.
+_SMALL = 512
 
 
 class CodecError(ValueError):
     """A message on the bus could not be decoded; the text says why."""
+
+
+def _factorize(col: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(codes, dictionary) of a tag column, dictionary in order of first appearance."""
+    if len(col) <= _SMALL:
+        index: dict = {}
+        codes = [index.setdefault(v, len(index)) for v in col.tolist()]
+        if all(type(u) is str for u in index):  # anything else (None, NaN, numbers): pandas' NA rules
+            return np.array(codes, dtype="<i4"), list(index)
+    codes, uniques = pd.factorize(col, use_na_sentinel=False)
+    return codes.astype("<i4", copy=False), [str(u) for u in uniques]
 
 
 def encode_batch(batch: Batch) -> bytes:
@@ -36,9 +50,8 @@ def encode_batch(batch: Batch) -> bytes:
     tag_dicts = {}
     tag_codes = []
     for name, col in batch.tags.items():
-        codes, uniques = pd.factorize(col, use_na_sentinel=False)
-        tag_dicts[name] = [str(u) for u in uniques]
-        tag_codes.append(codes.astype("<i4", copy=False).tobytes())
+        codes, tag_dicts[name] = _factorize(col)
+        tag_codes.append(codes.tobytes())
     header = json.dumps(
         {"m": batch.measurement, "n": n, "tags": tag_dicts, "fields": list(batch.fields)},
         separators=(",", ":"),
