@@ -81,18 +81,20 @@ def decode_batch(data: bytes) -> Batch:
     buf = memoryview(data)
     time_ns = np.frombuffer(buf, dtype="<i8", count=n, offset=off).astype(np.int64)
     off += 8 * n
-    tags = {}
-    for name, uniques in tag_dicts.items():
-        codes = np.frombuffer(buf, dtype="<i4", count=n, offset=off)
-        off += 4 * n
-        lookup = np.asarray(uniques, dtype=object)
-        if n and (codes.min() < 0 or codes.max() >= len(lookup)):
-            raise CodecError(f"tag {name!r} has codes outside its dictionary")
-        tags[name] = lookup[codes] if n else np.empty(0, dtype=object)
-    fields = {}
-    for name in field_names:
-        fields[name] = np.frombuffer(buf, dtype="<f8", count=n, offset=off).astype(np.float64)
-        off += 8 * n
+    # every tag's codes, then every field, each read in one piece (a row per column);
+    # codes read unsigned, so a negative one is >= 2**31 and outside any dictionary
+    nt, nf = len(tag_dicts), len(field_names)
+    codes = np.frombuffer(buf, dtype="<u4", count=n * nt, offset=off).reshape(nt, n)
+    off += 4 * n * nt
+    lookups = [np.asarray(uniques, dtype=object) for uniques in tag_dicts.values()]
+    if n and nt:
+        over = codes.max(axis=1) >= np.array([len(lookup) for lookup in lookups])
+        if over.any():
+            raise CodecError(f"tag {list(tag_dicts)[int(np.argmax(over))]!r} has codes outside its dictionary")
+    tags = {name: lookup[row] if n else np.empty(0, dtype=object)
+            for name, lookup, row in zip(tag_dicts, lookups, codes)}
+    values = np.frombuffer(buf, dtype="<f8", count=n * nf, offset=off).astype(np.float64).reshape(nf, n)
+    fields = dict(zip(field_names, values))
     return Batch(measurement, time_ns, tags, fields)
 
 
