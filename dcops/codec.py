@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import struct
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -62,17 +63,31 @@ def encode_batch(batch: Batch) -> bytes:
     return b"".join(parts)
 
 
+def _parse_header(raw: bytes) -> tuple[int, str, dict, list, tuple[np.ndarray, ...]]:
+    """(rows, measurement, tag dictionaries, field names, each tag's dictionary as an array)."""
+    header = json.loads(raw)
+    tag_dicts = header["tags"]
+    lookups = tuple(np.asarray(uniques, dtype=object) for uniques in tag_dicts.values())
+    for lookup in lookups:
+        lookup.setflags(write=False)
+    return int(header["n"]), str(header["m"]), tag_dicts, header["fields"], lookups
+
+
+# A collector's header repeats from one poll to the next (same rows, tags and fields): small
+# ones are parsed once. Nothing returned from the cache is changed or handed out.
+_CACHED_HEADER_BYTES = 4096
+_cached_header = lru_cache(maxsize=2048)(_parse_header)
+
+
 def decode_batch(data: bytes) -> Batch:
     if not isinstance(data, (bytes, bytearray, memoryview)) or bytes(data[:4]) != BATCH_MAGIC:
         raise CodecError("not a batch frame (bad magic)")
     try:
         (hlen,) = _HDR.unpack_from(data, 4)
-        header = json.loads(bytes(data[8 : 8 + hlen]))
-        n = int(header["n"])
-        measurement = str(header["m"])
-        tag_dicts = header["tags"]
-        field_names = header["fields"]
-    except (struct.error, ValueError, KeyError, TypeError) as exc:
+        raw = bytes(data[8 : 8 + hlen])
+        n, measurement, tag_dicts, field_names, lookups = (
+            _cached_header(raw) if hlen <= _CACHED_HEADER_BYTES else _parse_header(raw))
+    except (struct.error, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CodecError(f"batch header unreadable: {exc}") from None
     expected = 8 + hlen + n * 8 + n * 4 * len(tag_dicts) + n * 8 * len(field_names)
     if len(data) != expected:
@@ -86,7 +101,6 @@ def decode_batch(data: bytes) -> Batch:
     nt, nf = len(tag_dicts), len(field_names)
     codes = np.frombuffer(buf, dtype="<u4", count=n * nt, offset=off).reshape(nt, n)
     off += 4 * n * nt
-    lookups = [np.asarray(uniques, dtype=object) for uniques in tag_dicts.values()]
     if n and nt:
         over = codes.max(axis=1) >= np.array([len(lookup) for lookup in lookups])
         if over.any():

@@ -44,6 +44,15 @@ def test_tag_codes_outside_the_dictionary_are_refused(code):
         decode_batch(bytes(frame))
 
 
+def test_decoded_batches_of_one_frame_share_nothing():
+    frame = encode_batch(sample_batch())
+    first, second = decode_batch(frame), decode_batch(frame)  # the second header comes from the cache
+    first.tags["accel"][0] = "changed"
+    first.fields["accel_power_w"][0] = -1.0
+    assert second.tags["accel"][0] == "0" and second.fields["accel_power_w"][0] == 0.0
+    assert decode_batch(frame).tags["accel"][0] == "0"
+
+
 def test_events_roundtrip():
     e = Event(5, "xid", "nvml", {"rack": "r"}, "major", "m", {"xid": 79})
     assert decode(encode_events([e, e])) == [e, e]
