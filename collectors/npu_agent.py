@@ -20,8 +20,9 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Callable, Literal, Mapping, Sequence
+from typing import Callable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 

@@ -181,6 +181,7 @@ class NvmlAgent:
         self.columns: tuple[str, ...] = ("accel_up", "accel_mig_mode", "accel_xid_total") + tuple(
             m for r in self.reads for m in r.metrics)
         self._col = {m: j for j, m in enumerate(self.columns)}
+        self._slots = tuple((r, tuple(self._col[m] for m in r.metrics)) for r in self.reads)  # read -> its columns
         self.identities: list[GpuIdentity] = []
         self.targets: list[dict[str, str]] = []
         self.handles: list = []
@@ -257,7 +258,6 @@ class NvmlAgent:
         NVMLError = n.NVMLError
         permanent = (n.NVML_ERROR_NOT_SUPPORTED, n.NVML_ERROR_FUNCTION_NOT_FOUND)
         gpu_lost = n.NVML_ERROR_GPU_IS_LOST
-        col = self._col
         now = self.clock()
         events: list[Event] = []
         rows = []
@@ -265,7 +265,7 @@ class NvmlAgent:
             row = [NAN] * len(self.columns)
             skip = self._skip[i]
             lost_detail = None
-            for r in self.reads:
+            for r, cols in self._slots:
                 if r.call in skip:
                     continue
                 try:
@@ -290,8 +290,8 @@ class NvmlAgent:
                     if self.strict:
                         raise NvmlBindingError(msg) from exc
                     continue
-                for m, v in zip(r.metrics, vals):
-                    row[col[m]] = v
+                for j, v in zip(cols, vals):
+                    row[j] = v
             if lost_detail is not None:
                 row = [NAN] * len(self.columns)
                 row[0] = 0.0

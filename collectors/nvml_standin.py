@@ -157,6 +157,17 @@ _FIELD_METRIC = {  # field id -> (metric, scale from canonical unit to NVML's un
 }
 
 
+_FIELD_KEYS: dict[int, str] = {}
+
+
+def _field_key(fid: int) -> str:
+    """The name a field id is marked unsupported by in `FakeGpu.unsupported` ("field:<id>")."""
+    key = _FIELD_KEYS.get(fid)
+    if key is None:
+        key = _FIELD_KEYS[fid] = f"field:{fid}"
+    return key
+
+
 class NvmlStandin:
     """Quacks like the `pynvml` module, answering from a `GpuBackend`."""
 
@@ -321,10 +332,11 @@ class NvmlStandin:
     def nvmlDeviceGetFieldValues(self, h, field_ids) -> list[_FieldValue]:
         g = self._gpu(h, "nvmlDeviceGetFieldValues")
         out = []
+        value, unsupported = g.value, g.unsupported
         for fid in field_ids:
             metric, scale = _FIELD_METRIC.get(fid, (None, 0.0))
-            v = g.value(metric) if metric else (0.0 if fid == 45 else math.nan)
-            if v != v or f"field:{fid}" in g.unsupported:
+            v = value(metric) if metric else (0.0 if fid == 45 else math.nan)
+            if v != v or (unsupported and _field_key(fid) in unsupported):
                 out.append(_FieldValue(fid, nvmlReturn=NOT_SUPPORTED))
             elif fid == 82:
                 out.append(_FieldValue(fid, valueType=1, value=_Value(uiVal=int(round(v)))))

@@ -1,7 +1,8 @@
 """Polling many server BMCs over Redfish, concurrently, into `bmc` and `server` batches and events.
 
 Each poll walks every BMC in a thread pool (Redfish is blocking HTTP; BMCs answer in tens to
-hundreds of milliseconds each, so threads, not CPU, are what it takes). Per BMC:
+hundreds of milliseconds each, so threads, not CPU, are what it takes); with `max_workers=1`
+the BMCs are walked in the caller's thread, one after another, as a one-thread pool would. Per BMC:
 
 - a connection is kept between polls (session login once; sushy logs in again when the BMC
   drops or rotates the session token) and rebuilt after a failure;
@@ -140,8 +141,10 @@ class RedfishPoller:
         self.state = {t.name: _State() for t in self.targets}
         self.state_path = Path(state_path) if state_path else None
         self.cursors: dict[str, dict[str, list[str]]] = self._load_cursors()
-        self._pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(self.targets) or 1)),
-                                        thread_name_prefix="dcops-redfish")
+        workers = max(1, min(max_workers, len(self.targets) or 1))
+        # one worker polls the BMCs one after another: in the caller's thread, without a pool's
+        # futures and hand-offs (the simulated BMCs of `dcops eval` answer at once)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dcops-redfish") if workers > 1 else None
         self._lock = threading.Lock()
 
     # ----- cursors ----------------------------------------------------------------------
@@ -190,7 +193,8 @@ class RedfishPoller:
     def poll(self) -> tuple[list[Batch], list[Event], list[str]]:
         """One round over every BMC not backing off: (batches, events, problems)."""
         now = self.clock()
-        results = [r for r in self._pool.map(lambda t: self._poll_one(t, now), self.targets) if r is not None]
+        each = self._pool.map if self._pool is not None else map
+        results = [r for r in each(lambda t: self._poll_one(t, now), self.targets) if r is not None]
         batches: list[Batch] = []
         events: list[Event] = []
         problems: list[str] = []
@@ -250,7 +254,8 @@ class RedfishPoller:
         return out
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         for st in self.state.values():
             if st.conn is not None:
                 st.conn.close()

@@ -20,6 +20,7 @@ __all__ = ["SimBmc", "sim_connect"]
 
 _FEEDS = "AB"
 _FANS = 4
+_BASE = "/redfish/v1/Chassis/1"
 
 
 def _ref(path: str) -> dict:
@@ -32,6 +33,29 @@ class SimBmc:
         self.server = server
         self.i = sim.server_names.index(server)
         self.bays = [f for f in range(2) if bool(sim.s_has[self.i, f])]
+        self._docs = self._tree()
+
+    def _tree(self) -> dict:
+        """path -> a function building that document, fresh on every fetch (as a BMC answers)."""
+        base, sim, i = _BASE, self.sim, self.i
+        return {
+            "/redfish/v1": lambda: {"Id": "RootService", "Chassis": _ref("/redfish/v1/Chassis"),
+                                    "Managers": _ref("/redfish/v1/Managers")},
+            "/redfish/v1/Chassis": lambda: {"Members": [_ref(base)]},
+            "/redfish/v1/Managers": lambda: {"Members": []},
+            base: lambda: {"Id": "1", "PowerSubsystem": _ref(base + "/PowerSubsystem"),
+                           "ThermalSubsystem": _ref(base + "/ThermalSubsystem"), "Sensors": _ref(base + "/Sensors"),
+                           "EnvironmentMetrics": _ref(base + "/EnvironmentMetrics")},
+            base + "/PowerSubsystem": lambda: {"PowerSupplies": _ref(base + "/PowerSubsystem/PowerSupplies")},
+            base + "/PowerSubsystem/PowerSupplies": lambda: {
+                "Members": [_ref(f"{base}/PowerSubsystem/PowerSupplies/Bay{n + 1}") for n in range(len(self.bays))]},
+            base + "/ThermalSubsystem": lambda: {"Fans": _ref(base + "/ThermalSubsystem/Fans")},
+            base + "/ThermalSubsystem/Fans": lambda: {"Members": [_ref(f"{base}/ThermalSubsystem/Fans/Fan{k}")
+                                                                  for k in range(1, _FANS + 1)]},
+            base + "/EnvironmentMetrics": lambda: {"PowerWatts": {"Reading": round(float(sim.s_power[i]), 1)}},
+            base + "/Sensors": lambda: {"Members": [_ref(base + "/Sensors/IntakeTemp"),
+                                                    _ref(base + "/Sensors/ExhaustTemp")]},
+        }
 
     # the same interface as RedfishConnection
     def fetch(self, path: str) -> dict | None:
@@ -41,26 +65,10 @@ class SimBmc:
         fed = bool(sim.s_up[i]) or any(sim.s_psu_ok[i, f] and sim.s_psu_w[i, f] > 0 for f in self.bays)
         if not fed:
             raise BmcUnavailable(f"{self.server}: BMC does not answer (no standby power: every feed is dead)")
-        base = "/redfish/v1/Chassis/1"
-        docs = {
-            "/redfish/v1": {"Id": "RootService", "Chassis": _ref("/redfish/v1/Chassis"),
-                            "Managers": _ref("/redfish/v1/Managers")},
-            "/redfish/v1/Chassis": {"Members": [_ref(base)]},
-            "/redfish/v1/Managers": {"Members": []},
-            base: {"Id": "1", "PowerSubsystem": _ref(base + "/PowerSubsystem"),
-                   "ThermalSubsystem": _ref(base + "/ThermalSubsystem"), "Sensors": _ref(base + "/Sensors"),
-                   "EnvironmentMetrics": _ref(base + "/EnvironmentMetrics")},
-            base + "/PowerSubsystem": {"PowerSupplies": _ref(base + "/PowerSubsystem/PowerSupplies")},
-            base + "/PowerSubsystem/PowerSupplies": {
-                "Members": [_ref(f"{base}/PowerSubsystem/PowerSupplies/Bay{n + 1}") for n in range(len(self.bays))]},
-            base + "/ThermalSubsystem": {"Fans": _ref(base + "/ThermalSubsystem/Fans")},
-            base + "/ThermalSubsystem/Fans": {"Members": [_ref(f"{base}/ThermalSubsystem/Fans/Fan{k}")
-                                                          for k in range(1, _FANS + 1)]},
-            base + "/EnvironmentMetrics": {"PowerWatts": {"Reading": round(float(sim.s_power[i]), 1)}},
-            base + "/Sensors": {"Members": [_ref(base + "/Sensors/IntakeTemp"), _ref(base + "/Sensors/ExhaustTemp")]},
-        }
-        if path in docs:
-            return docs[path]
+        build = self._docs.get(path)
+        if build is not None:
+            return build()
+        base = _BASE
         rest = path[len(base) + 1:] if path.startswith(base + "/") else ""
         if rest.startswith("PowerSubsystem/PowerSupplies/Bay"):
             return self._psu(rest)

@@ -11,6 +11,7 @@ sensor. NaN itself means "not reported" and passes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -49,21 +50,46 @@ class Rejection:
     reason: str
 
 
+@lru_cache(maxsize=256)
+def _ranges(names: tuple[str, ...]) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """(positions of the fields that have a valid range, their lows, their highs), per field list."""
+    at = [(j, valid_range(n)) for j, n in enumerate(names)]
+    at = [(j, r) for j, r in at if r is not None]
+    return (tuple(j for j, _ in at), np.array([[r[0]] for _, r in at], dtype=np.float64).reshape(-1, 1),
+            np.array([[r[1]] for _, r in at], dtype=np.float64).reshape(-1, 1))
+
+
+_STACK_ROWS = 4096  # up to this many rows all fields are checked in one pass over a stacked copy
+
+
+def _bad_masks(cols: list[np.ndarray], lo: np.ndarray, hi: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """[(k, rows of cols[k] that are not finite or outside lo[k]..hi[k])] for the columns with any."""
+    with np.errstate(invalid="ignore"):
+        if len(cols) > 1 and len(cols[0]) <= _STACK_ROWS:  # small batches: a few array ops, not a few per field
+            m = np.stack(cols)
+            bad = np.isinf(m) | (m < lo) | (m > hi)
+            return [(int(k), bad[k]) for k in np.flatnonzero(bad.any(axis=1))]
+        out = []
+        for k, col in enumerate(cols):
+            bad = np.isinf(col) | (col < lo[k, 0]) | (col > hi[k, 0])
+            if bad.any():
+                out.append((k, bad))
+        return out
+
+
 def check_batch(batch: Batch) -> tuple[Batch, list[Rejection]]:
     """The batch with impossible values replaced by NaN, and what was rejected (vectorised)."""
     rejected: list[Rejection] = []
-    fields = None
-    for name, col in batch.fields.items():
-        rng = valid_range(name)
-        if rng is None:
-            continue
-        lo, hi = rng
-        with np.errstate(invalid="ignore"):
-            bad = np.isinf(col) | (col < lo) | (col > hi)
-        if not bad.any():
-            continue
-        if fields is None:
-            fields = dict(batch.fields)
+    names = tuple(batch.fields)
+    at, lows, highs = _ranges(names)
+    if not at or len(batch) == 0:
+        return batch, rejected
+    cols = list(batch.fields.values())
+    fields = dict(batch.fields)
+    found = _bad_masks([cols[j] for j in at], lows, highs)
+    for k, bad in found:
+        name, col = names[at[k]], cols[at[k]]
+        lo, hi = float(lows[k, 0]), float(highs[k, 0])
         unit = METRICS[name].unit
         for i in np.flatnonzero(bad):
             v = float(col[i])
@@ -72,7 +98,7 @@ def check_batch(batch: Batch) -> tuple[Batch, list[Rejection]]:
         clean = col.copy()
         clean[bad] = np.nan
         fields[name] = clean
-    if fields is None:
+    if not found:
         return batch, rejected
     return Batch(batch.measurement, batch.time_ns, batch.tags, fields), rejected
 

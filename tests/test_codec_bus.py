@@ -25,6 +25,34 @@ def test_batch_roundtrip_keeps_nan_and_tags():
     assert d.n_values == b.n_values == 9
 
 
+@pytest.mark.parametrize("n", [3, 2000])  # the small-batch (dict) and large-batch (pandas) paths
+def test_tag_dictionary_in_order_of_first_appearance(n):
+    racks = np.array([["R2", "R1", "R2"][i % 3] for i in range(n)], dtype=object)
+    odd = np.array([None, "x", None] * (n // 3) + [None] * (n % 3), dtype=object)
+    b = Batch("m", np.arange(n), {"rack": racks, "odd": odd}, {"v": np.zeros(n)})
+    back = decode_batch(encode_batch(b))
+    assert list(back.tags["rack"]) == list(racks)
+    assert list(back.tags["odd"]) == ["nan" if v is None else v for v in odd]  # pandas' NA rule on both paths
+    assert encode_batch(b)[:80].count(b'"R2","R1"') == 1
+
+
+@pytest.mark.parametrize("code", [-1, 1, 2**31 - 1])
+def test_tag_codes_outside_the_dictionary_are_refused(code):
+    frame = bytearray(encode_batch(Batch("m", np.array([5]), {"rack": "r1"}, {})))
+    frame[-4:] = np.array([code], dtype="<i4").tobytes()  # the one row's tag code, last in a frame without fields
+    with pytest.raises(CodecError, match="outside its dictionary"):
+        decode_batch(bytes(frame))
+
+
+def test_decoded_batches_of_one_frame_share_nothing():
+    frame = encode_batch(sample_batch())
+    first, second = decode_batch(frame), decode_batch(frame)  # the second header comes from the cache
+    first.tags["accel"][0] = "changed"
+    first.fields["accel_power_w"][0] = -1.0
+    assert second.tags["accel"][0] == "0" and second.fields["accel_power_w"][0] == 0.0
+    assert decode_batch(frame).tags["accel"][0] == "0"
+
+
 def test_events_roundtrip():
     e = Event(5, "xid", "nvml", {"rack": "r"}, "major", "m", {"xid": 79})
     assert decode(encode_events([e, e])) == [e, e]

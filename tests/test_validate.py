@@ -56,3 +56,21 @@ def test_a_storm_of_bad_values_is_capped_and_counted():
     evs = rejection_events(b, rejected)
     assert len(evs) == MAX_EVENTS_PER_BATCH
     assert evs[-1].attributes["more_rejected_in_batch"] == n - MAX_EVENTS_PER_BATCH
+
+
+def test_small_and_large_batches_reject_the_same_values():
+    """Small batches are checked all fields at once, large ones field by field: same verdicts."""
+    from dcops.validate import check_batch
+
+    def tiled(reps):
+        b = batch()
+        return Batch("accel", np.tile(b.time_ns, reps), {k: np.tile(v, reps) for k, v in b.tags.items()},
+                     {**{k: np.tile(v, reps) for k, v in b.fields.items()}, "not_a_metric": np.full(3 * reps, -1.0)})
+
+    small, large = check_batch(tiled(1)), check_batch(tiled(3000))
+    assert [(r.metric, r.row, r.reason) for r in small[1]] == [("accel_power_w", 1, "outside the valid range 0..1e+09 W"),
+                                                              ("accel_temp_degc", 1, "not finite")]
+    assert [(r.metric, r.row % 3, r.reason) for r in large[1]] == [(m, i, why) for m, i, why in (
+        (r.metric, r.row, r.reason) for r in small[1]) for _ in range(3000)]
+    for name in small[0].fields:
+        np.testing.assert_array_equal(np.tile(small[0].fields[name], 3000), large[0].fields[name])

@@ -140,6 +140,7 @@ class Simulator(FaultControls):
         self.job = rng.uniform(-0.1, 0.1, ns)  # per-server AR(1) load deviation
         self.load_offset = 0.0  # added to every accelerator's load share (what-if, tests)
         self.util = np.zeros(n)
+        self._util_by_server: tuple[np.ndarray, np.ndarray] | None = None
         self.clk = np.ones(n)
         self.power = self.a_idle.copy()
         self.power_limit = self.a_tdp.copy()
@@ -338,9 +339,17 @@ class Simulator(FaultControls):
         return ups_runtime_s(self.u_runtime, self.u_power / self.u_cap) * self.u_charge / 100.0
 
     def util_by_server(self) -> np.ndarray:
+        """Mean utilisation per server (read-only; computed once per `util` array, which each
+        step replaces, however often the BMCs and outputs ask)."""
+        cached = self._util_by_server
+        if cached is not None and cached[0] is self.util:
+            return cached[1]
         ns = len(self.server_names)
         cnt = np.maximum(np.bincount(self.a_srv, minlength=ns), 1)
-        return np.bincount(self.a_srv, weights=self.util, minlength=ns) / cnt
+        out = np.bincount(self.a_srv, weights=self.util, minlength=ns) / cnt
+        out.setflags(write=False)
+        self._util_by_server = (self.util, out)
+        return out
 
     def _transitions(self, was_up: np.ndarray) -> None:
         inv = self.inventory
