@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 
 from dcops.batch import Batch, concat_batches
+from dcops.catalogue import metric
 from dcops.topology import Inventory
 
 __all__ = [
     "Stream", "STREAMS", "ACCEL_MODEL_FEATURES", "ACCEL_COUNTERS", "component_ids", "align",
     "FeatureWindow", "accel_window_features", "WINDOW_FEATURE_NAMES", "group_batches",
+    "MIN_SCALE_BY_UNIT", "REL_SCALE_BY_UNIT", "unit_floors",
 ]
 
 
@@ -63,6 +65,17 @@ ACCEL_COUNTERS = (
     "accel_ecc_volatile_corrected", "accel_xid_total",
 )
 WINDOW_FEATURE_NAMES = ACCEL_MODEL_FEATURES + ("accel_temp_degc:change", "accel_power_w:window_sd")
+
+# Smallest spread a baseline may have, per unit: below it, noise-free signals would alarm on
+# rounding. Relative floors (share of the level) apply on top for power.
+MIN_SCALE_BY_UNIT = {"degC": 0.4, "W": 5.0, "state": 0.05, "count": 0.05, "V": 2.0, "%": 1.5, "Pa": 3.0,
+                     "MHz": 15.0, "l/min": 5.0, "%RH": 1.5}
+REL_SCALE_BY_UNIT = {"W": 0.02}
+
+
+def unit_floors(metrics) -> np.ndarray:
+    """The smallest spread of each metric, from its unit."""
+    return np.array([MIN_SCALE_BY_UNIT.get(metric(m).unit, 1e-3) for m in metrics])
 
 
 def component_ids(inv: Inventory, stream: Stream) -> list[str]:

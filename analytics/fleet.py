@@ -1,54 +1,49 @@
 """Fleet scoring: every component, every interval, every detector, vectorised. Pure (no I/O).
 
-`FleetScorer.score(batches)` takes one interval's batches and returns `Finding`s:
+`FleetScorer.score(batches)` takes one interval's batches, turns them into features once
+(`FeatureTracker`) and hands them to each detector of `DETECTORS` in turn, which returns its
+`Finding`s:
 
 - univariate: each stream's metrics against their own online robust baseline, and stuck
   sensors (a normally noisy value repeated exactly);
 - peer_group: accelerators against same-model peers on their host (or in their rack or row
   when the host has too few) right now, beyond each unit's own usual offset from them;
+- counter_trend: error-counter increments against their normal rate;
 - thermal_residual: die temperature against what power and inlet explain (smoothed, so only
   persistent excess counts);
 - isolation_forest: window features per accelerator model;
-- counter_trend: error-counter increments against their normal rate.
+- inlet_residual: rack inlets against what their zone's heat explains (reported as
+  thermal_residual).
 
 A detector's abnormality z becomes a score with `z_to_score` (0.5 at its alarm level); a
 finding is emitted when the score reaches `ScorerParams.min_score`, naming the features that
-drove it with observed and expected values. Trained models (IsolationForest, thermal, peer
+drove it with observed and expected values. Trained states (IsolationForest, thermal, peer
 floors, counter rates) come from a `ModelBundle`; without one, the detectors that need no
-training still run.
+training still run. Each detector declares itself in a `DetectorSpec`
+(`dcops.analytics.detectors.spec`); adding one is its module plus its line in `DETECTORS`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
-import pandas as pd
 
-from dcops.analytics.detectors import CounterTrendDetector, PeerGroupDetector, StreamState, z_to_score
-from dcops.analytics.detectors.peer import PeerOffsets
-from dcops.analytics.features import ACCEL_COUNTERS, ACCEL_MODEL_FEATURES, STREAMS, WINDOW_FEATURE_NAMES
-from dcops.analytics.models import ModelBundle
-from dcops.analytics.tracker import FeatureTracker, THERMAL_INPUTS, peer_groups
+from dcops.analytics.detectors import COUNTER_TREND, INLET_RESIDUAL, ISOLATION_FOREST, PEER_GROUP, THERMAL_RESIDUAL
+from dcops.analytics.detectors import RobustStreamingDetector, StreamState, z_to_score
+from dcops.analytics.detectors.spec import DetectorSpec
+from dcops.analytics.features import MIN_SCALE_BY_UNIT, REL_SCALE_BY_UNIT, STREAMS
+from dcops.analytics.tracker import FeatureTracker
 from dcops.catalogue import metric
 from dcops.findings import Contribution, Finding
 from dcops.topology import Inventory
 
-__all__ = ["ScorerParams", "FleetScorer", "MIN_SCALE_BY_UNIT"]
+if TYPE_CHECKING:
+    from dcops.analytics.models import ModelBundle
+    from dcops.analytics.tracker import IntervalFeatures
 
-# Smallest spread a baseline may have, per unit: below it, noise-free signals would alarm on
-# rounding. Relative floors (share of the level) apply on top for power.
-MIN_SCALE_BY_UNIT = {"degC": 0.4, "W": 5.0, "state": 0.05, "count": 0.05, "V": 2.0, "%": 1.5, "Pa": 3.0,
-                     "MHz": 15.0, "l/min": 5.0, "%RH": 1.5}
-REL_SCALE_BY_UNIT = {"W": 0.02}
-# Not clocks: an idle accelerator drops to its idle clock, which is a state, not a fault.
-PEER_FEATURES = ("accel_temp_degc", "accel_mem_temp_degc", "accel_fan_pct")
-
-
-def peer_min_scale() -> np.ndarray:
-    """Unit floors for the accelerator peer spread: NPU tools report whole degrees, so a quiet
-    group can have a spread of 0, and 1 degC against it must not read as 1,000 spreads."""
-    return np.array([MIN_SCALE_BY_UNIT.get(metric(m).unit, 1e-3) for m in PEER_FEATURES])
+__all__ = ["ScorerParams", "FleetScorer", "MIN_SCALE_BY_UNIT", "DETECTORS"]
 
 
 @dataclass(frozen=True)
@@ -119,160 +114,59 @@ class _Bank:
             return np.where(stay < 1.0, np.ceil(np.log(self.params.stuck_p) / np.log(stay)), np.inf)
 
 
+class _UnivariatePart:
+    """Each stream's metrics against their own baselines (`_Bank`), and stuck sensors."""
+
+    def __init__(self, fleet: FleetScorer, state: None) -> None:
+        self.fleet = fleet
+        self.banks = {s.measurement: _Bank(s, len(fleet.tracker.ids[s.measurement]), fleet.params) for s in STREAMS}
+
+    def score(self, f: IntervalFeatures) -> list[Finding]:
+        fleet, out = self.fleet, []
+        for s in STREAMS:
+            X = f.streams[s.measurement]
+            z, stuck, expected = self.banks[s.measurement].step(X)
+            ids = fleet.tracker.ids[s.measurement]
+            out += fleet.emit(f.time_ns, ids, "univariate", z, s.metrics, X, expected, fleet.params.univariate_z)
+            out += fleet.emit_stuck(f.time_ns, ids, stuck, s.metrics, X)
+        return out
+
+
+UNIVARIATE = DetectorSpec(
+    "univariate", RobustStreamingDetector, "every stream's metrics against their own online baseline; stuck sensors",
+    tuple(dict.fromkeys(m for s in STREAMS for m in s.metrics)), _UnivariatePart)
+
+
 class FleetScorer:
     def __init__(self, inventory: Inventory, models: ModelBundle | None = None,
-                 params: ScorerParams = ScorerParams()) -> None:
+                 params: ScorerParams = ScorerParams(), detectors: Mapping[str, DetectorSpec] | None = None) -> None:
         self.inventory = inventory
         self.params = params
-        self.models = models
         self.tracker = FeatureTracker(inventory, params.window)
-        self.banks = {s.measurement: _Bank(s, len(self.tracker.ids[s.measurement]), params) for s in STREAMS}
-        self.stream_peers = {s.measurement: self._stream_peer(s) for s in STREAMS if s.peer_metrics}
-        self.groups = peer_groups(inventory)
-        self.accel_models = np.asarray(inventory.accel_tags["model"], dtype=object)
-        self.peer = models.peer if models and models.peer else PeerGroupDetector(min_scale=peer_min_scale()).fit(
-            np.zeros((4, len(PEER_FEATURES))))
-        self.counters = models.counters if models and models.counters else CounterTrendDetector().fit(
-            np.zeros((2, len(ACCEL_COUNTERS))))
-        self._thermal_z = np.zeros(len(inventory.accel_ids))
-        self._inlet_z = np.zeros(len(self.tracker.rack_index))
-        self._peer_cols = [ACCEL_MODEL_FEATURES.index(f) for f in PEER_FEATURES]
-        # each unit's usual offset from its peers (sensor bias, position in the row): peers compare
-        # the deviation beyond it, not raw values
-        self.peer_offsets = PeerOffsets((len(inventory.accel_ids), len(PEER_FEATURES)), warmup=params.warmup)
-        # Accelerators of a host with enough of them are compared with their host-mates instead of
-        # the rack: a shift all of a host's accelerators share is the host's workload (a job
-        # started or ended there) or a host-level cause its own telemetry shows (fans, PSU), not
-        # an accelerator anomaly, and host-mates share the workload, so one hot unit stands out
-        self.hosts = np.asarray([f"{m}|{d}" for m, d in zip(inventory.accel_tags["model"], inventory.accel_tags["device"])],
-                                dtype=object)
-        self.host_offsets = PeerOffsets((len(inventory.accel_ids), len(PEER_FEATURES)), warmup=params.warmup)
-        sizes = pd.Series(self.hosts).map(pd.Series(self.hosts).value_counts()).to_numpy()
-        self.host_big = (sizes >= self.peer.min_group)[:, None]  # hosts with enough accelerators to compare
-        self.stream_offsets = {m: PeerOffsets((len(self.tracker.ids[m]), len(cols)), warmup=params.warmup)
-                               for m, (_, cols, _) in self.stream_peers.items()}
         self.intervals = 0
-
-    def _stream_peer(self, s):
-        """Peer detector for a non-accelerator stream: same kind (and `peer_attr`) at the same moment."""
-        floors = np.array([MIN_SCALE_BY_UNIT.get(metric(m).unit, 1e-3) for m in s.peer_metrics])
-        det = PeerGroupDetector(min_group=3, min_scale=floors).fit(np.zeros((3, len(floors))))
-        groups = np.array([str(self.inventory.get(c).attrs.get(s.peer_attr, "")) for c in self.tracker.ids[s.measurement]],
-                          dtype=object)
-        return det, [s.metrics.index(m) for m in s.peer_metrics], groups
+        self.detectors = DETECTORS if detectors is None else detectors
+        self.parts = {name: spec.scorer(self, models.models.get(name) if models is not None else None)
+                      for name, spec in self.detectors.items()}
 
     def set_models(self, models: ModelBundle) -> None:
         """Swap in freshly trained models between intervals (online state is kept)."""
-        self.models = models
-        if models.peer:
-            self.peer = models.peer
-        if models.counters:
-            self.counters = models.counters
+        for name, part in self.parts.items():
+            if self.detectors[name].trainer is not None:
+                part.set_model(models.models.get(name))
 
     # ----- scoring --------------------------------------------------------------------------
     def score(self, batches) -> list[Finding]:
         f = self.tracker.observe(batches)
         self.intervals += 1
         out: list[Finding] = []
-        for s in STREAMS:
-            z, stuck, expected = self.banks[s.measurement].step(f.streams[s.measurement])
-            ids = self.tracker.ids[s.measurement]
-            out += self._emit(f.time_ns, ids, "univariate", z, s.metrics, f.streams[s.measurement], expected,
-                              self.params.univariate_z)
-            out += self._emit_stuck(f.time_ns, ids, stuck, s.metrics, f.streams[s.measurement])
-            if s.measurement in self.stream_peers:
-                det, cols, groups = self.stream_peers[s.measurement]
-                X = f.streams[s.measurement][:, cols]
-                pz, expected = self._peer_z(det, self.stream_offsets[s.measurement], X, groups)
-                out += self._emit(f.time_ns, ids, "peer_group", pz, s.peer_metrics, X, expected, self.params.peer_z)
-        ids = self.tracker.ids["accel"]
-        X = f.accel[:, self._peer_cols]
-        pz, expected = self._peer_z(self.peer, self.peer_offsets, X, self.groups)
-        hz, _ = self._peer_z(self.peer, self.host_offsets, X, self.hosts)
-        pz = np.where(self.host_big, hz, pz)
-        out += self._emit(f.time_ns, ids, "peer_group", pz, PEER_FEATURES, X, expected, self.params.peer_z)
-        cz = self.counters.feature_z(f.counter_delta)
-        out += self._emit(f.time_ns, ids, "counter_trend", cz, ACCEL_COUNTERS, f.counter_delta,
-                          np.broadcast_to(self.counters.rate_, cz.shape), self.params.counter_z)
-        if self.models is not None:
-            out += self._score_models(f, ids)
+        for part in self.parts.values():
+            out += part.score(f)
         return out
 
-    @staticmethod
-    def _peer_z(det: PeerGroupDetector, offsets: PeerOffsets, X, groups) -> tuple[np.ndarray, np.ndarray]:
-        """Deviation from the peer median beyond the unit's own usual offset, in peer spreads;
-        expected value = peer median + that offset. Learns the offsets afterwards (causal)."""
-        dev, scale, med = det.signed_deviations(X, groups)
-        z = offsets.z(dev, scale)
-        offsets.update(dev, z)
-        return z, med + offsets.offset
-
-    def _score_models(self, f, ids) -> list[Finding]:
-        out = []
-        n = len(ids)
-        thermal_z, expected_t = np.zeros(n), np.full(n, np.nan)
-        if_z = np.zeros((n, len(WINDOW_FEATURE_NAMES)))
-        if_exp = np.full(if_z.shape, np.nan)
-        for model, rows in self._rows_by_model():
-            tm = self.models.thermal.get(model)
-            if tm is not None:
-                T = f.thermal[rows]
-                ok = ~np.isnan(T).any(axis=1)
-                if ok.any():
-                    thermal_z[rows[ok]] = np.maximum(tm.residual_z(T[ok]), 0.0)
-                    expected_t[rows[ok]] = tm.expected(T[ok])
-            forest = self.models.isolation.get(model)
-            cols = self.models.isolation_columns.get(model)
-            if forest is not None and self.intervals >= self.params.window:
-                W = f.window[rows][:, cols]
-                ok = ~np.isnan(W).any(axis=1)
-                if ok.any():
-                    total = np.maximum(-forest.score_samples(W[ok]), 0.0)
-                    dev = forest.feature_deviation(W[ok])
-                    share = dev / np.maximum(dev.sum(axis=1, keepdims=True), 1e-9)
-                    sub = np.zeros((ok.sum(), len(WINDOW_FEATURE_NAMES)))
-                    sub[:, cols] = share * total[:, None]
-                    if_z[rows[ok]] = sub
-                    exp = np.full(sub.shape, np.nan)
-                    exp[:, cols] = forest.center_
-                    if_exp[rows[ok]] = exp
-        a = self.params.thermal_smoothing
-        self._thermal_z = (1 - a) * self._thermal_z + a * thermal_z
-        temp = f.thermal[:, -1:]
-        out += self._emit(f.time_ns, ids, "thermal_residual", self._thermal_z[:, None], ("accel_temp_degc",), temp,
-                          expected_t[:, None], self.params.thermal_z)
-        out += self._emit(f.time_ns, ids, "isolation_forest", if_z, WINDOW_FEATURE_NAMES, f.window, if_exp,
-                          self.params.isolation_z, total=if_z.sum(axis=1))
-        return out + self._score_inlets(f)
-
-    def _score_inlets(self, f) -> list[Finding]:
-        """Rack inlets hotter than their rack's usual plus what the zone's heat explains."""
-        racks = self.tracker.rack_index
-        offset = np.array([self.models.inlet_offset.get(r, np.nan) for r in racks])
-        z, expected = np.zeros(len(racks)), np.full(len(racks), np.nan)
-        for zone, model in self.models.inlet.items():
-            if zone not in self.tracker.zone_names:
-                continue  # a zone that no longer exists in the site
-            code = self.tracker.zone_names.index(zone)
-            rows = np.flatnonzero((self.tracker.rack_zone == code) & np.isfinite(offset))
-            X = f.rack_thermal[rows].copy()
-            X[:, -1] -= offset[rows]
-            ok = ~np.isnan(X).any(axis=1)
-            if ok.any():
-                z[rows[ok]] = np.maximum(model.residual_z(X[ok]), 0.0)
-                expected[rows[ok]] = model.expected(X[ok]) + offset[rows[ok]]
-        a = self.params.thermal_smoothing
-        self._inlet_z = (1 - a) * self._inlet_z + a * z
-        return self._emit(f.time_ns, racks, "thermal_residual", self._inlet_z[:, None], ("rack_inlet_temp_degc",),
-                          f.rack_thermal[:, -1:], expected[:, None], self.params.thermal_z)
-
-    def _rows_by_model(self):
-        if not hasattr(self, "_model_rows"):
-            self._model_rows = [(m, np.flatnonzero(self.accel_models == m)) for m in np.unique(self.accel_models)]
-        return self._model_rows
-
     # ----- findings -------------------------------------------------------------------------
-    def _emit(self, t_ns, ids, detector, z, names, observed, expected, z_alarm, total=None) -> list[Finding]:
+    def emit(self, t_ns, ids, detector, z, names, observed, expected, z_alarm, total=None) -> list[Finding]:
+        """Findings for the rows of `ids` whose score (from their largest z, or `total`) reaches
+        `min_score`, each naming its top three features with observed and expected values."""
         zmax = z.max(axis=1) if total is None else total
         score = z_to_score(zmax, z_alarm)
         hits = np.flatnonzero(score >= self.params.min_score)
@@ -287,7 +181,7 @@ class FleetScorer:
             out.append(self._finding(t_ns, ids[i], detector, float(score[i]), why, contribs))
         return out
 
-    def _emit_stuck(self, t_ns, ids, stuck, names, observed) -> list[Finding]:
+    def emit_stuck(self, t_ns, ids, stuck, names, observed) -> list[Finding]:
         out = []
         for i, j in zip(*np.nonzero(stuck)):
             c = Contribution(names[j], _f(observed[i, j]), _f(observed[i, j]), 0.0)
@@ -305,3 +199,9 @@ class FleetScorer:
 def _f(x) -> float:
     x = float(x)
     return x if np.isfinite(x) else float("nan")
+
+
+# The fleet's detectors, in the order their findings are emitted each interval.
+DETECTORS: Mapping[str, DetectorSpec] = {s.name: s for s in (
+    UNIVARIATE, PEER_GROUP, COUNTER_TREND, THERMAL_RESIDUAL, ISOLATION_FOREST, INLET_RESIDUAL,
+)}

@@ -1,24 +1,30 @@
-"""The trained model set the scorer loads: fitted detectors plus what they were trained on.
+"""The trained model set the scorer loads: each detector's trained state plus what it was trained on.
 
+`models` maps a detector's name in `dcops.analytics.fleet.DETECTORS` to its trained state.
 Saved as one joblib file with a JSON sidecar (`<file>.json`) that a person can read: format
 version, training window, feature names, row counts per model. `load` refuses a file whose
-format version it does not know, naming the file, rather than scoring with a half-understood
-model.
+format version it does not know, or a detector state that is not what the detector declares
+(`DetectorSpec.state_type`), naming the file and the detector, rather than scoring with a
+half-understood model.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import joblib
 
-from dcops.analytics.detectors import CounterTrendDetector, FeatureIsolationForest, PeerGroupDetector, ThermalResidualModel
+from dcops.analytics.detectors.spec import DetectorSpec
+from dcops.analytics.fleet import DETECTORS
 
 __all__ = ["FORMAT_VERSION", "ModelMetadata", "ModelBundle", "ModelFileError"]
 
-FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 2  # 2: one state per registered detector (`models`)
 
 
 class ModelFileError(RuntimeError):
@@ -41,13 +47,7 @@ class ModelMetadata:
 @dataclass
 class ModelBundle:
     metadata: ModelMetadata
-    isolation: dict[str, FeatureIsolationForest]  # accelerator model -> forest
-    isolation_columns: dict[str, list[int]]  # accelerator model -> columns of WINDOW_FEATURE_NAMES it uses
-    thermal: dict[str, ThermalResidualModel]  # accelerator model -> residual model
-    peer: PeerGroupDetector | None
-    counters: CounterTrendDetector | None
-    inlet: dict[str, ThermalResidualModel] = field(default_factory=dict)  # cooling zone -> rack inlet model
-    inlet_offset: dict[str, float] = field(default_factory=dict)  # rack -> its usual inlet (training median)
+    models: dict[str, Any]  # detector name -> its trained state
 
     def save(self, path: Path) -> Path:
         path = Path(path)
@@ -59,7 +59,10 @@ class ModelBundle:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "ModelBundle":
+    def load(cls, path: Path, detectors: Mapping[str, DetectorSpec] | None = None) -> "ModelBundle":
+        """The bundle at `path`, its states checked against `detectors` (default: the fleet's).
+        A state for a detector that is no longer registered is dropped with a warning."""
+        detectors = DETECTORS if detectors is None else detectors
         path = Path(path)
         try:
             bundle = joblib.load(path)
@@ -71,4 +74,11 @@ class ModelBundle:
             raise ModelFileError(f"{path}: not a dcops model bundle")
         if bundle.metadata.format_version != FORMAT_VERSION:
             raise ModelFileError(f"{path}: model format {bundle.metadata.format_version}, this dcops reads {FORMAT_VERSION}")
+        for name in [n for n in bundle.models if n not in detectors]:
+            log.warning("%s: no detector %r any more; its trained state is ignored", path, name)
+            del bundle.models[name]
+        for name, state in bundle.models.items():
+            if not isinstance(state, detectors[name].state_type):
+                raise ModelFileError(f"{path}: detector {name!r}: trained state is a {type(state).__name__}, "
+                                     f"expected {detectors[name].state_type}")
         return bundle

@@ -177,10 +177,8 @@ def run_role(cfg, stop_event: threading.Event) -> int:
     anchors = AnchorKeeper(audit, settings.database.audit_anchor_interval_s, source="console").start()
     users = UserStore.from_url(settings.database.url, audit=audit)
     if not users.list_users():
-        from sqlalchemy.engine import make_url
-
         log.warning("no console users in %s; add one with `dcops console-user add NAME --role admin -c SITE`",
-                    make_url(settings.database.url).render_as_string(hide_password=True))
+                    users.where)
     repo, runbooks = connect_alerts(settings.database.url, inventory, store, audit=audit, create_tables=False)
     from dcops.alerts.config import load_alerting
 

@@ -47,9 +47,9 @@ def target_metadata() -> list[MetaData]:
     from dcops.alerts.runbooks.tables import RunbookBase
     from dcops.alerts.storage.audit import AuditBase
     from dcops.alerts.storage.tables import Base
-    from dcops.console.users import throttle_meta, users_table
+    from dcops.alerts.storage.accounts import accounts_metadata, login_failures_metadata
 
-    return [Base.metadata, RunbookBase.metadata, AuditBase.metadata, users_table.metadata, throttle_meta,
+    return [Base.metadata, RunbookBase.metadata, AuditBase.metadata, accounts_metadata, login_failures_metadata,
             job_metadata()]
 
 

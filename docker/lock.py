@@ -32,8 +32,12 @@ def runtime_requirements() -> list[Requirement]:
     return [Requirement(r) for r in data["project"]["dependencies"]]
 
 
-def closure(reqs: list[Requirement]) -> dict[str, str]:
-    """{distribution name (normalised): installed version} for `reqs` and everything they need."""
+def closure(reqs: list[Requirement], pinned: dict[str, str] | None = None) -> dict[str, str]:
+    """{distribution name (normalised): installed version} for `reqs` and everything they need.
+
+    With `pinned`, the requirements of a distribution are followed only where its installed
+    version is the pinned one: this environment knows what that version needs, not what another
+    version needs (a floor-versions environment, a fresh one with newer releases)."""
     pins: dict[str, str] = {}
     todo = [(r, tuple(r.extras)) for r in reqs]
     while todo:
@@ -46,6 +50,8 @@ def closure(reqs: list[Requirement]) -> dict[str, str]:
         if name in pins or name in UNPINNED:
             continue
         pins[name] = dist.version
+        if pinned is not None and pinned.get(name) != dist.version:
+            continue
         for spec in dist.requires or []:
             sub = Requirement(spec)
             if sub.marker is not None:
@@ -65,7 +71,9 @@ def problems() -> list[str]:
     """What is wrong with constraints.txt: runtime dependencies it does not pin, pins outside pyproject's ranges.
 
     It is not compared with this virtualenv version for version: a fresh CI environment may
-    have newer releases than the pins, and the image keeps the pinned, tested ones on purpose.
+    have newer releases than the pins (or `.ci/lowest` the floors), and the image keeps the
+    pinned, tested ones on purpose; the requirements of a pinned distribution are read from this
+    environment only where it has the pinned version.
     """
     pinned = {}
     for line in OUT.read_text().splitlines() if OUT.exists() else []:
@@ -74,7 +82,7 @@ def problems() -> list[str]:
             name, _, version = line.partition("==")
             pinned[name.strip().lower().replace("_", "-")] = version.strip()
     out = []
-    for name in sorted(closure(runtime_requirements())):
+    for name in sorted(closure(runtime_requirements(), pinned)):
         if name not in pinned:
             out.append(f"{name} is a runtime dependency but {OUT.name} does not pin it")
     for req in runtime_requirements():

@@ -311,6 +311,23 @@ def test_every_imported_library_is_a_declared_runtime_dependency():
     assert not problems, "\n".join(problems)
 
 
+def test_the_lock_check_follows_requirements_only_of_the_pinned_versions():
+    """An environment with other versions than the pins (.ci/lowest's floors, a fresh one with
+    newer releases) cannot tell what the pinned versions need: their requirements are not read."""
+    import importlib.util
+
+    from packaging.requirements import Requirement
+
+    spec = importlib.util.spec_from_file_location("docker_lock", DOCKER / "lock.py")
+    lock = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lock)
+
+    req = [Requirement("pytest")]
+    assert "pluggy" in lock.closure(req)
+    assert "pluggy" in lock.closure(req, {"pytest": pytest.__version__})
+    assert lock.closure(req, {"pytest": "0.0.1"}) == {"pytest": pytest.__version__}
+
+
 def test_constraints_pin_every_runtime_dependency_within_its_range():
     out = subprocess.run([sys.executable, str(DOCKER / "lock.py"), "--check"], capture_output=True, text=True,
                          timeout=60, cwd=REPO)

@@ -8,12 +8,24 @@ rows); large batches go through scikit-learn, which is faster there.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
 from dcops.analytics.detectors.base import OutlierDetector
+from dcops.analytics.detectors.spec import (
+    DetectorSpec, Fitted, TrainedPart, TrainingSetup, rows_by_model, sample_rows,
+)
+from dcops.analytics.features import WINDOW_FEATURE_NAMES
 
-__all__ = ["FeatureIsolationForest"]
+if TYPE_CHECKING:
+    from dcops.analytics.fleet import FleetScorer
+    from dcops.analytics.tracker import IntervalFeatures
+    from dcops.findings import Finding
+
+__all__ = ["FeatureIsolationForest", "ModelForest", "ISOLATION_FOREST"]
 
 FLAT_BELOW = 2000  # rows: below this the flattened walk is faster than scikit-learn's per-tree loop
 
@@ -57,6 +69,15 @@ class FeatureIsolationForest(OutlierDetector):
         return np.abs(self._std(np.asarray(X, dtype=np.float64)))
 
 
+@dataclass
+class ModelForest:
+    """One accelerator model's forest and the columns of `WINDOW_FEATURE_NAMES` it was fitted on
+    (a model without HBM or fans reports no such column)."""
+
+    forest: FeatureIsolationForest
+    columns: list[int]
+
+
 def _flatten(forest: IsolationForest) -> dict:
     """All trees in one node table: feature, threshold, children (global ids), leaf path value."""
     from sklearn.ensemble._iforest import _average_path_length
@@ -97,3 +118,71 @@ def _flat_score_samples(flat: dict, X: np.ndarray) -> np.ndarray:
     depths = flat["value"][node].sum(axis=1)
     d = flat["denominator"]
     return -(2.0 ** (-depths / d)) if d else -np.ones(n)
+
+
+# ----- in the fleet ---------------------------------------------------------------------------
+class _ForestPart(TrainedPart):
+    """Each accelerator's window features against its model's forest, once the windows are full;
+    the score is shared out over the features by their robust deviation."""
+
+    def __init__(self, fleet: FleetScorer, state: dict[str, ModelForest] | None) -> None:
+        super().__init__(fleet, state)
+        self.by_model = rows_by_model(fleet.inventory)
+
+    def score_trained(self, f: IntervalFeatures, state: dict[str, ModelForest]) -> list[Finding]:
+        fleet = self.fleet
+        ids = fleet.tracker.ids["accel"]
+        z = np.zeros((len(ids), len(WINDOW_FEATURE_NAMES)))
+        expected = np.full(z.shape, np.nan)
+        for model, rows in self.by_model:
+            mf = state.get(model)
+            if mf is not None and fleet.intervals >= fleet.params.window:
+                cols = mf.columns
+                W = f.window[rows][:, cols]
+                ok = ~np.isnan(W).any(axis=1)
+                if ok.any():
+                    total = np.maximum(-mf.forest.score_samples(W[ok]), 0.0)
+                    dev = mf.forest.feature_deviation(W[ok])
+                    share = dev / np.maximum(dev.sum(axis=1, keepdims=True), 1e-9)
+                    sub = np.zeros((ok.sum(), len(WINDOW_FEATURE_NAMES)))
+                    sub[:, cols] = share * total[:, None]
+                    z[rows[ok]] = sub
+                    exp = np.full(sub.shape, np.nan)
+                    exp[:, cols] = mf.forest.center_
+                    expected[rows[ok]] = exp
+        return fleet.emit(f.time_ns, ids, "isolation_forest", z, WINDOW_FEATURE_NAMES, f.window, expected,
+                          fleet.params.isolation_z, total=z.sum(axis=1))
+
+
+class _ForestTrainer:
+    def __init__(self, setup: TrainingSetup) -> None:
+        self.by_model, self.rng = rows_by_model(setup.inventory), setup.rng()
+        self.window, self.seed = setup.window, setup.seed
+        self.windows: list[np.ndarray] = []
+
+    def observe(self, k: int, f: IntervalFeatures) -> None:
+        if k >= self.window:  # full windows only
+            self.windows.append(f.window)
+
+    def fit(self, previous: dict[str, ModelForest] | None) -> Fitted:
+        windows = np.stack(self.windows)
+        models, rows, drift = {}, {}, {}
+        for model, sel in self.by_model:
+            W = windows[:, sel].reshape(-1, windows.shape[-1])
+            cols = [j for j in range(W.shape[1]) if not np.isnan(W[:, j]).all()]
+            W = W[:, cols]
+            W = sample_rows(self.rng, W[~np.isnan(W).any(axis=1)])
+            if len(W) >= 50:
+                models[model] = ModelForest(FeatureIsolationForest(random_state=self.seed).fit(W), cols)
+                rows[f"isolation_forest:{model}"] = len(W)
+            old = (previous or {}).get(model)
+            if old is not None and model in models and old.columns == cols:
+                new = models[model].forest
+                shift = np.max(np.abs(new.center_ - old.forest.center_) / old.forest.feature_scale_)
+                drift[f"isolation_forest:{model}"] = round(float(shift), 3)
+        return Fitted(models, rows, drift)
+
+
+ISOLATION_FOREST = DetectorSpec(
+    "isolation_forest", FeatureIsolationForest, "each accelerator's window features against its model's forest",
+    WINDOW_FEATURE_NAMES, _ForestPart, _ForestTrainer, dict)

@@ -12,14 +12,26 @@ population seen in `fit` (its median and spread), so each row's score stands on 
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from dcops.analytics.detectors.base import OutlierDetector
+from dcops.analytics.detectors.spec import DetectorSpec, Fitted, TrainingSetup
+from dcops.analytics.features import ACCEL_MODEL_FEATURES, STREAMS, unit_floors
+from dcops.analytics.tracker import peer_groups
 
-__all__ = ["PeerGroupDetector", "PeerOffsets", "group_median_mad"]
+if TYPE_CHECKING:
+    from dcops.analytics.fleet import FleetScorer
+    from dcops.analytics.tracker import IntervalFeatures
+    from dcops.findings import Finding
+
+__all__ = ["PeerGroupDetector", "PeerOffsets", "group_median_mad", "PEER_FEATURES", "PEER_GROUP", "peer_min_scale"]
+
+# Not clocks: an idle accelerator drops to its idle clock, which is a state, not a fault.
+PEER_FEATURES = ("accel_temp_degc", "accel_mem_temp_degc", "accel_fan_pct")
 
 
 def _nanmedian(X: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -149,3 +161,107 @@ class PeerGroupDetector(OutlierDetector):
 
     def _z(self, X):
         return self._peer_z(X, None)
+
+
+# ----- in the fleet ---------------------------------------------------------------------------
+def peer_min_scale() -> np.ndarray:
+    """Unit floors for the accelerator peer spread: NPU tools report whole degrees, so a quiet
+    group can have a spread of 0, and 1 degC against it must not read as 1,000 spreads."""
+    return unit_floors(PEER_FEATURES)
+
+
+def _untrained() -> PeerGroupDetector:
+    return PeerGroupDetector(min_scale=peer_min_scale()).fit(np.zeros((4, len(PEER_FEATURES))))
+
+
+def peer_z(det: PeerGroupDetector, offsets: PeerOffsets, X, groups) -> tuple[np.ndarray, np.ndarray]:
+    """Deviation from the peer median beyond the unit's own usual offset, in peer spreads;
+    expected value = peer median + that offset. Learns the offsets afterwards (causal)."""
+    dev, scale, med = det.signed_deviations(X, groups)
+    z = offsets.z(dev, scale)
+    offsets.update(dev, z)
+    return z, med + offsets.offset
+
+
+class _PeerPart:
+    """Accelerators against same-model peers on their host (or in their rack or row when the
+    host has too few), and each stream's `peer_metrics` against same-kind peers; the trained
+    state is the accelerators' detector (peer floors from history)."""
+
+    def __init__(self, fleet: FleetScorer, state: PeerGroupDetector | None) -> None:
+        inv, warmup = fleet.inventory, fleet.params.warmup
+        self.fleet = fleet
+        self.det = state if state is not None else _untrained()
+        self.streams = {s.measurement: self._stream_peer(s) for s in STREAMS if s.peer_metrics}
+        self.groups = peer_groups(inv)
+        self.cols = [ACCEL_MODEL_FEATURES.index(f) for f in PEER_FEATURES]
+        # each unit's usual offset from its peers (sensor bias, position in the row): peers compare
+        # the deviation beyond it, not raw values
+        self.offsets = PeerOffsets((len(inv.accel_ids), len(PEER_FEATURES)), warmup=warmup)
+        # Accelerators of a host with enough of them are compared with their host-mates instead of
+        # the rack: a shift all of a host's accelerators share is the host's workload (a job
+        # started or ended there) or a host-level cause its own telemetry shows (fans, PSU), not
+        # an accelerator anomaly, and host-mates share the workload, so one hot unit stands out
+        self.hosts = np.asarray([f"{m}|{d}" for m, d in zip(inv.accel_tags["model"], inv.accel_tags["device"])],
+                                dtype=object)
+        self.host_offsets = PeerOffsets((len(inv.accel_ids), len(PEER_FEATURES)), warmup=warmup)
+        sizes = pd.Series(self.hosts).map(pd.Series(self.hosts).value_counts()).to_numpy()
+        self.host_big = (sizes >= self.det.min_group)[:, None]  # hosts with enough accelerators to compare
+        self.stream_offsets = {m: PeerOffsets((len(fleet.tracker.ids[m]), len(cols)), warmup=warmup)
+                               for m, (_, cols, _) in self.streams.items()}
+
+    def _stream_peer(self, s):
+        """Peer detector for a non-accelerator stream: same kind (and `peer_attr`) at the same moment."""
+        floors = unit_floors(s.peer_metrics)
+        det = PeerGroupDetector(min_group=3, min_scale=floors).fit(np.zeros((3, len(floors))))
+        inv = self.fleet.inventory
+        groups = np.array([str(inv.get(c).attrs.get(s.peer_attr, "")) for c in self.fleet.tracker.ids[s.measurement]],
+                          dtype=object)
+        return det, [s.metrics.index(m) for m in s.peer_metrics], groups
+
+    def set_model(self, state: PeerGroupDetector | None) -> None:
+        if state is not None:
+            self.det = state
+
+    def score(self, f: IntervalFeatures) -> list[Finding]:
+        fleet, out = self.fleet, []
+        z_alarm = fleet.params.peer_z
+        for s in STREAMS:
+            if s.measurement in self.streams:
+                det, cols, groups = self.streams[s.measurement]
+                X = f.streams[s.measurement][:, cols]
+                pz, expected = peer_z(det, self.stream_offsets[s.measurement], X, groups)
+                out += fleet.emit(f.time_ns, fleet.tracker.ids[s.measurement], "peer_group", pz, s.peer_metrics, X,
+                                  expected, z_alarm)
+        X = f.accel[:, self.cols]
+        pz, expected = peer_z(self.det, self.offsets, X, self.groups)
+        hz, _ = peer_z(self.det, self.host_offsets, X, self.hosts)
+        pz = np.where(self.host_big, hz, pz)
+        return out + fleet.emit(f.time_ns, fleet.tracker.ids["accel"], "peer_group", pz, PEER_FEATURES, X, expected,
+                                z_alarm)
+
+
+class _PeerTrainer:
+    """Peer floors from every fifth interval, each interval's groups kept apart."""
+
+    def __init__(self, setup: TrainingSetup) -> None:
+        self.groups = peer_groups(setup.inventory).astype(str)
+        self.cols = [ACCEL_MODEL_FEATURES.index(f) for f in PEER_FEATURES]
+        self.rows: list[np.ndarray] = []
+        self.row_groups: list[np.ndarray] = []
+
+    def observe(self, k: int, f: IntervalFeatures) -> None:
+        if k % 5 == 0:
+            self.rows.append(f.accel[:, self.cols])
+            self.row_groups.append(np.char.add(self.groups, f"@{k}"))
+
+    def fit(self, previous) -> Fitted:
+        P = np.concatenate(self.rows)
+        det = PeerGroupDetector(min_scale=peer_min_scale()).fit(P, groups=np.concatenate(self.row_groups))
+        return Fitted(det, {"peer": len(P)})
+
+
+PEER_GROUP = DetectorSpec(
+    "peer_group", PeerGroupDetector,
+    "accelerators against same-model peers on their host, rack or row, and sensors against same-kind peers",
+    PEER_FEATURES, _PeerPart, _PeerTrainer, PeerGroupDetector)

@@ -1,14 +1,16 @@
-"""Every detector honours scikit-learn's estimator and outlier-detector contract."""
+"""Every registered detector's estimator honours scikit-learn's estimator and outlier-detector contract."""
 
 from __future__ import annotations
 
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from dcops.analytics.detectors import DETECTORS
+from dcops.analytics.fleet import DETECTORS
+
+ESTIMATORS = list(dict.fromkeys(spec.estimator for spec in DETECTORS.values()))
 
 
-@parametrize_with_checks([cls() for cls in DETECTORS.values()])
+@parametrize_with_checks([cls() for cls in ESTIMATORS])
 def test_sklearn_contract(estimator, check):
     name = getattr(check, "func", check).__name__
     if name == "check_array_api_input":

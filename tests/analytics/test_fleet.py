@@ -89,7 +89,7 @@ def test_untrained_scorer_still_runs_the_untrained_detectors(sim_history):
 
 def test_cooling_loss_shows_as_rack_inlet_residual_in_its_zone(sim_history, trained):
     sim, scorer, _ = _continue(sim_history, trained)
-    assert set(trained.inlet) == {"Z1", "Z2"}
+    assert set(trained.models["inlet_residual"].zones) == {"Z1", "Z2"}
     sim.inject("crac_failure", "CRAC-1", 1800)
     hot = []
     for _ in range(30):

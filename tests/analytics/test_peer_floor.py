@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from dcops.analytics.detectors import PeerGroupDetector
-from dcops.analytics.fleet import PEER_FEATURES, ScorerParams, peer_min_scale
+from dcops.analytics.detectors.peer import PEER_FEATURES, peer_min_scale
+from dcops.analytics.fleet import ScorerParams
 
 
 def test_whole_degree_readings_do_not_alarm_but_a_hot_card_does():

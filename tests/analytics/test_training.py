@@ -28,10 +28,10 @@ def test_model_file_roundtrip_with_metadata(trained, tmp_path):
     assert '"model_version": 1' in meta and "accel_temp_degc" in meta
     loaded = ModelBundle.load(path)
     assert loaded.metadata == trained.metadata
-    assert set(loaded.isolation) == {"H100-SXM5-80GB", "L40S", "RBLN-CA22"}
+    assert set(loaded.models["isolation_forest"]) == {"H100-SXM5-80GB", "L40S", "RBLN-CA22"}
     X = np.array([[300.0, 25.0, 45.0]])
     model = "H100-SXM5-80GB"
-    assert loaded.thermal[model].expected(X) == pytest.approx(trained.thermal[model].expected(X))
+    assert loaded.models["thermal_residual"][model].expected(X) == pytest.approx(trained.models["thermal_residual"][model].expected(X))
     assert trained.metadata.window_end_ns > trained.metadata.window_start_ns
     assert trained.metadata.intervals == 150
 
@@ -52,7 +52,7 @@ def test_train_from_store_matches_replay_and_records_drift(store, sim_history, t
     assert bundle.metadata.model_version == 2
     assert bundle.metadata.intervals == len(history)
     model = "H100-SXM5-80GB"
-    assert abs(bundle.thermal[model].coef_[0] - trained.thermal[model].coef_[0]) < 0.005
+    assert abs(bundle.models["thermal_residual"][model].coef_[0] - trained.models["thermal_residual"][model].coef_[0]) < 0.005
     assert bundle.metadata.drift[f"thermal:{model}"] < 1.0  # same fleet, same baseline
 
 

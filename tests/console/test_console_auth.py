@@ -7,8 +7,9 @@ import json
 import pytest
 import sqlalchemy as sa
 
+from dcops.alerts.storage.accounts import users_table
 from dcops.console.auth import COOKIE, MAX_FAILURES, Auth
-from dcops.console.users import UserError, UserStore, bootstrap_users, users_table
+from dcops.console.users import UserError, UserStore, bootstrap_users
 from tests.console.support import HOST, PASSWORDS, login
 
 BASE = f"http://{HOST}"
