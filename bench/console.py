@@ -14,7 +14,8 @@ static login page loaded in the same browser.
 
     python bench/console.py [--accelerators 10000] [--calls 30] [--no-browser]
 
-Targets: callbacks < 300 ms median and p95, first render < 2 s. Last line: one JSON object.
+Targets: floor and fleet callbacks < 300 ms median and p95, rack and alarm pages < 100 ms, first
+render < 2 s. Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ def floor_payload(colour_by: str = "inlet") -> dict:
 
 
 def rack_payload(rack: str) -> dict:
-    return {"output": "rack-body.children", "outputs": {"id": "rack-body", "property": "children"},
+    outs = [("rack-body", "children"), ("rack-accels", "rowData")]
+    return {"output": ".." + "...".join(f"{i}.{p}" for i, p in outs) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in outs],
             "inputs": [{"id": "shell-tick", "property": "data", "value": 1}],
             "changedPropIds": ["shell-tick.data"], "state": [{"id": "rack-name", "property": "data",
                                                                        "value": rack}]}
@@ -250,14 +253,18 @@ def main() -> None:
         "fleet_p95_us_per_accel": round(pct(fleet, 0.95) * 1e3 / sim.inventory.n_accel, 2),
         "floor_vs_baseline_ratio": round(statistics.median(floor) / statistics.median(base), 2),
         "target_server_ms": 300,
+        "target_page_ms": 100,
         "target_render_s": 2.0,
     }
     print(f"floor callback median {result['floor_callback_ms_median']} ms, p95 {result['floor_callback_ms_p95']} ms; "
           f"store.latest(accel) alone {result['baseline_store_latest_accel_ms_median']} ms", flush=True)
     if not args.no_browser:
         result.update(time_browser(app, tick))
-    result["server_target_met"] = max(result["floor_callback_ms_p95"], result["rack_callback_ms_p95"],
-                                      result["alarm_callback_ms_p95"] or 0, result["floor_alarm_colour_ms_p95"] or 0) < 300
+    # issue 22's targets: floor and fleet < 300 ms p95, the rack and alarm pages < 100 ms
+    result["server_target_met"] = (max(result["floor_callback_ms_p95"], result["fleet_callback_ms_p95"],
+                                       result["floor_alarm_colour_ms_p95"] or 0) < result["target_server_ms"]
+                                   and max(result["rack_callback_ms_p95"], result["alarm_callback_ms_p95"] or 0)
+                                   < result["target_page_ms"])
     if "first_render_s" in result:
         result["render_target_met"] = result["first_render_s"] < 2.0
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)

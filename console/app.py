@@ -73,7 +73,9 @@ def _shell_layout(refresh_s: float) -> Callable[[], html.Div]:
 def _ensure_dash_context() -> None:
     """Dash gives its callback-context variable a value only in the thread that imported dash;
     `register_page` reads it, so building the app in another thread (a `dcops up` role) fails
-    with LookupError unless this thread's context has a value too."""
+    with LookupError unless this thread's context has a value too (plotly/dash#2266, open).
+    Dash has no public setter: `dash.ctx` / `dash.callback_context` only read that variable,
+    and raise the same LookupError outside a callback, so the private module is the one way."""
     from dash._callback_context import context_value
 
     try:
@@ -115,9 +117,11 @@ def create_app(store, inventory, *, alarms=None, runbooks=None, alerting=None, a
         " return [wall ? {display: 'none'} : {}, wall ? 'p-0' : ''];}",
         Output("shell-bar", "style"), Output("shell-main", "className"), Input("shell-url", "pathname"))
     # Bind the page callbacks (registered by `dash.callback` while Dash imported the pages) to
-    # this app now, as Dash would on its first request, so another app built later in the same
-    # process (tests, benchmarks) cannot take them.
-    app._setup_server()  # noqa: SLF001
+    # this app now, so another app built later in the same process (tests, benchmarks) cannot
+    # take them. Dash binds them in a `before_request` hook on its first request; run the hooks
+    # of a first request here, for the login page (the one path the login guard lets through).
+    with server.test_request_context("/login"):
+        server.preprocess_request()
     return app
 
 

@@ -233,14 +233,12 @@ def _accel_frame(ctx: Context, rack: str | None = None, fields: Sequence[str] = 
 def _compute_floor(ctx: Context) -> FloorSnapshot:
     base = _accel_base(ctx)
     view = current_state(ctx)
-    racks = base.racks.copy()
     rv = view.align("rack", RACK_FIELDS, ("rack",), base.rack_names, max_age_s=MAX_AGE_S)
     t_ns = view.newest_ns("rack")
-    racks["power_kw"] = rv["rack_power_w"] / 1e3
-    racks["feed_a_kw"] = rv["rack_feed_a_power_w"] / 1e3
-    racks["feed_b_kw"] = rv["rack_feed_b_power_w"] / 1e3
-    racks["inlet_degc"] = rv["rack_inlet_temp_degc"]
-    racks["outlet_degc"] = rv["rack_outlet_temp_degc"]
+    cols: dict[str, np.ndarray] = {
+        "power_kw": rv["rack_power_w"] / 1e3, "feed_a_kw": rv["rack_feed_a_power_w"] / 1e3,
+        "feed_b_kw": rv["rack_feed_b_power_w"] / 1e3, "inlet_degc": rv["rack_inlet_temp_degc"],
+        "outlet_degc": rv["rack_outlet_temp_degc"]}
 
     acc = accel_values(ctx, ACCEL_FIELDS)
     states = _state_codes(acc)
@@ -250,18 +248,19 @@ def _compute_floor(ctx: Context) -> FloorSnapshot:
         states = degrade_alarmed(ctx, base.ids, states)
     temp, ok = acc["accel_temp_degc"], base.rack_code >= 0
     hottest = pd.Series(temp[ok]).groupby(base.rack_code[ok]).max()
-    racks["hottest_degc"] = hottest.reindex(np.arange(len(racks))).to_numpy(np.float64)
+    cols["hottest_degc"] = hottest.reindex(np.arange(len(base.rack_names))).to_numpy(np.float64)
     counts = _state_counts(base.rack_code, states, base.rack_names.tolist())
     for s in ACCEL_STATES:
-        racks["accel_" + s.replace(" ", "_")] = counts[s].to_numpy(int)
-    racks["accel_total"] = counts.sum(axis=1).to_numpy(int)
+        cols["accel_" + s.replace(" ", "_")] = counts[s].to_numpy(int)
+    cols["accel_total"] = counts.sum(axis=1).to_numpy(int)
     if ctx.alarms is not None:
         from dcops.console.data_alarms import rack_alarm_rank
 
         alarm_rank = rack_alarm_rank(ctx)
-        racks["alarm_rank"] = [alarm_rank.get(r, 0) for r in racks.index]
+        cols["alarm_rank"] = np.asarray([alarm_rank.get(r, 0) for r in base.rack_names.tolist()])
     else:
-        racks["alarm_rank"] = np.nan
+        cols["alarm_rank"] = np.full(len(base.rack_names), np.nan)
+    racks = pd.concat([base.racks, pd.DataFrame(cols, index=base.racks.index)], axis=1)
 
     by_vendor = _state_counts(base.vendor_code, states, base.vendors)
     by_vendor.index.name = "vendor"

@@ -82,7 +82,14 @@ def degrade_alarmed(ctx: Context, ids: np.ndarray, states: np.ndarray) -> np.nda
     hit = {a.component for a in listed_alarms(ctx) if a.active and a.incident_id in open_ids}
     if not hit:
         return states
-    return np.where(np.isin(np.asarray(ids, dtype=object), list(hit)) & (states == 0), 1, states)
+    # a hash lookup of the few alarmed components, not a sort of every accelerator id
+    index = ctx.memo.get("accel_index")
+    if index is None or index[0] is not ids:
+        index = ctx.memo["accel_index"] = (ids, pd.Index(np.asarray(ids, dtype=object)))
+    pos = index[1].get_indexer(list(hit))
+    alarmed = np.zeros(len(ids), dtype=bool)
+    alarmed[pos[pos >= 0]] = True
+    return np.where(alarmed & (states == 0), 1, states)
 
 
 @dataclass(frozen=True)
@@ -144,10 +151,16 @@ def silence_matchers(alarm) -> list[str]:
 def incident_table(ctx: Context, open_only: bool) -> list[dict]:
     if ctx.alarms is None:
         return []
+    from dcops.console.data_impact import impact_ranking
+
     incidents = ctx.alarms.list_incidents(states=OPEN_STATES if open_only else None)
+    # impact now, for open incidents only (a resolved one's accelerators are no longer its doing)
+    impact = impact_ranking(ctx, [i for i in incidents if _v(i.state) in OPEN_STATES])
+    none = {"impact_accels": None, "impact_tokens_per_s_lost": None, "impact_power_kw": None}
     return [{"id": i.id, "title": i.title, "state": _v(i.state), "severity": _v(i.severity),
              "opened": utc_time(i.opened_ns), "root": i.root_component or "", "alarms": len(i.alarm_ids),
-             "acknowledged_by": i.acknowledged_by or "", "opened_by": i.opened_by} for i in incidents]
+             "acknowledged_by": i.acknowledged_by or "", "opened_by": i.opened_by, **impact.get(i.id, none)}
+            for i in incidents]
 
 
 # ----- history -------------------------------------------------------------------------------

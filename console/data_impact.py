@@ -1,17 +1,22 @@
 """Customer impact of an incident: the accelerators that depend on its root component, by vendor
 and model, the inference throughput they lost (tokens per second, from the serving engines'
-`accel_tokens_total` counters, before the incident against now) and the power they draw now."""
+`accel_tokens_total` counters, before the incident against now) and the power they draw now.
+
+`impact_ranking` gives the same three figures for every open incident of the list, so a NOC
+ranks incidents by customer impact; it is kept cheap: "now" comes from the current-state view
+once per refresh tick for all incidents, the rate before each incident (a past window, which no
+longer changes) is read once per incident and kept."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from dcops.console.data import Context
+from dcops.console.data import Context, accel_rates, accel_values
 from dcops.console.data_series import NS, data_now_ns
 from dcops.store.base import StoreError
 
-__all__ = ["affected_accels", "incident_impact", "IMPACT_COLUMNS"]
+__all__ = ["affected_accels", "incident_impact", "impact_ranking", "IMPACT_COLUMNS", "RANK_COLUMNS"]
 
 IMPACT_COLUMNS = ["vendor", "model", "accelerators", "tokens_per_s_before", "tokens_per_s_now", "tokens_per_s_lost",
                   "power_kw_now"]
@@ -88,3 +93,50 @@ def incident_impact(ctx: Context, root: str | None, opened_ns: int, end_ns: int 
     else:
         out["power_kw_now"] = np.nan
     return out[IMPACT_COLUMNS]
+
+
+RANK_COLUMNS = ("impact_accels", "impact_tokens_per_s_lost", "impact_power_kw")
+_BEFORE_KEEP = 2_000  # incidents whose rate-before is kept (open incidents; a few thousand at most)
+
+
+def _tokens_before(ctx: Context, opened_ns: int) -> pd.Series:
+    """tokens/s per accelerator id in the window before `opened_ns`, read once and kept."""
+    key = ("tokens_before", int(opened_ns))
+    hit = ctx.memo.get(key)
+    if hit is None:
+        r = _token_rate(ctx, int(opened_ns))
+        hit = pd.Series(r["tokens_per_s"].to_numpy(np.float64),
+                        index=(r["device"].astype(str) + ":" + r["accel"].astype(str)).to_numpy(object))
+        kept = [k for k in ctx.memo if isinstance(k, tuple) and k[0] == "tokens_before"]
+        for old in kept[: max(0, len(kept) - _BEFORE_KEEP + 1)]:
+            del ctx.memo[old]
+        ctx.memo[key] = hit
+    return hit
+
+
+def _rank_one(ctx: Context, root: str | None, opened_ns: int, now_tps: np.ndarray, now_w: np.ndarray) -> dict:
+    ids = affected_accels(ctx, root)
+    if not ids:
+        return {"impact_accels": 0, "impact_tokens_per_s_lost": 0.0, "impact_power_kw": 0.0}
+    at = np.asarray([ctx.inventory.accel_index[a] for a in ids], dtype=np.intp)
+    before = _tokens_before(ctx, opened_ns).reindex(ids).to_numpy(np.float64)
+    now = now_tps[at]
+    had = ~np.isnan(before)
+    # an accelerator that had a rate before and none now (lost, stopped reporting) produces nothing
+    lost = np.clip(before[had] - np.nan_to_num(now[had], nan=0.0), 0, None).sum()
+    return {"impact_accels": len(ids), "impact_tokens_per_s_lost": round(float(lost), 1),
+            "impact_power_kw": round(float(np.nansum(now_w[at])) / 1e3, 2)}
+
+
+def impact_ranking(ctx: Context, incidents) -> dict[str, dict]:
+    """incident id -> accelerators affected, tokens/s lost and their power now (kW), for the
+    incidents given (the open ones: a resolved incident has no impact now). Computed once per
+    refresh tick for the same incidents."""
+    key = "impact_ranking:" + ",".join(sorted(i.id for i in incidents))
+
+    def compute() -> dict[str, dict]:
+        now_tps = accel_rates(ctx, "accel_tokens_total")
+        now_w = accel_values(ctx, ("accel_power_w",))["accel_power_w"]
+        return {i.id: _rank_one(ctx, i.root_component, i.opened_ns, now_tps, now_w) for i in incidents}
+
+    return ctx.cache.get(key, ctx.tick(), compute)

@@ -6,7 +6,8 @@ accelerated simulation shows its data; the store downsamples to about `POINTS` p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,20 +84,25 @@ def _where(comp: Component, spec: ChartSpec, site: str) -> dict[str, str]:
     return {t: tags[t] for t in spec.id_tags}
 
 
-def device_series(ctx: Context, name: str, range_key: str) -> tuple[ChartSpec, pd.DataFrame]:
+def device_series(ctx: Context, name: str, range_key: str,
+                  fields: Sequence[str] | None = None) -> tuple[ChartSpec, pd.DataFrame]:
     """The component's metrics over the range, downsampled by the store (KeyError names what)."""
     if range_key not in RANGES:
         raise KeyError(f"unknown range {range_key!r} (one of {list(RANGES)})")
     end = data_now_ns(ctx) + 1
-    return series_between(ctx, name, end - RANGES[range_key] * NS, end)
+    return series_between(ctx, name, end - RANGES[range_key] * NS, end, fields)
 
 
-def series_between(ctx: Context, name: str, start_ns: int, end_ns: int) -> tuple[ChartSpec, pd.DataFrame]:
-    """The component's charted metrics in [start_ns, end_ns), about POINTS windows per series."""
+def series_between(ctx: Context, name: str, start_ns: int, end_ns: int,
+                   fields: Sequence[str] | None = None) -> tuple[ChartSpec, pd.DataFrame]:
+    """The component's charted metrics (or `fields` of its measurement) in [start_ns, end_ns),
+    about POINTS windows per series."""
     comp = ctx.inventory.get(name)
     if comp.kind not in DEVICE_CHARTS:
         raise KeyError(f"{name!r} is a {comp.kind}; no metrics are charted for that kind")
     spec = DEVICE_CHARTS[comp.kind]
+    if fields is not None:
+        spec = replace(spec, fields=tuple(fields))
     span_s = max((end_ns - start_ns) / NS, 1.0)
     every = max(span_s / POINTS, 1.0)
     where = _where(comp, spec, ctx.inventory.site)
@@ -170,15 +176,24 @@ def _fleet_table(ctx: Context) -> pd.DataFrame:
     up = values["accel_up"] > 0.5
     if not up.any():
         for c in ("reporting", "power_w", "util_pct", "temp_degc", "hottest_degc", "headroom_degc", "tokens_per_s",
-                  "j_per_token", "cost_per_h"):
+                  "requests_per_s", "j_per_token", "cost_per_h"):
             out[c] = 0 if c == "reporting" else np.nan
         return out
     g, k = code[up], len(out)
 
     def per_group(v: np.ndarray, how: str) -> np.ndarray:
+        """`how` (mean, sum, max) of the values with data per group, NaN for a group with none."""
         ok = ~np.isnan(v)
-        s = pd.Series(v[ok]).groupby(g[ok]).agg(how)
-        return s.reindex(np.arange(k)).to_numpy(np.float64)
+        gk, vk = g[ok], v[ok]
+        n = np.bincount(gk, minlength=k)
+        if how == "max":
+            agg = np.full(k, -np.inf)
+            np.maximum.at(agg, gk, vk)
+        else:
+            agg = np.bincount(gk, weights=vk, minlength=k)
+            if how == "mean":
+                agg = agg / np.maximum(n, 1)
+        return np.where(n > 0, agg, np.nan)
 
     out["reporting"] = np.bincount(g, minlength=k).astype(int)
     out["power_w"] = per_group(values["accel_power_w"][up], "mean")
@@ -189,11 +204,14 @@ def _fleet_table(ctx: Context) -> pd.DataFrame:
     limit = out["model"].map(THROTTLE_TEMP_DEGC).fillna(out["vendor"].map(THROTTLE_TEMP_DEGC)).astype(float)
     out["hottest_degc"] = hottest
     out["headroom_degc"] = limit - hottest
-    # tokens per second: the counter's rise between its last two samples, kept by the view on the write path
-    rate = accel_rates(ctx, "accel_tokens_total")
-    has = ~np.isnan(rate)
-    tps = np.bincount(code[has], weights=rate[has], minlength=k)
-    out["tokens_per_s"] = np.where(np.bincount(code[has], minlength=k) > 0, tps, np.nan)
+    # tokens and requests per second (the serving engines' counters, vLLM's names mapped in
+    # collectors/data/prom_map.yaml): each counter's rise between its last two samples, kept by
+    # the view on the write path
+    for counter, column in (("accel_tokens_total", "tokens_per_s"), ("accel_requests_total", "requests_per_s")):
+        rate = accel_rates(ctx, counter)
+        has = ~np.isnan(rate)
+        total = np.bincount(code[has], weights=rate[has], minlength=k)
+        out[column] = np.where(np.bincount(code[has], minlength=k) > 0, total, np.nan)
     out["j_per_token"] = (total_w / out["tokens_per_s"]).where(out["tokens_per_s"] > 0)
     out["cost_per_h"] = total_w / 1e3 * ctx.energy_price_per_kwh
     return out

@@ -6,6 +6,7 @@ Tests check them with `plotly.graph_objects.Figure(fig)`."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -69,73 +70,125 @@ def empty_figure(message: str) -> dict:
         margin={"l": 10, "r": 10, "t": 10, "b": 10})}
 
 
-def _nan_to_none(z: np.ndarray) -> list:
-    return [[None if v != v else float(v) for v in row] for row in z]
+def _grid_list(values: np.ndarray, shape: tuple[int, int]) -> list:
+    """A flat float array as nested lists for a heatmap's z, None where NaN (JSON has no NaN)."""
+    out = values.astype(object)
+    out[np.isnan(values)] = None
+    return out.reshape(shape).tolist()
+
+
+@dataclass(frozen=True)
+class _HallGrid:
+    """Where one hall's racks sit in its heatmap: rows down, positions across."""
+
+    name: str
+    rows: tuple[str, ...]
+    width: int
+    members: np.ndarray  # positions (in the racks frame) of the hall's racks
+    cells: np.ndarray  # flat cell index (row * width + position) of each member
+    names: tuple[tuple[str, ...], ...]  # the rack name of every cell ("" where none)
+
+
+@functools.lru_cache(maxsize=8)
+def _floor_grid(racks: tuple[str, ...], halls: tuple[str, ...], rows: tuple[str, ...],
+                positions: tuple[int, ...]) -> tuple[_HallGrid, ...]:
+    """The heatmap cells of a site's racks, halls and rows in the order they first appear. It
+    depends on the site's layout only, so it is built once per site, not on every refresh."""
+    hall_codes, hall_names = pd.factorize(np.asarray(halls, dtype=object))
+    row_arr, pos = np.asarray(rows, dtype=object), np.asarray(positions, dtype=np.intp)
+    names = np.asarray(racks, dtype=object)
+    out = []
+    for h, hall in enumerate(hall_names.tolist()):
+        members = np.flatnonzero(hall_codes == h)
+        row_codes, hall_rows = pd.factorize(row_arr[members])
+        width = int(pos[members].max()) + 1 if len(members) else 1
+        cells = row_codes * width + pos[members]
+        grid = np.full(max(len(hall_rows), 1) * width, "", dtype=object)
+        grid[cells] = names[members]
+        out.append(_HallGrid(str(hall), tuple(hall_rows.tolist()), width, members, cells,
+                             tuple(map(tuple, grid.reshape(-1, width).tolist()))))
+    return tuple(out)
+
+
+def _fmt_all(values: np.ndarray, unit: str) -> list[str]:
+    """`_fmt` of every value of a float array, in one pass."""
+    sfx = f" {unit}" if unit else ""
+    out = [f"{v:.1f}{sfx}" for v in values.tolist()]
+    for i in np.flatnonzero(np.isnan(values)).tolist():
+        out[i] = "no data"
+    return out
+
+
+def _hover(racks: pd.DataFrame, spec: ColourBy, colour_by: str, values: np.ndarray) -> np.ndarray:
+    """The hover text of every rack (object array, the racks frame's order)."""
+    if colour_by == "alarm":
+        shown = [ALARM_LABELS[int(v)] if v == v else "no data" for v in values.tolist()]
+    else:
+        shown = _fmt_all(values, spec.unit)
+    cols = [_fmt_all(racks[c].to_numpy(np.float64), unit)
+            for c, unit in (("power_kw", "kW"), ("inlet_degc", "°C"), ("hottest_degc", "°C"))]
+    counts = [racks[c].to_numpy(np.int64).tolist() for c in ("accel_healthy", "accel_degraded", "accel_down",
+                                                             "accel_no_data")]
+    return np.asarray([
+        f"<b>{rack}</b><br>{spec.label}: {s}<br>power {power}<br>inlet {inlet}"
+        f"<br>hottest accel {hottest}<br>accelerators: {ok} ok, {deg} degraded, {down} down, {nod} no data"
+        for rack, s, power, inlet, hottest, ok, deg, down, nod in zip(racks.index.tolist(), shown, *cols, *counts)],
+        dtype=object)
 
 
 def floor_figure(racks: pd.DataFrame, colour_by: str) -> dict:
     """One heatmap per hall: rows down, rack positions across, coloured by `colour_by`.
 
     Each cell's text is the rack name (shown in the cell while it fits, and what a click
-    names); its customdata is the hover text. Built as a
-    plain figure dict (no plotly validation): this runs on every refresh of every browser.
+    names); its customdata is the hover text. Built as a plain figure dict (no plotly
+    validation) from arrays: this runs on every refresh of every browser. Where each rack
+    sits depends on the site only and is computed once per site (`_floor_grid`).
     """
     if colour_by not in COLOUR_BY:
         raise ValueError(f"cannot colour racks by {colour_by!r} (one of {sorted(COLOUR_BY)})")
     spec = COLOUR_BY[colour_by]
     if racks.empty:
         return empty_figure("no racks in this site")
-    halls = list(dict.fromkeys(racks["hall"]))
-    values = racks[spec.column].astype(float)
+    grid = _floor_grid(tuple(racks.index.tolist()), tuple(racks["hall"].tolist()), tuple(racks["row"].tolist()),
+                       tuple(racks["position"].astype(int).tolist()))
+    values = racks[spec.column].to_numpy(np.float64)
     zmax = spec.zmax
     if zmax is None:
         finite = values[np.isfinite(values)]
         zmax = float(finite.max()) * 1.1 if len(finite) and finite.max() > 0 else 1.0
-    n_rows = [max(racks.loc[racks["hall"] == h, "row"].nunique(), 1) for h in halls]
+    hover = _hover(racks, spec, colour_by, values)
+    n_rows = [max(len(g.rows), 1) for g in grid]
     gap = 0.6  # between halls, in row heights
-    total = sum(n_rows) + gap * (len(halls) - 1)
+    total = sum(n_rows) + gap * (len(grid) - 1)
     traces, layout_axes, titles = [], {}, []
     top = 1.0
-    for i, hall in enumerate(halls, start=1):
-        hr = racks[racks["hall"] == hall]
-        rows = list(dict.fromkeys(hr["row"]))
-        width = int(hr["position"].max()) + 1
-        z = np.full((len(rows), width), np.nan)
-        names = np.full((len(rows), width), "", dtype=object)
-        text = np.full((len(rows), width), "", dtype=object)
-        row_idx = {r: k for k, r in enumerate(rows)}
-        for rack, hall_, row, pos, v, power, inlet, hottest, ok, deg, down, nod in zip(
-                hr.index, hr["hall"], hr["row"], hr["position"], hr[spec.column].astype(float), hr["power_kw"],
-                hr["inlet_degc"], hr["hottest_degc"], hr["accel_healthy"], hr["accel_degraded"], hr["accel_down"],
-                hr["accel_no_data"]):
-            y, x = row_idx[row], int(pos)
-            z[y, x] = v
-            names[y, x] = rack
-            shown = ALARM_LABELS[int(v)] if colour_by == "alarm" and v == v else _fmt(v, spec.unit)
-            text[y, x] = (f"<b>{rack}</b><br>{spec.label}: {shown}<br>power {_fmt(power, 'kW')}"
-                          f"<br>inlet {_fmt(inlet, '°C')}<br>hottest accel {_fmt(hottest, '°C')}"
-                          f"<br>accelerators: {int(ok)} ok, {int(deg)} degraded, {int(down)} down, {int(nod)} no data")
+    for i, g in enumerate(grid, start=1):
+        shape = (n_rows[i - 1], g.width)
+        z = np.full(shape[0] * g.width, np.nan)
+        z[g.cells] = values[g.members]
+        text = np.full(shape[0] * g.width, "", dtype=object)
+        text[g.cells] = hover[g.members]
         bottom = top - n_rows[i - 1] / total
         sfx = "" if i == 1 else str(i)
         traces.append({
-            "type": "heatmap", "z": _nan_to_none(z), "x": list(range(1, width + 1)), "y": rows,
-            "text": names.tolist(), "customdata": text.tolist(), "hovertemplate": "%{customdata}<extra></extra>",
+            "type": "heatmap", "z": _grid_list(z, shape), "x": list(range(1, g.width + 1)), "y": list(g.rows),
+            "text": [list(r) for r in g.names], "customdata": text.reshape(shape).tolist(),
+            "hovertemplate": "%{customdata}<extra></extra>",
             "colorscale": spec.colorscale, "zmin": spec.zmin, "zmax": zmax, "xgap": 3, "ygap": 3,
-            "showscale": i == 1, "name": hall, "xaxis": "x" + sfx, "yaxis": "y" + sfx,
-            # rack names in the cells while they fit
+            "showscale": i == 1, "name": g.name, "xaxis": "x" + sfx, "yaxis": "y" + sfx,
             # rack names and their value in the cells while they fit (the hover always has both)
             **({"texttemplate": "%{text}" if colour_by == "alarm" else "%{text}<br>%{z:.1f}", "textfont": {"size": 10}}
-               if width <= 16 else {}),
+               if g.width <= 16 else {}),
             "colorbar": {"title": {"text": spec.label + (f" ({spec.unit})" if spec.unit else "")}, "len": 0.9,
                          # alarm state: one named band per severity, not a continuous 0-4 scale
                          **({"tickvals": list(range(len(ALARM_LABELS))), "ticktext": list(ALARM_LABELS)}
                             if colour_by == "alarm" else {})},
         })
         layout_axes["xaxis" + sfx] = {"anchor": "y" + sfx, "domain": [0, 1], "dtick": 1,
-                                      "title": {"text": "rack position"} if i == len(halls) else None}
+                                      "title": {"text": "rack position"} if i == len(grid) else None}
         layout_axes["yaxis" + sfx] = {"anchor": "x" + sfx, "domain": [max(bottom, 0.0), top], "autorange": "reversed",
                                       "type": "category"}
-        titles.append({"text": f"Hall {hall}", "x": 0.5, "y": top, "xref": "paper", "yref": "paper",
+        titles.append({"text": f"Hall {g.name}", "x": 0.5, "y": top, "xref": "paper", "yref": "paper",
                        "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 14}})
         top = bottom - gap / total
     layout = {"height": 160 + 70 * sum(n_rows), "margin": {"l": 60, "r": 20, "t": 40, "b": 40},

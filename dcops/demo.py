@@ -79,6 +79,7 @@ class DemoOptions:
     snmp: bool = True
     alerts: bool = True
     analytics: bool = True
+    history: bool = True  # a few weeks of past incidents (dcops.evaluation.demo_history), cached under data_dir
 
 
 @dataclass
@@ -185,12 +186,21 @@ class Demo:
         self._threads.append(t)
 
     def _prepare_database(self) -> None:
-        """A fresh database per run, created by the Alembic migrations (no `create_all`)."""
+        """A fresh database per run, created by the Alembic migrations (no `create_all`), with the
+        site's generated history of past incidents in it."""
         from dcops.dbschema import upgrade
 
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
         upgrade(self.alerts_db_url)
+        if self.opt.history:
+            from dcops.evaluation.demo_history import HistoryOptions, load_history
+
+            t0 = time.monotonic()
+            n = load_history(self.cfg, self.alerts_db_url, self.opt.data_dir / "history", self.sim.now_ns,
+                             HistoryOptions(seed=self.opt.seed))
+            self.say(f"history: {n} past incidents of the fault library over the last weeks "
+                     f"(operator response times synthetic), ready in {time.monotonic() - t0:.1f} s")
 
     def _start_snmp(self) -> None:
         """The simulated facility devices answer SNMP on loopback; the real poller and trap receiver read them."""

@@ -151,7 +151,7 @@ def test_running_services_leave_the_schema_to_alembic(tmp_path, monkeypatch, sma
     finally:
         stop.set()
         t.join(15)
-    demo = Demo(small_site, DemoOptions(data_dir=tmp_path / "demo", interval_s=1.0, speed=20.0, console=False,
+    demo = Demo(small_site, DemoOptions(history=False, data_dir=tmp_path / "demo", interval_s=1.0, speed=20.0, console=False,
                                         snmp=False, analytics=False, faults=()), say=lambda s: None)
     demo.start()
     assert demo.stop() == []

@@ -13,7 +13,7 @@ from dcops.store.duckdb_store import DuckDBStore
 
 def test_demo_collects_stores_and_takes_injections(small_site, tmp_path):
     lines = []
-    demo = Demo(small_site, DemoOptions(data_dir=tmp_path, interval_s=1.0, speed=20.0, console=False,
+    demo = Demo(small_site, DemoOptions(history=False, data_dir=tmp_path, interval_s=1.0, speed=20.0, console=False,
                                         faults=((0.1, "pdu_breaker_trip", "PDU-A1"),)), say=lines.append)
     demo.start()
     try:

@@ -58,7 +58,7 @@ def test_help_describes_seed_host_and_port(capsys):
 
 def test_a_failed_thread_fails_the_demo(small_site, tmp_path):
     lines = []
-    demo = Demo(small_site, DemoOptions(data_dir=tmp_path, interval_s=1.0, speed=20.0, console=False, snmp=False,
+    demo = Demo(small_site, DemoOptions(history=False, data_dir=tmp_path, interval_s=1.0, speed=20.0, console=False, snmp=False,
                                         alerts=False, analytics=False,
                                         faults=((0.01, "crac_failure", "CRAC-NOPE"),)), say=lines.append)
     demo.start()
@@ -74,8 +74,8 @@ def test_a_failed_thread_fails_the_demo(small_site, tmp_path):
 
 def test_the_command_exits_non_zero_when_a_thread_fails(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("dcops.demo.site_faults", lambda inv: ((0.01, "crac_failure", "CRAC-NOPE"),))
-    rc = main(["demo", "-c", str(SMALL_SITE), "--no-console", "--data-dir", str(tmp_path), "--interval", "1",
-               "--speed", "20", "--duration", "30"])
+    rc = main(["demo", "-c", str(SMALL_SITE), "--no-console", "--no-history", "--data-dir", str(tmp_path),
+               "--interval", "1", "--speed", "20", "--duration", "30"])
     captured = capsys.readouterr()
     assert rc == 1
     assert "thread simulator failed" in captured.err and "stopped cleanly" not in captured.out
@@ -92,6 +92,7 @@ def test_another_site_runs_and_stops_cleanly(tmp_path, capsys, caplog):
     out = capsys.readouterr().out
     assert rc == 0 and "stopped cleanly" in out
     assert "fault scheduled in 15s: crac_failure on CRAC-1" in out  # the small site's own cooling unit
+    assert "past incidents of the fault library" in out and list((tmp_path / "history").glob("history-*.sqlite"))
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
     assert (tmp_path / "alerts.sqlite").exists()

@@ -1,53 +1,90 @@
-"""Devices: find any device or accelerator; its metrics over a range and its events."""
+"""Devices: the site as a searchable tree (hall > row > rack > server > accelerator, facility
+devices by kind), a grid of the selected component's contents, and the panels the device
+reports over a range, with its events and alarms. The selection is the URL (`?name=`)."""
 
 from __future__ import annotations
 
 import dash
+import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, State, callback, dcc, html
-from dash.exceptions import PreventUpdate
+from dash import Input, Output, callback, dcc, html
 
-from dcops.console import data, data_series
+from dcops.console import data, data_devices, data_series
 from dcops.console.figures import timeseries_figure
 
 dash.register_page(__name__, path="/devices", name="Devices", title="dcops - Devices", order=30, min_role="viewer")
 
-
-def _option(comp, site: str) -> dict:
-    return {"label": f"{comp.name} ({comp.kind}) {comp.path(site)}", "value": comp.name}
+NS = 1_000_000_000
+# worst state first (down, degraded, no data, healthy), then by name
+GRID_COLUMNS = [
+    {"field": "state_rank", "hide": True, "sort": "asc", "sortIndex": 0},
+    {"field": "link", "headerName": "device", "cellRenderer": "markdown", "width": 170, "sort": "asc",
+     "sortIndex": 1},
+    {"field": "kind", "width": 110},
+    {"field": "vendor", "width": 110},
+    {"field": "model", "width": 170},
+    {"field": "state", "width": 110},
+    {"field": "temp_degc", "headerName": "temp (°C)", "width": 105, "filter": "agNumberColumnFilter"},
+    {"field": "power_w", "headerName": "power (W)", "width": 110, "filter": "agNumberColumnFilter"},
+    {"field": "path", "flex": 1, "minWidth": 220, "tooltipField": "path"},
+]
 
 
 def layout(name: str | None = None, **_query):
-    ctx = data.current()
-    options = [_option(ctx.inventory.get(name), ctx.inventory.site)] if name and name in ctx.inventory else []
+    name = name if name and name in data.current().inventory else None
     return html.Div([
+        dcc.Store(id="devices-selected", data=name),
         dbc.Row([
-            dbc.Col(dcc.Dropdown(id="devices-pick", options=options, value=name if options else None,
-                                 placeholder="Type a device, accelerator, rack, PDU, UPS or cooling unit...",
-                                 searchable=True, clearable=True), lg=7),
+            dbc.Col(dbc.Input(id="devices-search", type="search", debounce=True,
+                              placeholder="Search a device, accelerator, rack, PDU, UPS or cooling unit..."), lg=4),
             dbc.Col(dbc.RadioItems(id="devices-range", options=[{"label": k, "value": k} for k in data_series.RANGES],
                                    value="1h", inline=True), lg=5),
         ], className="mb-3"),
-        html.Div(id="devices-title"),
-        dbc.Row(id="devices-charts"),
-        html.H5("Events"),
-        html.Div(id="devices-events"),
-        html.H5("Alarms and anomaly findings") if ctx.alarms is not None else None,
-        html.Div(id="devices-alarms"),
+        dbc.Row([
+            dbc.Col(html.Div(id="devices-tree", className="devices-tree",
+                             style={"maxHeight": "80vh", "overflowY": "auto", "fontSize": "0.9rem"}), lg=3),
+            dbc.Col([
+                html.Div(id="devices-title"),
+                dbc.Row(id="devices-charts"),
+                dag.AgGrid(id="devices-grid", columnDefs=GRID_COLUMNS, rowData=[], getRowId="params.data.name",
+                           defaultColDef={"sortable": True, "resizable": True, "filter": True},
+                           dashGridOptions={"animateRows": False, "tooltipShowDelay": 300},
+                           style={"height": "40vh"}, className="mb-3"),
+                html.H5("Events"),
+                html.Div(id="devices-events"),
+                html.H5("Alarms and anomaly findings") if data.current().alarms is not None else None,
+                html.Div(id="devices-alarms"),
+            ], lg=9),
+        ]),
     ])
 
 
-def search_options(search_value, current):
-    """Options for what the operator types (at most 50), keeping the current choice listed."""
-    if not search_value:
-        raise PreventUpdate
-    ctx = data.current()
-    found = data_series.search(ctx, search_value)
-    opts = [_option(c, ctx.inventory.site) for c in found]
-    if current and current in ctx.inventory and all(o["value"] != current for o in opts):
-        opts.insert(0, _option(ctx.inventory.get(current), ctx.inventory.site))
-    return opts
+def _tree_item(node: data_devices.TreeNode, selected: str | None) -> html.Li:
+    css = "devices-node devices-selected fw-bold" if node.name and node.name == selected else "devices-node"
+    link = (dcc.Link(node.label, href=f"/devices?name={node.name}", className=css)
+            if node.name else html.Span(node.label, className="fw-semibold"))
+    if not node.children:
+        return html.Li(link)
+    return html.Li(html.Details([html.Summary(link), _tree_list(node.children, selected)], open=node.open))
+
+
+def _tree_list(nodes, selected: str | None) -> html.Ul:
+    return html.Ul([_tree_item(n, selected) for n in nodes], className="list-unstyled ps-3 mb-0")
+
+
+def show_tree(text, selected):
+    """The tree: matches of the search opened, else the selected device's branch (the selected
+    device in bold)."""
+    nodes = data_devices.device_tree(data.current(), text, selected)
+    if not nodes:
+        return html.Div("Nothing matches.", className="text-muted", id="devices-tree-none")
+    return _tree_list(nodes, selected)
+
+
+def grid_rows(text, selected, _tick) -> list[dict]:
+    """The grid: matches of the search, else the selected component's contents."""
+    return data_devices.device_grid(data.current(), selected, text)
 
 
 def events_table(events) -> html.Div:
@@ -78,25 +115,34 @@ def alarms_table(ctx, comp) -> html.Div:
 
 
 def show_device(name, range_key, _n_intervals):
-    """Charts of the chosen component's metrics over the range, its events and alarms."""
+    """Panels of what the chosen component reports over the range, its events and alarms."""
     if not name:
-        return html.Div("Pick a component.", className="text-muted"), [], [], html.Div()
+        return html.Div("Pick a component in the tree or the grid.", className="text-muted"), [], [], html.Div()
     ctx = data.current()
     try:
-        spec, frame = data_series.device_series(ctx, name, range_key)
+        if range_key not in data_series.RANGES:
+            raise KeyError(f"unknown range {range_key!r} (one of {list(data_series.RANGES)})")
+        comp = ctx.inventory.get(name)
+        end = data_series.data_now_ns(ctx) + 1
+        panels, frame = ((), None)
+        if comp.kind in data_series.DEVICE_CHARTS:  # halls and rows: their contents, events and alarms only
+            panels, frame = data_devices.panel_series(ctx, name, end - data_series.RANGES[range_key] * NS, end)
         events = data_series.device_events(ctx, name, range_key)
     except KeyError as e:
         return dbc.Alert(str(e.args[0]), color="warning", id="devices-error"), [], [], html.Div()
-    comp = ctx.inventory.get(name)
-    charts = [dbc.Col(dcc.Graph(figure=timeseries_figure(frame, f, f, data_series.unit_of(f)),
-                                config={"displayModeBar": False}, id=f"devices-chart-{f}"), lg=6)
-              for f in spec.fields]
-    title = html.H4(f"{comp.name} — {comp.kind}, {comp.path(ctx.inventory.site)}", id="devices-name")
+    charts = [dbc.Col(dcc.Graph(figure=timeseries_figure(frame, p.field, p.title, p.unit),
+                                config={"displayModeBar": False}, id=f"devices-chart-{p.field}"), lg=6)
+              for p in panels]
+    what = f"{comp.attrs.get('vendor', '')} {comp.attrs.get('model', '')}".strip()
+    title = html.H4(f"{comp.name} — {comp.kind}{', ' + what if what else ''}, {comp.path(ctx.inventory.site)}",
+                    id="devices-name")
     return title, charts, events_table(events), alarms_table(ctx, comp)
 
 
-callback(Output("devices-pick", "options"), Input("devices-pick", "search_value"),
-         State("devices-pick", "value"))(search_options)
+callback(Output("devices-tree", "children"), Input("devices-search", "value"), Input("devices-selected", "data"))(
+    show_tree)
+callback(Output("devices-grid", "rowData"), Input("devices-search", "value"), Input("devices-selected", "data"),
+         Input("shell-tick", "data"))(grid_rows)
 callback(Output("devices-title", "children"), Output("devices-charts", "children"),
-         Output("devices-events", "children"), Output("devices-alarms", "children"), Input("devices-pick", "value"), Input("devices-range", "value"),
-         Input("shell-tick", "data"))(show_device)
+         Output("devices-events", "children"), Output("devices-alarms", "children"),
+         Input("devices-selected", "data"), Input("devices-range", "value"), Input("shell-tick", "data"))(show_device)

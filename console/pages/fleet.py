@@ -1,4 +1,5 @@
-"""Fleet efficiency: GPUs and NPUs side by side (power, utilisation, energy per token, cost)."""
+"""Fleet efficiency: GPUs and NPUs side by side (power, utilisation, inference throughput in
+tokens and requests per second, energy per token, cost)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ COLUMNS = (
     ("vendor", "vendor", "{}"), ("model", "model", "{}"), ("count", "accelerators", "{:,.0f}"),
     ("reporting", "reporting", "{:,.0f}"), ("power_w", "mean power W", "{:,.0f}"), ("tdp_w", "TDP W", "{:,.0f}"),
     ("util_pct", "mean util %", "{:.1f}"), ("tokens_per_s", "tokens/s", "{:,.0f}"),
+    ("requests_per_s", "requests/s", "{:,.1f}"),
     ("j_per_token", "J/token", "{:.3f}"), ("cost_per_h", "energy cost /h", "{:,.2f}"),
     ("temp_degc", "mean temp °C", "{:.1f}"), ("headroom_degc", "thermal headroom °C", "{:.1f}"),
 )

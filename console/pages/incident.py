@@ -10,7 +10,7 @@ import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dcops.console import data, data_impact, data_series, runbook_view, severity
+from dcops.console import data, data_devices, data_impact, data_series, runbook_view, severity
 from dcops.console.auth import current_user, require_role
 from dcops.console.figures import timeseries_figure
 
@@ -111,9 +111,9 @@ def render_incident(_n, incident_id, _result):
     root = inc.root_component or (alarms[0].component if alarms else None)
     if root and root in ctx.inventory and ctx.inventory.get(root).kind in data_series.DEVICE_CHARTS:
         end = (inc.resolved_ns or data_series.data_now_ns(ctx)) + AFTER_S * NS
-        spec, frame = data_series.series_between(ctx, root, inc.opened_ns - BEFORE_S * NS, end)
-        charts = [dbc.Col(dcc.Graph(figure=timeseries_figure(frame, f, f"{root}: {f}", data_series.unit_of(f)),
-                                    config={"displayModeBar": False}), lg=4) for f in spec.fields[:3]]
+        panels, frame = data_devices.panel_series(ctx, root, inc.opened_ns - BEFORE_S * NS, end)
+        charts = [dbc.Col(dcc.Graph(figure=timeseries_figure(frame, p.field, f"{root}: {p.title}", p.unit),
+                                    config={"displayModeBar": False}), lg=4) for p in panels[:3]]
     timeline = _table(("time (UTC)", "kind", "who", "what"),
                       [(_ts(e.time_ns), _v(e.kind), e.actor, e.text) for e in inc.timeline], "incident-timeline-table")
     notes = repo.notifications(incident_id=incident_id)

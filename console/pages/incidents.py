@@ -25,6 +25,12 @@ COLUMNS = [
     {"field": "title", "flex": 2, "minWidth": 260, "tooltipField": "title"},
     {"field": "root", "headerName": "root cause", "width": 140},
     {"field": "alarms", "width": 90, "filter": "agNumberColumnFilter"},
+    # customer impact now (open incidents): sort by any of these to rank incidents by impact
+    {"field": "impact_accels", "headerName": "accels hit", "width": 105, "filter": "agNumberColumnFilter"},
+    {"field": "impact_tokens_per_s_lost", "headerName": "tokens/s lost", "width": 125,
+     "filter": "agNumberColumnFilter",
+     "valueFormatter": {"function": "params.value == null ? '' : d3.format(',.0f')(params.value)"}},
+    {"field": "impact_power_kw", "headerName": "power (kW)", "width": 110, "filter": "agNumberColumnFilter"},
     {"field": "acknowledged_by", "headerName": "ack by", "width": 110},
 ]
 

@@ -50,4 +50,9 @@ METRICS = (
     Metric("accel_mig_mode", "accel", "state", S, "MIG (multi-instance GPU) mode.", _NV, ((0, "disabled"), (1, "enabled"))),
     Metric("accel_xid_last", "accel", "state", S, "Number of the last XID error (dcgm-exporter DCGM_FI_DEV_XID_ERRORS).", ("dcgm",)),
     Metric("accel_tokens_total", "accel", "count", C, "Inference tokens generated (from the serving engine).", ("prom", "sim")),
+    # the serving engine's request counters (vLLM's vllm:request_success_total, vllm:prompt_tokens_total,
+    # vllm:num_requests_running), shared among the accelerators it serves on like the tokens
+    Metric("accel_requests_total", "accel", "count", C, "Inference requests completed (from the serving engine).", ("prom", "sim")),
+    Metric("accel_prompt_tokens_total", "accel", "count", C, "Prompt (prefill) tokens processed (from the serving engine).", ("prom", "sim")),
+    Metric("accel_requests_running", "accel", "count", G, "Inference requests being processed now (from the serving engine).", ("prom", "sim")),
 )

@@ -46,6 +46,9 @@ def add_arguments(p) -> None:
                    help="start without the pre-scheduled faults (by default a cooling unit, a GPU, an NPU and a"
                         " server PSU of the site fail in the first 30 s)")
     p.add_argument("--no-console", action="store_true", help="run without the web console")
+    p.add_argument("--no-history", action="store_true",
+                   help="start without the past weeks of incidents (by default generated once per site by running"
+                        " the simulator's fault library through the alert rules, then cached under --data-dir)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)")
 
 
@@ -82,7 +85,7 @@ def run(args) -> int:
             return 1
     opts = DemoOptions(data_dir=Path(args.data_dir), interval_s=args.interval, speed=args.speed, seed=args.seed,
                        host=args.host, port=args.port, faults=() if args.no_faults else None,
-                       console=not args.no_console)
+                       console=not args.no_console, history=not args.no_history)
     say = lambda s: print(s, flush=True)  # noqa: E731
     demo = Demo(cfg, opts, say=say)
     stop = threading.Event()

@@ -22,7 +22,7 @@ import numpy as np
 from dcops.batch import Batch, Event, Severity
 from dcops.sim.controls import FaultControls
 from dcops.sim.faults import FAULT_TYPES, FaultLabel
-from dcops.sim.model import accel_model, ups_runtime_s
+from dcops.sim.model import SERVING, accel_model, ups_runtime_s
 from dcops.sim.output import build_batches
 from dcops.sim.sensors import SensorModel
 from dcops.site import SiteConfig
@@ -153,6 +153,10 @@ class Simulator(FaultControls):
         self.lost = np.zeros(n, dtype=bool)
         self.energy = rng.uniform(1e9, 5e9, n)
         self.tokens = rng.uniform(1e9, 1e10, n).round()
+        # the serving engine's request counters, consistent with the tokens (dcops.sim.model.ServingMix)
+        self.requests = np.floor(self.tokens / SERVING.generation_tokens_per_request)
+        self.prompt_tokens = np.round(self.tokens * SERVING.prompt_tokens_per_request
+                                      / SERVING.generation_tokens_per_request)
         self.ecc_corr = rng.integers(0, 50, n).astype(np.float64)
         self.ecc_uncorr = np.zeros(n)
         self.ecc_vol_corr = np.zeros(n)
@@ -308,7 +312,11 @@ class Simulator(FaultControls):
 
         # Counters.
         self.energy += self.power * dt
-        self.tokens += np.round(self.a_tok * self.util * self.clk * dt)
+        generated = np.round(self.a_tok * self.util * self.clk * dt)
+        self.tokens += generated
+        self.requests += generated / SERVING.generation_tokens_per_request  # whole requests in the output
+        self.prompt_tokens += np.round(generated * SERVING.prompt_tokens_per_request
+                                       / SERVING.generation_tokens_per_request)
         self.ecc_vol_corr += rng.poisson(0.0005, n) * self.a_nvidia
         self.ecc_corr = np.maximum(self.ecc_corr, self.ecc_vol_corr)
 

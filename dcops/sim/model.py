@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AccelModel", "accel_model", "THROTTLE_BITS", "PEUKERT", "UPS_RATED_LOAD", "ups_runtime_s"]
+__all__ = ["AccelModel", "SERVING", "ServingMix", "accel_model", "THROTTLE_BITS", "PEUKERT", "UPS_RATED_LOAD", "ups_runtime_s"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,22 @@ _FALLBACK = AccelModel(1800, 2000, 0.08, 87.0, 95.0, 0.10, 1000, 4, 16)
 
 def accel_model(vendor: str, model: str) -> AccelModel:
     return _MODELS.get(model) or _VENDOR_DEFAULT.get(vendor) or _FALLBACK
+
+
+@dataclass(frozen=True)
+class ServingMix:
+    """What an inference engine (vLLM) serves on every accelerator: requests of these mean sizes,
+    each decoded at `decode_tokens_per_s`. Requests completed follow the generated tokens
+    (tokens / mean generation length), prompt tokens follow them too, and the requests in flight
+    follow Little's law (throughput / per-request decode speed): all zero on a lost accelerator,
+    all lower in proportion on a throttled one."""
+
+    generation_tokens_per_request: float = 300.0
+    prompt_tokens_per_request: float = 1100.0
+    decode_tokens_per_s: float = 35.0
+
+
+SERVING = ServingMix()
 
 
 # NVML clock-event (throttle) reason bits (nvmlClocksEventReason*).

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dcops.batch import Batch
-from dcops.sim.model import THROTTLE_BITS
+from dcops.sim.model import SERVING, THROTTLE_BITS
 from dcops.sim.sensors import quantise
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,6 +78,10 @@ def accel_fields(sim: "Simulator") -> dict[str, np.ndarray]:
         "accel_nvlink_recovery_total": sim.nvl_recovery.copy(),
         "accel_xid_total": sim.xid_total.copy(),
         "accel_tokens_total": sim.tokens.copy(),
+        # as vLLM exports them (vllm:request_success_total, vllm:prompt_tokens_total, vllm:num_requests_running)
+        "accel_requests_total": np.floor(sim.requests),
+        "accel_prompt_tokens_total": sim.prompt_tokens.copy(),
+        "accel_requests_running": np.round(sim.a_tok * sim.util * sim.clk / SERVING.decode_tokens_per_s),
     }
     for (comp, metric), frozen in list(sim._stuck.items()):  # a stuck on-die sensor, as the agents read it
         i = sim.inventory.accel_index.get(comp)

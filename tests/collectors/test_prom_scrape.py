@@ -78,6 +78,14 @@ def test_vllm_tokens_shared_over_the_hosts_gpus(pmap):
     assert math.isnan(t[0]) and t[1] == 2.4000016e8
 
 
+def test_vllm_request_counters_shared_like_the_tokens(pmap):
+    texts = [("dcgm", _text("dcgm-exporter-h100.txt")), ("vllm", _text("vllm-metrics.txt"))]
+    batch, _ = PromMapper(pmap, "gpu-node-07").map(texts, 1)
+    assert _col(batch, "accel_requests_total") == [65500.0, 65500.0]  # every finished_reason counted
+    assert _col(batch, "accel_prompt_tokens_total") == [8.812345e8 / 2, 8.812345e8 / 2]
+    assert _col(batch, "accel_requests_running") == [18.5, 18.5]
+
+
 def test_npu_exporter_card_power_once(pmap):
     batch, _ = PromMapper(pmap, "npu-node-03").map([("rbln", _text("rbln-exporter.txt"))], 1)
     assert list(batch.tags["vendor"]) == ["rebellions", "rebellions"]

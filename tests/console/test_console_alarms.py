@@ -455,3 +455,22 @@ def test_admin_shows_matchers_as_operators_read_them():
     assert admin.matcher_text(Matcher("component", "=~", r"R1\-01\.S01")) == "component = R1-01.S01"
     assert admin.matcher_text(Matcher("component", "=~", "R1-0[12]")) == "component =~ R1-0[12]"
     assert admin.matcher_text(Matcher("severity", "!=", "warning")) == "severity != warning"
+
+
+def test_incident_list_ranks_open_incidents_by_impact(alarm_app):
+    from dcops.console import data_impact
+
+    repo = alarm_app.server.config["DCOPS_CONSOLE"].alarms
+    crac = crac_incident(repo)
+    xid = next(i for i in repo.list_incidents() if i.root_component == "R2-01-S01:2")
+    with signed_in(alarm_app, "viewer") as ctx:
+        rows = {r["id"]: r for r in page("incidents").incidents_rows(0, True, None)}
+        n_r1 = len(data_impact.affected_accels(ctx, "CRAC-1"))
+        single = data_impact.incident_impact(ctx, xid.root_component, xid.opened_ns)
+    assert rows[crac.id]["impact_accels"] == n_r1 and rows[crac.id]["impact_power_kw"] > 0
+    assert rows[xid.id]["impact_accels"] == 1
+    # the list's figure agrees with the incident page's
+    assert rows[xid.id]["impact_tokens_per_s_lost"] == pytest.approx(float(single["tokens_per_s_lost"].sum()), rel=0.05)
+    cols = {c["field"]: c for c in page("incidents").COLUMNS}
+    assert set(data_impact.RANK_COLUMNS) <= set(cols)
+    assert all(cols[c]["filter"] == "agNumberColumnFilter" for c in data_impact.RANK_COLUMNS)

@@ -71,26 +71,40 @@ def test_floor_layout_offers_alarm_colouring_only_with_alarms(viewer):
 
 def test_rack_callback(viewer):
     rack = page("rack")
-    body = rack.update_rack(0, "R1-03")
+    body, accels = rack.update_rack(0, "R1-03")
     text = str(body)
-    assert "R1-03-S01" in text and "PDU-A1" in text and "L40S" in text
-    missing = rack.update_rack(0, "R9-99")
-    assert missing.id == "rack-missing" and "R9-99" in missing.children
+    assert "R1-03-S01" in text and "PDU-A1" in text and "Accelerators (4)" in text
+    assert "4 healthy" in text  # the server's accelerators summed up on its row
+    assert [a["id"] for a in accels] == [f"R1-03-S01:{i}" for i in range(4)]
+    first = accels[0]
+    assert first["model"] == "L40S" and first["state"] == "healthy" and first["device"] == "R1-03-S01"
+    assert first["link"] == "[R1-03-S01:0](/devices?name=R1-03-S01:0)"
+    assert all(isinstance(a["temp"], float) or a["temp"] is None for a in accels)
+    import json
+
+    json.dumps(accels, allow_nan=False)  # the grid's rows are strict JSON (no NaN)
+    missing, none = rack.update_rack(0, "R9-99")
+    assert missing.id == "rack-missing" and "R9-99" in missing.children and none == []
     with pytest.raises(PreventUpdate):
         rack.update_rack(0, None)
 
 
 def test_devices_callbacks(viewer):
     devices = page("devices")
-    opts = devices.search_options("r2-01-s01:", None)
-    assert [o["value"] for o in opts][:4] == ["R2-01-S01:0", "R2-01-S01:1", "R2-01-S01:2", "R2-01-S01:3"]
+    tree = str(devices.show_tree("r2-01-s01:", None))
+    assert "name=R2-01-S01:0" in tree and "name=R2-01-S01:3" in tree and "R1-01" not in tree
+    assert "devices-selected" in str(devices.show_tree(None, "R2-01-S01:3"))
+    rows = devices.grid_rows(None, "R2-01-S01", 0)
+    assert [r["name"] for r in rows][:2] == ["R2-01-S01", "R2-01-S01:0"]
+    assert {r["state"] for r in rows if r["kind"] == "accel"} >= {"down", "healthy"}
     title, charts, events, alarms = devices.show_device("R2-01-S01:0", "1h", 0)
-    assert "R2-01-S01:0" in title.children and len(charts) == 6
+    assert "R2-01-S01:0" in title.children and len(charts) == 5  # what the fake site reports for it
+    assert "Core temperature" in str(charts) and "accel_temp_degc" not in str(charts[0].children.figure)
     assert events.id == "devices-events-table" and "XID 79" in str(events)
     title, charts, events, _ = devices.show_device("nope", "1h", 0)
     assert title.id == "devices-error" and charts == []
-    with pytest.raises(PreventUpdate):
-        devices.search_options("", None)
+    title, charts, _, _ = devices.show_device("R1", "1h", 0)  # a row: no charts, its contents in the grid
+    assert title.id == "devices-name" and charts == []
 
 
 def test_fleet_callback(viewer):
@@ -233,3 +247,22 @@ def test_wallboard_rotates_between_floor_and_incidents():
     assert [view_for(t, 5.0, 15.0, None) for t in range(7)] == ["floor"] * 3 + ["incidents"] * 3 + ["floor"]
     assert view_for(4, 5.0, 15.0, "floor") == "floor"  # pinned
     assert view_for(0, 1.0, 0.5, None) == "floor" and view_for(1, 1.0, 0.5, None) == "incidents"
+
+
+def test_every_app_gets_its_own_page_callbacks(filled_store, small_inventory, users):
+    """Apps built one after another in a process (and in another thread) each bind the page
+    callbacks at build time, through the public request hooks, not on their first request."""
+    import threading
+
+    from dcops.console.app import create_app
+    from dcops.console.auth import Auth
+
+    first = create_app(filled_store, small_inventory, auth=Auth(users))
+    second = create_app(filled_store, small_inventory, auth=Auth(users))
+    built = []
+    t = threading.Thread(target=lambda: built.append(create_app(filled_store, small_inventory, auth=Auth(users))))
+    t.start()
+    t.join()
+    keys = [set(app.callback_map) for app in (first, second, built[0])]
+    assert keys[0] and keys[0] == keys[1] == keys[2]
+    assert any("devices-grid.rowData" in k for k in keys[0])

@@ -237,6 +237,9 @@ def test_devices_page_shows_charts_and_events(console_url, browser, artifacts_di
     wait_for(browser, "#devices-name", text="R2-03-S02:3")
     wait_for(browser, "#devices-chart-accel_power_w .main-svg")
     wait_for(browser, "#devices-events-table", text="XID 79")
+    wait_for(browser, "#devices-tree", text="R2-03-S02")  # its branch opened down to the accelerators
+    wait_for(browser, "#devices-tree .devices-selected", text="3: rebellions RBLN-CA22")
+    wait_for(browser, "#devices-grid .ag-row", text="R2-03-S02")
     browser.save_screenshot(str(artifacts_dir / "console-devices.png"))
 
 

@@ -103,8 +103,8 @@ def test_tor_network_loss_silences_the_rack_without_stopping_it(demo):
     assert "H1-R2-04" in label.affected and "H1-R2-04-S03:7" in label.affected and "H1-R2-04-ENV" in label.affected
     sim.step(), base.step()
     lost = values(base) - values(sim)
-    # 64 GPUs x 33 fields + 8 servers x 7 + the rack's 5 + its probe's 3
-    assert lost == 64 * 33 + 8 * 7 + 5 + 3
+    # 64 GPUs x 36 fields + 8 servers x 7 + the rack's 5 + its probe's 3
+    assert lost == 64 * 36 + 8 * 7 + 5 + 3
     for b in sim.batches():
         if "rack" in b.tags:
             assert "H1-R2-04" not in set(b.tags["rack"])
