@@ -90,6 +90,8 @@ class _Bank:
         self.ref_hi = np.full((n, len(stream.metrics)), np.nan)
         self.ref_s = np.full((n, len(stream.metrics)), np.nan)  # the reference, smoothed
         self.ref_noise = np.zeros((n, len(stream.metrics)))      # its EW mean |deviation| from that
+        self.co = np.zeros((3, n, len(stream.metrics)))  # E[dx dr], E[dx^2], E[dr^2]
+        self.co_n = np.zeros((n, len(stream.metrics)))
 
     def step(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(z per value, stuck mask, expected per value), then learn X."""
@@ -118,8 +120,8 @@ class _Bank:
 
         A reading quantised coarser than its noise (a server inlet in whole degrees in a steady
         cold aisle) sits on one value for hours when healthy: its repeats say nothing until the
-        quantity it measures changes. Its neighbours (same kind, same rack, else row, else hall)
-        measure that quantity: their common reading, each corrected by its usual offset from the
+        quantity it measures changes. Its neighbours (same kind, same host, else rack, row or
+        hall) measure that quantity: their common reading, each corrected by its usual offset from the
         others, is finer than any one of them (different biases dither the steps). It is smoothed
         (EW, 10 intervals) and its noise tracked, so that noise alone never reads as movement.
         """
@@ -368,19 +370,23 @@ class FleetScorer:
         return Finding(int(t_ns), str(name), target, detector, round(score, 4), why, contribs, attrs or {})
 
 
+LOCATION_LEVELS = ("device", "rack", "row", "hall")
+
+
 def location_groups(inventory: Inventory, ids, min_size: int = 3) -> np.ndarray:
-    """Group code per component: its rack, else its row, else its hall, the finest place where at
-    least `min_size` components of its kind share the air; -1 where none does."""
+    """Group code per component: its host (accelerators), else its rack, row or hall, the finest
+    place where at least `min_size` components of its kind share the air or the job; -1 where
+    none does."""
     comps = [inventory.components.get(str(i)) for i in ids]
     keys = {}
-    for level in ("rack", "row", "hall"):
+    for level in LOCATION_LEVELS:
         keys[level] = [(c.kind, getattr(c, level)) if c is not None and getattr(c, level) else None for c in comps]
     counts = {level: pd.Series([k for k in ks if k is not None], dtype=object).value_counts()
               for level, ks in keys.items()}
     codes: dict = {}
     out = np.full(len(comps), -1, dtype=np.int64)
     for i in range(len(comps)):
-        for level in ("rack", "row", "hall"):
+        for level in LOCATION_LEVELS:
             k = keys[level][i]
             if k is not None and counts[level].get(k, 0) >= min_size:
                 out[i] = codes.setdefault((level,) + k, len(codes))

@@ -58,3 +58,30 @@ def test_a_rack_whose_neighbours_warm_from_their_own_load_is_not_ambient():
     """Accelerator temperatures follow each unit's own load: neighbours warming says nothing."""
     accel = next(s for s in STREAMS if s.measurement == "accel")
     assert not set(accel.ambient) and "server_inlet_temp_degc" in SERVER.ambient
+
+
+ACCEL = next(s for s in STREAMS if s.measurement == "accel")
+TEMP = ACCEL.metrics.index("accel_temp_degc")
+
+
+def _accels(job: np.ndarray, rng) -> np.ndarray:
+    """(time, accelerators, metrics): whole-degree temperatures following each one's job."""
+    t, n = job.shape
+    X = np.full((t, n, len(ACCEL.metrics)), 1.0)
+    X[:, :, TEMP] = np.round(45 + 20 * job + rng.uniform(-2, 2, n) + rng.normal(0, 0.3, (t, n)))
+    X[:, :, ACCEL.metrics.index("accel_mem_temp_degc")] = X[:, :, TEMP] + 5
+    X[:, :, ACCEL.metrics.index("accel_power_w")] = np.round(300 + 300 * job)
+    return X
+
+
+def test_an_idle_accelerator_beside_busy_ones_with_their_own_jobs_is_not_stuck():
+    """Neighbours whose steps never followed this unit's say nothing about it."""
+    rng = np.random.default_rng(6)
+    t, n = 900, 8
+    job = np.cumsum(rng.normal(0, 0.03, (t, n)), axis=0).clip(-1, 1)  # independent jobs
+    job[:, 0] = -3.0  # unit 0 idle all along: a steady, whole-degree reading
+    job[600:, 1:] += 1.5  # the others get busier together at the end
+    X = _accels(0.5 + 0.5 * np.tanh(job), rng)
+    bank = _Bank(ACCEL, n, ScorerParams(), location=np.zeros(n, dtype=np.int64))
+    stuck = np.array([bank.step(x)[1][:, TEMP] for x in X])
+    assert not stuck[:, 0].any()
