@@ -35,6 +35,9 @@ class Stream:
     sensors: tuple[str, ...] = ()  # physical probes that can get stuck (noisy analog readings)
     peer_metrics: tuple[str, ...] = ()  # compared with same-kind peers at the same moment
     peer_attr: str = ""  # inventory attribute that makes two components peers (besides their kind)
+    # sensors of the air (or coolant) around the unit, which its neighbours share, as opposed to
+    # the unit's own temperature driven by its own load: a neighbour that moved says they moved too
+    ambient: tuple[str, ...] = ()
 
 
 STREAMS: tuple[Stream, ...] = (
@@ -42,17 +45,18 @@ STREAMS: tuple[Stream, ...] = (
         "accel_up", "accel_temp_degc", "accel_mem_temp_degc", "accel_power_w", "accel_thermal_throttle"), "accel", ("accel_temp_degc", "accel_mem_temp_degc")),
     Stream("server", ("device",), (
         "server_up", "server_psu_ok", "server_psu_a_power_w", "server_psu_b_power_w", "server_inlet_temp_degc",
-        "server_fan_pct"), "server", ("server_inlet_temp_degc",)),
+        "server_fan_pct"), "server", ("server_inlet_temp_degc",), ambient=("server_inlet_temp_degc",)),
     Stream("rack", ("rack",), (
         "rack_feed_a_power_w", "rack_feed_b_power_w", "rack_inlet_temp_degc", "rack_outlet_temp_degc"), "rack",
-        ("rack_inlet_temp_degc", "rack_outlet_temp_degc")),
+        ("rack_inlet_temp_degc", "rack_outlet_temp_degc"), ambient=("rack_inlet_temp_degc",)),
     Stream("pdu", ("device",), ("pdu_power_w", "pdu_voltage_v", "pdu_breaker_closed"), "pdu"),
     Stream("ups", ("device",), ("ups_input_voltage_v", "ups_on_battery", "ups_output_voltage_v"), "ups"),
     Stream("cooling", ("device",), (
         "cooling_running", "cooling_supply_temp_degc", "cooling_return_temp_degc", "cooling_fan_pct",
         "cooling_filter_dp_pa", "cooling_flow_lpm"), "cooling",
         ("cooling_supply_temp_degc", "cooling_return_temp_degc"), ("cooling_filter_dp_pa",), "unit_kind"),
-    Stream("env", ("device",), ("env_temp_degc", "env_humidity_pct"), "env", ("env_temp_degc", "env_humidity_pct")),
+    Stream("env", ("device",), ("env_temp_degc", "env_humidity_pct"), "env", ("env_temp_degc", "env_humidity_pct"),
+           ambient=("env_temp_degc", "env_humidity_pct")),
 )
 
 # Per accelerator model (device type): what the multivariate model and the peers look at.

@@ -25,6 +25,7 @@ training still run. Each detector declares itself in a `DetectorSpec`
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
@@ -66,17 +67,25 @@ class ScorerParams:
 class _Bank:
     """Univariate state of one stream (components x metrics)."""
 
-    def __init__(self, stream, n: int, params: ScorerParams) -> None:
+    def __init__(self, stream, n: int, params: ScorerParams, location: np.ndarray | None = None) -> None:
         units = [metric(m).unit for m in stream.metrics]
         self.stream = stream
         self.abs_floor = np.array([MIN_SCALE_BY_UNIT.get(u, 1e-3) for u in units])
         self.rel_floor = np.array([REL_SCALE_BY_UNIT.get(u, 0.0) for u in units])
         self.state = StreamState.empty((n, len(stream.metrics)), self.abs_floor)
         self.sensor = np.array([m in stream.sensors for m in stream.metrics])
+        self.ambient = np.array([m in stream.ambient for m in stream.metrics])
         self.params = params
         # per metric, the EW share of this stream's series whose reading changed from one interval
         # to the next: how often a healthy sensor of this kind, here and now, moves
         self.peer_change = np.full(len(stream.metrics), np.nan)
+        # where each unit is (location group codes; -1: no neighbours to compare with) and, per
+        # unit, the range its neighbours' common reading spanned while its own value was held
+        self.location = np.full(n, -1) if location is None else np.asarray(location, dtype=np.int64)
+        self.ref_lo = np.full((n, len(stream.metrics)), np.nan)
+        self.ref_hi = np.full((n, len(stream.metrics)), np.nan)
+        self.ref_s = np.full((n, len(stream.metrics)), np.nan)  # the reference, smoothed
+        self.ref_noise = np.zeros((n, len(stream.metrics)))      # its EW mean |deviation| from that
 
     def step(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(z per value, stuck mask, expected per value), then learn X."""
@@ -86,11 +95,67 @@ class _Bank:
         expected = st.loc.copy()
         z = np.nan_to_num(st.z(X), nan=0.0)
         z[st.n < p.warmup] = 0.0
-        stuck = self.sensor & st.stuck_mask(X, p.stuck_p, p.stuck_after) & (st.n >= p.warmup)
-        stuck &= st.stuck + 1 >= self._peer_run_needed(X)
+        # a run of repeats is stuck when this sensor's own history and its peers' rate of change make
+        # it improbable and nothing says the quantity stood still; or, for a sensor of the air
+        # around it, when its neighbours' common reading moved by two of its steps meanwhile
+        own = st.stuck_mask(X, p.stuck_p, p.stuck_after) & (st.stuck + 1 >= self._peer_run_needed(X))
+        ref_moved, ref_known = self._reference_moved(X)
+        judged = (st.move >= st.quantum) | (ref_moved >= 1.5) | ~ref_known
+        held = ~np.isnan(X) & (X == st.last) & np.isfinite(st.quantum)
+        stuck = self.sensor & (st.n >= p.warmup) & held & ((own & judged) | (self.ambient & (ref_moved >= 2.0)))
         st.update(X, p.alpha, p.clip, floor, p.warmup)
         return z, stuck, expected
 
+
+    def _reference_moved(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, known): how far its neighbours' common reading moved while this sensor held its
+        value, in steps of its own quantisation (or of the reference's noise, if coarser); known
+        is False where it has no neighbours to ask.
+
+        A reading quantised coarser than its noise (a server inlet in whole degrees in a steady
+        cold aisle) sits on one value for hours when healthy: its repeats say nothing until the
+        quantity it measures changes. Its neighbours (same kind, same host, else rack, row or
+        hall) measure that quantity: their common reading, each corrected by its usual offset from the
+        others, is finer than any one of them (different biases dither the steps). It is smoothed
+        (EW, 10 intervals) and its noise tracked, so that noise alone never reads as movement.
+        """
+        st = self.state
+        ref = self._reference(X)
+        fresh_ref = np.isnan(self.ref_s)
+        noise_now = np.abs(ref - self.ref_s)
+        self.ref_noise = np.where(fresh_ref | np.isnan(ref), self.ref_noise,
+                                  0.98 * self.ref_noise + 0.02 * np.nan_to_num(noise_now))
+        self.ref_s = np.where(np.isnan(ref), self.ref_s, np.where(fresh_ref, ref, 0.9 * self.ref_s + 0.1 * ref))
+        held = ~np.isnan(X) & (X == st.last)
+        fresh = ~held | np.isnan(self.ref_lo)
+        self.ref_lo = np.where(fresh, self.ref_s, np.fmin(self.ref_lo, self.ref_s))
+        self.ref_hi = np.where(fresh, self.ref_s, np.fmax(self.ref_hi, self.ref_s))
+        unit = np.maximum(st.quantum, 1.5 * self.ref_noise)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            steps = np.nan_to_num((self.ref_hi - self.ref_lo) / unit, nan=0.0, posinf=0.0)
+        return steps, ~np.isnan(ref)
+
+    def _reference(self, X: np.ndarray) -> np.ndarray:
+        """Per unit and sensor metric, the mean of its neighbours' readings less each one's usual
+        offset from their group (itself left out); NaN with fewer than two neighbours reporting."""
+        st, g = self.state, self.location
+        out = np.full(X.shape, np.nan)
+        placed = g >= 0
+        if not placed.any():
+            return out
+        gi = g[placed]
+        size = int(gi.max()) + 1
+        for j in np.flatnonzero(self.sensor):
+            known = st.n[placed, j] > 0
+            loc = st.loc[placed, j]
+            centre = np.bincount(gi, np.where(known, loc, 0.0), size) / np.maximum(np.bincount(gi, known, size), 1)
+            adj = X[placed, j] - (loc - centre[gi])  # the reading less this unit's usual offset
+            ok = ~np.isnan(adj) & known
+            own = np.where(ok, adj, 0.0)
+            others = np.bincount(gi, ok, size)[gi] - ok
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[placed, j] = np.where(others >= 2, (np.bincount(gi, own, size)[gi] - own) / others, np.nan)
+        return out
 
     def _peer_run_needed(self, X: np.ndarray) -> np.ndarray:
         """Per metric, the run of repeats that the sensor's peers make improbable.
@@ -119,7 +184,9 @@ class _UnivariatePart:
 
     def __init__(self, fleet: FleetScorer, state: None) -> None:
         self.fleet = fleet
-        self.banks = {s.measurement: _Bank(s, len(fleet.tracker.ids[s.measurement]), fleet.params) for s in STREAMS}
+        self.banks = {s.measurement: _Bank(s, len(fleet.tracker.ids[s.measurement]), fleet.params,
+                                           location_groups(fleet.inventory, fleet.tracker.ids[s.measurement]))
+                      for s in STREAMS}
 
     def score(self, f: IntervalFeatures) -> list[Finding]:
         fleet, out = self.fleet, []
@@ -194,6 +261,29 @@ class FleetScorer:
         comp = self.inventory.components.get(name)
         target = comp.tags(self.inventory.site) if comp is not None else {"site": self.inventory.site}
         return Finding(int(t_ns), str(name), target, detector, round(score, 4), why, contribs, attrs or {})
+
+
+LOCATION_LEVELS = ("device", "rack", "row", "hall")
+
+
+def location_groups(inventory: Inventory, ids, min_size: int = 3) -> np.ndarray:
+    """Group code per component: its host (accelerators), else its rack, row or hall, the finest
+    place where at least `min_size` components of its kind share the air or the job; -1 where
+    none does."""
+    comps = [inventory.components.get(str(i)) for i in ids]
+    keys = {}
+    for level in LOCATION_LEVELS:
+        keys[level] = [(c.kind, getattr(c, level)) if c is not None and getattr(c, level) else None for c in comps]
+    counts = {level: Counter(k for k in ks if k is not None) for level, ks in keys.items()}
+    codes: dict = {}
+    out = np.full(len(comps), -1, dtype=np.int64)
+    for i in range(len(comps)):
+        for level in LOCATION_LEVELS:
+            k = keys[level][i]
+            if k is not None and counts[level].get(k, 0) >= min_size:
+                out[i] = codes.setdefault((level,) + k, len(codes))
+                break
+    return out
 
 
 def _f(x) -> float:

@@ -50,7 +50,8 @@ REPO = Path(__file__).resolve().parents[1]
 def _figures(s: dict) -> dict:
     keys = ("raw_alarms", "incidents", "raw_per_incident", "right_root_pct", "independent_faults",
             "faults_with_one_incident", "faults_missed", "incidents_per_fault", "spurious_incidents",
-            "redundancy_cases", "redundancy_severity_right", "quiet_s", "quiet_pages", "pages_per_quiet_day")
+            "redundancy_cases", "redundancy_severity_right", "gradual_faults",
+            "gradual_flagged_before_threshold", "quiet_s", "quiet_pages", "pages_per_quiet_day")
     return {k: s[k] for k in keys}
 
 

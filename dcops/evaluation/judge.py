@@ -114,6 +114,17 @@ def score_scenario(sc: dict, inv: Inventory) -> dict:
             "causes": verdicts}
 
 
+def _gradual(report: dict) -> dict:
+    """Slow faults (drifts) flagged by analytics before any threshold rule fired on them."""
+    from dcops.sim.faults import FAULT_TYPES
+
+    slow = [f for sc in report["scenarios"] for f in sc.get("faults", [])
+            if f["fault"] in FAULT_TYPES and not FAULT_TYPES[f["fault"]].abrupt]
+    early = [f for f in slow if f.get("first_analytics_s") is not None
+             and (f.get("first_rule_s") is None or f["first_analytics_s"] < f["first_rule_s"])]
+    return {"gradual_faults": len(slow), "gradual_flagged_before_threshold": len(early)}
+
+
 def score(report: dict, inv: Inventory) -> dict:
     per = [score_scenario(sc, inv) for sc in report["scenarios"]]
     faulty = [p for p in per if p["causes"]]
@@ -137,6 +148,7 @@ def score(report: dict, inv: Inventory) -> dict:
         "spurious_incidents": sum(p["spurious"] for p in faulty),
         "redundancy_cases": len(red),
         "redundancy_severity_right": sum(1 for c in red if c["severity_right"]),
+        **_gradual(report),
         "quiet_s": quiet_s,
         "quiet_pages": sum(p["pages"] for p in quiet),
         "pages_per_quiet_day": round(sum(p["pages"] for p in quiet) * 86400.0 / quiet_s, 2) if quiet_s else None,

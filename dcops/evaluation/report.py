@@ -1,7 +1,7 @@
 """The report of one scenario, read back from what the alerter wrote (alarms, incidents, outbox).
 
     {"name", "raw_alarms", "alarms", "notifications", "pages",
-     "faults": [{"at_s", "fault", "target", "fault_id", "affected"}],
+     "faults": [{"at_s", "fault", "target", "fault_id", "affected", "first_analytics_s", "first_rule_s"}],
      "incidents": [{"id", "root_component", "root_kind", "root_probable_cause", "severity", "opened_s",
                     "alarms", "notifications", "runbook"}]}
 
@@ -57,6 +57,7 @@ def scenario_report(run, sc, start_ns: int, labels, raw_alarms: int, runbooks=No
             "notifications": len(notes_of.get(inc.id, [])),
             "runbook": _runbook(runbooks, root, kind),
         })
+    anomaly_rules = {r.name for r in alerter.pipeline.engine.rules if r.type == "anomaly"}
     pages = sum(1 for n in notes if n.action is IncidentAction.TRIGGER and n.status is not DeliveryStatus.SUPPRESSED)
     return {
         "name": sc.name,
@@ -66,9 +67,26 @@ def scenario_report(run, sc, start_ns: int, labels, raw_alarms: int, runbooks=No
         "notifications": len(notes),
         "pages": pages,
         "faults": [{"at_s": f.at_s, "fault": f.fault, "target": label.target, "fault_id": label.fault_id,
-                    "affected": list(label.affected)} for f, label in labels],
+                    "affected": list(label.affected), **_first_alarms(alarms, label, start_ns, anomaly_rules)}
+                   for f, label in labels],
         "incidents": incidents,
     }
+
+
+def _first_alarms(alarms, label, start_ns: int, anomaly_rules: set[str]) -> dict:
+    """When the fault was first seen, in seconds from the scenario start: by an analytics finding
+    (an anomaly rule) and by any other rule (thresholds, states, events), on its target or on what
+    it affects; None where it was not. A slow drift should be flagged before any threshold."""
+    reach = {label.target, *label.affected}
+    first = {"first_analytics_s": None, "first_rule_s": None}
+    for a in alarms:
+        if a.component not in reach or a.raised_ns < label.start_ns:
+            continue
+        key = "first_analytics_s" if set(a.rule.split(",")) & anomaly_rules else "first_rule_s"
+        t = round((a.raised_ns - start_ns) / NS, 3)
+        if first[key] is None or t < first[key]:
+            first[key] = t
+    return first
 
 
 def _runbook(runbooks, root, kind: str) -> str | None:

@@ -46,3 +46,14 @@ def test_score_counts_roots_spurious_and_pages(small_inventory):
     assert s["spurious_incidents"] == 1                 # CRAC-3: nothing faulted reaches it
     assert s["redundancy_cases"] == 1 and s["redundancy_severity_right"] == 0  # two incidents for one PDU
     assert s["pages_per_quiet_day"] == 2.0
+
+
+def test_a_drift_counts_as_flagged_early_only_when_analytics_saw_it_before_any_threshold(small_inventory):
+    inv = small_inventory
+    drift = lambda a, r: {**_f(inv, 60, "clogged_filter", "CRAC-1"), "first_analytics_s": a, "first_rule_s": r}  # noqa: E731
+    report = {"scenarios": [{"name": n, "raw_alarms": 1, "pages": 1, "duration_s": 3600, "faults": [f],
+                             "incidents": [{"root_component": "CRAC-1", "severity": "minor"}]}
+                            for n, f in (("early", drift(900.0, 2400.0)), ("never-threshold", drift(1200.0, None)),
+                                         ("late", drift(2500.0, 2400.0)), ("unseen", drift(None, 2400.0)))]}
+    s = score(report, inv)
+    assert (s["gradual_faults"], s["gradual_flagged_before_threshold"]) == (4, 2)

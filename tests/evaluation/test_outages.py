@@ -56,6 +56,8 @@ def test_one_incident_per_independent_fault_with_the_right_root_and_severity(run
     assert inc["alarms"] >= 10 and inc["notifications"] == both["pages"] == 1
     assert inc["runbook"] == "pdu-breaker-trip" and inc["root_kind"] == "pdu"
     assert 0 <= inc["opened_s"] < 120
+    (fault_a, fault_b) = both["faults"]
+    assert fault_a["first_rule_s"] is not None and 0 <= fault_a["first_rule_s"] - fault_a["at_s"] < 60
 
 
 def test_same_seed_same_report(run):
