@@ -120,3 +120,92 @@ def test_a_console_process_follows_every_rack_from_the_bus(broker, tmp_path):
         following[2].close()
         producer.close()
         store.close()
+
+
+def test_two_analytics_workers_in_one_group_each_score_their_racks(broker, tmp_path):
+    """Two `analytics` members share `samples`: each scores only the racks of its partitions (over
+    that part of the inventory), and a fault in a rack produces its finding once, on `findings`."""
+    from dcops.analytics.fleet import ScorerParams
+    from dcops.analytics.scorer import RackScope, StreamingScorer
+    from dcops.bus import TOPIC_FINDINGS
+    from dcops.findings import decode_findings
+    from dcops.kafka_bus import KafkaBus, partition_for
+    from dcops.sim import Simulator
+    from dcops.sim.sitegen import synthetic_site
+    from dcops.topology import Inventory
+
+    inv = Inventory(synthetic_site(768, racks_per_row=4, rows_per_hall=2))  # 12 racks in 2 halls
+    sim = Simulator(inv, seed=1, start_ns=T0)
+
+    def settings(name):
+        return BusSettings(kind="kafka", bootstrap_servers=(broker.bootstrap,), spool_dir=str(tmp_path / name),
+                           partitions=PARTITIONS, topic_prefix="score.")
+
+    producer = KafkaBus(settings("collector"), "collector")
+    buses = [KafkaBus(settings(f"analytics-{i}"), f"analytics-{i}") for i in (1, 2)]
+    scorers = [StreamingScorer(bus, None, lateness_s=1.0, consumer=bus.consumer(TOPIC_SAMPLES, "analytics", **FAST_GROUP),
+                               scope=RackScope(inv, None, ScorerParams(warmup=5)))
+               for bus in buses]
+    alerter = None
+    try:
+        def joined():
+            for s in scorers:
+                s.run_once(timeout_s=0.2)
+            held = [s.consumer.assignment() for s in scorers]
+            return all(held) and len(set().union(*held)) == PARTITIONS and not set.intersection(*held)
+
+        wait_for(joined, 180, "both workers holding partitions")
+        alerter = producer.consumer(TOPIC_FINDINGS, "alerts", **FAST_GROUP)  # joins while the workers wait
+        owned = [set(s.scope.racks) for s in scorers]
+        assert owned[0] and owned[1] and not owned[0] & owned[1] and owned[0] | owned[1] == {r.name for r in inv.racks}
+        for racks, s in zip(owned, scorers):  # each scores its part of the site, nothing else
+            assert {partition_for(r, PARTITIONS) for r in racks} <= {p for _, p in s.consumer.assignment()}
+            assert set(s.fleet.inventory.accel_tags["rack"]) == racks
+            assert s.fleet.inventory.n_accel == inv.accel_mask(racks).sum()
+
+        gpu = inv.accel_ids[inv.accel_tags["vendor"] == "nvidia"][-1]
+        intervals = 10
+        for k in range(intervals):
+            if k == 8:
+                sim.inject("gpu_xid79", gpu, 300)
+                fault_ns = sim.now_ns + int(sim.interval_s * 10**9)
+            sim.step()
+            for b in sim.batches():
+                publish_by_rack(producer, b)
+        producer.flush(10)
+
+        found = [[], []]
+
+        def all_scored():
+            for i, s in enumerate(scorers):
+                found[i] += s.run_once(timeout_s=0.2)
+            return all(s.stats.intervals >= intervals for s in scorers)
+
+        wait_for(all_scored, 60, "every interval scored by both workers")
+        for racks, out in zip(owned, found):  # a rack's findings come from its owner only
+            assert {f.target["rack"] for f in out if "rack" in f.target} <= racks
+        keys = [(f.component, f.detector, f.time_ns) for out in found for f in out]
+        assert len(keys) == len(set(keys))
+        owner = [i for i, racks in enumerate(owned) if inv.get(gpu).rack in racks][0]
+        fault = [f for f in found[owner] if f.component == gpu and f.time_ns == fault_ns]
+        assert len(fault) == 1 and fault[0].detector == "univariate"
+        assert not any(f.component == gpu for f in found[1 - owner])
+
+        published = []
+
+        def fault_published():
+            published.extend(f for m in alerter.poll(0.5, 1000) for f in decode_findings(m.value))
+            return any(f.component == gpu for f in published)
+
+        wait_for(fault_published, 30, "the fault's finding on the findings topic")
+        time.sleep(1)
+        fault_published()
+        assert len([f for f in published if f.component == gpu and f.time_ns == fault_ns]) == 1
+        assert sorted((f.component, f.detector, f.time_ns) for f in published) == sorted(keys)
+    finally:
+        for s in scorers:
+            s.close()
+        if alerter is not None:
+            alerter.close()
+        for bus in (*buses, producer):
+            bus.close()
