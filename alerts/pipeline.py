@@ -50,7 +50,10 @@ class AlertPipeline:
     def __init__(self, inventory: Inventory, rules, cfg: AlertingConfig, store: AlerterStore | None,
                  new_id: Callable[[], str] | None = None,
                  on_trigger: Callable[[Incident, list[str]], None] | None = None,
-                 on_stop_escalation: Callable[[str], None] | None = None) -> None:
+                 on_stop_escalation: Callable[[str], None] | None = None,
+                 owns: Callable[[str], bool] | None = None) -> None:
+        """`owns`: which components' signals this pipeline turns into alarms (one alerter worker's
+        power domains, `dcops.domains.DomainShare.owns`); every component's when None."""
         import uuid
         self.inv = inventory
         self.cfg = cfg
@@ -67,6 +70,7 @@ class AlertPipeline:
         self.incidents: dict[str, Incident] = {}     # incidents not resolved/closed
         self.planner = NotificationPlanner(cfg, inventory.site, store, on_trigger)
         self.on_stop_escalation = on_stop_escalation
+        self.owns = owns
         self.post_commit: list[Callable[[], None]] = []
         self._changes: list[AlarmChange] = []
         self._dirty: set[str] = set()
@@ -98,6 +102,8 @@ class AlertPipeline:
 
     # ----- feeds -----------------------------------------------------------------------------
     def _apply(self, signals: Iterable[AlarmSignal]) -> None:
+        if self.owns is not None:  # another worker correlates the other domains' alarms
+            signals = [s for s in signals if self.owns(s.component)]
         for ch in self.manager.apply(signals):
             self._changes.append(ch)
             self._dirty.add(ch.alarm.id)

@@ -62,9 +62,12 @@ class Alerter:
                  http_client: httpx.Client | None = None, outbox: bool = True, escalation: bool = True,
                  cycle_s: float = 0.5, max_records: int = 500, reconcile_every_s: float = 1.0,
                  metrics=None, audit=None, create_tables: bool = True,
-                 open_store: Callable[[], object] | None = None, new_id: Callable[[], str] | None = None) -> None:
+                 open_store: Callable[[], object] | None = None, new_id: Callable[[], str] | None = None,
+                 domains=None) -> None:
         """`create_tables`: False in running services, whose schema Alembic made (see dcops.dbschema).
-        `new_id`: alarm and incident ids (default random; the evaluation harness counts)."""
+        `new_id`: alarm and incident ids (default random; the evaluation harness counts).
+        `domains`: a `dcops.domains.DomainShare`: this worker raises and correlates only the alarms
+        of its power domains (each worker reads every message in a group of its own)."""
         from dcops.alerts.storage.tables import open_engine
 
         self.bus = bus
@@ -85,7 +88,8 @@ class Alerter:
         self.pipeline = AlertPipeline(
             inventory, default_rules() if rules is None else rules, self.cfg, self.store, new_id=new_id,
             on_trigger=self._schedule_escalation if escalation else None,
-            on_stop_escalation=self._cancel_escalation if escalation else None)
+            on_stop_escalation=self._cancel_escalation if escalation else None,
+            owns=domains.owns if domains is not None else None)
         self.sender = OutboxSender(self.store, build_notifiers(self.cfg, self._client), self.cfg.outbox, clock) if outbox else None
         self._consumers: dict = {}
         self.inbound_server = None
