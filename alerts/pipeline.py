@@ -88,12 +88,25 @@ class AlertPipeline:
             self.engine.seed(current)
         if self.store is None:
             return
-        self.manager.load(self.store.listed_alarms())
+        alarms = self.store.listed_alarms()
+        if self.owns is not None:  # a database shared by the workers of a partitioned alerter
+            alarms = [a for a in alarms if self.owns(a.component)]
+        self.manager.load(alarms)
         self.links = self.correlator.explain(list(self.manager.alarms.values()))  # known: no timeline entries again
         for inc in self.store.incidents_in([s.value for s in (IncidentState.OPEN, *_ACK_STATES)]):
-            self.incidents[inc.id] = inc
+            if self._owns_incident(inc):
+                self.incidents[inc.id] = inc
         self._action_seq = self.store.last_action_seq()
         self.reload_suppressions(now_ns)
+
+    def _owns_incident(self, inc: Incident) -> bool:
+        """An incident belongs to the worker that holds its alarms (one opened by an operator
+        without alarms: to the worker of its root component, or of the first domain)."""
+        if self.owns is None:
+            return True
+        if inc.alarm_ids:
+            return any(a in self.manager.alarms for a in inc.alarm_ids)
+        return self.owns(inc.root_component or "")
 
     def reload_suppressions(self, now_ns: int) -> None:
         if self.store is not None:

@@ -318,10 +318,15 @@ def run_role(cfg, stop_event: threading.Event, bus: Bus | None = None, alerting_
 
     The alerting config (receivers, routes, escalation) is read from `alerting_path`, else from
     the file named by the environment variable DCOPS_ALERTING_CONFIG; without either, alarms
-    and incidents are kept but nobody is notified."""
+    and incidents are kept but nobody is notified.
+
+    Partitioned: DCOPS_ALERTER_DOMAINS names this worker's power domains (`H1+H2,H3`; see
+    `dcops.domains.power_domains`); it then reads every message in consumer groups
+    of its own and raises, correlates and restores only its domains' alarms and incidents."""
     import os
 
     from dcops.alerts.config import load_alerting
+    from dcops.domains import domain_share
     from dcops.topology import build_inventory
 
     own_bus = bus is None
@@ -342,9 +347,12 @@ def run_role(cfg, stop_event: threading.Event, bus: Bus | None = None, alerting_
     anchors = AnchorKeeper(audit, db.audit_anchor_interval_s, source="alerter").start()
     from dcops.store import open_store
 
-    alerter = Alerter(bus, build_inventory(cfg), alerting=load_alerting(path), db_url=db.url,
+    inventory = build_inventory(cfg)
+    share = domain_share(inventory, os.environ.get("DCOPS_ALERTER_DOMAINS", ""))
+    alerter = Alerter(bus, inventory, alerting=load_alerting(path), db_url=db.url,
                       metrics=current(), audit=audit, create_tables=False,
-                      open_store=lambda: open_store(cfg.settings.store))
+                      open_store=lambda: open_store(cfg.settings.store), domains=share,
+                      group="alerter" if share is None else "alerter." + ",".join(sorted(share.domains)))
     alerter.start()
     try:
         alerter.run(stop_event)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dcops.topology import Inventory
 
-__all__ = ["DomainShare", "power_domains"]
+__all__ = ["DomainShare", "domain_share", "power_domains"]
 
 
 def power_domains(inv: Inventory) -> dict[str, str]:
@@ -69,3 +69,9 @@ class DomainShare:
 
     def owns(self, component: str) -> bool:
         return self.domain(component) in self.domains
+
+
+def domain_share(inv: Inventory, spec: str) -> DomainShare | None:
+    """The share named by `spec` (`H1+H2,H3`: domains separated by commas); None when empty."""
+    names = [d.strip() for d in spec.split(",") if d.strip()]
+    return DomainShare(inv, names) if names else None

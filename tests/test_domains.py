@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dcops.domains import DomainShare, power_domains
+from dcops.domains import DomainShare, domain_share, power_domains
 from dcops.site import load_site
 from dcops.topology import Inventory
 
@@ -55,6 +55,7 @@ def test_a_ups_feeding_two_halls_joins_them_into_one_domain(demo_site):
     assert share.owns("UPS-H1-A") and share.owns(pdu) and not share.owns("UPS-H3-A")
     with pytest.raises(KeyError, match="H1"):
         DomainShare(inv, ["H1"])  # H1 is no longer a domain of its own
+    assert domain_share(inv, " H1+H2 , H3").domains == {"H1+H2", "H3"} and domain_share(inv, "") is None
 
 
 def _incidents(alerter, inv):
@@ -67,7 +68,7 @@ def _incidents(alerter, inv):
 
 
 @pytest.mark.slow
-def test_two_alerter_workers_split_the_demo_halls_and_open_each_incident_once(demo_site):
+def test_two_alerter_workers_split_the_demo_halls_and_open_each_incident_once(demo_site, tmp_path):
     """The production stages (evaluation harness) on the demo site with one of H2's PDUs fed from
     UPS-H1-A, so H1+H2 is one domain and H3 another; a single alerter and two domain workers read
     the same bus. UPS-H1-A losing its output reaches both halls: one incident, in one worker."""
@@ -76,7 +77,9 @@ def test_two_alerter_workers_split_the_demo_halls_and_open_each_incident_once(de
     pdu = next(p.name for p in demo_site.halls[1].pdus)
     run = OutageRun(_feed_from(demo_site, pdu, "UPS-H1-A"), EvalOptions(seed=3, warmup_s=30.0, analytics=False))
     shares = [DomainShare(run.inv, ["H1+H2"]), DomainShare(run.inv, ["H3"])]
-    workers = [run._alerter("sqlite://", True, group=f"alerter-{i}", domains=share) for i, share in enumerate(shares)]
+    dbs = [f"sqlite:///{tmp_path}/alerter-{i}.db" for i in range(2)]
+    workers = [run._alerter(db, True, group=f"alerter-{i}", domains=share)
+               for i, (db, share) in enumerate(zip(dbs, shares))]
 
     def process_workers():
         for w in workers:
@@ -98,6 +101,18 @@ def test_two_alerter_workers_split_the_demo_halls_and_open_each_incident_once(de
         assert len(ups) == 1 and {run.inv.get(m).hall for m in ups[0]} == {"H1", "H2"}  # a cross-hall root kept
         domains = power_domains(run.inv)
         assert {domains[r] for r, _ in split[0]} == {"H1+H2"} and {domains[r] for r, _ in split[1]} == {"H3"}
+
+        # a restarted worker takes back only its own domains' alarms and incidents from the database
+        from dcops.alerts.service import Alerter
+
+        for share, owned in ((shares[0], True), (shares[1], False)):
+            again = Alerter(run.bus, run.inv, db_url=dbs[0], group="restarted", outbox=False, escalation=False,
+                            domains=share, clock=lambda: run.sim.now_ns / 1e9, time_source="data").start()
+            try:
+                roots = {i.root_component for i in again.pipeline.incidents.values()}
+                assert ("UPS-H1-A" in roots) is owned and bool(again.pipeline.manager.alarms) is owned
+            finally:
+                again.close()
     finally:
         for w in workers:
             w.close()
