@@ -41,6 +41,18 @@ def poll_batch(t_ns: int) -> Batch:
                  {"accel_temp_degc": np.linspace(40, 80, n)})
 
 
+def wait_until_split(members) -> None:
+    """Poll the group's members until they hold every partition between them, none twice: both
+    join before anything is published, so no partition changes hands mid-test."""
+    def joined():
+        for m in members:
+            m.run_once(timeout_s=0.2)
+        held = [m.consumer.assignment() for m in members]
+        return all(held) and len(set().union(*held)) == PARTITIONS and not set.intersection(*held)
+
+    wait_for(joined, 180, "both workers holding partitions")  # a loaded 2-core CI machine can need several rebalance rounds
+
+
 def test_two_ingest_workers_in_one_group_split_the_racks(broker, tmp_path):
     from dcops.kafka_bus import KafkaBus, partition_for
 
@@ -54,14 +66,7 @@ def test_two_ingest_workers_in_one_group_split_the_racks(broker, tmp_path):
     workers = [IngestWorker(bus, store, consumer=bus.consumer(TOPIC_SAMPLES, "ingest", **FAST_GROUP))
                for bus, store in zip(buses, stores)]
     try:
-        # both members join before anything is published, so no partition changes hands mid-test
-        def joined():
-            for w in workers:
-                w.run_once(timeout_s=0.2)
-            held = [w.consumer.assignment() for w in workers]
-            return all(held) and len(set().union(*held)) == PARTITIONS and not set.intersection(*held)
-
-        wait_for(joined, 180, "both workers holding partitions")  # a loaded 2-core CI machine can need several rebalance rounds
+        wait_until_split(workers)
         held = [{p for _, p in w.consumer.assignment()} for w in workers]
 
         for k in range(3):
@@ -148,13 +153,7 @@ def test_two_analytics_workers_in_one_group_each_score_their_racks(broker, tmp_p
                for bus in buses]
     alerter = None
     try:
-        def joined():
-            for s in scorers:
-                s.run_once(timeout_s=0.2)
-            held = [s.consumer.assignment() for s in scorers]
-            return all(held) and len(set().union(*held)) == PARTITIONS and not set.intersection(*held)
-
-        wait_for(joined, 180, "both workers holding partitions")
+        wait_until_split(scorers)
         alerter = producer.consumer(TOPIC_FINDINGS, "alerts", **FAST_GROUP)  # joins while the workers wait
         owned = [set(s.scope.racks) for s in scorers]
         assert owned[0] and owned[1] and not owned[0] & owned[1] and owned[0] | owned[1] == {r.name for r in inv.racks}
