@@ -70,10 +70,16 @@ class RackScope:
         self.racks: tuple[str, ...] = ()
         self.held = False
         self._names = [r.name for r in inventory.racks]
+        self._assignment: set | None = None
 
     def follow(self, consumer) -> bool:
-        """Look at what `consumer` holds now; True when that changed since the last look."""
-        held = bool(consumer.assignment())
+        """Look at what `consumer` holds now; True when its racks changed since the last look
+        (hashing every rack's key only when its partitions changed: this runs after each poll)."""
+        assignment = consumer.assignment()
+        if assignment == self._assignment:
+            return False
+        self._assignment = assignment
+        held = bool(assignment)
         racks = tuple(consumer.owned(TOPIC_SAMPLES, self._names)) if held else ()
         if (held, racks) == (self.held, self.racks):
             return False

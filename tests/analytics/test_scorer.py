@@ -97,8 +97,9 @@ class _Share:
         return [m for m in self.consumer.poll(timeout_s, max_records)
                 if m.key in self.racks or (self.facility and m.key not in self.all_racks)]
 
-    def assignment(self):
-        return {("samples", 0)}
+    def assignment(self):  # one partition per rack, and one for the unkeyed facility messages
+        racks = sorted(self.all_racks)
+        return {("samples", racks.index(r)) for r in self.racks} | ({("samples", len(racks))} if self.facility else set())
 
     def owned(self, topic, keys):
         return [k for k in keys if k in self.racks]
