@@ -1,9 +1,11 @@
-"""Beyond one node: two ingest workers in one consumer group split the racks between them
-(real Tansu broker). Samples are keyed by rack; each worker owns the racks of its partitions,
-writes only those, and its current-state view holds only those."""
+"""Beyond one node on a real Tansu broker. Samples are keyed by rack: two ingest workers in one
+consumer group each write only the racks of their partitions (and their current-state views hold
+only those), and two analytics workers each score only theirs. Two alerter workers split the
+site's power domains."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -208,3 +210,62 @@ def test_two_analytics_workers_in_one_group_each_score_their_racks(broker, tmp_p
             alerter.close()
         for bus in (*buses, producer):
             bus.close()
+
+
+def test_two_alerter_workers_split_the_power_domains_on_a_real_broker(broker, tmp_path):
+    """Three halls, one of H2's PDUs fed from UPS-H1-A: domains H1+H2 and H3. A single alerter
+    and two domain workers read the same topics (each in groups of its own); UPS-H1-A losing its
+    output is one incident with PDUs of both halls, opened by one worker, as the single one does."""
+    from dcops.alerts.service import Alerter
+    from dcops.domains import DomainShare
+    from dcops.kafka_bus import KafkaBus
+    from dcops.sim import Simulator
+    from dcops.sim.sitegen import synthetic_site
+    from dcops.simcollector import SimCollector
+    from tests.test_domains import _feed_from, _incidents
+
+    site = _feed_from(synthetic_site(64 * 6, racks_per_row=2, rows_per_hall=1), "PDU-H2-R1-A", "UPS-H1-A")
+    sim = Simulator(site, seed=3, start_ns=T0)
+    inv = sim.inventory
+
+    def bus(name):
+        return KafkaBus(BusSettings(kind="kafka", bootstrap_servers=(broker.bootstrap,), spool_dir=str(tmp_path / name),
+                                    partitions=PARTITIONS, topic_prefix="alert."), name, consumer_options=FAST_GROUP)
+
+    producer = bus("collector")
+    shares = {"single": None, "w0": DomainShare(inv, ["H1+H2"]), "w1": DomainShare(inv, ["H3"])}
+    buses = {name: bus(name) for name in shares}
+    alerters = {name: Alerter(buses[name], inv, db_url=f"sqlite:///{tmp_path}/{name}.db", group=f"alerter-{name}", outbox=False,
+                              escalation=False, clock=lambda: sim.now_ns / 1e9, time_source="data", domains=share).start()
+                for name, share in shares.items()}
+    stop = threading.Event()
+    threads = [a.run_in_thread(stop) for a in alerters.values()]  # as in production: one process each
+    try:
+        collector = SimCollector(sim, producer, split_by_rack=True)
+        for k in range(12):
+            if k == 3:
+                sim.inject("ups_output_lost", "UPS-H1-A", duration_s=None)
+                sim.inject("pdu_breaker_trip", "PDU-H3-R1-A", duration_s=None)
+            sim.step()
+            collector.collect()
+        producer.flush(10)
+        found = {}
+
+        def opened():
+            for name, a in alerters.items():
+                found[name] = _incidents(a, inv)
+            return ({r for r, _ in found["single"]} >= {"UPS-H1-A", "PDU-H3-R1-A"}
+                    and sorted(found["w0"] + found["w1"]) == found["single"])
+
+        wait_for(opened, 240, "the incidents, in the single alerter and split between the workers")
+        ups = [members for root, members in found["w0"] if root == "UPS-H1-A"]
+        assert len(ups) == 1 and {inv.get(m).hall for m in ups[0]} == {"H1", "H2"}
+        assert [r for r, _ in found["w1"]] == ["PDU-H3-R1-A"]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        for a in alerters.values():
+            a.close()
+        for b in (*buses.values(), producer):
+            b.close()
