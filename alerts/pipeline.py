@@ -50,7 +50,10 @@ class AlertPipeline:
     def __init__(self, inventory: Inventory, rules, cfg: AlertingConfig, store: AlerterStore | None,
                  new_id: Callable[[], str] | None = None,
                  on_trigger: Callable[[Incident, list[str]], None] | None = None,
-                 on_stop_escalation: Callable[[str], None] | None = None) -> None:
+                 on_stop_escalation: Callable[[str], None] | None = None,
+                 owns: Callable[[str], bool] | None = None) -> None:
+        """`owns`: which components' signals this pipeline turns into alarms (one alerter worker's
+        power domains, `dcops.domains.DomainShare.owns`); every component's when None."""
         import uuid
         self.inv = inventory
         self.cfg = cfg
@@ -67,6 +70,7 @@ class AlertPipeline:
         self.incidents: dict[str, Incident] = {}     # incidents not resolved/closed
         self.planner = NotificationPlanner(cfg, inventory.site, store, on_trigger)
         self.on_stop_escalation = on_stop_escalation
+        self.owns = owns
         self.post_commit: list[Callable[[], None]] = []
         self._changes: list[AlarmChange] = []
         self._dirty: set[str] = set()
@@ -84,12 +88,25 @@ class AlertPipeline:
             self.engine.seed(current)
         if self.store is None:
             return
-        self.manager.load(self.store.listed_alarms())
+        alarms = self.store.listed_alarms()
+        if self.owns is not None:  # a database shared by the workers of a partitioned alerter
+            alarms = [a for a in alarms if self.owns(a.component)]
+        self.manager.load(alarms)
         self.links = self.correlator.explain(list(self.manager.alarms.values()))  # known: no timeline entries again
         for inc in self.store.incidents_in([s.value for s in (IncidentState.OPEN, *_ACK_STATES)]):
-            self.incidents[inc.id] = inc
+            if self._owns_incident(inc):
+                self.incidents[inc.id] = inc
         self._action_seq = self.store.last_action_seq()
         self.reload_suppressions(now_ns)
+
+    def _owns_incident(self, inc: Incident) -> bool:
+        """An incident belongs to the worker that holds its alarms (one opened by an operator
+        without alarms: to the worker of its root component, or of the first domain)."""
+        if self.owns is None:
+            return True
+        if inc.alarm_ids:
+            return any(a in self.manager.alarms for a in inc.alarm_ids)
+        return self.owns(inc.root_component or "")
 
     def reload_suppressions(self, now_ns: int) -> None:
         if self.store is not None:
@@ -98,6 +115,8 @@ class AlertPipeline:
 
     # ----- feeds -----------------------------------------------------------------------------
     def _apply(self, signals: Iterable[AlarmSignal]) -> None:
+        if self.owns is not None:  # another worker correlates the other domains' alarms
+            signals = [s for s in signals if self.owns(s.component)]
         for ch in self.manager.apply(signals):
             self._changes.append(ch)
             self._dirty.add(ch.alarm.id)

@@ -62,9 +62,12 @@ class Alerter:
                  http_client: httpx.Client | None = None, outbox: bool = True, escalation: bool = True,
                  cycle_s: float = 0.5, max_records: int = 500, reconcile_every_s: float = 1.0,
                  metrics=None, audit=None, create_tables: bool = True,
-                 open_store: Callable[[], object] | None = None, new_id: Callable[[], str] | None = None) -> None:
+                 open_store: Callable[[], object] | None = None, new_id: Callable[[], str] | None = None,
+                 domains=None) -> None:
         """`create_tables`: False in running services, whose schema Alembic made (see dcops.dbschema).
-        `new_id`: alarm and incident ids (default random; the evaluation harness counts)."""
+        `new_id`: alarm and incident ids (default random; the evaluation harness counts).
+        `domains`: a `dcops.domains.DomainShare`: this worker raises and correlates only the alarms
+        of its power domains (each worker reads every message in a group of its own)."""
         from dcops.alerts.storage.tables import open_engine
 
         self.bus = bus
@@ -85,7 +88,8 @@ class Alerter:
         self.pipeline = AlertPipeline(
             inventory, default_rules() if rules is None else rules, self.cfg, self.store, new_id=new_id,
             on_trigger=self._schedule_escalation if escalation else None,
-            on_stop_escalation=self._cancel_escalation if escalation else None)
+            on_stop_escalation=self._cancel_escalation if escalation else None,
+            owns=domains.owns if domains is not None else None)
         self.sender = OutboxSender(self.store, build_notifiers(self.cfg, self._client), self.cfg.outbox, clock) if outbox else None
         self._consumers: dict = {}
         self.inbound_server = None
@@ -314,10 +318,15 @@ def run_role(cfg, stop_event: threading.Event, bus: Bus | None = None, alerting_
 
     The alerting config (receivers, routes, escalation) is read from `alerting_path`, else from
     the file named by the environment variable DCOPS_ALERTING_CONFIG; without either, alarms
-    and incidents are kept but nobody is notified."""
+    and incidents are kept but nobody is notified.
+
+    Partitioned: DCOPS_ALERTER_DOMAINS names this worker's power domains (`H1+H2,H3`; see
+    `dcops.domains.power_domains`); it then reads every message in consumer groups
+    of its own and raises, correlates and restores only its domains' alarms and incidents."""
     import os
 
     from dcops.alerts.config import load_alerting
+    from dcops.domains import domain_share
     from dcops.topology import build_inventory
 
     own_bus = bus is None
@@ -338,9 +347,12 @@ def run_role(cfg, stop_event: threading.Event, bus: Bus | None = None, alerting_
     anchors = AnchorKeeper(audit, db.audit_anchor_interval_s, source="alerter").start()
     from dcops.store import open_store
 
-    alerter = Alerter(bus, build_inventory(cfg), alerting=load_alerting(path), db_url=db.url,
+    inventory = build_inventory(cfg)
+    share = domain_share(inventory, os.environ.get("DCOPS_ALERTER_DOMAINS", ""))
+    alerter = Alerter(bus, inventory, alerting=load_alerting(path), db_url=db.url,
                       metrics=current(), audit=audit, create_tables=False,
-                      open_store=lambda: open_store(cfg.settings.store))
+                      open_store=lambda: open_store(cfg.settings.store), domains=share,
+                      group="alerter" if share is None else "alerter." + ",".join(sorted(share.domains)))
     alerter.start()
     try:
         alerter.run(stop_event)

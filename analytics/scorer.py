@@ -11,6 +11,14 @@ read so far has been scored and its findings handed to the bus (and flushed). A 
 that re-delivers the uncommitted samples, which are scored again: at-least-once, so a finding
 can repeat; alerts deduplicate on (component, detector, time). A message that cannot be
 decoded goes to the dead-letter topic with a header saying where it came from and why.
+
+Beyond one node, N scorers share `samples` in one consumer group, each with a `RackScope`: it
+scores the racks whose partitions it holds (samples are keyed by rack) with a `FleetScorer` over
+that part of the inventory, and rebuilds it when a rebalance changes them. Intervals still pending
+from the racks it had are scored (and published) first; samples of partitions it lost were not
+committed, so their new owner scores them again (a finding may repeat, as after a crash). A
+rebuilt scorer starts its online baselines afresh (`ScorerParams.warmup` intervals); trained
+models apply at once.
 """
 
 from __future__ import annotations
@@ -27,9 +35,11 @@ from dcops.codec import CodecError, decode
 from dcops.findings import Finding, encode_findings
 from dcops.ingest import dead_letter_envelope
 
-from dcops.analytics.fleet import FleetScorer
+from dcops.analytics.fleet import FleetScorer, ScorerParams
+from dcops.analytics.models import ModelBundle
+from dcops.topology import Inventory
 
-__all__ = ["StreamingScorer", "ScorerStats"]
+__all__ = ["RackScope", "StreamingScorer", "ScorerStats"]
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
@@ -43,13 +53,57 @@ class ScorerStats:
     dead_letters: int = 0
     late_batches: int = 0
     last_score_s: float = 0.0
+    rescoped: int = 0  # times the racks this scorer owns changed (joins and rebalances)
+
+
+class RackScope:
+    """The part of the site one member of the scoring group owns: the racks whose partitions of
+    `samples` its consumer holds, and every hall's shared equipment (UPS, PDU, cooling: their
+    samples are keyed by device or not keyed, so each reaches one member only). Accelerator peers
+    are compared within a host or rack, so they stay whole."""
+
+    def __init__(self, inventory: Inventory, models: ModelBundle | None = None,
+                 params: ScorerParams = ScorerParams()) -> None:
+        self.inventory = inventory
+        self.models = models
+        self.params = params
+        self.racks: tuple[str, ...] = ()
+        self.held = False
+        self._names = [r.name for r in inventory.racks]
+        self._assignment: set | None = None
+
+    def follow(self, consumer) -> bool:
+        """Look at what `consumer` holds now; True when its racks changed since the last look
+        (hashing every rack's key only when its partitions changed: this runs after each poll)."""
+        assignment = consumer.assignment()
+        if assignment == self._assignment:
+            return False
+        self._assignment = assignment
+        held = bool(assignment)
+        racks = tuple(consumer.owned(TOPIC_SAMPLES, self._names)) if held else ()
+        if (held, racks) == (self.held, self.racks):
+            return False
+        self.held, self.racks = held, racks
+        return True
+
+    def fleet(self) -> FleetScorer | None:
+        """A scorer over the racks owned now (None while the consumer holds no partition)."""
+        if not self.held:
+            return None
+        return FleetScorer(self.inventory.for_racks(self.racks), self.models, self.params)
 
 
 class StreamingScorer:
-    def __init__(self, bus: Bus, fleet: FleetScorer, interval_s: float = 10.0, group: str = "analytics",
-                 lateness_s: float = 2.0, clock: Callable[[], float] = time.monotonic, consumer=None) -> None:
+    def __init__(self, bus: Bus, fleet: FleetScorer | None, interval_s: float = 10.0, group: str = "analytics",
+                 lateness_s: float = 2.0, clock: Callable[[], float] = time.monotonic, consumer=None,
+                 scope: RackScope | None = None) -> None:
+        """`fleet` scores everything this consumer reads; or give `scope` (and `fleet=None`) to
+        score only the racks of the partitions it holds, rebuilt after each rebalance."""
+        if (fleet is None) == (scope is None):
+            raise ValueError("give a FleetScorer or a RackScope, not both or neither")
         self.bus = bus
         self.fleet = fleet
+        self.scope = scope
         self.interval_ns = int(interval_s * NS)
         self.lateness_s = lateness_s
         self.clock = clock
@@ -117,12 +171,31 @@ class StreamingScorer:
 
     def set_models(self, models) -> None:
         with self._lock:
-            self.fleet.set_models(models)
+            if self.scope is not None:
+                self.scope.models = models
+            if self.fleet is not None:
+                self.fleet.set_models(models)
+
+    def follow_assignment(self) -> list[Finding]:
+        """With a scope: when the racks owned changed, score what is pending from the racks held
+        until now (its findings are returned) and rebuild the scorer for the new ones."""
+        if self.scope is None or not self.scope.follow(self.consumer):
+            return []
+        findings = self.score_ready(force=True)
+        with self._lock:
+            self.fleet = self.scope.fleet()
+        self._scored_up_to = -1  # the new scorer has scored nothing: redelivered samples are not late
+        self.stats.rescoped += 1
+        log.info("analytics now scores %d racks (%d accelerators)", len(self.scope.racks),
+                 self.fleet.inventory.n_accel if self.fleet is not None else 0)
+        return findings
 
     # ----- loop -----------------------------------------------------------------------------
     def run_once(self, timeout_s: float = 0.5, max_records: int = 500) -> list[Finding]:
-        self.accept(self.consumer.poll(timeout_s, max_records))
-        findings = self.score_ready()
+        messages = self.consumer.poll(timeout_s, max_records)
+        findings = self.follow_assignment()  # a rebalance happens inside poll()
+        self.accept(messages)
+        findings += self.score_ready()
         if not self._pending:
             self.bus.flush()
             self.consumer.commit()

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from dcops.analytics.fleet import FleetScorer, ScorerParams
+from dcops.analytics.fleet import ScorerParams
 from dcops.analytics.models import ModelBundle, ModelFileError
-from dcops.analytics.scorer import StreamingScorer
+from dcops.analytics.scorer import RackScope, StreamingScorer
 from dcops.analytics.training import RetrainScheduler
 from dcops.topology import Inventory
 
@@ -43,7 +43,9 @@ class Analytics:
                 log.info("loaded model version %d from %s", models.metadata.model_version, self.model_path)
             except ModelFileError as exc:
                 log.error("%s; scoring with untrained detectors until retraining succeeds", exc)
-        self.scorer = StreamingScorer(bus, FleetScorer(inventory, models, params), interval_s=interval_s)
+        # each member of the `analytics` group scores the racks of the partitions it holds (all of
+        # them on the in-process bus); retraining covers the whole site, models are keyed by name
+        self.scorer = StreamingScorer(bus, None, interval_s=interval_s, scope=RackScope(inventory, models, params))
         self.first_training_s = first_training_s
         self.retrain = RetrainScheduler(store, inventory, self.model_path, self.scorer.set_models,
                                         every_s=retrain_every_s, history_s=history_s, current=models, clock=clock)

@@ -103,7 +103,7 @@ class FeatureTracker:
         rb = by.get("rack")
         rack = (align(rb, self.rack_index, ("rack",), ("rack_power_w", "rack_inlet_temp_degc")) if rb is not None
                 else np.full((len(self.rack_index), 2), np.nan))
-        zone_heat = np.bincount(self.rack_zone, weights=np.nan_to_num(rack[:, 0]), minlength=self.rack_zone.max() + 1)
+        zone_heat = np.bincount(self.rack_zone, weights=np.nan_to_num(rack[:, 0]), minlength=len(self.zone_names))
         rack_thermal = np.column_stack([rack[:, 0], zone_heat[self.rack_zone], rack[:, 1]])
         return IntervalFeatures(max(times) if times else 0, streams, accel, accel_window_features(self.window),
                                 delta, thermal, rack_thermal)

@@ -47,6 +47,8 @@ class Consumer(Protocol):
     def poll(self, timeout_s: float = 1.0, max_records: int = 100) -> list[Message]: ...
     def commit(self) -> None: ...
     def close(self) -> None: ...
+    def assignment(self) -> set[tuple[str, int]]: ...
+    def owned(self, topic: str, keys) -> list[str]: ...
 
 
 class Bus(Protocol):
@@ -188,6 +190,14 @@ class InProcessConsumer:
                 pos += 1
             self._position[t] = pos
         return out
+
+    def assignment(self) -> set[tuple[str, int]]:
+        """{(topic, 0)}: an in-process log is one partition, and its one consumer per group holds it."""
+        return {(t, 0) for t in self._topics}
+
+    def owned(self, topic: str, keys) -> list[str]:
+        """Every key of a subscribed topic comes to this consumer (see `KafkaBusConsumer.owned`)."""
+        return list(keys) if topic in self._topics else []
 
     def lag(self) -> dict[tuple[str, int], int]:
         """{(topic, 0): messages published and not yet handed to this consumer} (for metrics)."""

@@ -371,6 +371,13 @@ class KafkaBusConsumer:
         n = len(self._prefix)
         return {(tp.topic[n:], tp.partition) for tp in self._c.assignment()}
 
+    def owned(self, topic: str, keys) -> list[str]:
+        """Those of `keys` whose messages on `topic` come to this member now: the keys that
+        `partition_for` puts on a partition it holds (none before it joined)."""
+        held = {p for t, p in self.assignment() if t == topic}
+        count = len(self._c.partitions_for_topic(self._prefix + topic) or ()) if held else 0
+        return [k for k in keys if partition_for(k, count) in held] if count else []
+
     def lag(self) -> dict[tuple[str, int], int]:
         """{(topic, partition): messages not yet handed to the caller} for the partitions held now.
 

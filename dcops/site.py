@@ -192,10 +192,11 @@ def _cross_check(cfg: SiteConfig) -> list[tuple[tuple, str]]:
         else:
             seen[name] = path
 
+    # a PDU may be fed from a UPS in another hall (one UPS system feeding two halls)
+    ups_names = {u.name for hall in cfg.halls for u in hall.upses}
     for hi, hall in enumerate(cfg.halls):
         hp = ("halls", hi)
         claim(hall.name, hp)
-        ups_names = {u.name for u in hall.upses}
         pdu_names = {p.name for p in hall.pdus}
         unit_names = {c.name for c in hall.cooling_units}
         row_names = {r.name for r in hall.rows}
@@ -204,7 +205,7 @@ def _cross_check(cfg: SiteConfig) -> list[tuple[tuple, str]]:
         for i, p in enumerate(hall.pdus):
             claim(p.name, hp + ("pdus", i))
             if p.ups not in ups_names:
-                problems.append((hp + ("pdus", i, "ups"), f"unknown UPS {p.ups!r} (hall {hall.name} has {sorted(ups_names)})"))
+                problems.append((hp + ("pdus", i, "ups"), f"unknown UPS {p.ups!r} (the site has {sorted(ups_names)})"))
         for i, c in enumerate(hall.cooling_units):
             claim(c.name, hp + ("cooling_units", i))
         zoned_rows: dict[str, str] = {}

@@ -290,6 +290,24 @@ class Inventory:
     def n_accel(self) -> int:
         return len(self.accel_ids)
 
+    def for_racks(self, racks) -> "Inventory":
+        """The inventory of a part of the site: the named racks (with their servers, accelerators,
+        rack PDUs and sensors) and every hall's shared equipment (UPSes, PDUs, cooling, hall
+        sensors), so a consumer-group member that owns some racks' partitions scores exactly
+        those. Rows left without racks are dropped; this inventory itself when every rack is named."""
+        keep = set(racks)
+        if keep >= {r.name for r in self.racks}:
+            return self
+        unknown = keep - {r.name for r in self.racks}
+        if unknown:
+            raise KeyError(f"no racks {sorted(unknown)} in site {self.site!r}")
+        halls = []
+        for hall in self.config.halls:
+            rows = tuple(row.model_copy(update={"racks": tuple(k for k in row.racks if k.name in keep)})
+                         for row in hall.rows if any(k.name in keep for k in row.racks))
+            halls.append(hall.model_copy(update={"rows": rows}))
+        return Inventory(self.config.model_copy(update={"halls": tuple(halls)}))
+
 
 def build_inventory(cfg: SiteConfig) -> Inventory:
     return Inventory(cfg)

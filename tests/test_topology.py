@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from dcops.topology import accel_id
 
 
@@ -27,3 +29,17 @@ def test_paths_and_resolution(small_inventory):
     assert inv.get(aid).tags("test") == {"site": "test", "hall": "H1", "row": "R2", "rack": "R2-02",
                                          "device": "R2-02-S01", "accel": "3"}
     assert inv.accel_mask(["R2-02"]).sum() == 8
+
+
+def test_part_of_the_site_holds_its_racks_and_every_halls_shared_equipment(small_inventory):
+    inv = small_inventory
+    part = inv.for_racks(["R1-02", "R2-03"])
+    assert [r.name for r in part.racks] == ["R1-02", "R2-03"]
+    assert set(part.accel_tags["rack"]) == {"R1-02", "R2-03"} and part.n_accel == inv.accel_mask(["R1-02", "R2-03"]).sum()
+    for kind in ("ups", "pdu", "cooling", "zone"):
+        assert [c.name for c in part.of_kind(kind)] == [c.name for c in inv.of_kind(kind)]
+    assert part.downstream("UPS-A") <= inv.downstream("UPS-A") and "R1-02" in part.downstream("UPS-A")
+    assert inv.for_racks([r.name for r in inv.racks]) is inv
+    assert inv.for_racks([]).n_accel == 0 and not inv.for_racks([]).racks
+    with pytest.raises(KeyError, match="R9-99"):
+        inv.for_racks(["R9-99"])

@@ -101,14 +101,15 @@ class OutageRun:
         self.peak: dict[str, PerceivedSeverity] = {}  # incident id -> worst severity while open
         self.baseline_peak: dict[str, PerceivedSeverity] = {}
 
-    def _alerter(self, db_url: str, correlation: bool, group: str = "alerter"):
+    def _alerter(self, db_url: str, correlation: bool, group: str = "alerter", domains=None):
+        """`domains`: a `dcops.domains.DomainShare` for one worker of a partitioned alerter."""
         from dcops.alerts.service import Alerter
 
         cfg = AlertingConfig.model_validate(self.opts.alerting)
         ids = itertools.count(1)
         alerter = Alerter(self.bus, self.inv, alerting=cfg, db_url=db_url, clock=lambda: self.sim.now_ns / NS,
                           time_source="data", outbox=False, escalation=False, new_id=lambda: f"{next(ids):08d}",
-                          group=group)
+                          group=group, domains=domains)
         if not correlation:
             from dcops.evaluation.baseline import disable_correlation
             disable_correlation(alerter.pipeline)

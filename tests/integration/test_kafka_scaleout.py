@@ -1,9 +1,11 @@
-"""Beyond one node: two ingest workers in one consumer group split the racks between them
-(real Tansu broker). Samples are keyed by rack; each worker owns the racks of its partitions,
-writes only those, and its current-state view holds only those."""
+"""Beyond one node on a real Tansu broker. Samples are keyed by rack: two ingest workers in one
+consumer group each write only the racks of their partitions (and their current-state views hold
+only those), and two analytics workers each score only theirs. Two alerter workers split the
+site's power domains."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -41,6 +43,18 @@ def poll_batch(t_ns: int) -> Batch:
                  {"accel_temp_degc": np.linspace(40, 80, n)})
 
 
+def wait_until_split(members) -> None:
+    """Poll the group's members until they hold every partition between them, none twice: both
+    join before anything is published, so no partition changes hands mid-test."""
+    def joined():
+        for m in members:
+            m.run_once(timeout_s=0.2)
+        held = [m.consumer.assignment() for m in members]
+        return all(held) and len(set().union(*held)) == PARTITIONS and not set.intersection(*held)
+
+    wait_for(joined, 180, "both workers holding partitions")  # a loaded 2-core CI machine can need several rebalance rounds
+
+
 def test_two_ingest_workers_in_one_group_split_the_racks(broker, tmp_path):
     from dcops.kafka_bus import KafkaBus, partition_for
 
@@ -54,14 +68,7 @@ def test_two_ingest_workers_in_one_group_split_the_racks(broker, tmp_path):
     workers = [IngestWorker(bus, store, consumer=bus.consumer(TOPIC_SAMPLES, "ingest", **FAST_GROUP))
                for bus, store in zip(buses, stores)]
     try:
-        # both members join before anything is published, so no partition changes hands mid-test
-        def joined():
-            for w in workers:
-                w.run_once(timeout_s=0.2)
-            held = [w.consumer.assignment() for w in workers]
-            return all(held) and len(set().union(*held)) == PARTITIONS and not set.intersection(*held)
-
-        wait_for(joined, 180, "both workers holding partitions")  # a loaded 2-core CI machine can need several rebalance rounds
+        wait_until_split(workers)
         held = [{p for _, p in w.consumer.assignment()} for w in workers]
 
         for k in range(3):
@@ -120,3 +127,145 @@ def test_a_console_process_follows_every_rack_from_the_bus(broker, tmp_path):
         following[2].close()
         producer.close()
         store.close()
+
+
+def test_two_analytics_workers_in_one_group_each_score_their_racks(broker, tmp_path):
+    """Two `analytics` members share `samples`: each scores only the racks of its partitions (over
+    that part of the inventory), and a fault in a rack produces its finding once, on `findings`."""
+    from dcops.analytics.fleet import ScorerParams
+    from dcops.analytics.scorer import RackScope, StreamingScorer
+    from dcops.bus import TOPIC_FINDINGS
+    from dcops.findings import decode_findings
+    from dcops.kafka_bus import KafkaBus, partition_for
+    from dcops.sim import Simulator
+    from dcops.sim.sitegen import synthetic_site
+    from dcops.topology import Inventory
+
+    inv = Inventory(synthetic_site(768, racks_per_row=4, rows_per_hall=2))  # 12 racks in 2 halls
+    sim = Simulator(inv, seed=1, start_ns=T0)
+
+    def settings(name):
+        return BusSettings(kind="kafka", bootstrap_servers=(broker.bootstrap,), spool_dir=str(tmp_path / name),
+                           partitions=PARTITIONS, topic_prefix="score.")
+
+    producer = KafkaBus(settings("collector"), "collector")
+    buses = [KafkaBus(settings(f"analytics-{i}"), f"analytics-{i}") for i in (1, 2)]
+    scorers = [StreamingScorer(bus, None, lateness_s=1.0, consumer=bus.consumer(TOPIC_SAMPLES, "analytics", **FAST_GROUP),
+                               scope=RackScope(inv, None, ScorerParams(warmup=5)))
+               for bus in buses]
+    alerter = None
+    try:
+        wait_until_split(scorers)
+        alerter = producer.consumer(TOPIC_FINDINGS, "alerts", **FAST_GROUP)  # joins while the workers wait
+        owned = [set(s.scope.racks) for s in scorers]
+        assert owned[0] and owned[1] and not owned[0] & owned[1] and owned[0] | owned[1] == {r.name for r in inv.racks}
+        for racks, s in zip(owned, scorers):  # each scores its part of the site, nothing else
+            assert {partition_for(r, PARTITIONS) for r in racks} <= {p for _, p in s.consumer.assignment()}
+            assert set(s.fleet.inventory.accel_tags["rack"]) == racks
+            assert s.fleet.inventory.n_accel == inv.accel_mask(racks).sum()
+
+        gpu = inv.accel_ids[inv.accel_tags["vendor"] == "nvidia"][-1]
+        intervals = 10
+        for k in range(intervals):
+            if k == 8:
+                sim.inject("gpu_xid79", gpu, 300)
+                fault_ns = sim.now_ns + int(sim.interval_s * 10**9)
+            sim.step()
+            for b in sim.batches():
+                publish_by_rack(producer, b)
+        producer.flush(10)
+
+        found = [[], []]
+
+        def all_scored():
+            for i, s in enumerate(scorers):
+                found[i] += s.run_once(timeout_s=0.2)
+            return all(s.stats.intervals >= intervals for s in scorers)
+
+        wait_for(all_scored, 60, "every interval scored by both workers")
+        for racks, out in zip(owned, found):  # a rack's findings come from its owner only
+            assert {f.target["rack"] for f in out if "rack" in f.target} <= racks
+        keys = [(f.component, f.detector, f.time_ns) for out in found for f in out]
+        assert len(keys) == len(set(keys))
+        owner = [i for i, racks in enumerate(owned) if inv.get(gpu).rack in racks][0]
+        fault = [f for f in found[owner] if f.component == gpu and f.time_ns == fault_ns]
+        assert len(fault) == 1 and fault[0].detector == "univariate"
+        assert not any(f.component == gpu for f in found[1 - owner])
+
+        published = []
+
+        def fault_published():
+            published.extend(f for m in alerter.poll(0.5, 1000) for f in decode_findings(m.value))
+            return any(f.component == gpu for f in published)
+
+        wait_for(fault_published, 30, "the fault's finding on the findings topic")
+        time.sleep(1)
+        fault_published()
+        assert len([f for f in published if f.component == gpu and f.time_ns == fault_ns]) == 1
+        assert sorted((f.component, f.detector, f.time_ns) for f in published) == sorted(keys)
+    finally:
+        for s in scorers:
+            s.close()
+        if alerter is not None:
+            alerter.close()
+        for bus in (*buses, producer):
+            bus.close()
+
+
+def test_two_alerter_workers_split_the_power_domains_on_a_real_broker(broker, tmp_path):
+    """Three halls, one of H2's PDUs fed from UPS-H1-A: domains H1+H2 and H3. A single alerter
+    and two domain workers read the same topics (each in groups of its own); UPS-H1-A losing its
+    output is one incident with PDUs of both halls, opened by one worker, as the single one does."""
+    from dcops.alerts.service import Alerter
+    from dcops.domains import DomainShare
+    from dcops.kafka_bus import KafkaBus
+    from dcops.sim import Simulator
+    from dcops.sim.sitegen import synthetic_site
+    from dcops.simcollector import SimCollector
+    from tests.test_domains import _feed_from, _incidents
+
+    site = _feed_from(synthetic_site(64 * 6, racks_per_row=2, rows_per_hall=1), "PDU-H2-R1-A", "UPS-H1-A")
+    sim = Simulator(site, seed=3, start_ns=T0)
+    inv = sim.inventory
+
+    def bus(name):
+        return KafkaBus(BusSettings(kind="kafka", bootstrap_servers=(broker.bootstrap,), spool_dir=str(tmp_path / name),
+                                    partitions=PARTITIONS, topic_prefix="alert."), name, consumer_options=FAST_GROUP)
+
+    producer = bus("collector")
+    shares = {"single": None, "w0": DomainShare(inv, ["H1+H2"]), "w1": DomainShare(inv, ["H3"])}
+    buses = {name: bus(name) for name in shares}
+    alerters = {name: Alerter(buses[name], inv, db_url=f"sqlite:///{tmp_path}/{name}.db", group=f"alerter-{name}", outbox=False,
+                              escalation=False, clock=lambda: sim.now_ns / 1e9, time_source="data", domains=share).start()
+                for name, share in shares.items()}
+    stop = threading.Event()
+    threads = [a.run_in_thread(stop) for a in alerters.values()]  # as in production: one process each
+    try:
+        collector = SimCollector(sim, producer, split_by_rack=True)
+        for k in range(12):
+            if k == 3:
+                sim.inject("ups_output_lost", "UPS-H1-A", duration_s=None)
+                sim.inject("pdu_breaker_trip", "PDU-H3-R1-A", duration_s=None)
+            sim.step()
+            collector.collect()
+        producer.flush(10)
+        found = {}
+
+        def opened():
+            for name, a in alerters.items():
+                found[name] = _incidents(a, inv)
+            return ({r for r, _ in found["single"]} >= {"UPS-H1-A", "PDU-H3-R1-A"}
+                    and sorted(found["w0"] + found["w1"]) == found["single"])
+
+        wait_for(opened, 240, "the incidents, in the single alerter and split between the workers")
+        ups = [members for root, members in found["w0"] if root == "UPS-H1-A"]
+        assert len(ups) == 1 and {inv.get(m).hall for m in ups[0]} == {"H1", "H2"}
+        assert [r for r, _ in found["w1"]] == ["PDU-H3-R1-A"]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        for a in alerters.values():
+            a.close()
+        for b in (*buses.values(), producer):
+            b.close()
