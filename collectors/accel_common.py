@@ -19,7 +19,7 @@ from dcops.catalogue.accel import ACCEL_TAGS
 from dcops.topology import Inventory, accel_id
 
 __all__ = ["ACCEL_ROW_TAGS", "accel_targets", "build_accel_batch", "decode_clock_reasons",
-           "lost_event", "readings", "recovered_event"]
+           "lost_event", "readings", "recovered_event", "share_evenly"]
 
 ACCEL_ROW_TAGS = ACCEL_TAGS + ("uuid",)
 
@@ -62,6 +62,17 @@ def build_accel_batch(time_ns: int, targets: Sequence[Mapping[str, str]], column
     tags = {name: np.asarray([t[name] for t in targets], dtype=object) for name in ACCEL_ROW_TAGS}
     return Batch("accel", np.full(n, time_ns, dtype=np.int64), tags,
                  {m: data[:, j] for j, m in enumerate(columns)})
+
+
+def share_evenly(totals: Mapping[str, float], serving: Sequence[bool]) -> dict[str, list[float]]:
+    """A host's inference-server counters split evenly over the accelerators marked serving.
+
+    {metric: [share per accelerator]}, NaN for those not serving; empty when none serves (the
+    counters then have no accelerator to be attributed to)."""
+    n = sum(1 for s in serving if s)
+    if not n:
+        return {}
+    return {m: [total / n if s else math.nan for s in serving] for m, total in totals.items()}
 
 
 def readings(batch: Batch) -> list[dict]:
