@@ -16,7 +16,8 @@ are identified by the labels the source names (dcgm: `UUID`, `gpu`, `modelName`,
   number only (a gauge that misses repeats), kept as `accel_xid_last`.
 - Inference servers' generation-token counters (`vllm:generation_tokens_total`) are shared
   evenly among the accelerators the engine serves on (all of the host's by default), as
-  `accel_tokens_total`, so energy per token compares between GPUs and NPUs.
+  `accel_tokens_total`, so energy per token compares between GPUs and NPUs (each scrape's
+  rise is shared, `CounterShares`, so the shares only grow).
 
 Parsing and mapping are pure (`PromMapper.map(texts, time_ns)`); `PromScraper` adds HTTP
 (httpx) and `agent_unreachable` / `agent_recovered` events for targets that stop answering.
@@ -38,7 +39,7 @@ from dcops.batch import Batch, Event, Severity
 from dcops.catalogue import METRICS
 from dcops.topology import Inventory
 from dcops.yamlconf import load_yaml
-from dcops.collectors.accel_common import accel_targets, build_accel_batch, share_evenly
+from dcops.collectors.accel_common import CounterShares, accel_targets, build_accel_batch
 from dcops.collectors.xid_events import XidCatalogue, load_xid_catalogue, xid_event
 
 __all__ = ["PROM_MAP_PATH", "PromMap", "PromMapper", "PromParseError", "PromScraper", "add_serving_sample",
@@ -149,6 +150,7 @@ class PromMapper:
             for series, spec in src.series.items():
                 self._lookup[series] = (sname, spec)
         self._xid_counts: dict[tuple[str, int], float] | None = None
+        self._shares = CounterShares()
 
     def _find(self, sample_name: str, family: str):
         hit = self._lookup.get(sample_name)
@@ -230,7 +232,7 @@ class PromMapper:
 
     def _share_tokens(self, rows: list[_Row], tokens: Mapping[str, float]) -> None:
         serving = [self.serving_accels is None or r.index in self.serving_accels for r in rows]
-        for metric, shares in share_evenly(tokens, serving).items():
+        for metric, shares in self._shares.split(tokens, [r.uuid for r in rows], serving).items():
             for r, share, s in zip(rows, shares, serving):
                 if s:
                     r.values[metric] = share

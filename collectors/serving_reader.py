@@ -6,7 +6,9 @@ server's Prometheus endpoint (`dcops agent --serving-url http://127.0.0.1:8000/m
 with prometheus-client through the `serving` table of `prom_map.yaml` (the same mapping the
 exporter scrape uses: `vllm:generation_tokens_total` -> `accel_tokens_total`, ...), and adds the
 host's totals to the agent's `accel` batches, shared evenly over the accelerators that are up
-(`share_evenly`, as `PromMapper` does for scraped hosts).
+(`share_evenly`, as `PromMapper` does for scraped hosts); counters are shared by their rise
+each poll (`CounterShares`), so one accelerator going down does not make the others' counters
+jump.
 
 An endpoint that fails (connection refused, an HTTP error, text that does not parse) is logged
 once, until it answers again; the accelerator rows still publish, with no serving counters that
@@ -21,7 +23,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from dcops.batch import Batch
-from dcops.collectors.accel_common import share_evenly
+from dcops.collectors.accel_common import CounterShares
 from dcops.collectors.prom_scrape import PromParseError, add_serving_sample, fetch_text, parse_families
 
 __all__ = ["SeriesMemo", "ServingReader", "serving_totals"]
@@ -107,6 +109,7 @@ class ServingReader:
         self.host = host
         self.where = where
         self.failing: str | None = None  # what went wrong last, while the endpoint fails
+        self.shares = CounterShares()
 
     @classmethod
     def from_url(cls, url: str, serving: Mapping, host: str, timeout_s: float = 2.0) -> "ServingReader":
@@ -143,7 +146,8 @@ class ServingReader:
         if not totals:
             return batches
         up = np.concatenate([b.fields["accel_up"] == 1.0 for b in batches]).tolist()
-        shares = share_evenly(totals, up)
+        uuids = [str(u) for b in batches for u in b.tags["uuid"]]
+        shares = self.shares.split(totals, uuids, up)
         if not shares:
             return batches
         out, start = [], 0

@@ -92,3 +92,20 @@ def test_host_agent_batch_carries_the_tokens(serving):
     assert batch.fields["accel_tokens_total"].tolist() == [1.2000008e8, 1.2000008e8]
     assert batch.fields["accel_requests_running"].tolist() == [18.5, 18.5]
     assert not problems
+
+
+def test_an_accelerator_going_down_does_not_make_the_others_counters_jump(serving):
+    page = lambda tokens: VLLM.replace("2.4000016e+08", repr(float(tokens)))  # noqa: E731
+    texts = iter([page(8e8), page(8e8 + 800), page(8e8 + 1500), page(8e8 + 2300), page(100.0)])
+    reader = ServingReader(lambda: next(texts), serving, "h1")
+    tok = lambda up: reader.annotate([_batch(up)])[0].fields["accel_tokens_total"]  # noqa: E731
+    first = tok([1.0] * 4)
+    assert first.tolist() == [2e8] * 4
+    second = tok([1.0] * 4)
+    assert (second - first).tolist() == [200.0] * 4
+    third = tok([1.0, 1.0, 1.0, 0.0])  # one down: the rise goes to the three left, no jump
+    assert np.allclose((third - second)[:3], 700.0 / 3) and math.isnan(third[3])
+    back = tok([1.0] * 4)  # back again: it goes on from where it stopped
+    assert back[3] == second[3] + 200.0 and (back >= second).all()
+    restarted = tok([1.0] * 4)  # the server restarted: an even split of the new total (a reset)
+    assert restarted.tolist() == [25.0] * 4
