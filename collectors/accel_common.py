@@ -18,8 +18,8 @@ from dcops.catalogue import metric
 from dcops.catalogue.accel import ACCEL_TAGS
 from dcops.topology import Inventory, accel_id
 
-__all__ = ["ACCEL_ROW_TAGS", "accel_targets", "build_accel_batch", "decode_clock_reasons",
-           "lost_event", "readings", "recovered_event"]
+__all__ = ["ACCEL_ROW_TAGS", "CounterShares", "accel_targets", "build_accel_batch", "decode_clock_reasons",
+           "lost_event", "readings", "recovered_event", "share_evenly"]
 
 ACCEL_ROW_TAGS = ACCEL_TAGS + ("uuid",)
 
@@ -62,6 +62,57 @@ def build_accel_batch(time_ns: int, targets: Sequence[Mapping[str, str]], column
     tags = {name: np.asarray([t[name] for t in targets], dtype=object) for name in ACCEL_ROW_TAGS}
     return Batch("accel", np.full(n, time_ns, dtype=np.int64), tags,
                  {m: data[:, j] for j, m in enumerate(columns)})
+
+
+def share_evenly(totals: Mapping[str, float], serving: Sequence[bool]) -> dict[str, list[float]]:
+    """A host's inference-server counters split evenly over the accelerators marked serving.
+
+    {metric: [share per accelerator]}, NaN for those not serving; empty when none serves (the
+    counters then have no accelerator to be attributed to)."""
+    n = sum(1 for s in serving if s)
+    if not n:
+        return {}
+    return {m: [total / n if s else math.nan for s in serving] for m, total in totals.items()}
+
+
+class CounterShares:
+    """Per-accelerator shares of a host's serving counters that never go backwards.
+
+    Sharing a counter's *total* over the accelerators that are up (`share_evenly`) makes every
+    survivor's share jump when one goes down (7 shares of the total instead of 8): a burst of
+    tokens/s the size of the whole history. Here the first read is shared evenly, and after that
+    each poll's *rise* is shared over the accelerators up now, added to what each already had;
+    an accelerator that comes back goes on from its own value, a new one starts from 0. A fall
+    of the host's counter (the server restarted) starts over from an even split, which the
+    store's rate reads as a reset. Gauges (`accel_requests_running`) are shared as they are."""
+
+    def __init__(self) -> None:
+        self._host: dict[str, float] = {}
+        self._accel: dict[tuple[str, str], float] = {}
+
+    def split(self, totals: Mapping[str, float], uuids: Sequence[str], up: Sequence[bool]) -> dict[str, list[float]]:
+        """{metric: [value per accelerator]} (NaN for those not up); empty when none is up."""
+        out: dict[str, list[float]] = {}
+        for metric, total in totals.items():
+            if not metric.endswith("_total"):
+                out.update(share_evenly({metric: total}, up))
+                continue
+            before = self._host.get(metric)
+            restart = before is None or total < before
+            shares = share_evenly({metric: total if restart else total - before}, up).get(metric)
+            if shares is None:
+                continue  # no accelerator up: the rise has no one to go to
+            self._host[metric] = total
+            col = []
+            for uuid, share in zip(uuids, shares):
+                if share != share:
+                    col.append(math.nan)
+                    continue
+                key = (metric, uuid)
+                value = self._accel[key] = share if restart else self._accel.get(key, 0.0) + share
+                col.append(value)
+            out[metric] = col
+        return out
 
 
 def readings(batch: Batch) -> list[dict]:

@@ -48,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="read a saved `rbln-stat -j` output instead of running the tool")
     p.add_argument("--prom-url", action="append", default=[], metavar="URL",
                    help="also scrape a dcgm-exporter / NPU exporter / vLLM /metrics endpoint (repeatable)")
+    p.add_argument("--serving-url", metavar="URL", default=None,
+                   help="the local inference server's Prometheus endpoint (vLLM, SGLang), e.g. "
+                        "http://127.0.0.1:8000/metrics: its tokens and requests are shared over this host's accelerators")
     p.add_argument("--standin-site", metavar="SITE.yaml", default=None,
                    help="run against the simulator for this site instead of real devices")
     p.add_argument("--standin-host", metavar="SERVER", default=None, help="the simulated server to be (with --standin-site)")
@@ -231,7 +234,7 @@ def run(args) -> int:
 
     host = args.host or socket.gethostname()
     agent = discover(host, inventory, use_nvml=not args.no_nvml, rbln_json=args.rbln_stat_json,
-                     prom_urls=args.prom_url)
+                     prom_urls=args.prom_url, serving_url=args.serving_url)
     for note in agent.notes:
         print(f"dcops agent: {note}", file=sys.stderr)
     if agent.empty:

@@ -22,6 +22,7 @@ from dcops.topology import Inventory
 from dcops.collectors.npu_agent import NpuAgent, NpuParseError, NpuToolError, load_npu_adapters, run_tool
 from dcops.collectors.nvml_agent import NvmlAgent, NvmlUnavailable, load_pynvml
 from dcops.collectors.prom_scrape import PromMapper, PromParseError, PromScraper, load_prom_map
+from dcops.collectors.serving_reader import ServingReader
 from dcops.collectors.xid_events import XidWatcher
 
 __all__ = ["HostAgent", "discover"]
@@ -36,6 +37,7 @@ class HostAgent:
     nvml: NvmlAgent | None = None
     npu: NpuAgent | None = None
     prom: PromScraper | None = None
+    serving: ServingReader | None = None  # the local inference server: tokens shared over the accelerators
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -76,10 +78,13 @@ class HostAgent:
                 problems.append(f"{name}: {exc}")
                 continue
             if batch is not None and len(batch):
-                batches.append(batch)
+                batches.append((name, batch))
             events += evs
             problems += [f"{name}: {p}" for p in getattr(src, "problems", ()) or ()]
-        return batches, events, problems
+        own = [b for name, b in batches if name != "prom"]  # an exporter scrape carries its own serving counters
+        if self.serving is not None and own:  # a failing endpoint is logged once by the reader
+            own = self.serving.annotate(own)
+        return own + [b for name, b in batches if name == "prom"], events, problems
 
     def run(self, bus: Bus, stop: threading.Event, interval_s: float) -> None:
         """Poll every `interval_s` and publish until `stop` is set; XIDs arrive from their own thread."""
@@ -112,7 +117,8 @@ class HostAgent:
 
 def discover(host: str, inventory: Inventory | None = None, *, nvml_module=None, use_nvml: bool = True,
              rbln_json: str | Path | None = None, rbln_command: Sequence[str] | None = None,
-             prom_urls: Sequence[str] = (), clock: Callable[[], int] = time.time_ns) -> HostAgent:
+             prom_urls: Sequence[str] = (), serving_url: str | None = None,
+             clock: Callable[[], int] = time.time_ns) -> HostAgent:
     """Build the host's agent from the sources that work here; `notes` say why others were left out."""
     agent = HostAgent(host, inventory)
     if use_nvml:
@@ -138,6 +144,8 @@ def discover(host: str, inventory: Inventory | None = None, *, nvml_module=None,
             agent.notes.append(f"npu: {cmd[0]} is not on PATH (no Rebellions NPU tool on this host)")
     if prom_urls:
         agent.prom = PromScraper(prom_urls, PromMapper(load_prom_map(), host, inventory), clock=clock)
+    if serving_url:
+        agent.serving = ServingReader.from_url(serving_url, load_prom_map().serving, host)
     return agent
 
 

@@ -16,7 +16,8 @@ are identified by the labels the source names (dcgm: `UUID`, `gpu`, `modelName`,
   number only (a gauge that misses repeats), kept as `accel_xid_last`.
 - Inference servers' generation-token counters (`vllm:generation_tokens_total`) are shared
   evenly among the accelerators the engine serves on (all of the host's by default), as
-  `accel_tokens_total`, so energy per token compares between GPUs and NPUs.
+  `accel_tokens_total`, so energy per token compares between GPUs and NPUs (each scrape's
+  rise is shared, `CounterShares`, so the shares only grow).
 
 Parsing and mapping are pure (`PromMapper.map(texts, time_ns)`); `PromScraper` adds HTTP
 (httpx) and `agent_unreachable` / `agent_recovered` events for targets that stop answering.
@@ -38,10 +39,11 @@ from dcops.batch import Batch, Event, Severity
 from dcops.catalogue import METRICS
 from dcops.topology import Inventory
 from dcops.yamlconf import load_yaml
-from dcops.collectors.accel_common import accel_targets, build_accel_batch
+from dcops.collectors.accel_common import CounterShares, accel_targets, build_accel_batch
 from dcops.collectors.xid_events import XidCatalogue, load_xid_catalogue, xid_event
 
-__all__ = ["PROM_MAP_PATH", "PromMap", "PromMapper", "PromParseError", "PromScraper", "load_prom_map"]
+__all__ = ["PROM_MAP_PATH", "PromMap", "PromMapper", "PromParseError", "PromScraper", "add_serving_sample",
+           "load_prom_map", "parse_families"]
 
 log = logging.getLogger(__name__)
 PROM_MAP_PATH = Path(__file__).parent / "data" / "prom_map.yaml"
@@ -110,11 +112,24 @@ class _Row:
     values: dict
 
 
-def _families(text: str, where: str):
+def parse_families(text: str, where: str):
+    """prometheus-client's metric families of an exposition text; PromParseError naming `where`."""
     try:
         return list(text_string_to_metric_families(text))
     except (ValueError, IndexError, KeyError) as exc:
         raise PromParseError(f"{where}: not Prometheus text exposition: {exc}") from None
+
+
+def add_serving_sample(serving: Mapping[str, _Series], totals: dict[str, float], name: str, family: str,
+                       value: float) -> bool:
+    """Add one sample to `totals` when the `serving` table maps it (by sample or family name).
+
+    Labels (`model_name`, `finished_reason`, `engine`) are summed over. False: not a serving series."""
+    spec = serving.get(name) or serving.get(family)
+    if spec is None:
+        return False
+    totals[spec.metric] = totals.get(spec.metric, 0.0) + float(value) * spec.scale
+    return True
 
 
 class PromMapper:
@@ -135,6 +150,7 @@ class PromMapper:
             for series, spec in src.series.items():
                 self._lookup[series] = (sname, spec)
         self._xid_counts: dict[tuple[str, int], float] | None = None
+        self._shares = CounterShares()
 
     def _find(self, sample_name: str, family: str):
         hit = self._lookup.get(sample_name)
@@ -152,13 +168,11 @@ class PromMapper:
         windows = {src.xid_window: src for src in self.pmap.sources.values() if src.xid_window}
         first_die: dict[tuple[str, str], str] = {}
         for where, text in texts:
-            for fam in _families(text, where):
+            for fam in parse_families(text, where):
                 for s in fam.samples:
                     if s.name.endswith("_created"):
                         continue
-                    serving = self.pmap.serving.get(s.name) or self.pmap.serving.get(fam.name)
-                    if serving is not None:
-                        tokens[serving.metric] = tokens.get(serving.metric, 0.0) + float(s.value) * serving.scale
+                    if add_serving_sample(self.pmap.serving, tokens, s.name, fam.name, s.value):
                         continue
                     win = windows.get(s.name)
                     if win is not None:
@@ -217,12 +231,11 @@ class PromMapper:
         return build_accel_batch(time_ns, targets, columns, out_rows), events
 
     def _share_tokens(self, rows: list[_Row], tokens: Mapping[str, float]) -> None:
-        if not tokens:
-            return
-        serving = [r for r in rows if self.serving_accels is None or r.index in self.serving_accels]
-        for metric, total in tokens.items():
-            for r in serving:
-                r.values[metric] = total / len(serving)
+        serving = [self.serving_accels is None or r.index in self.serving_accels for r in rows]
+        for metric, shares in self._shares.split(tokens, [r.uuid for r in rows], serving).items():
+            for r, share, s in zip(rows, shares, serving):
+                if s:
+                    r.values[metric] = share
 
     def _xid_events(self, now: dict[tuple[str, int], float], targets, time_ns: int) -> list[Event]:
         before, self._xid_counts = self._xid_counts, now

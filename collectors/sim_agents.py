@@ -4,6 +4,8 @@ GPU servers get an `NvmlAgent` over an `NvmlStandin` whose backend reads the sim
 true accelerator state (`sim.accel_values()`) and whose event set delivers the simulator's
 XIDs; NPU servers get an `NpuAgent` over a stand-in `rbln-stat -j` that writes the real
 tool's JSON from the same state. The agents' code is exactly what runs on a real host.
+Each server's inference server is a stand-in vLLM `/metrics` (`vllm_standin.SimVllm`), read
+by the agent's `ServingReader` as `dcops agent --serving-url` reads the real one.
 
     agents = SimAgents(sim, bus)       # after each sim.step():
     agents.collect()                   # one poll of every host, published to the bus
@@ -27,6 +29,9 @@ from dcops.bus import Bus, publish_batch, publish_events
 from dcops.collectors.npu_agent import NpuAgent, load_npu_adapters
 from dcops.collectors.nvml_agent import NvmlAgent
 from dcops.collectors.nvml_standin import NvmlStandin
+from dcops.collectors.prom_scrape import load_prom_map
+from dcops.collectors.serving_reader import ServingReader
+from dcops.collectors.vllm_standin import SimVllm
 from dcops.collectors.xid_events import XidWatcher, load_xid_catalogue
 
 __all__ = ["AGENT_EVENT_KINDS", "SimAgents", "SimBackend", "SimView", "agent_covers", "rbln_document",
@@ -224,6 +229,10 @@ class SimAgents:
                 doc = lambda name=srv.name, ks=ks: rbln_document(self.view, name, ks)  # noqa: E731
                 self.npu_hosts.append((NpuAgent(doc, rbln, srv.name, inventory=inv, clock=clock, source="rbln"),
                                        ks, srv.rack))
+        # each host's inference server: a stand-in vLLM /metrics read by the agents' serving reader
+        vllm, serving = SimVllm(self.view, by_server), load_prom_map().serving
+        self.serving = {h: ServingReader(vllm.fetcher(h), serving, h, where=f"http://{h}:8000/metrics")
+                        for h in [a.host for a, *_ in self.gpu_hosts] + [a.host for a, *_ in self.npu_hosts]}
         self.polls = 0
         self.values = 0
 
@@ -257,6 +266,7 @@ class SimAgents:
             xid_events = watcher.drain()
             agent.count_xids(xid_events)
             batch, events = agent.poll()
+            batch = self.serving[agent.host].annotate([batch])[0]
             out.append((rack, batch, xid_events + events))
         for agent, ks, rack in self.npu_hosts:
             if all(self.view.value(k, "accel_up") != 1.0 for k in ks):
@@ -265,6 +275,7 @@ class SimAgents:
             if silent and any(str(self.sim.inventory.accel_ids[k]) in silent for k in ks):
                 continue  # agent dead or network down: nothing arrives
             batch, events = agent.poll()
+            batch = self.serving[agent.host].annotate([batch])[0]
             out.append((rack, batch, events))
         self.polls += 1
         return out

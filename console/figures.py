@@ -227,16 +227,24 @@ def vendor_bars(table: pd.DataFrame, column: str, title: str, unit: str) -> dict
     if table.empty or column not in table or table[column].isna().all():
         return empty_figure(f"{title}: no data")
     ys = [None if v != v else float(v) for v in table[column]]
+    models = [str(m) for m in table["model"]]
     return {"data": [{
         # the model names in full (H100 and H200 must be told apart), the vendor by its colour
-        "type": "bar", "x": [str(m) for m in table["model"]], "y": ys,
+        "type": "bar", "x": models, "y": ys,
         "customdata": [str(v) for v in table["vendor"]],
         "hovertemplate": "%{customdata} %{x}: %{y}<extra></extra>",
         "marker": {"color": [VENDOR_COLOURS.get(v, "#607d8b") for v in table["vendor"]]},
         "text": [_fmt(v, "") for v in table[column]], "textposition": "auto"}],
         "layout": _layout(title={"text": title, "font": {"size": 14}}, height=280,
                           margin={"l": 50, "r": 10, "t": 40, "b": 30}, yaxis={"title": {"text": unit}},
-                          xaxis={"automargin": True, "tickangle": 0, "type": "category"})}
+                          xaxis={"automargin": True, "tickangle": 0, "type": "category", "tickvals": models,
+                                 "ticktext": [_model_tick(m) for m in models]})}
+
+
+def _model_tick(model: str) -> str:
+    """A model name on two lines at its first dash ("H100<br>SXM5-80GB"), so that the bars of a
+    quarter-width chart keep their labels apart."""
+    return "<br>".join(model.split("-", 1))
 
 
 def trend_figure(frame: pd.DataFrame, field: str, title: str, unit: str) -> dict:

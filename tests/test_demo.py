@@ -47,3 +47,26 @@ def test_demo_collects_stores_and_takes_injections(small_site, tmp_path):
         assert rack.fields["rack_feed_a_power_w"][0] == 0.0
     finally:
         store.close()
+
+
+def test_fleet_table_has_inference_throughput_for_every_model(small_site, tmp_path):
+    """Tokens reach the console through the agents: each host's stand-in vLLM server, read by
+    its agent's serving reader, shared over the host's accelerators."""
+    from dcops.console import data_series
+    from dcops.console.data import Context
+
+    demo = Demo(small_site, DemoOptions(history=False, data_dir=tmp_path, interval_s=1.0, speed=20.0, console=False,
+                                        faults=()), say=lambda _: None)
+    demo.start()
+    try:
+        deadline = time.time() + 30
+        while True:  # until two polls of every host are ingested (a rate needs two samples)
+            table = data_series.fleet_table(Context(demo.store, demo.sim.inventory))
+            if time.time() > deadline or (table["tokens_per_s"] > 0).all():
+                break
+            time.sleep(0.5)
+    finally:
+        demo.stop()
+    assert len(table) >= 2 and set(table["vendor"]) == {"nvidia", "rebellions"}
+    assert (table["tokens_per_s"] > 0).all() and (table["requests_per_s"] > 0).all(), table
+    assert (table["j_per_token"] > 0).all(), table
