@@ -142,6 +142,11 @@ class Grouping(_Model):
     lookback_s: float = Field(900.0, ge=0, description="Kept so existing files validate; causality now uses clock_skew_s.")
     clock_skew_s: float = Field(5.0, ge=0, le=60, description="A root cause may start this much after its symptoms "
                                 "(clock skew between collectors), never more.")
+    settle_cooling_s: float = Field(900.0, ge=0, le=7200, description="After a cooling root clears, the room takes "
+                                    "this long to settle: symptoms that start meanwhile are its recovery, kept on its "
+                                    "incident without paging (a few thermal time constants of the air).")
+    settle_power_s: float = Field(300.0, ge=0, le=3600, description="The same after a power or device root clears "
+                                  "(hosts boot, accelerators rejoin and ramp up their load).")
     sibling_window_s: float = Field(60.0, gt=0, description="Siblings that alarm for the same cause within this "
                                     "window, with nothing upstream alarming, get one synthesised grouping root.")
     incident_min_severity: PerceivedSeverity = PerceivedSeverity.MINOR

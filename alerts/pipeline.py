@@ -62,7 +62,9 @@ class AlertPipeline:
         fl = cfg.flapping
         self.manager = AlarmManager(inventory, FlapPolicy(fl.window_s, fl.max_raises, fl.hold_s), self._new_id)
         self.engine = RuleEngine(rules, self.manager.active_of)
-        self.correlator = Correlator(inventory, cfg.grouping.lookback_s, clock_skew_s=cfg.grouping.clock_skew_s)
+        self.correlator = Correlator(inventory, cfg.grouping.lookback_s, clock_skew_s=cfg.grouping.clock_skew_s,
+                                     settle_s={"cooling": cfg.grouping.settle_cooling_s,
+                                               "power": cfg.grouping.settle_power_s})
         self.links: dict[str, Link] = {}             # alarm id -> why it is attached to its parent
         self.inhibit_rules = [InhibitRule(parse_matchers(r.source_matchers), parse_matchers(r.target_matchers), r.equal)
                               for r in cfg.inhibit_rules]
@@ -292,6 +294,11 @@ class AlertPipeline:
                     self._settled[iid] = inc
             if inc is None:
                 continue
+            if inc.state is IncidentState.RESOLVED and root is not None and not root.active and root.id not in raised_again:
+                # the root cleared and the incident resolved; what joins now is the recovery (the
+                # room settling, hosts booting): kept on the incident, which stays resolved, no page
+                self._settling(inc, members, now_ns, w)
+                return False
             if inc.state is IncidentState.RESOLVED and any(m.active and m.id in raised_again for m in members):
                 epoch = int(inc.labels.get("epoch", "0")) + 1
                 inc = _evolve(inc, state=IncidentState.OPEN, resolved_ns=None, updated_ns=now_ns,
@@ -306,6 +313,16 @@ class AlertPipeline:
             if not any(m.id in raised_again for m in members):
                 return False
         return None
+
+    def _settling(self, inc: Incident, members: list[Alarm], now_ns: int, w: CycleWrite) -> None:
+        alarms = self.manager.alarms
+        for m in members:
+            if m.incident_id is None and m.id in alarms:
+                alarms[m.id] = alarms[m.id].evolve(incident_id=inc.id)
+                self._dirty.add(m.id)
+                w.timeline.append((inc.id, entry(now_ns, TK.ALARM_RAISED, f"{_what(m)} joined while settling after "
+                                                 "the root cleared (recovery; no page)", alarm_id=m.id,
+                                                 **self._why_data(m.id))))
 
     def _open(self, root: Alarm | None, members: list[Alarm], now_ns: int, w: CycleWrite) -> Incident:
         head = root or members[0]

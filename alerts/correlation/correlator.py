@@ -68,8 +68,12 @@ class Correlator:
     """Finds parents (and so root causes) for alarms. Caches topology answers per component."""
 
     def __init__(self, inventory: Inventory, lookback_s: float = 900.0, table: Sequence[Explains] = EXPLAINS,
-                 clock_skew_s: float = 5.0) -> None:
+                 clock_skew_s: float = 5.0, settle_s: Mapping[str, float] | None = None) -> None:
         self.inv = inventory
+        # per graph of the root's kind (cooling, power; anything else as power): how long after a
+        # root clears the symptoms that start are still its doing (the recovery)
+        settle = {"cooling": 900.0, "power": 300.0, **(settle_s or {})}
+        self.settle_ns = {g: int(v * _NS) for g, v in settle.items()}
         self.lookback_ns = int(lookback_s * _NS)  # kept for callers; causality now uses clock_skew_s
         self.skew_ns = int(clock_skew_s * _NS)
         self.table = tuple(table)
@@ -198,6 +202,18 @@ class Correlator:
     def _active_at(self, r: Alarm, t: int) -> bool:
         return r.raised_ns <= t + self.skew_ns and (r.cleared_ns is None or r.cleared_ns >= t)
 
+    def _explains_at(self, r: Alarm, a: Alarm, candidate_root: bool) -> bool:
+        """Root `r` can explain symptom `a`: active when `a` started, or cleared so recently that
+        `a` is its recovery. A symptom that could itself be a root (a unit lost, a breaker open)
+        is never put down to recovery: a new fault right after an old one clears is its own."""
+        if self._active_at(r, a.raised_ns):
+            return True
+        if candidate_root or r.cleared_ns is None or r.raised_ns > a.raised_ns:
+            return False
+        c = self.inv.components.get(r.component)
+        graph = GRAPH_OF_KIND.get(c.kind, "power") if c is not None else "power"
+        return a.raised_ns <= r.cleared_ns + self.settle_ns.get(graph, self.settle_ns["power"])
+
     def _dark(self, comp: str, t: int, lost_at: Mapping[str, Sequence[Alarm]], group_dark: bool) -> bool:
         """True when the rack of `comp` had no live feed at time t."""
         c = self.inv.components[comp]
@@ -211,9 +227,11 @@ class Correlator:
         best_key: tuple | None = None
         best: tuple[Alarm, Explains | None, str, str] | None = None
         dark: bool | None = None
+        candidate_root = any(r.id == a.id for r, _ in roots_at.get(a.component, ()))
         for comp in self._upstream(a.component):
             for r, e in roots_at.get(comp, ()):
-                if r.id == a.id or not self._active_at(r, a.raised_ns):
+                if r.id == a.id or not self._active_at(r, a.raised_ns) and (
+                        comp == a.component or not self._explains_at(r, a, candidate_root)):
                     continue
                 same = comp == a.component
                 if e is None:  # synthesised grouping root
