@@ -95,3 +95,21 @@ def test_surviving_unit_overloaded_by_a_lost_sibling_joins_it(small_inventory):
     assert c.parents([a1, b1, c1, c2]) == {"b1": "a1", "c2": "c1"}
     b1_first = A("b1", "PDU-B1", PC.RESOURCE_AT_OR_NEARING_CAPACITY, -30)
     assert c.parents([a1, b1_first]) == {}                              # overloaded before: unrelated
+
+
+def test_a_cleared_root_explains_its_recovery_but_not_a_new_fault(small_inventory):
+    """Symptoms that start while the room settles after its cooling returned are the recovery of
+    that root (cooling: 900 s by default); a unit lost after it cleared is a fault of its own."""
+    c = Correlator(small_inventory, settle_s={"cooling": 900.0})
+    crac = A("crac", "CRAC-1", PC.HEATING_VENT_COOLING, 0, unit_lost="true")
+    crac = crac.evolve(cleared_ns=600 * NS)
+    alarms = [
+        crac,
+        A("settling", "R1-02-S01:1", PC.PERFORMANCE_DEGRADED, 700),     # 100 s after the clear
+        A("later", "R1-02-S01:2", PC.PERFORMANCE_DEGRADED, 1600),       # 1,000 s after: not its doing
+    ]
+    assert c.parents(alarms) == {"settling": "crac"}
+    assert Correlator(small_inventory, settle_s={"cooling": 0.0}).parents(alarms) == {}
+    # a second unit of the zone lost after the first came back is its own root, with its own heat
+    crac2 = A("crac2", "CRAC-2", PC.HEATING_VENT_COOLING, 650, unit_lost="true")
+    assert c.parents(alarms + [crac2]) == {"settling": "crac", "later": "crac2"}
