@@ -125,11 +125,35 @@ def create_app(store, inventory, *, alarms=None, runbooks=None, alerting=None, a
     return app
 
 
-def serve(app: dash.Dash, host: str, port: int, threads: int = 8):
-    """A waitress server for the app (call `.run()` in a thread and `.close()` to stop)."""
-    from waitress import create_server
+class ConsoleServer:
+    """A waitress server for the app: `.run()` in a thread, `.close()` from another to stop.
 
-    return create_server(app.server, host=host, port=port, threads=threads, ident="dcops")
+    Waitress's loop selects on its sockets while `close()` closes them from the caller's thread,
+    so the loop can wake on a closed descriptor (EBADF, or a negative fd) and raise: once a close
+    was asked for, that is the loop ending, not an error."""
+
+    def __init__(self, app: dash.Dash, host: str, port: int, threads: int = 8) -> None:
+        from waitress import create_server
+
+        self._server = create_server(app.server, host=host, port=port, threads=threads, ident="dcops")
+        self._closing = threading.Event()
+        self.effective_port = self._server.effective_port
+
+    def run(self) -> None:
+        try:
+            self._server.run()
+        except (OSError, ValueError):
+            if not self._closing.is_set():
+                raise
+
+    def close(self) -> None:
+        self._closing.set()
+        self._server.close()
+
+
+def serve(app: dash.Dash, host: str, port: int, threads: int = 8) -> ConsoleServer:
+    """A waitress server for the app (call `.run()` in a thread and `.close()` to stop)."""
+    return ConsoleServer(app, host, port, threads)
 
 
 def connect_alerts(db_url: str, inventory, store, audit=None, create_tables: bool = True):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dcops.console.data import Context, accel_states, accel_values, current_state
+from dcops.console.data import MAX_AGE_S, Context, accel_states, accel_values, current_state
 from dcops.console.data_series import DEVICE_CHARTS, ChartSpec, search, series_between
 from dcops.topology import Component
 
@@ -234,6 +234,82 @@ def device_tree(ctx: Context, text: str | None = None, selected: str | None = No
 GRID_STATES = {"down": 0, "degraded": 1, "no data": 2, "healthy": 3, "": 4}
 
 
+def _server_health(v: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a, b = v["server_psu_a_power_w"], v["server_psu_b_power_w"]
+    installed = (~np.isnan(a)).astype(float) + (~np.isnan(b))  # a PSU that reports power is fitted
+    # server_psu_ok counts the PSUs delivering power: fewer than fitted is redundancy lost
+    short = ~np.isnan(v["server_psu_ok"]) & (v["server_psu_ok"] < installed)
+    state = np.where(v["server_up"] == 0, "down", np.where(short, "degraded", "healthy"))
+    power = np.where(np.isnan(a) & np.isnan(b), np.nan, np.nan_to_num(a) + np.nan_to_num(b))
+    return np.where(np.isnan(v["server_up"]), "no data", state), v["server_inlet_temp_degc"], power
+
+
+def _pdu_health(v: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dead = (v["pdu_breaker_closed"] == 0) | (v["pdu_voltage_v"] < DEAD_BUS_V)
+    seen = ~np.isnan(v["pdu_breaker_closed"]) | ~np.isnan(v["pdu_voltage_v"])
+    return np.where(dead, "down", np.where(seen, "healthy", "no data")), np.full(len(dead), np.nan), v["pdu_power_w"]
+
+
+def _ups_health(v: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    state = np.where(v["ups_output_voltage_v"] < DEAD_BUS_V, "down", np.where(v["ups_on_battery"] == 1, "degraded", "healthy"))
+    seen = ~np.isnan(v["ups_output_voltage_v"]) | ~np.isnan(v["ups_on_battery"])
+    return np.where(seen, state, "no data"), v["ups_battery_temp_degc"], v["ups_output_power_w"]
+
+
+def _cooling_health(v: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    state = np.where(v["cooling_running"] == 0, "down", np.where(v["cooling_leak"] == 1, "degraded", "healthy"))
+    return (np.where(np.isnan(v["cooling_running"]), "no data", state), v["cooling_supply_temp_degc"],
+            v["cooling_power_w"])
+
+
+def _env_health(v: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t = v["env_temp_degc"]
+    return np.where(np.isnan(t), "no data", "healthy"), t, np.full(len(t), np.nan)
+
+
+DEAD_BUS_V = 100.0  # an output or bus below this carries no load (nominal 208-415 V)
+# kind -> (measurement, fields, (state, temperature, power) from those fields): what a server or
+# facility device says about its own health in the current-state view
+DEVICE_HEALTH = {
+    "server": ("server", ("server_up", "server_psu_ok", "server_inlet_temp_degc", "server_psu_a_power_w",
+                          "server_psu_b_power_w"), _server_health),
+    "pdu": ("pdu", ("pdu_breaker_closed", "pdu_voltage_v", "pdu_power_w"), _pdu_health),
+    "ups": ("ups", ("ups_output_voltage_v", "ups_on_battery", "ups_battery_temp_degc", "ups_output_power_w"), _ups_health),
+    "cooling": ("cooling", ("cooling_running", "cooling_leak", "cooling_supply_temp_degc", "cooling_power_w"),
+                _cooling_health),
+    "env": ("env", ("env_temp_degc",), _env_health),
+}
+
+
+def _device_health(ctx: Context, comps: list[Component]) -> dict[str, tuple]:
+    """name -> (state, temperature, power) for servers and facility devices, from the view."""
+    out: dict[str, tuple] = {}
+    view = current_state(ctx)
+    by_kind: dict[str, list[Component]] = {}
+    for c in comps:
+        by_kind.setdefault(c.kind, []).append(c)
+    for kind, members in by_kind.items():
+        measurement, fields, health = DEVICE_HEALTH[kind]
+        names, index = _kind_keys(ctx, kind)  # one key array per kind and site: the view caches its join
+        at = np.asarray([index[c.name] for c in members], dtype=np.intp)
+        vals = view.align(measurement, fields, ("device",), names, max_age_s=MAX_AGE_S, at=at)
+        states, temps, powers = health(vals)
+        out.update({c.name: (str(s), t, p) for c, s, t, p in zip(members, states, temps, powers)})
+    return out
+
+
+_KIND_KEYS: dict[tuple[int, str], tuple[object, np.ndarray, dict[str, int]]] = {}
+
+
+def _kind_keys(ctx: Context, kind: str) -> tuple[np.ndarray, dict[str, int]]:
+    key = (id(ctx.inventory), kind)
+    hit = _KIND_KEYS.get(key)
+    if hit is None or hit[0] is not ctx.inventory:
+        names = np.asarray([c.name for c in ctx.inventory.of_kind(kind)], dtype=object)
+        hit = _KIND_KEYS[key] = (ctx.inventory, names, {n: i for i, n in enumerate(names.tolist())})
+    return hit[1], hit[2]
+
+
 def _contents(ctx: Context, comp: Component | None) -> list[Component]:
     """What the grid lists for a selection: a hall's racks and facility devices, a row's racks, a
     rack's servers and their accelerators, a server's accelerators, else the device itself."""
@@ -273,6 +349,7 @@ def device_grid(ctx: Context, name: str | None = None, text: str | None = None) 
         states = accel_states(pd.DataFrame(vals))
         acc = {a: (s, t, p) for a, s, t, p in zip(accels, states, vals["accel_temp_degc"],
                                                   vals["accel_power_w"])}
+    acc.update(_device_health(ctx, [c for c in comps if c.kind in DEVICE_HEALTH]))
     rows = []
     site = inv.site
     for c in comps:

@@ -108,3 +108,31 @@ def test_fleet_shows_requests_per_second_beside_tokens(demo_ctx):
     assert (table["requests_per_s"] > 0).all() and (table["tokens_per_s"] > 0).all()
     ratio = table["tokens_per_s"] / table["requests_per_s"]
     assert ratio.to_numpy() == pytest.approx(SERVING.generation_tokens_per_request, rel=0.05)
+
+
+def test_servers_and_facility_devices_carry_their_state(demo_site):
+    sim = Simulator(demo_site, seed=4)
+    inv = sim.inventory
+    server = next(c.name for c in inv.of_kind("server"))
+    store = DuckDBStore(":memory:")
+    try:
+        for _ in range(2):
+            sim.step()
+        sim.inject("pdu_breaker_trip", "PDU-H1-R2-A", 600)
+        sim.inject("crac_failure", "CRAC-H1-4", 600)
+        sim.inject("ups_on_battery", "UPS-H2-B", 600)
+        sim.inject("psu_failure", server, 600)
+        for _ in range(2):
+            sim.step()
+            store.write(sim.batches())
+        ctx = Context(store, inv)
+        names = ["PDU-H1-R2-A", "PDU-H1-R2-B", "CRAC-H1-4", "CRAC-H1-5", "UPS-H2-B", "UPS-H2-A", server]
+        rows = {r["name"]: r for n in names for r in data_devices.device_grid(ctx, n) if r["name"] == n}
+        assert {n: rows[n]["state"] for n in names} == {
+            "PDU-H1-R2-A": "down", "PDU-H1-R2-B": "healthy", "CRAC-H1-4": "down", "CRAC-H1-5": "healthy",
+            "UPS-H2-B": "degraded", "UPS-H2-A": "healthy", server: "degraded"}
+        assert rows["PDU-H1-R2-B"]["power_w"] > 0 and rows["CRAC-H1-5"]["temp_degc"] is not None
+        env = next(c.name for c in inv.of_kind("env"))
+        assert data_devices.device_grid(ctx, env)[0]["state"] == "healthy"
+    finally:
+        store.close()
