@@ -202,15 +202,17 @@ class Correlator:
     def _active_at(self, r: Alarm, t: int) -> bool:
         return r.raised_ns <= t + self.skew_ns and (r.cleared_ns is None or r.cleared_ns >= t)
 
-    def _explains_at(self, r: Alarm, a: Alarm, candidate_root: bool) -> bool:
+    def _explains_at(self, r: Alarm, a: Alarm) -> bool:
         """Root `r` can explain symptom `a`: active when `a` started, or cleared so recently that
-        `a` is its recovery. A symptom that could itself be a root (a unit lost, a breaker open)
-        is never put down to recovery: a new fault right after an old one clears is its own."""
+        `a` is its recovery (the room still warm, hosts booting). A unit lost, or an alarm on a
+        unit of the root's own kind, is never put down to recovery: a new fault right after an
+        old one clears is its own."""
         if self._active_at(r, a.raised_ns):
             return True
-        if candidate_root or r.cleared_ns is None or r.raised_ns > a.raised_ns:
-            return False
         c = self.inv.components.get(r.component)
+        if is_lost(a) or r.cleared_ns is None or r.raised_ns > a.raised_ns or (
+                c is not None and a.component in self.inv.components and self.inv.components[a.component].kind == c.kind):
+            return False
         graph = GRAPH_OF_KIND.get(c.kind, "power") if c is not None else "power"
         return a.raised_ns <= r.cleared_ns + self.settle_ns.get(graph, self.settle_ns["power"])
 
@@ -227,11 +229,10 @@ class Correlator:
         best_key: tuple | None = None
         best: tuple[Alarm, Explains | None, str, str] | None = None
         dark: bool | None = None
-        candidate_root = any(r.id == a.id for r, _ in roots_at.get(a.component, ()))
         for comp in self._upstream(a.component):
             for r, e in roots_at.get(comp, ()):
                 if r.id == a.id or not self._active_at(r, a.raised_ns) and (
-                        comp == a.component or not self._explains_at(r, a, candidate_root)):
+                        comp == a.component or not self._explains_at(r, a)):
                     continue
                 same = comp == a.component
                 if e is None:  # synthesised grouping root

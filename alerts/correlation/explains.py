@@ -89,6 +89,10 @@ EXPLAINS: tuple[Explains, ...] = (
              frozenset({PC.POWER_SUPPLY_FAILURE, PC.FAN_FAILURE, PC.EQUIPMENT_MALFUNCTION}),
              LOAD_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE}, rank=2, graph="host",
              same_component=LOAD_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE}),
+    # one accelerator degrading (throttling, running hot): its later alarms, from other rules or the
+    # analytics, are the same fault seen again on the same managed object, not a second incident
+    Explains("accel-degraded", frozenset({"accel"}), LOAD_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE}, frozenset(),
+             rank=5, graph="host", same_component=LOAD_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE}),
     Explains("host", frozenset({"server"}), frozenset({PC.UNDERLYING_RESOURCE_UNAVAILABLE}),
              HOST_LOSS | LOAD_EFFECTS, rank=1, graph="host", same_component=HOST_LOSS | LOAD_EFFECTS),
     Explains("power-degraded", POWER_KINDS,

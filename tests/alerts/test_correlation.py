@@ -106,10 +106,11 @@ def test_a_cleared_root_explains_its_recovery_but_not_a_new_fault(small_inventor
     alarms = [
         crac,
         A("settling", "R1-02-S01:1", PC.PERFORMANCE_DEGRADED, 700),     # 100 s after the clear
+        A("warm", "R1-02", PC.TEMPERATURE_UNACCEPTABLE, 620).evolve(cleared_ns=900 * NS),  # the rack still warm
         A("later", "R1-02-S01:2", PC.PERFORMANCE_DEGRADED, 1600),       # 1,000 s after: not its doing
     ]
-    assert c.parents(alarms) == {"settling": "crac"}
-    assert Correlator(small_inventory, settle_s={"cooling": 0.0}).parents(alarms) == {}
+    assert c.parents(alarms) == {"settling": "crac", "warm": "crac"}
+    assert Correlator(small_inventory, settle_s={"cooling": 0.0}).parents(alarms) == {"settling": "warm"}
     # a second unit of the zone lost after the first came back is its own root, with its own heat
     crac2 = A("crac2", "CRAC-2", PC.HEATING_VENT_COOLING, 650, unit_lost="true")
-    assert c.parents(alarms + [crac2]) == {"settling": "crac", "later": "crac2"}
+    assert c.parents(alarms + [crac2]) == {"settling": "crac", "warm": "crac", "later": "crac2"}
