@@ -34,10 +34,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from dcops.alerts.correlation.explains import EXPLAINS, HOST_LOSS, POWER_KINDS, Explains
+from dcops.alerts.correlation.explains import EXPLAINS, HOST_LOSS, LOAD_EFFECTS, POWER_KINDS, Explains
 from dcops.alerts.correlation.grouping import GROUP_LABEL, GROUPS_BY_NAME
 from dcops.alerts.correlation.redundancy import InhibitRule, assess_redundancy, inhibited, is_lost
-from dcops.alarm_types import Alarm
+from dcops.alarm_types import Alarm, ProbableCause as PC
 from dcops.topology import GRAPH_OF_KIND, Inventory
 
 __all__ = ["Explains", "EXPLAINS", "Link", "InhibitRule", "Correlator", "assess_redundancy", "inhibited", "is_lost"]
@@ -45,6 +45,9 @@ __all__ = ["Explains", "EXPLAINS", "Link", "InhibitRule", "Correlator", "assess_
 _NS = 1_000_000_000
 _RELATION_ORDER = {"same": 0, "downstream": 1, "sibling": 2}
 _SIBLING_KINDS = POWER_KINDS | {"cooling", "accel"}
+# what a system still settling after its root cleared shows: heat and load, never a unit or host
+# lost, a malfunction or silence (those are faults of their own, and page)
+RECOVERY_CAUSES = LOAD_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE, PC.HUMIDITY_UNACCEPTABLE}
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,7 @@ class Correlator:
         if self._active_at(r, a.raised_ns):
             return True
         c = self.inv.components.get(r.component)
-        if is_lost(a) or r.cleared_ns is None or r.raised_ns > a.raised_ns or (
+        if a.probable_cause not in RECOVERY_CAUSES or is_lost(a) or r.cleared_ns is None or r.raised_ns > a.raised_ns or (
                 c is not None and a.component in self.inv.components and self.inv.components[a.component].kind == c.kind):
             return False
         graph = GRAPH_OF_KIND.get(c.kind, "power") if c is not None else "power"

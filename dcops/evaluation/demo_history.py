@@ -140,7 +140,6 @@ def generate(site_cfg, db_url: str, opts: HistoryOptions = HistoryOptions()) -> 
     from dcops.alerts.rules.engine import default_rules
     from dcops.alerts.storage.alerter_store import AlerterStore
     from dcops.alerts.storage.tables import open_engine
-    from dcops.evaluation.runner import DEFAULT_ALERTING
     from dcops.sim import Simulator
 
     rng = np.random.default_rng(opts.seed)
@@ -149,7 +148,7 @@ def generate(site_cfg, db_url: str, opts: HistoryOptions = HistoryOptions()) -> 
     engine = open_engine(db_url)
     store = AlerterStore(engine)
     ids = itertools.count(1)
-    pipeline = AlertPipeline(sim.inventory, default_rules(), AlertingConfig.model_validate(DEFAULT_ALERTING), store,
+    pipeline = AlertPipeline(sim.inventory, default_rules(), AlertingConfig.model_validate(_history_alerting()), store,
                              new_id=lambda: f"h{next(ids):07d}")
     pipeline.load(sim.now_ns)
     cursor = 0
@@ -178,6 +177,14 @@ def generate(site_cfg, db_url: str, opts: HistoryOptions = HistoryOptions()) -> 
             return len(s.scalars(select(IncidentRow.id)).all())
     finally:
         engine.dispose()
+
+
+def _history_alerting() -> dict:
+    """The eval's alerting config, without settling windows: the episodes run back to back here
+    but are placed days apart, where no episode's symptoms fall in another's recovery."""
+    from dcops.evaluation.runner import DEFAULT_ALERTING
+
+    return {**DEFAULT_ALERTING, "grouping": {**DEFAULT_ALERTING["grouping"], "settle_cooling_s": 0, "settle_power_s": 0}}
 
 
 def _episode_of(episodes: list[_Episode], t_ns: int) -> _Episode | None:

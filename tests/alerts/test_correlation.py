@@ -110,6 +110,9 @@ def test_a_cleared_root_explains_its_recovery_but_not_a_new_fault(small_inventor
         A("later", "R1-02-S01:2", PC.PERFORMANCE_DEGRADED, 1600),       # 1,000 s after: not its doing
     ]
     assert c.parents(alarms) == {"settling": "crac", "warm": "crac"}
+    # a GPU failing meanwhile is a fault of its own, whatever the room did before
+    failed = A("xid", "R1-01-S02:0", PC.EQUIPMENT_MALFUNCTION, 700)
+    assert "xid" not in c.parents(alarms + [failed])
     assert Correlator(small_inventory, settle_s={"cooling": 0.0}).parents(alarms) == {"settling": "warm"}
     # a second unit of the zone lost after the first came back is its own root, with its own heat
     crac2 = A("crac2", "CRAC-2", PC.HEATING_VENT_COOLING, 650, unit_lost="true")
