@@ -44,15 +44,39 @@ def poll_batch(t_ns: int) -> Batch:
 
 
 def wait_until_split(members) -> None:
-    """Poll the group's members until they hold every partition between them, none twice: both
-    join before anything is published, so no partition changes hands mid-test."""
+    """Keep every member of the group polling, each in its own thread, until they hold every
+    partition between them, none twice: both join before anything is published, so no partition
+    changes hands mid-test. Polling them in turn from one thread can livelock: Tansu answers a
+    join only after the rebalance timeout, and a member blocked in its join leaves the other one
+    silent for that long, so it misses the round and the next round starts over."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def keep_polling(m):
+        while not stop.is_set():
+            try:
+                m.run_once(timeout_s=0.2)
+            except BaseException as exc:  # surfaced below, not lost in the thread
+                errors.append(exc)
+                return
+
     def joined():
-        for m in members:
-            m.run_once(timeout_s=0.2)
+        if errors:
+            raise errors[0]
         held = [m.consumer.assignment() for m in members]
         return all(held) and len(set().union(*held)) == PARTITIONS and not set.intersection(*held)
 
-    wait_for(joined, 180, "both workers holding partitions")  # a loaded 2-core CI machine can need several rebalance rounds
+    threads = [threading.Thread(target=keep_polling, args=(m,), daemon=True) for m in members]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(joined, 180, "both workers holding partitions")  # a loaded 2-core CI machine can need several rebalance rounds
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    if errors:
+        raise errors[0]
 
 
 def test_two_ingest_workers_in_one_group_split_the_racks(broker, tmp_path):
