@@ -38,6 +38,10 @@ class Stream:
     # sensors of the air (or coolant) around the unit, which its neighbours share, as opposed to
     # the unit's own temperature driven by its own load: a neighbour that moved says they moved too
     ambient: tuple[str, ...] = ()
+    # quantities that hold steady when healthy whatever the load (a filter's pressure drop, a
+    # controlled supply temperature): a slow departure from the unit's own level that its
+    # neighbours do not share is wear (`slow_drift`)
+    drifts: tuple[str, ...] = ()
 
 
 STREAMS: tuple[Stream, ...] = (
@@ -54,7 +58,8 @@ STREAMS: tuple[Stream, ...] = (
     Stream("cooling", ("device",), (
         "cooling_running", "cooling_supply_temp_degc", "cooling_return_temp_degc", "cooling_fan_pct",
         "cooling_filter_dp_pa", "cooling_flow_lpm"), "cooling",
-        ("cooling_supply_temp_degc", "cooling_return_temp_degc"), ("cooling_filter_dp_pa",), "unit_kind"),
+        ("cooling_supply_temp_degc", "cooling_return_temp_degc"), ("cooling_filter_dp_pa",), "unit_kind",
+        drifts=("cooling_filter_dp_pa", "cooling_supply_temp_degc")),
     Stream("env", ("device",), ("env_temp_degc", "env_humidity_pct"), "env", ("env_temp_degc", "env_humidity_pct"),
            ambient=("env_temp_degc", "env_humidity_pct")),
 )

@@ -13,7 +13,9 @@
   persistent excess counts);
 - isolation_forest: window features per accelerator model;
 - inlet_residual: rack inlets against what their zone's heat explains (reported as
-  thermal_residual).
+  thermal_residual);
+- slow_drift: quantities that hold steady when healthy (a filter's pressure drop, a supply
+  temperature) leaving the unit's own baseline while its neighbours' stay put.
 
 A detector's abnormality z becomes a score with `z_to_score` (0.5 at its alarm level); a
 finding is emitted when the score reaches `ScorerParams.min_score`, naming the features that
@@ -33,6 +35,7 @@ import numpy as np
 
 from dcops.analytics.detectors import COUNTER_TREND, INLET_RESIDUAL, ISOLATION_FOREST, PEER_GROUP, THERMAL_RESIDUAL
 from dcops.analytics.detectors import RobustStreamingDetector, StreamState, z_to_score
+from dcops.analytics.detectors.drift import SLOW_DRIFT
 from dcops.analytics.detectors.spec import DetectorSpec
 from dcops.analytics.features import MIN_SCALE_BY_UNIT, REL_SCALE_BY_UNIT, STREAMS
 from dcops.analytics.tracker import FeatureTracker
@@ -57,6 +60,7 @@ class ScorerParams:
     stuck_after: int = 1  # exact repeats before a sensor can be called stuck (at least)
     stuck_p: float = 1e-9  # a run of repeats is "stuck" when a healthy sensor repeats that long this rarely
     peer_z: float = 8.0
+    drift_z: float = 6.0  # in standard errors of the smoothed departure (see detectors.drift)
     thermal_z: float = 6.0
     thermal_smoothing: float = 0.5
     isolation_z: float = 14.0
@@ -293,5 +297,5 @@ def _f(x) -> float:
 
 # The fleet's detectors, in the order their findings are emitted each interval.
 DETECTORS: Mapping[str, DetectorSpec] = {s.name: s for s in (
-    UNIVARIATE, PEER_GROUP, COUNTER_TREND, THERMAL_RESIDUAL, ISOLATION_FOREST, INLET_RESIDUAL,
+    UNIVARIATE, PEER_GROUP, COUNTER_TREND, THERMAL_RESIDUAL, ISOLATION_FOREST, INLET_RESIDUAL, SLOW_DRIFT,
 )}

@@ -275,6 +275,8 @@ class AnomalyEvaluator(Evaluator):
         r = self.rule
         if (r.detectors and f.detector not in r.detectors) or not _where_ok(r, f.target):
             return []
+        if r.features and not (f.contributions and f.contributions[0].feature in r.features):
+            return []
         if r.component_kinds and str(f.attributes.get("kind", "")) not in r.component_kinds:
             return []
         comp = f.component

@@ -154,11 +154,17 @@ class EventRule(RuleBase):
 
 class AnomalyRule(RuleBase):
     """Raise on an analytics finding with score >= `min_score` (from `detectors`, all when
-    empty); clear when a finding for the component scores below `clear_score` or none above
-    it arrived for `clear_after_s`."""
+    empty; led by one of `features`, any when empty); clear when a finding for the component
+    scores below `clear_score` or none above it arrived for `clear_after_s`."""
 
     type: Literal["anomaly"]
     detectors: tuple[str, ...] = ()
+    features: tuple[str, ...] = Field((), description="the finding's leading feature (catalogue metric) is one of these")
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_metric(m) for m in v)
     min_score: float = Field(ge=0, le=1)
     clear_score: float | None = Field(None, ge=0, le=1)
     clear_after_s: float = Field(900.0, gt=0)

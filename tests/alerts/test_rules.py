@@ -176,6 +176,35 @@ def test_anomaly_rule_scores():
     assert _apply(active, eng.on_findings([f(0.3)]))[0].active is False
 
 
+def test_anomaly_rule_features_pick_the_findings_led_by_them():
+    from dcops.findings import Contribution
+
+    eng, active = _engine("  - {name: filt, type: anomaly, min_score: 0.8, detectors: [slow_drift], features: [cooling_filter_dp_pa],"
+                          " event_type: equipmentAlarm, probable_cause: pressureUnacceptable}\n")
+
+    def f(feature, score=0.9):
+        return Finding(0, "CRAC-1", {"device": "CRAC-1"}, "slow_drift", score, "drifting",
+                       (Contribution(feature, 180.0, 140.0, 20.0),))
+    assert eng.on_findings([f("cooling_supply_temp_degc")]) == []
+    assert eng.on_findings([Finding(0, "CRAC-1", {"device": "CRAC-1"}, "slow_drift", 0.9, "no contributions")]) == []
+    (s,) = _apply(active, eng.on_findings([f("cooling_filter_dp_pa")]))
+    assert s.active and s.component == "CRAC-1"
+    with pytest.raises(ConfigError) as ei:
+        rules_from_text(_rule("  - {name: x, type: anomaly, min_score: 0.8, features: [cooling_filter_dp],"
+                              " event_type: equipmentAlarm, probable_cause: pressureUnacceptable}\n"), "r.yaml")
+    assert any(p.field == "rules.0.features" and "not in the catalogue" in p.message for p in ei.value.problems)
+
+
+def test_every_registered_detector_is_paged_by_a_default_rule():
+    """A detector whose findings no rule turns into an alarm computes for nothing."""
+    from dcops.analytics.fleet import DETECTORS
+
+    rules = [r for r in default_rules() if r.type == "anomaly"]
+    reported = {"inlet_residual": "thermal_residual"}  # rack inlets are reported as thermal residuals
+    for name in DETECTORS:
+        assert any(not r.detectors or reported.get(name, name) in r.detectors for r in rules), name
+
+
 def test_load_rules_refuses_names_defined_in_two_files(tmp_path):
     one = tmp_path / "one.yaml"
     one.write_text(_rule("  - {name: a, type: event, kinds: [xid], event_type: equipmentAlarm, probable_cause: equipmentMalfunction}\n"))
