@@ -111,7 +111,11 @@ EXPLAINS: tuple[Explains, ...] = (
              rank=4, graph="cooling",
              only_powered=frozenset({PC.EQUIPMENT_MALFUNCTION, PC.UNDERLYING_RESOURCE_UNAVAILABLE}),
              same_component=COOLING_CAUSES | LOAD_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE},
-             sibling_causes=COOLING_CAUSES | LOAD_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE}),
+             sibling_causes=COOLING_CAUSES | LOAD_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE},
+             # a unit losing capacity without stopping (a clogging filter, a drifting coil) sheds
+             # heat on its zone-mates: their supply running warmer later is its symptom, a
+             # zone-mate that stops is not (a unit lost is its own fault)
+             sibling_load=LOAD_EFFECTS | {PC.HEATING_VENT_COOLING, PC.TEMPERATURE_UNACCEPTABLE}),
     Explains("rack-heat", frozenset({"rack", "row"}), frozenset({PC.TEMPERATURE_UNACCEPTABLE}),
              frozenset({PC.TEMPERATURE_UNACCEPTABLE, PC.PERFORMANCE_DEGRADED, PC.EQUIPMENT_MALFUNCTION}),
              rank=5, graph="cooling", only_powered=frozenset({PC.EQUIPMENT_MALFUNCTION})),

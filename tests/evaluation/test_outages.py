@@ -147,3 +147,29 @@ def test_cli_writes_the_report(tmp_path, capsys):
     bad.write_text("scenarios:\n  - name: y\n    duration_s: 60\n    faults:\n      - {at_s: 5, fault: ups_on_battery, target: UPS-Z}\n")
     assert main(["eval", "outages", "--site", str(SMALL_SITE), "--scenarios", str(bad), "--out", str(tmp_path / "p")]) == 2
     assert "scenario 'y', fault ups_on_battery on 'UPS-Z'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_clogging_filter_on_another_site_pages_once_before_its_threshold(small_inventory):
+    """The slow-drift target on a site it was not developed on: the small site's zones hold two
+    CRACs each (no zone-mates to compare with: each unit is judged against its own baseline),
+    whole-pascal pressure drops from filters of different ages, and the production pipeline."""
+    from tests.conftest import SMALL_SITE
+    from dcops.site import load_site
+
+    spec = parse_scenarios("""
+scenarios:
+  - name: clogging
+    duration_s: 2400
+    faults:
+      - {at_s: 60, fault: clogged_filter, target: CRAC-3, duration_s: 3500}
+""", "drift.yaml", small_inventory)
+    report = evaluate(load_site(SMALL_SITE), spec, OPTS)
+    (scen,) = report["scenarios"]
+    (fault,) = scen["faults"]
+    assert fault["first_analytics_s"] is not None
+    assert fault["first_rule_s"] is None or fault["first_analytics_s"] < fault["first_rule_s"]
+    assert fault["first_analytics_s"] - fault["at_s"] < 1200  # the filter's pressure drop is up ~25 % by then
+    (inc,) = scen["incidents"]
+    assert inc["root_component"] == "CRAC-3" and inc["runbook"] == "clogged-filter"
+    assert inc["root_probable_cause"] == "pressureUnacceptable" and scen["pages"] == 1
