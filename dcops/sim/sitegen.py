@@ -46,7 +46,7 @@ def synthetic_site(n_accel: int = 10_000, npu_share: float = 0.25, racks_per_row
             pdus += [{"name": f"PDU-{row}-{s}", "ups": f"UPS-{hall}-{s}", "capacity_kw": 800} for s in "AB"]
         for z in range(0, len(rows), 2):
             zrows = [x["name"] for x in rows[z:z + 2]]
-            zunits = [f"CRAC-{hall}-{z + i}" for i in range(1, 4)]
+            zunits = [f"CRAC-{hall}-{len(units) + i}" for i in range(1, 4)]  # three of its own per zone
             units += [{"name": u, "capacity_kw": 600} for u in zunits]
             zones.append({"name": f"ZONE-{hall}-{z // 2 + 1}", "units": zunits, "rows": zrows, "redundancy": 1})
         halls.append({"name": hall, "upses": [{"name": f"UPS-{hall}-{s}", "capacity_kw": 6000} for s in "AB"],
