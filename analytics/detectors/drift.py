@@ -94,7 +94,6 @@ class DriftState:
         expected = self.base + ref
 
         # learn: the first reading starts the baseline; while warming up, plain means; then
-        # readings that are not abnormal, slowly
         # readings that are not abnormal, slowly. An abnormal one still moves the baseline, half
         # as fast: a drift of an hour or two stays a departure, a lasting new level (a filter of
         # another type, a unit's new setpoint) is taken as normal within a day
