@@ -33,6 +33,7 @@ neighbours).
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -120,29 +121,33 @@ class DriftState:
 def neighbour_median(D: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Per row and column, what the other rows of its group agree on (group code < 0: none):
     the median of three or more; of two, the one nearer zero, so that one failing neighbour
-    never moves it (the median of two is their mean); NaN with fewer than two. Groups are a
-    place's units of one kind (tens at most); a big group uses its median with the row itself
+    never moves it (the median of two is their mean); NaN with fewer than two. Groups of one
+    size are done together; a group of more than 64 uses its median with the row itself
     included, which one row barely moves."""
     out = np.full(D.shape, np.nan)
     groups = np.asarray(groups)
-    for g in np.unique(groups[groups >= 0]):
-        rows = np.flatnonzero(groups == g)
-        G = D[rows]
-        valid = ~np.isnan(G)
-        others = valid.sum(axis=0)[None, :] - valid
-        if len(rows) > 64:
-            with np.errstate(all="ignore"):
-                med = np.nanmedian(np.where(valid, G, np.nan), axis=0) if valid.any() else np.full(G.shape[1], np.nan)
-            out[rows] = np.where(others >= 3, med[None, :], np.nan)
+    codes, sizes = np.unique(groups[groups >= 0], return_counts=True)
+    for k in np.unique(sizes):
+        members = [np.flatnonzero(groups == g) for g in codes[sizes == k]]
+        if k > 64:
+            for rows in members:
+                G = D[rows]
+                others = (~np.isnan(G)).sum(axis=0)[None, :] - ~np.isnan(G)
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    out[rows] = np.where(others >= 3, np.nanmedian(G, axis=0)[None, :], np.nan)
             continue
-        for k, r in enumerate(rows):
-            for j in range(G.shape[1]):
-                c = np.delete(G[:, j], k)
-                c = c[~np.isnan(c)]
-                if len(c) >= 3:
-                    out[r, j] = np.median(c)
-                elif len(c) == 2:
-                    out[r, j] = c[np.argmin(np.abs(c))]
+        rows = np.stack(members)                       # (groups, k)
+        G = D[rows]                                    # (groups, k, metrics)
+        M = np.repeat(G[:, None, :, :], k, axis=1)     # (groups, member, the others, metrics)
+        M[:, np.arange(k), np.arange(k), :] = np.nan   # a member is not its own neighbour
+        count = (~np.isnan(M)).sum(axis=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: fewer than two, NaN below
+            med = np.nanmedian(M, axis=2)
+        near = np.take_along_axis(M, np.nanargmin(np.where(np.isnan(M), np.inf, np.abs(M)), axis=2)[:, :, None, :],
+                                  axis=2)[:, :, 0, :]
+        out[rows] = np.where(count >= 3, med, np.where(count == 2, near, np.nan))
     return out
 
 

@@ -134,3 +134,29 @@ def test_the_fleet_finds_a_simulated_clogging_filter_before_its_threshold_rule(s
         crossed = k if crossed is None and dp > 250 else crossed
     assert not others
     assert found is not None and (crossed is None or found < crossed)
+
+
+def test_neighbour_consensus_matches_its_definition_on_random_groups():
+    """Groups of one size are computed together; the result is the per-row definition."""
+    rng = np.random.default_rng(8)
+
+    def by_definition(D, groups):
+        out = np.full(D.shape, np.nan)
+        for g in np.unique(groups[groups >= 0]):
+            rows = np.flatnonzero(groups == g)
+            for i, r in enumerate(rows):
+                for j in range(D.shape[1]):
+                    c = np.delete(D[rows, j], i)
+                    c = c[~np.isnan(c)]
+                    if len(c) >= 3:
+                        out[r, j] = np.median(c)
+                    elif len(c) == 2:
+                        out[r, j] = c[np.argmin(np.abs(c))]
+        return out
+
+    for _ in range(100):
+        n = int(rng.integers(1, 30))
+        D = rng.normal(0, 1, (n, 3))
+        D[rng.random((n, 3)) < 0.3] = np.nan
+        groups = rng.integers(-1, 6, n)
+        np.testing.assert_array_equal(neighbour_median(D, groups), by_definition(D, groups))
