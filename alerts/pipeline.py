@@ -379,16 +379,26 @@ class AlertPipeline:
         title = incident_title(title_head, len(members) - 1) if (head or inc.opened_by == "dcops") else inc.title
         if title != inc.title:
             upd["title"] = title
+        worse = SEVERITY_RANK[sev] > SEVERITY_RANK[inc.severity]
         if sev != inc.severity:
             upd["severity"] = sev
             upd["labels"] = {**inc.labels, "severity": sev.value}
         if upd:
+            was = inc.severity
             inc = _evolve(inc, updated_ns=now_ns, **upd)
             self.incidents[inc.id] = inc
             if inc.id not in w.new_incidents:
                 w.incidents[inc.id] = inc
             else:
                 w.new_incidents[inc.id] = inc
+            if worse and inc.id not in w.new_incidents and inc.state is IncidentState.OPEN \
+                    and inc.labels.get("notified") == "sent":
+                # worse than what was paged (a second unit of the zone lost, a feed gone dark):
+                # page again with the new severity, once per severity per epoch; routes that
+                # match the new severity get it too
+                w.timeline.append((inc.id, entry(now_ns, TK.STATE, f"severity raised {was.value} -> {sev.value}: "
+                                                 "notifying", severity=sev.value)))
+                self._notify(inc, IncidentAction.TRIGGER, now_ns, w, suffix=f"severity-{sev.value}")
         if not live and all(not m.active for m in members) and inc.opened_by == "dcops":
             self._resolve(inc, now_ns, w, "all alarms cleared")
 
@@ -419,9 +429,11 @@ class AlertPipeline:
         return root, members
 
     def _notify(self, inc: Incident, action: IncidentAction, now_ns: int, w: CycleWrite,
-                group: tuple[Alarm | None, list[Alarm]] | None = None) -> None:
+                group: tuple[Alarm | None, list[Alarm]] | None = None, suffix: str = "") -> None:
+        """`suffix`: a later trigger of the same incident (severity raised), which neither
+        repeats the first one's idempotency key nor re-arms its escalation."""
         root, members = group if group is not None else self._members(inc)
-        inc2 = self.planner.plan(inc, action, root, members, now_ns, w, self.post_commit)
+        inc2 = self.planner.plan(inc, action, root, members, now_ns, w, self.post_commit, suffix=suffix)
         if action is IncidentAction.TRIGGER:
             self.incidents[inc.id] = inc2
             (w.new_incidents if inc.id in w.new_incidents else w.incidents)[inc.id] = inc2

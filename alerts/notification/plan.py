@@ -45,7 +45,9 @@ class NotificationPlanner:
         self.planned = 0
 
     def plan(self, inc: Incident, action: IncidentAction, root: Alarm | None, members: Sequence[Alarm], now_ns: int,
-             w: CycleWrite, post_commit: list[Callable[[], None]]) -> Incident:
+             w: CycleWrite, post_commit: list[Callable[[], None]], suffix: str = "") -> Incident:
+        """`suffix` marks a later trigger of an incident already paged (its severity raised): its
+        own idempotency key, and the escalation armed by the first trigger runs on unchanged."""
         sup: tuple[str, ...] = ()
         if action is IncidentAction.TRIGGER:
             matches = match_routes(self.cfg.route, inc.labels)
@@ -56,7 +58,7 @@ class NotificationPlanner:
             if sup:
                 w.timeline.append((inc.id, entry(now_ns, TK.SUPPRESSED, f"not notified: {', '.join(sup)}",
                                                  suppressed_by=list(sup))))
-            elif policies and self.on_trigger is not None:
+            elif policies and self.on_trigger is not None and not suffix:
                 post_commit.append(lambda i=inc, p=policies: self.on_trigger(i, p))
         else:
             sent = self.store.receivers_triggered(inc.id) if self.store is not None else []
@@ -64,7 +66,7 @@ class NotificationPlanner:
         for r in receivers:
             msg = self._with_links(build_message(inc, action, self.site, root, members, r), inc, root)
             n = make_notification(inc, r, self.notifier_of.get(r, "?"), action, msg, now_ns, suppressed=bool(sup),
-                                  reason=", ".join(sup), suffix=f"suppressed@{now_ns}" if sup else "")
+                                  reason=", ".join(sup), suffix=f"suppressed@{now_ns}" if sup else suffix)
             w.notifications.append(n)
             self.planned += 1
             if sup:

@@ -81,9 +81,12 @@ def test_ups_on_battery_is_one_incident_for_the_racks_it_feeds(sim_run):
         assert comp.name in ("UPS-A", "PDU-A1", "PDU-A2") or comp.rack in fed  # its PDUs: dead bus
     # dual-fed racks kept feed B: nothing of theirs is down
     assert not [a for a in run.repo.list_alarms() if a.component.startswith(("R1-01", "R2-"))]
-    # one page, not one per alarm
-    notes = run.repo.notifications()
-    assert [n.action.value for n in notes] == ["trigger"] and notes[0].status is DeliveryStatus.PENDING
+    # one page per step of severity, not one per alarm: on battery (major), then the battery
+    # empty and R1-03 dark (critical)
+    notes = sorted(run.repo.notifications(), key=lambda n: n.created_ns)
+    assert [n.action.value for n in notes] == ["trigger", "trigger"]
+    assert all(n.status is DeliveryStatus.PENDING for n in notes)
+    assert [n.payload["incident"]["severity"] for n in notes] == ["major", "critical"]
 
 
 def test_pdu_feed_loss_with_dual_feeds_is_redundancy_lost(sim_run):
@@ -136,3 +139,26 @@ def test_inhibition_keeps_gpu_alarms_of_a_down_server_visible_but_quiet(sim_run)
     assert gpus, "the dark rack's accelerators alarm"
     assert all(a.suppressed_by == (f"inhibited:{server[0].id}",) for a in gpus)
     assert len(run.repo.list_incidents()) == 1 and len(run.repo.notifications()) == 1
+
+
+def test_an_incident_that_gets_worse_pages_again_with_its_new_severity(sim_run):
+    """One CRAC of an N+1 zone lost is major; its zone-mate lost three minutes later joins the
+    incident (the second unit of the same redundant group) and leaves the zone short: critical.
+    The on-call was paged for "major"; the raise is paged too, once, and nothing else repeats."""
+    run = sim_run(seed=3, cfg_text=RECEIVER)
+    _settle(run)
+    run.sim.inject("crac_failure", "CRAC-1", duration_s=1800)
+    run.steps(18)
+    (inc,) = run.repo.list_incidents()
+    assert inc.severity is PerceivedSeverity.MAJOR
+    assert [n.action.value for n in run.repo.notifications()] == ["trigger"]
+    run.sim.inject("crac_failure", "CRAC-2", duration_s=1800)
+    run.steps(30)
+    (inc,) = run.repo.list_incidents()
+    assert inc.severity is PerceivedSeverity.CRITICAL
+    notes = sorted(run.repo.notifications(), key=lambda n: n.created_ns)
+    assert [n.action.value for n in notes] == ["trigger", "trigger"]
+    assert notes[1].idempotency_key.endswith(":severity-critical") and notes[1].payload["incident"]["severity"] == "critical"
+    inc = run.repo.get_incident(inc.id)
+    raised = [e for e in inc.timeline if e.text.startswith("severity raised major -> critical")]
+    assert len(raised) == 1
