@@ -86,6 +86,10 @@ class AlarmManager:
         self.alarms: dict[str, Alarm] = {}          # listed alarms by id
         self._by_key: dict[AlarmKey, str] = {}      # key -> id of the listed alarm
         self._sources: dict[AlarmKey, dict[str, AlarmSignal]] = {}
+        # when each rule last started raising each alarm: several rules may feed one alarm (a trap
+        # and the polled state; an analytics drift and, later, its threshold), and its `rule`
+        # field lists them without saying which came first
+        self.rule_since: dict[tuple[AlarmKey, str], int] = {}
         self._rule_active: dict[str, set[str]] = {}
         self._raises: dict[AlarmKey, deque[int]] = {}
         self._held_clear: dict[AlarmKey, int] = {}
@@ -163,6 +167,8 @@ class AlarmManager:
         key = AlarmKey(s.component, s.probable_cause)
         srcs = self._sources.setdefault(key, {})
         first_source = not srcs
+        if s.rule not in srcs:
+            self.rule_since[(key, s.rule)] = s.time_ns
         srcs[s.rule] = s
         self._rule_active.setdefault(s.rule, set()).add(s.component)
         sev = _max_severity(x.severity for x in srcs.values())

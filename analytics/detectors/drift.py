@@ -15,8 +15,10 @@ spread between units, which is large when units differ (filters of different age
   its kind in its rack, row or hall: `drift_groups`) did meanwhile: what their departures from their own baselines agree on (`neighbour_median`). A
   change all of them share (the hall's load, a new setpoint) is not one unit's wear; one
   neighbour that is itself failing does not move it;
-- the departure `d = (x - base) - ref`, smoothed (`alpha`, a few minutes), is scored in units
-  of its own standard error: the unit's noise (EW mean |d - smoothed d|, floored by the unit's
+- the departure `d = (x - base) - ref`, smoothed (`alpha`, a few minutes), is scored upwards
+  only (wear raises a filter's pressure drop and a unit's supply temperature; a fall, such as a
+  filter changed for a new one, is the unit's new level: it starts over with a new baseline)
+  in units of its own standard error: the unit's noise (EW mean |d - smoothed d|, floored by the unit's
   minimum scale) times sqrt(alpha / (2 - alpha) + the baseline's own variance share), or, if
   larger, how far the smoothed departure has been seen to wander while healthy (noise that is
   not white). A creep of a tenth of the noise per interval stands out within minutes; no single
@@ -57,7 +59,7 @@ class DriftState:
     """Drift state of (units, metrics); `step(X, groups)` scores X, then learns it."""
 
     def __init__(self, shape, floor, alpha: float = 0.05, base_alpha: float = 1 / 2160, warmup: int = 20,
-                 learn_z: float = 3.0) -> None:
+                 learn_z: float = 3.0, restart_z: float = 14.0) -> None:
         self.floor = np.broadcast_to(np.asarray(floor, dtype=np.float64), shape).copy()
         self.base = np.zeros(shape)
         self.base_var = np.ones(shape)  # variance of `base` as a share of the noise variance
@@ -67,6 +69,7 @@ class DriftState:
         self.n = np.zeros(shape)
         self.alpha, self.base_alpha, self.warmup, self.learn_z = alpha, base_alpha, warmup, learn_z
         self.wander_alpha = alpha / 10
+        self.restart_z = restart_z  # a fall this far below the baseline (as far as a rise that pages) is a new level
 
     def sd(self) -> np.ndarray:
         return np.maximum(_SD_PER_MEAN_ABS * self.noise, self.floor)
@@ -91,7 +94,8 @@ class DriftState:
         a = self.alpha
         smooth = np.where(ok, np.where(self.n > 0, (1 - a) * self.smooth + a * np.nan_to_num(d), 0.0), self.smooth)
         se = self.se()
-        z = np.where(ok & warm, np.abs(smooth) / se, 0.0)
+        signed = np.where(ok & warm, smooth / se, 0.0)
+        z = np.maximum(signed, 0.0)  # wear raises these quantities; a fall is a new normal
         expected = self.base + ref
 
         # learn: the first reading starts the baseline; while warming up, plain means; then
@@ -100,7 +104,7 @@ class DriftState:
         # another type, a unit's new setpoint) is taken as normal within a day
         first = ok & (self.n == 0)
         later = ok & ~first
-        normal = later & (~warm | (z < self.learn_z))
+        normal = later & (~warm | (np.abs(signed) < self.learn_z))
         b = np.where(warm, np.where(normal, self.base_alpha, self.base_alpha / 2), 1.0 / (self.n + 1.0))
         dev = np.nan_to_num(d)
         self.noise = np.where(normal, self.noise + np.where(warm, a, b) * (np.abs(dev - self.smooth) - self.noise),
@@ -115,6 +119,12 @@ class DriftState:
         # better baseline
         self.smooth = np.where(ok & warm, smooth, np.where(ok, 0.0, self.smooth))
         self.n = self.n + ok
+        # A fall (a filter changed for a new one, reading 40 Pa lower) is the unit's new level:
+        # it starts over (a new baseline and noise from its next `warmup` readings; its wander
+        # kept), so neither a page nor a blind spot for the next clogging follows.
+        fell = later & warm & (signed <= -self.restart_z)
+        self.n = np.where(fell, 0, self.n)
+        self.smooth = np.where(fell, 0.0, self.smooth)
         return np.nan_to_num(z), expected
 
 
@@ -177,7 +187,7 @@ class SlowDriftDetector(OutlierDetector):
         self.scale_ = self.state_.sd()[0].copy()
 
     def _z(self, X):
-        return np.max(np.abs(X - self.location_) / self.scale_, axis=1)
+        return np.max(np.maximum(X - self.location_, 0.0) / self.scale_, axis=1)  # upwards, as the stream
 
     def score_stream(self, X) -> np.ndarray:
         """Causal per-row drift z (max over features); learns each row after scoring it."""

@@ -67,25 +67,32 @@ def scenario_report(run, sc, start_ns: int, labels, raw_alarms: int, runbooks=No
         "notifications": len(notes),
         "pages": pages,
         "faults": [{"at_s": f.at_s, "fault": f.fault, "target": label.target, "fault_id": label.fault_id,
-                    "affected": list(label.affected), **_first_alarms(alarms, label, start_ns, anomaly_rules)}
+                    "affected": list(label.affected),
+                    **_first_alarms(alarms, label, start_ns, anomaly_rules, alerter.pipeline.manager.rule_since)}
                    for f, label in labels],
         "incidents": incidents,
     }
 
 
-def _first_alarms(alarms, label, start_ns: int, anomaly_rules: set[str]) -> dict:
+def _first_alarms(alarms, label, start_ns: int, anomaly_rules: set[str], rule_since=None) -> dict:
     """When the fault was first seen, in seconds from the scenario start: by an analytics finding
     (an anomaly rule) and by any other rule (thresholds, states, events), on its target or on what
-    it affects; None where it was not. A slow drift should be flagged before any threshold."""
+    it affects; None where it was not. A slow drift should be flagged before any threshold. An
+    alarm fed by several rules counts each at the time that rule started raising it
+    (`rule_since`, from the alarm manager; the alarm's own raise time without it)."""
     reach = {label.target, *label.affected}
     first = {"first_analytics_s": None, "first_rule_s": None}
     for a in alarms:
-        if a.component not in reach or a.raised_ns < label.start_ns:
+        if a.component not in reach:
             continue
-        key = "first_analytics_s" if set(a.rule.split(",")) & anomaly_rules else "first_rule_s"
-        t = round((a.raised_ns - start_ns) / NS, 3)
-        if first[key] is None or t < first[key]:
-            first[key] = t
+        for rule in filter(None, a.rule.split(",")):
+            t_ns = (rule_since or {}).get((a.key, rule), a.raised_ns)
+            if t_ns < label.start_ns:
+                continue
+            key = "first_analytics_s" if rule in anomaly_rules else "first_rule_s"
+            t = round((t_ns - start_ns) / NS, 3)
+            if first[key] is None or t < first[key]:
+                first[key] = t
     return first
 
 

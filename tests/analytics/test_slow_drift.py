@@ -90,6 +90,26 @@ def test_a_lasting_new_level_is_taken_as_normal_within_a_day_and_a_repaired_unit
     assert paged[2300, 3] and not paged[2460:, 3].any()
 
 
+def test_a_new_filter_is_the_new_normal_and_its_own_clogging_is_still_found():
+    """A filter changed for a new one reads tens of pascals lower: no page, and the baseline
+    follows it within minutes, so the next clogging is measured from the new filter."""
+    rng = np.random.default_rng(9)
+    n, T = 6, 1200
+    X = _filters(rng, n, T)
+    X[400:, 2] -= 45.0  # unit 2's filter changed at 400
+    clean = X[390:400, 2, 0].mean() - 45.0
+    ramp = np.clip((np.arange(T) - 800) / 350, 0, 1)  # ...and the new one clogs from 800
+    X[:, 2, 0] = np.where(np.arange(T) >= 800, np.round(clean / (1 - 0.55 * ramp) ** 2 + rng.normal(0, 2, T)), X[:, 2, 0])
+    state, groups = DriftState((n, 1), [3.0]), np.zeros(n, dtype=np.int64)
+    before = _run(state, X[:800], groups)
+    assert not _paged(before).any()
+    assert abs(state.base[2, 0] - clean) < 3.0  # the baseline is the new filter's
+    paged = _paged(_run(state, X[800:], groups))[:, :, 0]
+    found = int(np.argmax(paged[:, 2]))
+    assert paged[found, 2] and not paged[:, np.arange(n) != 2].any()
+    assert X[800 + found, 2, 0] < 1.4 * clean  # found before its pressure drop rose by 40 %
+
+
 def test_units_that_report_nothing_are_left_out():
     D = np.array([[1.0, np.nan], [2.0, 5.0], [3.0, np.nan], [10.0, 6.0], [4.0, 7.0]])
     med = neighbour_median(D, np.array([0, 0, 0, 0, -1]))

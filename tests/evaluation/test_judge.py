@@ -57,3 +57,26 @@ def test_a_drift_counts_as_flagged_early_only_when_analytics_saw_it_before_any_t
                                          ("late", drift(2500.0, 2400.0)), ("unseen", drift(None, 2400.0)))]}
     s = score(report, inv)
     assert (s["gradual_faults"], s["gradual_flagged_before_threshold"]) == (4, 2)
+
+
+def test_an_alarm_fed_by_two_rules_counts_each_rule_from_when_it_started_raising():
+    """A drift found by analytics at 600 s, the threshold joining the same alarm at 1,960 s: the
+    analytics came first; a unit stopped (event at 60 s) whose supply drift joins at 80 s: the
+    rule came first, whatever order the alarm's `rule` field lists them in."""
+    from types import SimpleNamespace
+
+    from dcops.alarm_types import AlarmKey, ProbableCause
+    from dcops.evaluation.report import _first_alarms
+
+    ns = 10**9
+    drift = SimpleNamespace(component="CRAC-1", rule="cooling_filter_clogged,cooling_filter_drift", raised_ns=600 * ns,
+                            key=AlarmKey("CRAC-1", ProbableCause.PRESSURE_UNACCEPTABLE))
+    label = SimpleNamespace(target="CRAC-1", affected=(), start_ns=60 * ns)
+    since = {(drift.key, "cooling_filter_drift"): 600 * ns, (drift.key, "cooling_filter_clogged"): 1960 * ns}
+    assert _first_alarms([drift], label, 0, {"cooling_filter_drift"}, since) == {
+        "first_analytics_s": 600.0, "first_rule_s": 1960.0}
+    stop = SimpleNamespace(component="CRAC-1", rule="cooling_supply_drift,cooling_unit_stopped", raised_ns=60 * ns,
+                           key=AlarmKey("CRAC-1", ProbableCause.HEATING_VENT_COOLING))
+    since = {(stop.key, "cooling_unit_stopped"): 60 * ns, (stop.key, "cooling_supply_drift"): 80 * ns}
+    assert _first_alarms([stop], label, 0, {"cooling_supply_drift"}, since) == {
+        "first_analytics_s": 80.0, "first_rule_s": 60.0}
