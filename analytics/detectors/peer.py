@@ -61,9 +61,19 @@ class PeerOffsets:
         z = np.nan_to_num(np.abs(dev - self.offset) / scale, nan=0.0)
         return np.where(self.n >= self.warmup, z, 0.0)
 
-    def update(self, dev: np.ndarray, z: np.ndarray) -> None:
-        ok = ~np.isnan(dev) & ((self.n < self.warmup) | (z < self.learn_z))
+    def update(self, dev: np.ndarray, z: np.ndarray, scale: np.ndarray | None = None) -> None:
+        """Learn the offsets from `dev`. With `scale` (the peers' spread), a unit abnormal only
+        against its learned offset but ordinary against its peers (within `learn_z` spreads of
+        their median) has come back to the pack: its old offset is void and it takes the new one
+        at once. An offset that crept in with a slow drift (a clogging filter, 100 Pa above the
+        other units before its change) would otherwise be held for ever once the unit is back."""
+        known = ~np.isnan(dev)
+        ok = known & ((self.n < self.warmup) | (z < self.learn_z))
         a = np.where(self.n < self.warmup, 1.0 / (self.n + 1.0), self.alpha)
+        if scale is not None:
+            back = known & ~ok & (np.abs(np.nan_to_num(dev)) < self.learn_z * scale)
+            a = np.where(back, 1.0, a)
+            ok = ok | back
         self.offset = np.where(ok, self.offset + a * (np.nan_to_num(dev) - self.offset), self.offset)
         self.n = self.n + ok
 
@@ -179,7 +189,7 @@ def peer_z(det: PeerGroupDetector, offsets: PeerOffsets, X, groups) -> tuple[np.
     expected value = peer median + that offset. Learns the offsets afterwards (causal)."""
     dev, scale, med = det.signed_deviations(X, groups)
     z = offsets.z(dev, scale)
-    offsets.update(dev, z)
+    offsets.update(dev, z, scale)
     return z, med + offsets.offset
 
 
