@@ -82,10 +82,14 @@ def _first_alarms(alarms, label, start_ns: int, anomaly_rules: set[str], rule_si
     (`rule_since`, from the alarm manager; the alarm's own raise time without it)."""
     reach = {label.target, *label.affected}
     first = {"first_analytics_s": None, "first_rule_s": None}
+    by_key: dict = {}
+    for (key, rule) in (rule_since or {}):
+        by_key.setdefault(key, set()).add(rule)
     for a in alarms:
         if a.component not in reach:
             continue
-        for rule in filter(None, a.rule.split(",")):
+        # every rule that fed the alarm, those whose source has since cleared too
+        for rule in sorted(set(filter(None, a.rule.split(","))) | by_key.get(a.key, set())):
             t_ns = (rule_since or {}).get((a.key, rule), a.raised_ns)
             if t_ns < label.start_ns:
                 continue
