@@ -12,17 +12,18 @@ spread between units, which is large when units differ (filters of different age
   weighted mean over hours (`base_alpha`), learned only from readings that are not abnormal, so
   a drift is not absorbed into it;
 - `ref`: what the unit's neighbours (the cooling units of its zone, of its kind; else units of
-  its kind in its rack, row or hall: `drift_groups`) did meanwhile: what their departures from their own baselines agree on (`neighbour_median`). A
-  change all of them share (the hall's load, a new setpoint) is not one unit's wear; one
-  neighbour that is itself failing does not move it;
+  its kind in its rack, row or hall: `drift_groups`) did meanwhile: what their departures
+  from their own baselines agree on (`neighbour_median`). A change all of them share (the
+  hall's load, a new setpoint) is not one unit's wear; one neighbour that is itself failing
+  does not move it;
 - the departure `d = (x - base) - ref`, smoothed (`alpha`, a few minutes), is scored upwards
   only (wear raises a filter's pressure drop and a unit's supply temperature; a fall, such as a
   filter changed for a new one, is the unit's new level: it starts over with a new baseline)
-  in units of its own standard error: the unit's noise (EW mean |d - smoothed d|, floored by the unit's
-  minimum scale) times sqrt(alpha / (2 - alpha) + the baseline's own variance share), or, if
-  larger, how far the smoothed departure has been seen to wander while healthy (noise that is
-  not white). A creep of a tenth of the noise per interval stands out within minutes; no single
-  noisy reading does.
+  in units of its own standard error: the unit's noise (EW mean |d - smoothed d|, floored by
+  the unit's minimum scale) times sqrt(alpha / (2 - alpha) + the baseline's own variance
+  share), or, if larger, how far the smoothed departure has been seen to wander while healthy
+  (noise that is not white). A creep of a tenth of the noise per interval stands out within
+  minutes; no single noisy reading does.
 
 Which quantities hold steady is physics, declared per stream (`Stream.drifts`): a filter's
 pressure drop, a controlled supply temperature; not a fan speed or a return temperature, which
@@ -212,7 +213,8 @@ def drift_groups(inventory, ids, attr: str = "", min_size: int = 3) -> np.ndarra
     for name in ids:
         c = inventory.components.get(str(name))
         zone = zone_of.get(str(name))
-        keys.append(None if zone is None or c is None else (zone, str(c.attrs.get(attr, "")) if attr else ""))
+        kind = str(c.attrs.get(attr, "")) if attr and c is not None else ""
+        keys.append(None if zone is None or c is None else (zone, kind))
     counts: dict = {}
     for k in keys:
         if k is not None:

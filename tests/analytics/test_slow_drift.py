@@ -180,3 +180,17 @@ def test_neighbour_consensus_matches_its_definition_on_random_groups():
         D[rng.random((n, 3)) < 0.3] = np.nan
         groups = rng.integers(-1, 6, n)
         np.testing.assert_array_equal(neighbour_median(D, groups), by_definition(D, groups))
+
+
+def test_zone_mates_of_one_kind_are_the_neighbours():
+    from dcops.analytics.detectors.drift import drift_groups
+    from dcops.data import site_file
+    from dcops.site import load_site
+    from dcops.topology import Inventory
+
+    inv = Inventory(load_site(site_file("demo-site.yaml")))
+    ids = [c.name for c in inv.of_kind("cooling")]
+    for attr in ("unit_kind", ""):
+        g = dict(zip(ids, drift_groups(inv, ids, attr)))
+        assert g["CRAC-H1-1"] == g["CRAC-H1-3"] != g["CRAC-H1-4"] == g["CRAC-H1-6"] != g["CRAC-H2-1"]
+        assert g["CDU-H3-1"] == g["CDU-H3-2"] == -1  # a zone of two: each on its own baseline
