@@ -37,6 +37,7 @@ neighbours).
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -70,6 +71,7 @@ class DriftState:
         self.n = np.zeros(shape)
         self.alpha, self.base_alpha, self.warmup, self.learn_z = alpha, base_alpha, warmup, learn_z
         self.wander_alpha = alpha / 10
+        self._groups, self._batches = None, ()  # the groups last given, and their batches
         self.restart_z = restart_z  # a fall this far below the baseline (as far as a rise that pages) is a new level
 
     def sd(self) -> np.ndarray:
@@ -90,7 +92,9 @@ class DriftState:
         warm = self.n >= self.warmup
         # departures from each unit's own baseline; a unit not yet seen has none
         own = np.where(ok & (self.n > 0), X - self.base, np.nan)
-        ref = np.zeros(X.shape) if groups is None else np.nan_to_num(neighbour_median(own, groups), nan=0.0)
+        if groups is not None and groups is not self._groups:
+            self._groups, self._batches = groups, group_batches(groups)
+        ref = np.zeros(X.shape) if groups is None else np.nan_to_num(neighbour_median(own, groups, self._batches), nan=0.0)
         d = own - ref
         a = self.alpha
         smooth = np.where(ok, np.where(self.n > 0, (1 - a) * self.smooth + a * np.nan_to_num(d), 0.0), self.smooth)
@@ -129,26 +133,32 @@ class DriftState:
         return np.nan_to_num(z), expected
 
 
-def neighbour_median(D: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def group_batches(groups: np.ndarray) -> tuple[tuple[int, np.ndarray], ...]:
+    """The rows of each group (code >= 0), groups of one size stacked together: (size, rows of
+    shape (groups, size)). Groups are fixed by the topology: built once, used every interval."""
+    groups = np.asarray(groups)
+    codes, sizes = np.unique(groups[groups >= 0], return_counts=True)
+    return tuple((int(k), np.stack([np.flatnonzero(groups == g) for g in codes[sizes == k]]))
+                 for k in np.unique(sizes))
+
+
+def neighbour_median(D: np.ndarray, groups: np.ndarray, batches=None) -> np.ndarray:
     """Per row and column, what the other rows of its group agree on (group code < 0: none):
     the median of three or more; of two, the one nearer zero, so that one failing neighbour
     never moves it (the median of two is their mean); NaN with fewer than two. Groups of one
-    size are done together; a group of more than 64 uses its median with the row itself
-    included, which one row barely moves."""
+    size are done together (`batches`: `group_batches(groups)`, when the caller keeps it); a
+    group of more than 64 uses its median with the row itself included, which one row barely
+    moves."""
     out = np.full(D.shape, np.nan)
-    groups = np.asarray(groups)
-    codes, sizes = np.unique(groups[groups >= 0], return_counts=True)
-    for k in np.unique(sizes):
-        members = [np.flatnonzero(groups == g) for g in codes[sizes == k]]
+    for k, rows in (group_batches(groups) if batches is None else batches):
         if k > 64:
-            for rows in members:
-                G = D[rows]
+            for one in rows:
+                G = D[one]
                 others = (~np.isnan(G)).sum(axis=0)[None, :] - ~np.isnan(G)
                 with np.errstate(all="ignore"), warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    out[rows] = np.where(others >= 3, np.nanmedian(G, axis=0)[None, :], np.nan)
+                    out[one] = np.where(others >= 3, np.nanmedian(G, axis=0)[None, :], np.nan)
             continue
-        rows = np.stack(members)                       # (groups, k)
         G = D[rows]                                    # (groups, k, metrics)
         M = np.repeat(G[:, None, :, :], k, axis=1)     # (groups, member, the others, metrics)
         M[:, np.arange(k), np.arange(k), :] = np.nan   # a member is not its own neighbour
@@ -215,10 +225,7 @@ def drift_groups(inventory, ids, attr: str = "", min_size: int = 3) -> np.ndarra
         zone = zone_of.get(str(name))
         kind = str(c.attrs.get(attr, "")) if attr and c is not None else ""
         keys.append(None if zone is None or c is None else (zone, kind))
-    counts: dict = {}
-    for k in keys:
-        if k is not None:
-            counts[k] = counts.get(k, 0) + 1
+    counts = Counter(k for k in keys if k is not None)
     base = int(codes.max()) + 1 if len(codes) else 0
     zone_codes: dict = {}
     out = codes.copy()

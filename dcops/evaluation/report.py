@@ -58,6 +58,9 @@ def scenario_report(run, sc, start_ns: int, labels, raw_alarms: int, runbooks=No
             "runbook": _runbook(runbooks, root, kind),
         })
     anomaly_rules = {r.name for r in alerter.pipeline.engine.rules if r.type == "anomaly"}
+    since: dict = {}  # alarm key -> rule -> when that rule started raising it
+    for (key, rule), t in alerter.pipeline.manager.rule_since.items():
+        since.setdefault(key, {})[rule] = t
     pages = sum(1 for n in notes if n.action is IncidentAction.TRIGGER and n.status is not DeliveryStatus.SUPPRESSED)
     return {
         "name": sc.name,
@@ -68,29 +71,28 @@ def scenario_report(run, sc, start_ns: int, labels, raw_alarms: int, runbooks=No
         "pages": pages,
         "faults": [{"at_s": f.at_s, "fault": f.fault, "target": label.target, "fault_id": label.fault_id,
                     "affected": list(label.affected),
-                    **_first_alarms(alarms, label, start_ns, anomaly_rules, alerter.pipeline.manager.rule_since)}
+                    **_first_alarms(alarms, label, start_ns, anomaly_rules, since)}
                    for f, label in labels],
         "incidents": incidents,
     }
 
 
-def _first_alarms(alarms, label, start_ns: int, anomaly_rules: set[str], rule_since=None) -> dict:
+def _first_alarms(alarms, label, start_ns: int, anomaly_rules: set[str], since=None) -> dict:
     """When the fault was first seen, in seconds from the scenario start: by an analytics finding
     (an anomaly rule) and by any other rule (thresholds, states, events), on its target or on what
     it affects; None where it was not. A slow drift should be flagged before any threshold. An
     alarm fed by several rules counts each at the time that rule started raising it
-    (`rule_since`, from the alarm manager; the alarm's own raise time without it)."""
+    (`since`: alarm key -> rule -> time, from the alarm manager; without it, the alarm's own
+    raise time)."""
     reach = {label.target, *label.affected}
     first = {"first_analytics_s": None, "first_rule_s": None}
-    by_key: dict = {}
-    for (key, rule) in (rule_since or {}):
-        by_key.setdefault(key, set()).add(rule)
     for a in alarms:
         if a.component not in reach:
             continue
         # every rule that fed the alarm, those whose source has since cleared too
-        for rule in sorted(set(filter(None, a.rule.split(","))) | by_key.get(a.key, set())):
-            t_ns = (rule_since or {}).get((a.key, rule), a.raised_ns)
+        fed = (since or {}).get(a.key, {})
+        for rule in sorted(set(filter(None, a.rule.split(","))) | set(fed)):
+            t_ns = fed.get(rule, a.raised_ns)
             if t_ns < label.start_ns:
                 continue
             key = "first_analytics_s" if rule in anomaly_rules else "first_rule_s"

@@ -72,13 +72,13 @@ def test_an_alarm_fed_by_two_rules_counts_each_rule_from_when_it_started_raising
     drift = SimpleNamespace(component="CRAC-1", rule="cooling_filter_clogged,cooling_filter_drift", raised_ns=600 * ns,
                             key=AlarmKey("CRAC-1", ProbableCause.PRESSURE_UNACCEPTABLE))
     label = SimpleNamespace(target="CRAC-1", affected=(), start_ns=60 * ns)
-    since = {(drift.key, "cooling_filter_drift"): 600 * ns, (drift.key, "cooling_filter_clogged"): 1960 * ns}
+    since = {drift.key: {"cooling_filter_drift": 600 * ns, "cooling_filter_clogged": 1960 * ns}}
     assert _first_alarms([drift], label, 0, {"cooling_filter_drift"}, since) == {
         "first_analytics_s": 600.0, "first_rule_s": 1960.0}
     drift.rule = "cooling_filter_drift"  # the threshold's source cleared again: still counted from when it raised
     assert _first_alarms([drift], label, 0, {"cooling_filter_drift"}, since)["first_rule_s"] == 1960.0
     stop = SimpleNamespace(component="CRAC-1", rule="cooling_supply_drift,cooling_unit_stopped", raised_ns=60 * ns,
                            key=AlarmKey("CRAC-1", ProbableCause.HEATING_VENT_COOLING))
-    since = {(stop.key, "cooling_unit_stopped"): 60 * ns, (stop.key, "cooling_supply_drift"): 80 * ns}
+    since = {stop.key: {"cooling_unit_stopped": 60 * ns, "cooling_supply_drift": 80 * ns}}
     assert _first_alarms([stop], label, 0, {"cooling_supply_drift"}, since) == {
         "first_analytics_s": 80.0, "first_rule_s": 60.0}
