@@ -117,7 +117,8 @@ class Demo:
         from dcops.collectors.redfish_sim import sim_connect
 
         self.bmcs = RedfishPoller([BmcTarget(s, "https://bmc.sim") for s in self.sim.server_names], self.sim.inventory,
-                                  max_workers=1, clock=lambda: self.sim.now_ns, connect=sim_connect(self.sim))
+                                  max_workers=1, clock=lambda: self.sim.now_ns, connect=sim_connect(self.sim),
+                                  monotonic=lambda: self.sim.now_ns / 1e9)  # backoff of dead BMCs in simulated time
         bmc_kinds = {"psu_fault", "psu_recovered", "fan_fault", "fan_recovered"}
         skip = ((lambda e: agent_covers(e) or e.kind in TRAP_EVENTS or e.kind in bmc_kinds) if options.snmp
                 else (lambda e: agent_covers(e) or e.kind in bmc_kinds))

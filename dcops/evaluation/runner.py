@@ -86,7 +86,8 @@ class OutageRun:
         self.collector = SimCollector(self.sim, self.bus, measurements=SIM_ONLY_MEASUREMENTS + SNMP_MEASUREMENTS,
                                       skip_event=lambda e: agent_covers(e) or e.kind in bmc_kinds)
         self.bmcs = RedfishPoller([BmcTarget(s, "https://bmc.sim") for s in self.sim.server_names], self.inv,
-                                  max_workers=1, clock=lambda: self.sim.now_ns, connect=sim_connect(self.sim))
+                                  max_workers=1, clock=lambda: self.sim.now_ns, connect=sim_connect(self.sim),
+                                  monotonic=lambda: self.sim.now_ns / NS)  # backoff of dead BMCs in simulated time
         self.scorer = None
         if opts.analytics:
             from dcops.analytics.fleet import FleetScorer
