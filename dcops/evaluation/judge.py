@@ -1,8 +1,12 @@
 """Score an outage report against the faults that were injected (the ground truth).
 
 - Causes: faults of one type that start within `skew_s` of each other and reach common
-  components (both PDUs of a row, two CRACs of a zone) are one cause; every other fault is its
-  own, independent cause.
+  components (both PDUs of a row, two CRACs of a zone) are one cause. So is the loss of a
+  second unit of a redundant group while an earlier one is still out (a PDU breaker trips, and
+  later the other leg of its racks' feed is lost; a CRAC stops, and later another unit of its
+  zone): the second loss is what leaves the group short, and the NOC needs the one incident on
+  the group raised to critical, not a second incident beside the first. Every other fault is
+  its own, independent cause.
 - An incident belongs to a cause when its root is one of the cause's targets (right root), or
   lies within the cause's reach (the faults' affected components and what hangs below them),
   or above a target (a zone for a CRAC): wrong root. Otherwise it is spurious.
@@ -36,19 +40,33 @@ class Cause:
     at_s: float
     reach: frozenset[str]
     incidents: list[dict] = field(default_factory=list)
+    until_s: float | None = 0.0  # when its last fault ends (None: never); 0 = unknown (older reports)
+
+    def out_at(self, t: float) -> bool:
+        """Whether a unit this cause took out is still out at `t`."""
+        return self.at_s <= t and (self.until_s is None or t < self.until_s)
+
+
+def _unit_class(fault: str) -> frozenset[str] | None:
+    return next((c for c in (POWER_UNIT_LOST, COOLING_UNIT_LOST) if fault in c), None)
 
 
 def causes_of(faults: list[dict], skew_s: float = 10.0) -> list[Cause]:
     out: list[Cause] = []
     for f in sorted(faults, key=lambda f: (f["at_s"], f["target"])):
         reach = frozenset(f["affected"]) | {f["target"]}
+        until = f.get("until_s", 0.0)
         for c in out:
-            if c.fault == f["fault"] and abs(c.at_s - f["at_s"]) <= skew_s and (c.reach & reach) - set(c.targets):
+            together = c.fault == f["fault"] and abs(c.at_s - f["at_s"]) <= skew_s
+            same_group = _unit_class(f["fault"]) is not None and _unit_class(c.fault) == _unit_class(f["fault"]) \
+                and c.out_at(f["at_s"])
+            if (together or same_group) and (c.reach & reach) - set(c.targets):
                 c.targets += (f["target"],)
                 c.reach |= reach
+                c.until_s = None if until is None or c.until_s is None else max(c.until_s, until)
                 break
         else:
-            out.append(Cause(f["fault"], (f["target"],), f["at_s"], reach))
+            out.append(Cause(f["fault"], (f["target"],), f["at_s"], reach, until_s=until))
     return out
 
 

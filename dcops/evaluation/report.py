@@ -1,7 +1,7 @@
 """The report of one scenario, read back from what the alerter wrote (alarms, incidents, outbox).
 
     {"name", "raw_alarms", "alarms", "notifications", "pages",
-     "faults": [{"at_s", "fault", "target", "fault_id", "affected", "first_analytics_s", "first_rule_s"}],
+     "faults": [{"at_s", "fault", "target", "fault_id", "until_s", "affected", "first_analytics_s", "first_rule_s"}],
      "incidents": [{"id", "root_component", "root_kind", "root_probable_cause", "severity", "opened_s",
                     "alarms", "notifications", "runbook"}]}
 
@@ -70,6 +70,7 @@ def scenario_report(run, sc, start_ns: int, labels, raw_alarms: int, runbooks=No
         "notifications": len(notes),
         "pages": pages,
         "faults": [{"at_s": f.at_s, "fault": f.fault, "target": label.target, "fault_id": label.fault_id,
+                    "until_s": None if label.end_ns is None else round((label.end_ns - start_ns) / 1e9, 3),
                     "affected": list(label.affected),
                     **_first_alarms(alarms, label, start_ns, anomaly_rules, since)}
                    for f, label in labels],

@@ -29,6 +29,27 @@ def test_redundant_units_hit_together_are_one_cause_with_topology_severity(small
     assert expected_severity(causes_of([_f(inv, 60, "gpu_xid79", "R2-01-S01:1")])[0], inv) is None
 
 
+def test_a_second_unit_of_a_group_lost_while_the_first_is_out_is_the_same_cause(small_inventory):
+    inv = small_inventory
+
+    def until(f, end):
+        return {**f, "until_s": end}
+
+    # CRAC-2 stops while CRAC-1 (same N+1 zone) is still out: one cause, the zone short
+    (zone,) = causes_of([until(_f(inv, 60, "crac_failure", "CRAC-1"), 900), until(_f(inv, 400, "crac_failure", "CRAC-2"), 900)])
+    assert zone.targets == ("CRAC-1", "CRAC-2") and expected_severity(zone, inv) == "critical"
+    # ... or after it is back: two independent causes, each one unit of the zone
+    apart = causes_of([until(_f(inv, 60, "crac_failure", "CRAC-1"), 300), until(_f(inv, 400, "crac_failure", "CRAC-2"), 900)])
+    assert [expected_severity(c, inv) for c in apart] == ["major", "major"]
+    # a fault with no end keeps its unit out
+    assert len(causes_of([until(_f(inv, 60, "pdu_breaker_trip", "PDU-A2"), None),
+                          until(_f(inv, 3000, "pdu_breaker_trip", "PDU-B2"), 3600)])) == 1
+    # other zones, other kinds of loss, faults that do not take a unit out: still independent
+    assert len(causes_of([until(_f(inv, 60, "crac_failure", "CRAC-1"), 900), until(_f(inv, 90, "crac_failure", "CRAC-3"), 900)])) == 2
+    assert len(causes_of([until(_f(inv, 60, "crac_failure", "CRAC-1"), 900), until(_f(inv, 90, "pdu_breaker_trip", "PDU-A1"), 900)])) == 2
+    assert len(causes_of([until(_f(inv, 60, "clogged_filter", "CRAC-1"), 900), until(_f(inv, 90, "crac_failure", "CRAC-2"), 900)])) == 2
+
+
 def test_score_counts_roots_spurious_and_pages(small_inventory):
     inv = small_inventory
     inc = lambda root, sev: {"root_component": root, "severity": sev}  # noqa: E731
