@@ -33,7 +33,7 @@ from dcops.alerts.alarms.manager import AlarmChange, AlarmManager, FlapPolicy
 from dcops.alerts.alarms.matchers import parse_matchers
 from dcops.alerts.notification.plan import NotificationPlanner
 from dcops.alerts.storage.alerter_store import AlerterStore, CycleWrite
-from dcops.alerts.rules.engine import RuleEngine
+from dcops.alerts.rules.engine import RuleEngine, configured_references
 from dcops.alerts.alarms.signals import AlarmSignal
 from dcops.alerts.alarms.silences import SuppressionIndex
 from dcops.alarm_types import (SEVERITY_RANK, Alarm, Incident, IncidentAction, IncidentState, PerceivedSeverity,
@@ -61,7 +61,7 @@ class AlertPipeline:
         self._new_id = new_id or (lambda: uuid.uuid4().hex[:16])
         fl = cfg.flapping
         self.manager = AlarmManager(inventory, FlapPolicy(fl.window_s, fl.max_raises, fl.hold_s), self._new_id)
-        self.engine = RuleEngine(rules, self.manager.active_of)
+        self.engine = RuleEngine(rules, self.manager.active_of, configured_references(inventory))
         self.correlator = Correlator(inventory, cfg.grouping.lookback_s, clock_skew_s=cfg.grouping.clock_skew_s,
                                      settle_s={"cooling": cfg.grouping.settle_cooling_s,
                                                "power": cfg.grouping.settle_power_s})
@@ -217,7 +217,7 @@ class AlertPipeline:
                 upd["correlated"] = corr
                 upd["root_cause"] = bool(corr)
             if a.active:
-                assess = assess_redundancy(a, by_comp, self.inv) if "unit_lost" in a.labels else None
+                assess = assess_redundancy(a, by_comp, self.inv) if "unit_lost" in a.labels or "unit_at_risk" in a.labels else None
                 if assess is not None and (assess[0] != a.severity or assess[1] != a.additional_text):
                     upd["severity"], upd["additional_text"] = assess
                 sup = self.suppress.check(a, now_ns) if self.suppress else None

@@ -234,13 +234,22 @@ class Correlator:
         dark: bool | None = None
         for comp in self._upstream(a.component):
             for r, e in roots_at.get(comp, ()):
-                if r.id == a.id or not self._active_at(r, a.raised_ns) and (
-                        comp == a.component or not self._explains_at(r, a)):
-                    continue
                 same = comp == a.component
+                if e is None and same and r.id != a.id:
+                    # the grouping parent's own alarm about what its members show (a rack's
+                    # telemetry gone after its servers' went): one observation, whichever came first
+                    if (a.probable_cause not in GROUPS_BY_NAME[r.labels[GROUP_LABEL]].explains or a.labels.get(GROUP_LABEL)
+                            or self._is_root(a, roots_at) or not self._overlap(r, a)):
+                        continue
+                    key = (1, 2, 0, r.raised_ns, comp, r.probable_cause.value, r.id)
+                    if best_key is None or key < best_key:
+                        best_key, best = key, (r, e, "same", comp)
+                    continue
+                if r.id == a.id or not self._active_at(r, a.raised_ns) and (same or not self._explains_at(r, a)):
+                    continue
                 if e is None:  # synthesised grouping root
                     g = GROUPS_BY_NAME[r.labels[GROUP_LABEL]]
-                    if same or a.probable_cause not in g.explains:
+                    if a.probable_cause not in g.explains:
                         continue
                     key = (1, 2, 1, r.raised_ns, comp, r.probable_cause.value, r.id)
                     rel = "downstream"
@@ -295,6 +304,16 @@ class Correlator:
         r, e, rel, comp = best
         return Link(r.id, e.name if e is not None else f"group:{r.labels[GROUP_LABEL]}", rel, self._why(r, e, rel, a))
 
+    @staticmethod
+    def _is_root(a: Alarm, roots_at) -> bool:
+        """`a` is itself a root of some row of the table (it explains others; never a group's child)."""
+        return any(x.id == a.id and e is not None for x, e in roots_at.get(a.component, ()))
+
+    def _overlap(self, r: Alarm, a: Alarm) -> bool:
+        """`r` and `a` were active together at some moment (within the clock skew)."""
+        return ((a.cleared_ns is None or r.raised_ns <= a.cleared_ns + self.skew_ns)
+                and (r.cleared_ns is None or a.raised_ns <= r.cleared_ns + self.skew_ns))
+
     def _dropped(self, r: Alarm, e: Explains, a: Alarm, roots_at, lost_at) -> bool:
         """A degraded unit `r` dropped the load that `a` lost: it started first, and for a host
         loss every feed of the rack ran through a unit in that state, or a lost one."""
@@ -334,6 +353,11 @@ class Correlator:
 
     def _why_text(self, r: Alarm, e: Explains | None, rel: str, a: Alarm) -> str:
         dt = _dt(r, a)
+        if rel == "same" and e is None:
+            d = (a.raised_ns - r.raised_ns) / _NS
+            when = dt if d > -0.5 else f"raised {-d:.0f} s before the group formed"
+            return (f"{r.component}'s own report of what its synthesised root found ({r.labels[GROUP_LABEL]}: "
+                    f"{r.specific_problem}), {when}")
         if rel == "same":
             return f"on the same unit {r.component}: {a.probable_cause.value} after {r.probable_cause.value}, {dt}"
         if rel == "sibling":

@@ -28,11 +28,23 @@ def _lost(alarms_by_comp: Mapping[str, Sequence[Alarm]], comp: str) -> bool:
     return any(a.active and a.labels.get("unit_lost") == "true" for a in alarms_by_comp.get(comp, ()))
 
 
+def _at_risk(alarms_by_comp: Mapping[str, Sequence[Alarm]], comp: str) -> bool:
+    return any(a.active and a.labels.get("unit_at_risk") == "true" for a in alarms_by_comp.get(comp, ()))
+
+
 def assess_redundancy(alarm: Alarm, alarms_by_comp: Mapping[str, Sequence[Alarm]], inv: Inventory) -> tuple[PerceivedSeverity, str] | None:
-    """Severity and note for an alarm that takes a unit of a redundant group out, else None."""
-    if alarm.labels.get("unit_lost") != "true" or alarm.component not in inv.components or not alarm.active:
+    """Severity and note for an alarm that takes a unit of a redundant group out, else None.
+
+    An alarm that says a power unit is about to be out (`unit_at_risk`: a UPS battery nearly
+    empty) is assessed as if it, and every other unit at risk, were already lost: critical
+    when racks would be left without power, major when they would run on their other feed."""
+    if alarm.component not in inv.components or not alarm.active:
         return None
     c = inv.components[alarm.component]
+    if alarm.labels.get("unit_at_risk") == "true" and c.kind in ("pdu", "ups", "rack_pdu"):
+        return _power(c, alarms_by_comp, inv, at_risk=True)
+    if alarm.labels.get("unit_lost") != "true":
+        return None
     if c.kind == "cooling":
         worst: tuple[PerceivedSeverity, str] | None = None
         for z in sorted(inv.children(c.name)):
@@ -52,22 +64,34 @@ def assess_redundancy(alarm: Alarm, alarms_by_comp: Mapping[str, Sequence[Alarm]
                 worst = res
         return worst
     if c.kind in ("pdu", "ups", "rack_pdu"):
-        lost_pdus = {p.name for p in inv.of_kind("pdu")
-                     if _lost(alarms_by_comp, p.name) or _lost(alarms_by_comp, p.attrs.get("ups", ""))}
-        lost_rack_pdus = {p.name for p in inv.of_kind("rack_pdu") if _lost(alarms_by_comp, p.name)}
-        affected = sorted(r for r in inv.downstream(c.name) if inv.components[r].kind == "rack")
-        dark = []
-        for r in affected:
-            feeds = inv.components[r].attrs["feeds"]
-            rps = [x for x in inv.children(r) if inv.components[x].kind == "rack_pdu"]
-            live = [f for f, p in feeds.items() if p not in lost_pdus
-                    and not any(inv.components[x].attrs.get("feed") == f and x in lost_rack_pdus for x in rps)]
-            if not live:
-                dark.append(r)
-        if dark:
-            return PerceivedSeverity.CRITICAL, f"racks without power: {', '.join(dark)}"
-        return PerceivedSeverity.MAJOR, f"redundancy lost: {len(affected)} rack(s) run on their other feed"
+        return _power(c, alarms_by_comp, inv)
     return None
+
+
+def _power(c, alarms_by_comp: Mapping[str, Sequence[Alarm]], inv: Inventory, at_risk: bool = False) -> tuple[PerceivedSeverity, str]:
+    """Racks below power unit `c` left without a live feed by the units lost (and, with
+    `at_risk`, by those about to be lost too)."""
+    def out(name: str) -> bool:
+        return _lost(alarms_by_comp, name) or (at_risk and (name == c.name or _at_risk(alarms_by_comp, name)))
+
+    lost_pdus = {p.name for p in inv.of_kind("pdu") if out(p.name) or out(p.attrs.get("ups", ""))}
+    lost_rack_pdus = {p.name for p in inv.of_kind("rack_pdu") if out(p.name)}
+    affected = sorted(r for r in inv.downstream(c.name) if inv.components[r].kind == "rack")
+    dark = []
+    for r in affected:
+        feeds = inv.components[r].attrs["feeds"]
+        rps = [x for x in inv.children(r) if inv.components[x].kind == "rack_pdu"]
+        live = [f for f, p in feeds.items() if p not in lost_pdus
+                and not any(inv.components[x].attrs.get("feed") == f and x in lost_rack_pdus for x in rps)]
+        if not live:
+            dark.append(r)
+    if at_risk:
+        if dark:
+            return PerceivedSeverity.CRITICAL, f"racks that lose power when {c.name} is out: {', '.join(dark)}"
+        return PerceivedSeverity.MAJOR, f"when {c.name} is out, {len(affected)} rack(s) run on their other feed"
+    if dark:
+        return PerceivedSeverity.CRITICAL, f"racks without power: {', '.join(dark)}"
+    return PerceivedSeverity.MAJOR, f"redundancy lost: {len(affected)} rack(s) run on their other feed"
 
 
 def incident_severity(root: Alarm | None, live: Sequence[Alarm], inv: Inventory) -> PerceivedSeverity:

@@ -22,7 +22,8 @@ from dcops.batch import Batch, Event
 from dcops.findings import Finding
 from dcops.yamlconf import ConfigError, ConfigProblem, load_yaml_text, read_config_text
 
-__all__ = ["RULE_TYPES", "RuleType", "RuleEngine", "load_rules", "rules_from_text", "default_rules", "DEFAULT_RULES"]
+__all__ = ["RULE_TYPES", "RuleType", "RuleEngine", "load_rules", "rules_from_text", "default_rules", "DEFAULT_RULES",
+           "CONFIGURED", "configured_references"]
 
 DEFAULT_RULES = Path(__file__).resolve().parents[1] / "data" / "rules" / "default.yaml"
 
@@ -78,6 +79,19 @@ def load_rules(paths: str | Path | Sequence[str | Path]) -> tuple[RuleBase, ...]
     return tuple(out)
 
 
+# reference metrics a device may not report, and the inventory attribute the site file sets them in
+CONFIGURED = MappingProxyType({"cooling_setpoint_degc": "setpoint"})
+
+
+def configured_references(inventory) -> Callable[[str, str], float | None]:
+    """`configured(component, metric)` for RuleEngine: the site file's value of a reference."""
+    def configured(comp: str, metric: str) -> float | None:
+        c = inventory.components.get(comp)
+        v = None if c is None or metric not in CONFIGURED else c.attrs.get(CONFIGURED[metric])
+        return None if v is None else float(v)
+    return configured
+
+
 def default_rules() -> tuple[RuleBase, ...]:
     return load_rules(DEFAULT_RULES)
 
@@ -86,9 +100,17 @@ class RuleEngine:
     """Runs every rule's evaluator. `active_of(rule_name)` returns the components that have an
     active alarm from that rule (the alarm manager answers it)."""
 
-    def __init__(self, rules: Iterable[RuleBase], active_of: Callable[[str], set[str]]) -> None:
+    def __init__(self, rules: Iterable[RuleBase], active_of: Callable[[str], set[str]],
+                 configured: Callable[[str, str], float | None] | None = None) -> None:
+        """`configured(component, metric)`: what the site file sets for a reference metric a
+        component does not report (`configured_references`); threshold rules `relative_to` it
+        fall back to it."""
         self.rules = tuple(rules)
         self.evaluators = [RULE_TYPES[r.type].evaluator(r) for r in self.rules]
+        if configured is not None:
+            for ev in self.evaluators:
+                if getattr(ev.rule, "relative_to", None):
+                    ev.configured = configured
         self._by_feed: dict[str, list[Evaluator]] = {}
         for ev in self.evaluators:
             self._by_feed.setdefault(RULE_TYPES[ev.rule.type].feeds, []).append(ev)

@@ -101,12 +101,33 @@ class ThresholdEvaluator(Evaluator):
         self._raise = lambda v: _OPS[rule.op](v, rule.value)
         # back past the clear level: strictly on the other side of it
         self._clear = (lambda v: v < c) if rule.op in (">", ">=") else (lambda v: v > c)
+        self._ref: dict[str, float] = {}  # component -> last reported reference (relative_to)
+        self.configured: Callable[[str, str], float | None] = lambda comp, metric: None
+
+    def _references(self, batch, comps) -> np.ndarray:
+        r = self.rule
+        ref = batch.fields.get(r.relative_to)
+        ref = np.full(len(batch), np.nan) if ref is None else np.asarray(ref, dtype=float)
+        last = self._ref
+        for i in np.flatnonzero(~np.isnan(ref)):
+            last[comps[i]] = float(ref[i])
+        missing = np.flatnonzero(np.isnan(ref))
+        if len(missing):
+            ref = ref.copy()
+            for i in missing:
+                v = last.get(comps[i])
+                if v is None:
+                    v = self.configured(comps[i], r.relative_to)
+                ref[i] = np.nan if v is None else v
+        return ref
 
     def on_batch(self, batch, comps, active):
         r = self.rule
         if batch.measurement != r.measurement or r.metric not in batch.fields:
             return []
-        vals = batch.fields[r.metric]
+        raw = batch.fields[r.metric]
+        ref = self._references(batch, comps) if r.relative_to else None
+        vals = raw if ref is None else raw - ref
         ok = _where_mask(r, batch.tags, len(batch)) & ~np.isnan(vals)
         with np.errstate(invalid="ignore"):
             hot = ok & self._raise(vals)
@@ -119,7 +140,7 @@ class ThresholdEvaluator(Evaluator):
             t = int(batch.time_ns[i])
             start = since.setdefault(comp, t)
             if comp not in active and (t - start) >= r.for_s * _NS:
-                out.append(self.signal(t, comp, True, _row_tags(batch, i), value=float(vals[i]), threshold=r.value, metric=r.metric))
+                out.append(self.signal(t, comp, True, _row_tags(batch, i), **self._fmt(raw, ref, i)))
         # the condition must hold continuously: anything evaluated and not hot restarts the clock
         not_hot = ok & ~hot
         if since:
@@ -130,8 +151,16 @@ class ThresholdEvaluator(Evaluator):
             for i in cool_idx:
                 comp = comps[i]
                 if comp in active:
-                    out.append(self.signal(int(batch.time_ns[i]), comp, False, _row_tags(batch, i), value=float(vals[i]), threshold=r.value, metric=r.metric))
+                    out.append(self.signal(int(batch.time_ns[i]), comp, False, _row_tags(batch, i), **self._fmt(raw, ref, i)))
         return out
+
+    def _fmt(self, raw, ref, i: int) -> dict:
+        """What the text may name: the reading, and the level it crossed (the reference plus the
+        rule's margin for a relative rule, so the page reads in the unit's own terms)."""
+        r = self.rule
+        if ref is None:
+            return {"value": float(raw[i]), "threshold": r.value, "metric": r.metric}
+        return {"value": float(raw[i]), "threshold": float(ref[i]) + r.value, "reference": float(ref[i]), "metric": r.metric}
 
 
 class RateEvaluator(Evaluator):

@@ -62,7 +62,12 @@ def _check_metric(v: str) -> str:
 
 class ThresholdRule(RuleBase):
     """Raise when `metric op value` holds for `for_s`; clear when it is back past `clear`
-    (hysteresis: for `>` rules `clear` <= `value`, for `<` rules `clear` >= `value`)."""
+    (hysteresis: for `>` rules `clear` <= `value`, for `<` rules `clear` >= `value`).
+
+    With `relative_to` (a metric of the same measurement, e.g. a cooling unit's setpoint) the
+    rule compares `metric - relative_to`: a warm-water CDU run at 32 degC is not "hot" by a
+    rule written for 18 degC air. A row without the reference uses the component's last
+    reported one, else the value the site file configures (`dcops.alerts.rules.engine.CONFIGURED`)."""
 
     type: Literal["threshold"]
     metric: str
@@ -70,8 +75,21 @@ class ThresholdRule(RuleBase):
     value: float
     clear: float | None = None
     for_s: float = Field(0.0, ge=0)
+    relative_to: str | None = None
 
     _metric = field_validator("metric")(_check_metric)
+
+    @field_validator("relative_to")
+    @classmethod
+    def _reference(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        _check_metric(v)
+        m = info.data.get("metric")
+        if m is not None and METRICS[m].measurement != METRICS[v].measurement:
+            raise ValueError(f"relative_to {v!r} is reported in {METRICS[v].measurement!r}, not with {m!r} "
+                             f"({METRICS[m].measurement!r}); a reference must come in the same rows")
+        return v
 
     @field_validator("clear")
     @classmethod

@@ -102,6 +102,47 @@ THRESH = ("  - {name: hot, type: threshold, metric: accel_temp_degc, op: '>', va
           " event_type: environmentalAlarm, probable_cause: temperatureUnacceptable, specific_problem: '{component} at {value:.0f}'}\n")
 
 
+SUPPLY = ("  - {name: supply_hot, type: threshold, metric: cooling_supply_temp_degc, relative_to: cooling_setpoint_degc,"
+          " op: '>', value: 6, clear: 3, event_type: environmentalAlarm, probable_cause: heatingVentCoolingSystemProblem,"
+          " specific_problem: '{component} supply {value:.1f}, setpoint {reference:.1f}, above {threshold:.1f}'}\n")
+
+
+def _cooling_batch(t_s: float, supply: dict[str, float], setpoint: dict[str, float] | None = None) -> Batch:
+    names = list(supply)
+    fields = {"cooling_supply_temp_degc": [supply[n] for n in names]}
+    if setpoint is not None:
+        fields["cooling_setpoint_degc"] = [setpoint.get(n, np.nan) for n in names]
+    return Batch("cooling", np.full(len(names), int(t_s * NS)), {"device": names}, fields)
+
+
+def test_a_threshold_relative_to_each_units_setpoint():
+    # a warm-water CDU at 32 degC and an air CRAC at 18 degC, one rule for both
+    active: dict[str, set[str]] = {}
+    configured = {("CRAC-9", "cooling_setpoint_degc"): 20.0}
+    eng = RuleEngine(rules_from_text(_rule(SUPPLY)), lambda r: active.setdefault(r, set()),
+                     lambda comp, metric: configured.get((comp, metric)))
+    sp = {"CDU-1": 32.0, "CRAC-1": 18.0}
+    out = _apply(active, eng.on_batch(_cooling_batch(0, {"CDU-1": 33.0, "CRAC-1": 25.0}, sp)))
+    assert [(s.component, s.specific_problem) for s in out] == [("CRAC-1", "CRAC-1 supply 25.0, setpoint 18.0, above 24.0")]
+    out = _apply(active, eng.on_batch(_cooling_batch(10, {"CDU-1": 38.5, "CRAC-1": 20.5}, sp)))
+    assert [(s.component, s.active) for s in out] == [("CDU-1", True), ("CRAC-1", False)]
+    # a row without the setpoint: the unit's last reported one; never reported: the site file's
+    out = _apply(active, eng.on_batch(_cooling_batch(20, {"CDU-1": 34.0, "CRAC-1": 24.5, "CRAC-9": 25.0})))
+    assert sorted((s.component, s.active) for s in out) == [("CDU-1", False), ("CRAC-1", True)]
+    out = _apply(active, eng.on_batch(_cooling_batch(30, {"CRAC-9": 26.5})))
+    assert [(s.component, s.specific_problem) for s in out] == [("CRAC-9", "CRAC-9 supply 26.5, setpoint 20.0, above 26.0")]
+    # no reference at all: not evaluated (never against a made-up one)
+    assert eng.on_batch(_cooling_batch(40, {"CRAC-X": 90.0})) == []
+
+
+def test_a_reference_from_another_measurement_is_refused():
+    body = SUPPLY.replace("relative_to: cooling_setpoint_degc", "relative_to: rack_inlet_temp_degc")
+    with pytest.raises(ConfigError) as ei:
+        rules_from_text(_rule(body), "r.yaml")
+    assert any(p.field == "rules.0.relative_to" and "same rows" in p.message for p in ei.value.problems), \
+        [str(p) for p in ei.value.problems]
+
+
 def test_threshold_needs_duration_and_clears_with_hysteresis():
     eng, active = _engine(THRESH)
     seq = [(0, 90), (10, 90), (20, 91), (30, 84), (40, 82), (50, 79)]
