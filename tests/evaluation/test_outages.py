@@ -191,3 +191,21 @@ def test_the_eval_retries_dead_bmcs_on_simulated_time():
         assert run.bmcs.monotonic() == pytest.approx(run.sim.now_ns / NS)
     finally:
         run.close()
+
+
+def test_the_library_covers_every_fault_type_on_every_target_kind_the_demo_has():
+    from dcops.sim.faults import FAULT_TYPES
+    from dcops.site import load_site
+    from dcops.topology import build_inventory
+    from tests.conftest import DEMO_SITE
+
+    inv = build_inventory(load_site(DEMO_SITE))
+    spec = load_scenarios(library_path("library"), inv)
+    covered: dict[str, set[str]] = {}
+    for sc in spec.scenarios:
+        for f in sc.faults:
+            covered.setdefault(f.fault, set()).add(inv.get(f.target).kind)
+    kinds = {c.kind for c in inv.components.values()}
+    missing = {name: sorted(kinds & set(ft.target_kinds) - covered.get(name, set())) for name, ft in FAULT_TYPES.items()}
+    assert {k: v for k, v in missing.items() if v} == {}
+    assert any(not sc.faults and sc.duration_s >= 86400 for sc in spec.scenarios)  # a fault-free day
