@@ -232,8 +232,15 @@ class Correlator:
         best_key: tuple | None = None
         best: tuple[Alarm, Explains | None, str, str] | None = None
         dark: bool | None = None
-        for comp in self._upstream(a.component):
+        up = self._upstream(a.component)
+        c = comps[a.component]
+        # a probe mounted in a rack hangs off no feed or unit (no topology parent), yet it shares
+        # the rack's network: a rack group root ("no data from the rack") reaches it
+        housing = (c.rack,) if c.rack and c.rack in comps and c.rack not in up else ()
+        for comp in up + housing:
             for r, e in roots_at.get(comp, ()):
+                if comp in housing and e is not None:
+                    continue
                 same = comp == a.component
                 if e is None and same and r.id != a.id:
                     # the grouping parent's own alarm about what its members show (a rack's

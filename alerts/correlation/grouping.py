@@ -44,6 +44,7 @@ class GroupRule:
     text: str                          # {parent} {n} {total} {what}
     critical_if: frozenset[PC] = frozenset()  # members with one of these make the root critical (else: worst member)
     min_members: int = 2
+    min_hosts: int = 1  # members must span this many servers (a rack's network, not one host's agent)
 
 
 _POWER_EFFECTS = HOST_LOSS | LOAD_EFFECTS | {PC.POWER_PROBLEM, PC.POWER_SUPPLY_FAILURE, PC.LOSS_OF_REDUNDANCY}
@@ -59,7 +60,7 @@ GROUPS: tuple[GroupRule, ...] = (
     GroupRule("rack-network", frozenset({"server", "accel"}), frozenset({PC.LOSS_OF_SIGNAL, PC.COMMUNICATIONS_FAILURE}),
               "rack", PC.COMMUNICATIONS_FAILURE, ET.COMMUNICATIONS,
               frozenset({PC.LOSS_OF_SIGNAL, PC.COMMUNICATIONS_FAILURE}) | LOAD_EFFECTS,
-              "no data from {n} devices of rack {parent} together (top-of-rack network?)"),
+              "no data from {n} devices of rack {parent} together (top-of-rack network?)", min_hosts=2),
     GroupRule("rack-anomalies", frozenset({"server", "accel"}), frozenset({PC.PERFORMANCE_DEGRADED}),
               "rack", PC.PERFORMANCE_DEGRADED, ET.QUALITY_OF_SERVICE, LOAD_EFFECTS | {PC.TEMPERATURE_UNACCEPTABLE},
               "analytics findings on {n} devices of rack {parent} together"),
@@ -84,6 +85,13 @@ class GroupProposal:
     raised_ns: int
     severity: S
     text: str
+
+
+def _host(inv: Inventory, comp: str) -> str:
+    """The server a component runs on (itself for a server)."""
+    if inv.components[comp].kind == "server":
+        return comp
+    return inv.nearest_upstream(comp, "server") or comp
 
 
 def _children_of_kind(inv: Inventory, parent: str, kinds: frozenset[str]) -> int:
@@ -116,6 +124,8 @@ def propose_groups(alarms: Sequence[Alarm], explained: Mapping[str, object], inv
             distinct = sorted({m.component for m in cluster})
             if len(distinct) < rule.min_members:
                 continue
+            if rule.min_hosts > 1 and len({_host(inv, m.component) for m in cluster}) < rule.min_hosts:
+                continue  # one server's accelerators: its agent or the server, not the rack's network
             total = _children_of_kind(inv, parent, rule.member_kinds)
             causes = {m.probable_cause for m in cluster}
             what = " and ".join(_WHAT.get(c, c.value) for c in sorted(causes, key=lambda c: c.value))

@@ -264,3 +264,22 @@ def test_a_ups_battery_running_low_is_major_while_its_racks_have_another_feed(de
     assert {i.severity for i in res.incidents} == {"critical"}
     texts = [a.additional_text for a in res.pipeline.manager.alarms.values() if a.rule == "ups_battery_low"]
     assert texts and all(t.startswith("racks that lose power when UPS-H1-") for t in texts)
+
+
+def test_a_probe_in_a_rack_whose_network_died_joins_the_racks_incident(demo):
+    # the demo's rack probes hang off no feed or unit; a ToR loss silences them with the servers
+    rack = "H2-R2-04"
+    probe = f"{rack}-ENV"
+    assert demo.components[probe].rack == rack and rack not in demo.upstream(probe)
+    res = run(demo, _tor_lost(demo, rack, 130) + [sig(190, probe, "env_telemetry_absent")], 220)
+    (inc,) = res.incidents
+    assert inc.root == rack and f"{probe}|lossOfSignal" in inc.members
+
+
+def test_one_servers_accelerators_going_silent_is_that_server_not_the_racks_network(demo):
+    # a dead agent on one host: its 8 accelerators stop reporting; the rack's network is fine
+    srv = "H1-R3-07-S05"
+    sigs = [sig(100 + 0.1 * k, a, "accel_telemetry_absent") for k, a in enumerate(accels_of(demo, srv))]
+    (inc,) = run(demo, sigs, 200).incidents
+    assert inc.root == srv
+    assert all(m.split("|")[0].startswith(srv) for m in inc.members)

@@ -167,6 +167,7 @@ scenarios:
     report = evaluate(load_site(SMALL_SITE), spec, OPTS)
     (scen,) = report["scenarios"]
     (fault,) = scen["faults"]
+    assert fault["until_s"] == 60 + 3500  # when the fault ends (here after the scenario: the judge needs it)
     assert fault["first_analytics_s"] is not None
     assert fault["first_rule_s"] is None or fault["first_analytics_s"] < fault["first_rule_s"]
     assert fault["first_analytics_s"] - fault["at_s"] < 1200  # the filter's pressure drop is up ~25 % by then
