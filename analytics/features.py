@@ -42,6 +42,11 @@ class Stream:
     # controlled supply temperature): a slow departure from the unit's own level that its
     # neighbours do not share is wear (`slow_drift`)
     drifts: tuple[str, ...] = ()
+    # quantities a controller or the supply holds at one level whatever the load (a UPS's output
+    # voltage, a unit's controlled supply temperature): a value beyond anything the unit has read
+    # is news whenever it comes (`novelty`); not a power or a return temperature, which follow
+    # the load and set new highs on the first busy afternoon
+    held: tuple[str, ...] = ()
 
 
 STREAMS: tuple[Stream, ...] = (
@@ -53,13 +58,14 @@ STREAMS: tuple[Stream, ...] = (
     Stream("rack", ("rack",), (
         "rack_feed_a_power_w", "rack_feed_b_power_w", "rack_inlet_temp_degc", "rack_outlet_temp_degc"), "rack",
         ("rack_inlet_temp_degc", "rack_outlet_temp_degc"), ambient=("rack_inlet_temp_degc",)),
-    Stream("pdu", ("device",), ("pdu_power_w", "pdu_voltage_v", "pdu_breaker_closed"), "pdu"),
-    Stream("ups", ("device",), ("ups_input_voltage_v", "ups_on_battery", "ups_output_voltage_v"), "ups"),
+    Stream("pdu", ("device",), ("pdu_power_w", "pdu_voltage_v", "pdu_breaker_closed"), "pdu", held=("pdu_voltage_v",)),
+    Stream("ups", ("device",), ("ups_input_voltage_v", "ups_on_battery", "ups_output_voltage_v"), "ups",
+           held=("ups_input_voltage_v", "ups_output_voltage_v")),
     Stream("cooling", ("device",), (
         "cooling_running", "cooling_supply_temp_degc", "cooling_return_temp_degc", "cooling_fan_pct",
         "cooling_filter_dp_pa", "cooling_flow_lpm"), "cooling",
         ("cooling_supply_temp_degc", "cooling_return_temp_degc"), ("cooling_filter_dp_pa",), "unit_kind",
-        drifts=("cooling_filter_dp_pa", "cooling_supply_temp_degc")),
+        drifts=("cooling_filter_dp_pa", "cooling_supply_temp_degc"), held=("cooling_supply_temp_degc",)),
     Stream("env", ("device",), ("env_temp_degc", "env_humidity_pct"), "env", ("env_temp_degc", "env_humidity_pct"),
            ambient=("env_temp_degc", "env_humidity_pct")),
 )

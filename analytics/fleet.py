@@ -15,7 +15,10 @@
 - inlet_residual: rack inlets against what their zone's heat explains (reported as
   thermal_residual);
 - slow_drift: quantities that hold steady when healthy (a filter's pressure drop, a supply
-  temperature) leaving the unit's own baseline while its neighbours' stay put.
+  temperature) leaving the unit's own baseline while its neighbours' stay put;
+- novelty: quantities a controller or the supply holds level (voltages, a supply temperature)
+  going beyond anything the unit has read, by the same vote that scores NAB
+  (`dcops.analytics.detectors.novelty`).
 
 A detector's abnormality z becomes a score with `z_to_score` (0.5 at its alarm level); a
 finding is emitted when the score reaches `ScorerParams.min_score`, naming the features that
@@ -36,6 +39,7 @@ import numpy as np
 from dcops.analytics.detectors import COUNTER_TREND, INLET_RESIDUAL, ISOLATION_FOREST, PEER_GROUP, THERMAL_RESIDUAL
 from dcops.analytics.detectors import RobustStreamingDetector, StreamState, z_to_score
 from dcops.analytics.detectors.drift import SLOW_DRIFT
+from dcops.analytics.detectors.novelty import NOVELTY
 from dcops.analytics.detectors.spec import DetectorSpec
 from dcops.analytics.features import MIN_SCALE_BY_UNIT, REL_SCALE_BY_UNIT, STREAMS
 from dcops.analytics.tracker import FeatureTracker
@@ -297,5 +301,5 @@ def _f(x) -> float:
 
 # The fleet's detectors, in the order their findings are emitted each interval.
 DETECTORS: Mapping[str, DetectorSpec] = {s.name: s for s in (
-    UNIVARIATE, PEER_GROUP, COUNTER_TREND, THERMAL_RESIDUAL, ISOLATION_FOREST, INLET_RESIDUAL, SLOW_DRIFT,
+    UNIVARIATE, PEER_GROUP, COUNTER_TREND, THERMAL_RESIDUAL, ISOLATION_FOREST, INLET_RESIDUAL, SLOW_DRIFT, NOVELTY,
 )}

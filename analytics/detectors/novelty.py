@@ -1,6 +1,6 @@
 """Multi-scale causal novelty, voted over memory lengths: how far a value lies outside all it has seen.
 
-Used for single series without a fleet around them (NAB, a site's PUE, one UPS's load). One
+Used for single series (NAB) and, on the fleet, for quantities held level (`NOVELTY`, below). One
 member of the vote compares the value and its moving averages (`scales`) with the range of
 their own past over one lookback; a point beyond that range scores by how far beyond it lies,
 relative to the range (`log1p`, squashed into [0, 1)). After a score the member stays quiet
@@ -27,11 +27,26 @@ the series, with rolling extremes kept per block of rows so memory stays O(serie
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["NoveltyParams", "LEGACY", "novelty_scores", "NoveltyBank"]
+from dcops.analytics.detectors.base import OutlierDetector, z_to_score
+from dcops.analytics.detectors.drift import drift_groups, group_batches, neighbour_median
+from dcops.analytics.detectors.spec import DetectorSpec
+from dcops.analytics.features import STREAMS
+from dcops.findings import Contribution
+
+if TYPE_CHECKING:
+    from dcops.analytics.fleet import FleetScorer
+    from dcops.analytics.tracker import IntervalFeatures
+    from dcops.findings import Finding
+    from dcops.topology import Inventory
+
+__all__ = ["NoveltyParams", "LEGACY", "FLEET", "novelty_scores", "NoveltyBank", "NoveltyDetector", "NOVELTY",
+           "held_groups", "range_score"]
 
 
 @dataclass(frozen=True)
@@ -124,7 +139,8 @@ class _BlockExtreme:
         return self.fn(self.partial, self.ring_value)
 
     def push(self, x: np.ndarray) -> None:
-        self.partial = self.fn(self.partial, x)
+        """Add one row; NaN (a series not started yet) leaves that series' extreme as it is."""
+        self.partial = self.fn(self.partial, np.where(np.isnan(x), self.fill, x))
         self.count += 1
         if self.all_history or self.count < self.block:
             return
@@ -141,50 +157,67 @@ class NoveltyBank:
 
     With `block=1` it reproduces `novelty_scores` exactly (tested); larger blocks keep rolling
     extremes per block of rows (memory N x lookback/block instead of N x lookback), which moves
-    each window edge by less than one block. Missing values (NaN) carry the last value forward.
+    each window edge by less than one block. Missing values (NaN) carry the last value forward;
+    a series starts at its first value (a unit that joins later, or whose collector was down at
+    start-up): its history, `min_history` and `quiet_rows` count from there, and it scores 0
+    before.
     """
 
     def __init__(self, n_series: int, params: NoveltyParams = NoveltyParams(), block: int = 50, quiet_rows: int = 750):
-        """`quiet_rows`: rows that only learn (score 0) -- a series' first novelty scores 1 by
-        construction, so the first rows after start-up would alarm everywhere; 750 is NAB's
-        probationary cap. 0 reproduces `novelty_scores`, which leaves that to the caller."""
+        """`quiet_rows`: rows of a series that only learn (score 0) -- a series' first novelty
+        scores 1 by construction, so the first rows after start-up would alarm everywhere; 750
+        is NAB's probationary cap. 0 reproduces `novelty_scores`, which leaves that to the caller."""
         if n_series < 1:
             raise ValueError(f"NoveltyBank: n_series must be >= 1, got {n_series}")
+        if quiet_rows < 0:
+            raise ValueError(f"NoveltyBank: quiet_rows must be >= 0, got {quiet_rows}")
         self.n, self.p, self.rows, self.quiet_rows = n_series, params, 0, quiet_rows
         self.record = np.zeros(n_series)  # highest vote so far per series
-        self.last = np.zeros(n_series)
+        self.last = np.full(n_series, np.nan)
+        self.count = np.zeros(n_series, dtype=np.int64)  # rows since each series' first value
+        self.lo, self.hi = np.full(n_series, np.nan), np.full(n_series, np.nan)  # all history, exact
         self.hist = {k: np.zeros((n_series, k)) for k in params.scales if k > 1}
         self.sums = {k: np.zeros(n_series) for k in self.hist}
         self.range = {(lb, k): (_BlockExtreme(n_series, lb, block, np.maximum), _BlockExtreme(n_series, lb, block, np.minimum))
                       for lb in params.lookbacks for k in params.scales}
         self.best = {(lb, s): _BlockExtreme(n_series, s, block, np.maximum) for lb in params.lookbacks for s in params.suppress}
 
+    def seen(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lowest, highest) value of each series so far (NaN until it has one): call before `update`
+        for the range a new row is compared with."""
+        return self.lo.copy(), self.hi.copy()
+
     def update(self, x) -> np.ndarray:
         """Scores in [0, 1] for this row of every series (shape (N,))."""
         x = np.asarray(x, dtype=np.float64).reshape(self.n)
         x = np.where(np.isfinite(x), x, self.last)
         self.last = x
+        started = ~np.isnan(x)
+        scored = started & (self.count >= self.p.min_history)  # enough history before this row
+        self.count = self.count + started
+        x0 = np.where(started, x, 0.0)
         i = self.rows
         smoothed = {}
         for k in self.p.scales:
             if k == 1:
-                smoothed[k] = x
+                smoothed[k] = np.where(started, x, np.nan)
                 continue
             slot = i % k
-            self.sums[k] += x - self.hist[k][:, slot]
-            self.hist[k][:, slot] = x
-            smoothed[k] = self.sums[k] / min(i + 1, k)
+            self.sums[k] += x0 - self.hist[k][:, slot]
+            self.hist[k][:, slot] = x0
+            smoothed[k] = np.where(started, self.sums[k] / np.clip(self.count, 1, k), np.nan)
         total = np.zeros(self.n)
         for lb in self.p.lookbacks:
             raw = np.zeros(self.n)
             for k in self.p.scales:
                 hi_t, lo_t = self.range[(lb, k)]
-                if i >= self.p.min_history:
+                if scored.any():
                     hi, lo = hi_t.value(), lo_t.value()
                     span = hi - lo
-                    ok = span > 0
+                    ok = scored & (span > 0) & np.isfinite(span)
                     safe = np.where(ok, span, 1.0)
-                    beyond = np.maximum((smoothed[k] - hi) / safe, (lo - smoothed[k]) / safe).clip(min=0)
+                    with np.errstate(invalid="ignore"):
+                        beyond = np.maximum((smoothed[k] - hi) / safe, (lo - smoothed[k]) / safe).clip(min=0)
                     raw = np.maximum(raw, np.where(ok, beyond, 0.0))
                 hi_t.push(smoothed[k])
                 lo_t.push(smoothed[k])
@@ -195,9 +228,117 @@ class NoveltyBank:
                 total += np.where(squashed > recent, squashed, 0.0)
                 best.push(squashed)
         self.rows += 1
+        self.lo, self.hi = np.fmin(self.lo, x), np.fmax(self.hi, x)
         vote = total / (len(self.p.lookbacks) * len(self.p.suppress))
+        quiet = self.count <= self.quiet_rows
         if not self.p.record_relative:
-            return vote if self.rows > self.quiet_rows else np.zeros(self.n)
+            return np.where(quiet, 0.0, vote)
         out = _record_relative(vote, self.record)
         self.record = np.maximum(self.record, vote)
-        return out if self.rows > self.quiet_rows else np.zeros(self.n)
+        return np.where(quiet, 0.0, out)
+
+
+class NoveltyDetector(OutlierDetector):
+    """The novelty core as a scikit-learn outlier detector over one multivariate stream (rows
+    are time steps, columns series).
+
+    `fit(X)` learns the range each column has shown; `score_samples(X)` scores rows against it
+    (stateless: the largest distance from a column's mid-range in half-ranges, so beyond 1 is
+    outside all it has seen); `score_stream(X)` is the fleet's arithmetic: each row scored
+    causally by a `NoveltyBank` (the NAB vote, `quiet_rows` of probation per series, read in
+    ranges: `range_score`), the largest score of the row's columns.
+    """
+
+    def __init__(self, contamination=0.01, quiet_rows=750):
+        self.contamination = contamination
+        self.quiet_rows = quiet_rows
+
+    def _fit(self, X):
+        self.low_, self.high_ = X.min(axis=0), X.max(axis=0)
+
+    def _z(self, X):
+        half = np.maximum((self.high_ - self.low_) / 2.0, 1e-12)
+        return np.max(np.abs(X - (self.high_ + self.low_) / 2.0) / half, axis=1)
+
+    def score_stream(self, X) -> np.ndarray:
+        """Causal per-row finding score in [0, 1] (max over columns), as the fleet computes it;
+        the fitted range is not used."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite="allow-nan")
+        bank = NoveltyBank(X.shape[1], FLEET, quiet_rows=self.quiet_rows)
+        return np.array([float(range_score(bank.update(row)).max()) for row in X])
+
+
+def held_groups(inventory: Inventory, ids, attr: str = "") -> np.ndarray:
+    """Group code per unit (-1: none): units whose held quantity moves together when something
+    upstream of all of them moves (the cooling units of a zone, the PDUs of a row; else every
+    unit of the kind on the site, three or more: one utility, one chilled-water plant)."""
+    codes = drift_groups(inventory, ids, attr).copy()
+    lone = codes < 0
+    if lone.sum() >= 3:
+        codes[lone] = int(codes.max()) + 1
+    return codes
+
+
+QUIET_ROWS = 750  # NAB's probation: rows of a series that only learn
+FLEET = NoveltyParams(record_relative=False)  # the vote itself, read in ranges (`range_score`)
+
+
+def range_score(vote) -> np.ndarray:
+    """The fleet's finding score of a vote: 0.5 for a value one range (all the unit has read)
+    beyond that range on every member of the vote, 0.8 at 2.3 ranges, approaching 1.
+
+    NAB's record-relative score does not carry over: a unit's record is set in its first
+    minutes, while its range is still narrow, so a whole-volt UPS output falling by 30 V scores
+    0.64 against it and never reaches a page. The vote's own unit, the unit's range, does:
+    `raw = expm1(v / (1 - v))` undoes the vote's squash, and `z_to_score` maps it as the other
+    detectors map their z (alarm level 1 range).
+    """
+    v = np.clip(np.asarray(vote, dtype=np.float64), 0.0, 1.0 - 1e-9)
+    return z_to_score(np.expm1(v / (1.0 - v)), 1.0)
+
+
+class _NoveltyPart:
+    """Each stream's `held` metrics, per unit, through one `NoveltyBank`, less what the unit's
+    group moved together (a grid swing on every UPS input, a plant-wide supply change)."""
+
+    def __init__(self, fleet: FleetScorer, state: None) -> None:
+        self.fleet = fleet
+        self.streams = {}
+        for s in STREAMS:
+            ids = fleet.tracker.ids[s.measurement]
+            if not s.held or not len(ids):
+                continue
+            groups = held_groups(fleet.inventory, ids, s.peer_attr)
+            shape = (len(ids), len(s.held))
+            self.streams[s.measurement] = (
+                s, [s.metrics.index(m) for m in s.held], groups, group_batches(groups),
+                NoveltyBank(shape[0] * shape[1], FLEET, quiet_rows=QUIET_ROWS), np.full(shape, np.nan))
+
+    def score(self, f: IntervalFeatures) -> list[Finding]:
+        fleet, out = self.fleet, []
+        for m, (s, cols, groups, batches, bank, level) in self.streams.items():
+            X = f.streams[m][:, cols]
+            np.copyto(level, X, where=np.isnan(level) & ~np.isnan(X))  # each unit's first reading
+            ref = np.nan_to_num(neighbour_median(X - level, groups, batches), nan=0.0)
+            lo, hi = (v.reshape(X.shape) + ref for v in bank.seen())
+            score = range_score(bank.update((X - ref).ravel())).reshape(X.shape)
+            ids = fleet.tracker.ids[m]
+            for i in np.flatnonzero(score.max(axis=1) >= fleet.params.min_score):
+                j = int(np.argmax(score[i]))
+                name, x = s.held[j], float(X[i, j])
+                edge = float(np.clip(x, lo[i, j], hi[i, j]))
+                side = "above" if x > edge else "below"
+                why = (f"{name} {x:.4g}, {side} anything it has read ({lo[i, j]:.4g} to {hi[i, j]:.4g}"
+                       f"{' with its group' if ref[i, j] else ''})")
+                c = Contribution(name, x, edge, round(float(score[i, j]), 3))
+                out.append(fleet._finding(f.time_ns, ids[i], "novelty", float(score[i, j]), why, (c,),
+                                          {"kind": "novelty", "metric": name}))
+        return out
+
+
+NOVELTY = DetectorSpec(
+    "novelty", NoveltyDetector,
+    "quantities a controller or the supply holds level (voltages, a controlled supply temperature) going beyond "
+    "anything the unit has read: the NAB vote, in ranges, less what the unit's group moved together",
+    tuple(dict.fromkeys(m for s in STREAMS for m in s.held)), _NoveltyPart)
