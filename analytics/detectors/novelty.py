@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from dcops.analytics.detectors.base import OutlierDetector, z_to_score
 from dcops.analytics.detectors.drift import drift_groups, group_batches, neighbour_median
 from dcops.analytics.detectors.spec import DetectorSpec
-from dcops.analytics.features import STREAMS
+from dcops.analytics.features import STREAMS, unit_floors
 from dcops.findings import Contribution
 
 if TYPE_CHECKING:
@@ -163,14 +163,21 @@ class NoveltyBank:
     before.
     """
 
-    def __init__(self, n_series: int, params: NoveltyParams = NoveltyParams(), block: int = 50, quiet_rows: int = 750):
+    def __init__(self, n_series: int, params: NoveltyParams = NoveltyParams(), block: int = 50, quiet_rows: int = 750,
+                 min_span=0.0):
         """`quiet_rows`: rows of a series that only learn (score 0) -- a series' first novelty
         scores 1 by construction, so the first rows after start-up would alarm everywhere; 750
-        is NAB's probationary cap. 0 reproduces `novelty_scores`, which leaves that to the caller."""
+        is NAB's probationary cap. 0 reproduces `novelty_scores`, which leaves that to the caller.
+        `min_span` (scalar or per series): the smallest range a value is measured in -- a reading
+        in whole volts that sat on 230 and 231 is not one range away at 232; 0 (NAB) measures in
+        the range seen, and a series that never moved scores nothing."""
         if n_series < 1:
             raise ValueError(f"NoveltyBank: n_series must be >= 1, got {n_series}")
         if quiet_rows < 0:
             raise ValueError(f"NoveltyBank: quiet_rows must be >= 0, got {quiet_rows}")
+        self.min_span = np.broadcast_to(np.asarray(min_span, dtype=np.float64), (n_series,)).copy()
+        if np.any(~np.isfinite(self.min_span) | (self.min_span < 0)):
+            raise ValueError(f"NoveltyBank: min_span must be finite and >= 0, got {min_span!r}")
         self.n, self.p, self.rows, self.quiet_rows = n_series, params, 0, quiet_rows
         self.record = np.zeros(n_series)  # highest vote so far per series
         self.last = np.full(n_series, np.nan)
@@ -213,7 +220,7 @@ class NoveltyBank:
                 hi_t, lo_t = self.range[(lb, k)]
                 if scored.any():
                     hi, lo = hi_t.value(), lo_t.value()
-                    span = hi - lo
+                    span = np.maximum(hi - lo, self.min_span)
                     ok = scored & (span > 0) & np.isfinite(span)
                     safe = np.where(ok, span, 1.0)
                     with np.errstate(invalid="ignore"):
@@ -281,12 +288,16 @@ def held_groups(inventory: Inventory, ids, attr: str = "") -> np.ndarray:
 
 
 QUIET_ROWS = 750  # NAB's probation: rows of a series that only learn
+# A unit's range is at least +-2 of the smallest spread its readings can have (`MIN_SCALE_BY_UNIT`:
+# 2 V, 0.4 degC): a whole-volt reading one step outside the two values it sat on is not news
+SPAN_PER_FLOOR = 4.0
 FLEET = NoveltyParams(record_relative=False)  # the vote itself, read in ranges (`range_score`)
 
 
 def range_score(vote) -> np.ndarray:
-    """The fleet's finding score of a vote: 0.5 for a value one range (all the unit has read)
-    beyond that range on every member of the vote, 0.8 at 2.3 ranges, approaching 1.
+    """The fleet's finding score of a vote: 0.5 for a value one range (all the unit has read,
+    at least `SPAN_PER_FLOOR` of its smallest spreads) beyond that range on every member of the
+    vote, 0.8 at 2.3 ranges, approaching 1.
 
     NAB's record-relative score does not carry over: a unit's record is set in its first
     minutes, while its range is still narrow, so a whole-volt UPS output falling by 30 V scores
@@ -311,9 +322,10 @@ class _NoveltyPart:
                 continue
             groups = held_groups(fleet.inventory, ids, s.peer_attr)
             shape = (len(ids), len(s.held))
+            span = np.tile(SPAN_PER_FLOOR * unit_floors(s.held), shape[0])  # rows of units, columns of metrics
             self.streams[s.measurement] = (
                 s, [s.metrics.index(m) for m in s.held], groups, group_batches(groups),
-                NoveltyBank(shape[0] * shape[1], FLEET, quiet_rows=QUIET_ROWS), np.full(shape, np.nan))
+                NoveltyBank(shape[0] * shape[1], FLEET, quiet_rows=QUIET_ROWS, min_span=span), np.full(shape, np.nan))
 
     def score(self, f: IntervalFeatures) -> list[Finding]:
         fleet, out = self.fleet, []

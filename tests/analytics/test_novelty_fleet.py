@@ -9,7 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from dcops.analytics.detectors.novelty import NOVELTY, QUIET_ROWS, NoveltyBank, NoveltyDetector, novelty_scores
+from dcops.analytics.detectors.novelty import (FLEET, NOVELTY, QUIET_ROWS, NoveltyBank, NoveltyDetector, novelty_scores,
+                                              range_score)
 from dcops.analytics.fleet import FleetScorer
 from dcops.sim import Simulator
 
@@ -39,6 +40,25 @@ def test_probation_counts_each_series_from_its_own_start():
     assert out[-1, 1] == 0.0      # the same row is the late series' 101st: still learning
     with pytest.raises(ValueError, match="quiet_rows"):
         NoveltyBank(2, quiet_rows=-1)
+
+
+def test_a_whole_volt_reading_one_step_outside_its_two_values_is_not_news():
+    """UPS output voltage in whole volts, noise of 0.2 V: it sits on 230 for hours, now and then
+    231; a 232 is one step more, far inside the smallest range a voltage is read in (8 V)."""
+    x = np.full(2000, 230.0)
+    x[::97] = 231.0
+    x[-1] = 232.0
+    floor = NoveltyBank(1, FLEET, quiet_rows=QUIET_ROWS, min_span=8.0)
+    bare = NoveltyBank(1, FLEET, quiet_rows=QUIET_ROWS)
+    s_floor = np.array([range_score(floor.update([v]))[0] for v in x])
+    s_bare = np.array([range_score(bare.update([v]))[0] for v in x])
+    assert s_bare[-1] >= 0.5          # in the range seen (1 V) it is a whole range beyond
+    assert s_floor.max() < 0.2        # in the smallest range a voltage is read in, nothing
+    sag = NoveltyBank(1, FLEET, quiet_rows=QUIET_ROWS, min_span=8.0)
+    s = [range_score(sag.update([v]))[0] for v in np.concatenate([x[:-1], [200.0]])]
+    assert s[-1] > PAGE               # a 30 V sag pages
+    with pytest.raises(ValueError, match="min_span"):
+        NoveltyBank(2, min_span=[1.0, -1.0])
 
 
 def test_the_estimator_scores_beyond_its_range_and_streams_like_the_fleet():
@@ -85,8 +105,8 @@ def test_a_failed_crac_is_news_once_and_healthy_units_never_are(site):
 
 
 def test_a_swing_the_whole_group_shares_is_not_one_units_news(site, small_site):
-    """Every PDU of the row sees the supply voltage rise 10 V (a tap change upstream): no finding;
-    the same rise on one PDU alone is news."""
+    """Every PDU of the row sees the supply voltage rise 25 V (a tap change upstream): no finding;
+    the same rise on one PDU alone (a lost neutral) is news."""
     sim, scorer = site
 
     def swell(only=None):
@@ -96,7 +116,7 @@ def test_a_swing_the_whole_group_shares_is_not_one_units_news(site, small_site):
             i, b = next((i, b) for i, b in enumerate(batches) if b.measurement == "pdu")
             rows = np.ones(len(b), bool) if only is None else np.asarray(b.tags["device"]) == only
             v = b.fields["pdu_voltage_v"]
-            batches[i] = replace(b, fields={**b.fields, "pdu_voltage_v": np.where(rows, v + 10.0, v)})
+            batches[i] = replace(b, fields={**b.fields, "pdu_voltage_v": np.where(rows, v + 25.0, v)})
         return tweak
 
     assert [g for g in _run(sim, scorer, QUIET_ROWS + 60, swell()) if g[2] >= PAGE] == []
