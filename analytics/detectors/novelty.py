@@ -251,20 +251,21 @@ class NoveltyDetector(OutlierDetector):
 
     `fit(X)` learns the range each column has shown; `score_samples(X)` scores rows against it
     (stateless: the largest distance from a column's mid-range in half-ranges, so beyond 1 is
-    outside all it has seen); `score_stream(X)` is the fleet's arithmetic: each row scored
+    outside all it has seen; a range is at least `min_span`, scalar or per column); `score_stream(X)` is the fleet's arithmetic: each row scored
     causally by a `NoveltyBank` (the NAB vote, `quiet_rows` of probation per series, read in
     ranges: `range_score`), the largest score of the row's columns.
     """
 
-    def __init__(self, contamination=0.01, quiet_rows=750):
+    def __init__(self, contamination=0.01, quiet_rows=750, min_span=0.0):
         self.contamination = contamination
         self.quiet_rows = quiet_rows
+        self.min_span = min_span
 
     def _fit(self, X):
         self.low_, self.high_ = X.min(axis=0), X.max(axis=0)
 
     def _z(self, X):
-        half = np.maximum((self.high_ - self.low_) / 2.0, 1e-12)
+        half = np.maximum(np.maximum(self.high_ - self.low_, self.min_span) / 2.0, 1e-12)
         return np.max(np.abs(X - (self.high_ + self.low_) / 2.0) / half, axis=1)
 
     def score_stream(self, X) -> np.ndarray:
@@ -272,7 +273,7 @@ class NoveltyDetector(OutlierDetector):
         the fitted range is not used."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite="allow-nan")
-        bank = NoveltyBank(X.shape[1], FLEET, quiet_rows=self.quiet_rows)
+        bank = NoveltyBank(X.shape[1], FLEET, quiet_rows=self.quiet_rows, min_span=self.min_span)
         return np.array([float(range_score(bank.update(row)).max()) for row in X])
 
 

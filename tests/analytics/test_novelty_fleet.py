@@ -70,6 +70,8 @@ def test_the_estimator_scores_beyond_its_range_and_streams_like_the_fleet():
     stream = np.vstack([history, [[210.0, 230.0]]])  # an output sagging 20 V: six ranges beyond
     s = det.score_stream(stream)
     assert s[:QUIET_ROWS].max() == 0.0 and s[-1] > PAGE
+    wide = NoveltyDetector(min_span=40.0).fit(history)  # a range read as 40 V wide: 20 V is inside
+    assert wide.score_stream(stream)[-1] < 0.5
 
 
 def _run(sim, scorer, n, tweak=None, at=None):
