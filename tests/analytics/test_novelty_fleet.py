@@ -126,3 +126,34 @@ def test_a_swing_the_whole_group_shares_is_not_one_units_news(site, small_site):
     scorer2 = FleetScorer(sim2.inventory, None, detectors={"novelty": NOVELTY})
     paged = [g for g in _run(sim2, scorer2, QUIET_ROWS + 60, swell("PDU-B2")) if g[2] >= PAGE]
     assert {g[1] for g in paged} == {"PDU-B2"}
+
+
+def test_a_ups_output_sagging_out_of_regulation_is_paged_by_novelty_alone(small_site):
+    """An inverter losing regulation: the output drops 25 V (to about 205 V, -11 %) and stays.
+    No rule watches the band between normal and lost (< 20 V), and to the online baseline 25 V
+    is 12 spreads of a voltage (score 0.66, below the page); novelty pages it, on that UPS only."""
+    sim = Simulator(small_site, seed=6, start_ns=START_NS)
+    scorer = FleetScorer(sim.inventory)  # every detector the fleet runs
+    start = QUIET_ROWS + 30
+    paged = []
+    for k in range(start + 90):
+        sim.step()
+        batches = sim.batches()
+        if k >= start:
+            i, b = next((i, b) for i, b in enumerate(batches) if b.measurement == "ups")
+            v = b.fields["ups_output_voltage_v"]
+            batches[i] = replace(b, fields={**b.fields, "ups_output_voltage_v": np.where(
+                np.asarray(b.tags["device"]) == "UPS-A", v - 25.0, v)})
+        paged += [(k, f.detector, f.component) for f in scorer.score(batches)
+                  if f.score >= PAGE and f.component.startswith("UPS")]
+    assert {(d, c) for _, d, c in paged} == {("novelty", "UPS-A")}, paged
+    assert paged[0][0] <= start + 1 and len(paged) <= 3  # at once, and one episode
+
+
+def test_a_slow_creep_extends_the_range_it_is_measured_against():
+    """What novelty is not for: a value creeping 0.1 V per interval is never beyond all it has
+    read by much (each reading extends the range); wear of that kind is `slow_drift`'s, on the
+    quantities it watches."""
+    x = np.concatenate([230.0 + np.round(np.random.default_rng(1).normal(0, 0.3, 900)), 230.0 - 0.1 * np.arange(300)])
+    bank = NoveltyBank(1, FLEET, quiet_rows=QUIET_ROWS, min_span=8.0)
+    assert max(range_score(bank.update([v]))[0] for v in x) < 0.5
