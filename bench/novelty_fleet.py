@@ -39,9 +39,8 @@ MIDNIGHT_NS = 1_765_152_000 * 10**9  # 2025-12-08 00:00 UTC
 
 
 def _site(name: str):
-    if name in ("demo", "small"):
-        return load_site(site_file(f"{name}-site.yaml")), name
-    return load_site(Path(name)), Path(name).stem if Path(name).stem != "site" else Path(name).parent.name
+    site = load_site(site_file(f"{name}-site.yaml") if name in ("demo", "small") else Path(name))
+    return site, site.site
 
 
 def run_site(name: str, seed: int, hours: float) -> dict:
