@@ -6,6 +6,7 @@ site's redundancy implies; the same seed gives the same report."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -210,3 +211,17 @@ def test_the_library_covers_every_fault_type_on_every_target_kind_the_demo_has()
     missing = {name: sorted(kinds & set(ft.target_kinds) - covered.get(name, set())) for name, ft in FAULT_TYPES.items()}
     assert {k: v for k, v in missing.items() if v} == {}
     assert any(not sc.faults and sc.duration_s >= 86400 for sc in spec.scenarios)  # a fault-free day
+
+
+@pytest.mark.parametrize("name", ["harbour", "ridge"])
+def test_the_hand_written_sites_and_their_scenarios_load(name):
+    """The two sites written by hand as unseen input (issue 13, `examples/sites/`): they build,
+    their scenarios name their components, and every fault type they inject exists."""
+    from dcops.site import load_site
+    from dcops.topology import build_inventory
+
+    root = Path(__file__).resolve().parents[2] / "examples" / "sites"
+    inv = build_inventory(load_site(root / f"{name}-site.yaml"))
+    spec = load_scenarios(root / f"{name}-scenarios.yaml", inv)
+    assert len(spec.scenarios) >= 10 and all(s.faults or s.duration_s > 0 for s in spec.scenarios)
+    assert len(inv.accel_ids) and inv.of_kind("ups") and inv.of_kind("cooling")
