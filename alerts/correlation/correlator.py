@@ -265,6 +265,12 @@ class Correlator:
                         if a.probable_cause not in e.same_component or (
                                 is_lost(a) and e.root_lost and (r.raised_ns, r.probable_cause.value) >= (a.raised_ns, a.probable_cause.value)):
                             continue
+                        if self._explains_same(a, r, roots_at) and (
+                                (r.raised_ns, r.probable_cause.value, r.id) > (a.raised_ns, a.probable_cause.value, a.id)):
+                            # two reports of one fault on one unit (an accelerator too hot and
+                            # throttling) would explain each other, a cycle that reaches no root
+                            # upstream: the first is the parent, and it finds the cause upstream
+                            continue
                         rel = "same"
                     elif a.probable_cause not in e.symptom_causes and a.probable_cause in e.drops_load:
                         if not self._dropped(r, e, a, roots_at, lost_at):
@@ -310,6 +316,12 @@ class Correlator:
             return None
         r, e, rel, comp = best
         return Link(r.id, e.name if e is not None else f"group:{r.labels[GROUP_LABEL]}", rel, self._why(r, e, rel, a))
+
+    @staticmethod
+    def _explains_same(a: Alarm, r: Alarm, roots_at) -> bool:
+        """`a` is itself a root whose row would explain `r` on their one component."""
+        return any(x.id == a.id and e is not None and r.probable_cause in e.same_component
+                   for x, e in roots_at.get(a.component, ()))
 
     @staticmethod
     def _is_root(a: Alarm, roots_at) -> bool:

@@ -117,3 +117,23 @@ def test_a_cleared_root_explains_its_recovery_but_not_a_new_fault(small_inventor
     # a second unit of the zone lost after the first came back is its own root, with its own heat
     crac2 = A("crac2", "CRAC-2", PC.HEATING_VENT_COOLING, 650, unit_lost="true")
     assert c.parents(alarms + [crac2]) == {"settling": "crac", "warm": "crac", "later": "crac2"}
+
+
+def test_two_reports_of_one_hot_accelerator_reach_the_cooling_root_not_each_other(small_inventory):
+    """An accelerator of the failed CRAC's zone crosses its temperature limit and throttles in
+    the same interval (a busy hour: at a quiet one it never got that hot). Each alarm could
+    explain the other on their one unit; they did, a cycle that reached no root, and each such
+    accelerator opened an incident of its own (51 for one zone). The first report is the parent
+    and finds the CRAC; either order of input."""
+    c = Correlator(small_inventory)
+    crac = A("crac", "CRAC-1", PC.HEATING_VENT_COOLING, 0, unit_lost="true")
+    hot = A("hot", "R1-02-S01:1", PC.TEMPERATURE_UNACCEPTABLE, 560)
+    slow = A("slow", "R1-02-S01:1", PC.PERFORMANCE_DEGRADED, 560, sev=S.MINOR)
+    for alarms in ([crac, hot, slow], [slow, hot, crac]):
+        parents = c.parents(alarms)
+        assert parents == {"slow": "crac", "hot": "slow"}, parents
+        assert Correlator.roots(parents) == {"slow": "crac", "hot": "crac"}
+    later = A("later", "R1-02-S01:1", PC.TEMPERATURE_UNACCEPTABLE, 600)
+    assert c.parents([crac, slow, later]) == {"slow": "crac", "later": "slow"}
+    alone = [A("hot2", "R2-01-S01:0", PC.TEMPERATURE_UNACCEPTABLE, 10), A("slow2", "R2-01-S01:0", PC.PERFORMANCE_DEGRADED, 10)]
+    assert c.parents(alone) == {"hot2": "slow2"}  # no cause upstream: one incident, rooted at the first report
