@@ -55,12 +55,15 @@ def _figures(s: dict) -> dict:
     return {k: s[k] for k in keys}
 
 
-def _determinism(site: Path, scenarios: Path, name: str, seed: int, warmup_s: float, expected: dict) -> bool:
+def _determinism(site: Path, scenarios: Path, name: str, seed: int, warmup_s: float, expected: dict,
+                 start_hour: float | None = None) -> bool:
     """The scenario again, in a fresh interpreter with another hash seed: the same entry."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONHASHSEED": "12345"}
         cmd = [sys.executable, "-m", "dcops.cli", "eval", "outages", "--site", str(site), "--scenarios", str(scenarios),
                "--out", tmp, "--seed", str(seed), "--warmup-s", str(warmup_s), "--only", name]
+        if start_hour is not None:
+            cmd += ["--start-hour", str(start_hour)]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
         if p.returncode != 0:
             print(p.stderr, file=sys.stderr)
@@ -75,6 +78,8 @@ def main() -> int:
     ap.add_argument("--scenarios", type=Path)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--warmup-s", type=float, default=300.0)
+    ap.add_argument("--start-hour", type=float, default=None,
+                    help="UTC hour the run starts at (default 08:00; the simulated load peaks at 15:00)")
     ap.add_argument("--max-quiet-s", type=float, default=None)
     ap.add_argument("--max-duration-s", type=float, default=None,
                     help="cap every scenario's simulated time (faults after the cap are dropped)")
@@ -104,7 +109,7 @@ def main() -> int:
             s if not s.faults or s.duration_s <= cap else s.model_copy(update={
                 "duration_s": cap, "faults": tuple(f for f in s.faults if f.at_s < cap)})
             for s in spec.scenarios)})
-    opts = EvalOptions(seed=args.seed, warmup_s=args.warmup_s, baseline=not args.no_baseline)
+    opts = EvalOptions(seed=args.seed, warmup_s=args.warmup_s, baseline=not args.no_baseline, start_hour=args.start_hour)
     only = set(args.only) if args.only else None
     print(f"outages: site {inv.site} ({inv.n_accel} accelerators), {scen_path.name}, seed {args.seed}, "
           f"warm-up {args.warmup_s:g} s", file=sys.stderr)
@@ -127,7 +132,7 @@ def main() -> int:
         pick = max(rep["scenarios"], key=lambda s: (len(s["faults"]), -s["duration_s"]))
     elif args.determinism != "none":
         pick = next(s for s in rep["scenarios"] if s["name"] == args.determinism)
-    same = _determinism(site_path, scen_path, pick["name"], args.seed, args.warmup_s, pick) if pick else None
+    same = _determinism(site_path, scen_path, pick["name"], args.seed, args.warmup_s, pick, args.start_hour) if pick else None
     result = {
         "bench": "outages",
         "site": inv.site,
@@ -135,6 +140,7 @@ def main() -> int:
         "scenarios": len(rep["scenarios"]),
         "seed": args.seed,
         "warmup_s": args.warmup_s,
+        "start_hour": args.start_hour,
         "max_duration_s": args.max_duration_s,
         "max_quiet_s": args.max_quiet_s,
         "simulated_s": sim_s,

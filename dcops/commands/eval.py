@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--seed", type=int, default=1)
     o.add_argument("--only", nargs="+", metavar="NAME", help="only these scenarios")
     o.add_argument("--warmup-s", type=float, default=900.0, help="simulated warm-up before each scenario (default 900)")
+    o.add_argument("--start-hour", type=float, default=None,
+                   help="UTC hour each run starts at (default 08:00); the simulated load peaks at 15:00")
     o.add_argument("--no-correlation", action="store_true", help="baseline: every alarm its own incident")
     o.add_argument("--no-analytics", action="store_true", help="rules only (no analytics findings)")
     o.add_argument("--baseline", action="store_true",
@@ -83,7 +85,7 @@ def run_outages(args: argparse.Namespace) -> int:
             print(f"dcops eval outages: no scenario named {', '.join(sorted(unknown))} in {path}", file=sys.stderr)
             return 2
     opts = EvalOptions(seed=args.seed, warmup_s=args.warmup_s, correlation=not args.no_correlation,
-                       analytics=not args.no_analytics, baseline=args.baseline)
+                       analytics=not args.no_analytics, baseline=args.baseline, start_hour=args.start_hour)
     print(f"dcops eval outages: site {inv.site} ({len(inv.racks)} racks, {inv.n_accel} accelerators), "
           f"{len(spec.scenarios) if not only else len(only)} scenario(s) from {path}, seed {args.seed}",
           file=sys.stderr)

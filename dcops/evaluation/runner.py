@@ -54,6 +54,19 @@ class EvalOptions:
     correlation: bool = True        # False: every alarm stands alone (the baseline without correlation)
     baseline: bool = False          # also run an alerter without correlation on the same bus (report["baseline"])
     alerting: dict = field(default_factory=lambda: dict(DEFAULT_ALERTING))
+    # UTC hour of the day the run starts at (the warm-up's start; the simulated load follows the
+    # time of day: low before dawn, peak mid-afternoon). None: T0_NS, 08:00 UTC
+    start_hour: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.start_hour is not None and not 0.0 <= self.start_hour < 24.0:
+            raise ValueError(f"EvalOptions.start_hour must be in [0, 24) (UTC hours), got {self.start_hour}")
+
+    def t0_ns(self) -> int:
+        if self.start_hour is None:
+            return T0_NS
+        day = 86_400 * NS
+        return T0_NS - T0_NS % day + int(round(self.start_hour * 3600)) * NS
 
 
 @dataclass
@@ -78,7 +91,7 @@ class OutageRun:
         from dcops.simcollector import SimCollector
 
         self.opts = opts
-        self.sim = Simulator(site, seed=opts.seed, start_ns=T0_NS, interval_s=opts.interval_s)
+        self.sim = Simulator(site, seed=opts.seed, start_ns=opts.t0_ns(), interval_s=opts.interval_s)
         self.inv: Inventory = self.sim.inventory
         self.bus = InProcessBus()
         self.agents = SimAgents(self.sim, self.bus)

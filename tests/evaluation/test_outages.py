@@ -225,3 +225,16 @@ def test_the_hand_written_sites_and_their_scenarios_load(name):
     spec = load_scenarios(root / f"{name}-scenarios.yaml", inv)
     assert len(spec.scenarios) >= 10 and all(s.faults or s.duration_s > 0 for s in spec.scenarios)
     assert len(inv.accel_ids) and inv.of_kind("ups") and inv.of_kind("cooling")
+
+
+def test_a_run_can_start_at_any_hour_of_the_simulated_day():
+    """The simulated load follows the time of day; the library ran at 08:00 only, and a busy
+    hour found a fault (accelerators too hot and throttling explained each other)."""
+    from dcops.evaluation.runner import T0_NS
+
+    day = 86_400 * 10**9
+    assert EvalOptions().t0_ns() == T0_NS
+    assert EvalOptions(start_hour=15).t0_ns() % day == 15 * 3600 * 10**9
+    assert abs(EvalOptions(start_hour=15).t0_ns() - T0_NS) < day
+    with pytest.raises(ValueError, match="start_hour"):
+        EvalOptions(start_hour=24)
