@@ -47,11 +47,15 @@ class Stream:
     # is news whenever it comes (`novelty`); not a power or a return temperature, which follow
     # the load and set new highs on the first busy afternoon
     held: tuple[str, ...] = ()
+    # (sensor, metric of the same unit that drives it): a unit's own temperature follows its own
+    # power, not its neighbours' (different jobs); a repeat is suspicious when that driver moved
+    drivers: tuple[tuple[str, str], ...] = ()
 
 
 STREAMS: tuple[Stream, ...] = (
     Stream("accel", ("device", "accel"), (
-        "accel_up", "accel_temp_degc", "accel_mem_temp_degc", "accel_power_w", "accel_thermal_throttle"), "accel", ("accel_temp_degc", "accel_mem_temp_degc")),
+        "accel_up", "accel_temp_degc", "accel_mem_temp_degc", "accel_power_w", "accel_thermal_throttle"), "accel", ("accel_temp_degc", "accel_mem_temp_degc"),
+        drivers=(("accel_temp_degc", "accel_power_w"), ("accel_mem_temp_degc", "accel_power_w"))),
     Stream("server", ("device",), (
         "server_up", "server_psu_ok", "server_psu_a_power_w", "server_psu_b_power_w", "server_inlet_temp_degc",
         "server_fan_pct"), "server", ("server_inlet_temp_degc",), ambient=("server_inlet_temp_degc",)),

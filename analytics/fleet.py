@@ -94,6 +94,16 @@ class _Bank:
         self.ref_hi = np.full((n, len(stream.metrics)), np.nan)
         self.ref_s = np.full((n, len(stream.metrics)), np.nan)  # the reference, smoothed
         self.ref_noise = np.zeros((n, len(stream.metrics)))      # its EW mean |deviation| from that
+        # sensors driven by another metric of the same unit (an accelerator's temperatures by its
+        # power): the driver's column, and its smoothed value, noise and range while the sensor held
+        drivers = dict(stream.drivers)
+        self.driver = np.array([stream.metrics.index(drivers[m]) if m in drivers else -1 for m in stream.metrics])
+        self.driven = self.driver >= 0
+        self.drv_floor = np.where(self.driven, self.abs_floor[np.maximum(self.driver, 0)], np.inf)
+        self.drv_s = np.full((n, len(stream.metrics)), np.nan)
+        self.drv_noise = np.zeros((n, len(stream.metrics)))
+        self.drv_lo = np.full((n, len(stream.metrics)), np.nan)
+        self.drv_hi = np.full((n, len(stream.metrics)), np.nan)
 
     def step(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(z per value, stuck mask, expected per value), then learn X."""
@@ -108,7 +118,11 @@ class _Bank:
         # around it, when its neighbours' common reading moved by two of its steps meanwhile
         own = st.stuck_mask(X, p.stuck_p, p.stuck_after) & (st.stuck + 1 >= self._peer_run_needed(X))
         ref_moved, ref_known = self._reference_moved(X)
-        judged = (st.move >= st.quantum) | (ref_moved >= 1.5) | ~ref_known
+        # a unit's own temperature is judged by its own load (its driver), not by neighbours
+        # running other jobs: a GPU on a steady job holds its whole degree while its host's others
+        # warm with theirs
+        judged = (st.move >= st.quantum) | np.where(self.driven, self._driver_moved(X) >= 1.5,
+                                                    (ref_moved >= 1.5) | ~ref_known)
         held = ~np.isnan(X) & (X == st.last) & np.isfinite(st.quantum)
         stuck = self.sensor & (st.n >= p.warmup) & held & ((own & judged) | (self.ambient & (ref_moved >= 2.0)))
         st.update(X, p.alpha, p.clip, floor, p.warmup)
@@ -142,6 +156,25 @@ class _Bank:
         with np.errstate(invalid="ignore", divide="ignore"):
             steps = np.nan_to_num((self.ref_hi - self.ref_lo) / unit, nan=0.0, posinf=0.0)
         return steps, ~np.isnan(ref)
+
+    def _driver_moved(self, X: np.ndarray) -> np.ndarray:
+        """Per unit and driven sensor: how far the unit's own driver (smoothed, EW 10 intervals)
+        moved while the sensor held its value, in units of the driver's noise (1.5 x its EW mean
+        |deviation| from the smoothed value, at least its smallest spread); 0 for other sensors."""
+        if not self.driven.any():
+            return np.zeros(X.shape)
+        D = np.where(self.driven, X[:, np.maximum(self.driver, 0)], np.nan)
+        fresh = np.isnan(self.drv_s)
+        self.drv_noise = np.where(fresh | np.isnan(D), self.drv_noise,
+                                  0.98 * self.drv_noise + 0.02 * np.nan_to_num(np.abs(D - self.drv_s)))
+        self.drv_s = np.where(np.isnan(D), self.drv_s, np.where(fresh, D, 0.9 * self.drv_s + 0.1 * D))
+        held = ~np.isnan(X) & (X == self.state.last)
+        restart = ~held | np.isnan(self.drv_lo)
+        self.drv_lo = np.where(restart, self.drv_s, np.fmin(self.drv_lo, self.drv_s))
+        self.drv_hi = np.where(restart, self.drv_s, np.fmax(self.drv_hi, self.drv_s))
+        unit = np.maximum(self.drv_floor, 1.5 * self.drv_noise)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nan_to_num((self.drv_hi - self.drv_lo) / unit, nan=0.0, posinf=0.0)
 
     def _reference(self, X: np.ndarray) -> np.ndarray:
         """Per unit and sensor metric, the mean of its neighbours' readings less each one's usual

@@ -85,3 +85,23 @@ def test_an_idle_accelerator_beside_busy_ones_with_their_own_jobs_is_not_stuck()
     bank = _Bank(ACCEL, n, ScorerParams(), location=np.zeros(n, dtype=np.int64))
     stuck = np.array([bank.step(x)[1][:, TEMP] for x in X])
     assert not stuck[:, 0].any()
+
+
+def test_an_accelerator_on_a_steady_job_holds_while_its_host_warms_and_a_frozen_one_is_found_when_its_load_moves():
+    """What the demo's quiet day paged once: one GPU's HBM held 50 degC for 53 intervals while
+    the host's other GPUs, on their own jobs, warmed 4.5 degC. A unit's own temperature follows
+    its own power: held while its power is steady is expected; held while its power climbs is not."""
+    rng = np.random.default_rng(8)
+    t, n = 1500, 8
+    job = 0.5 + np.cumsum(rng.normal(0, 0.01, (t, n)), axis=0).clip(-0.3, 0.3)
+    job[1000:, 0] = job[999, 0]  # unit 0: its job turns steady...
+    job[1000:, 1:] += np.linspace(0, 0.25, t - 1000)[:, None]  # ...as the others get busier together
+    job[1000:, 2] = job[999, 2] + np.linspace(0, 0.3, t - 1000)  # unit 2 too, but its sensor froze
+    X = _accels(job, rng)
+    X[1000:, 0, TEMP] = X[999, 0, TEMP]  # a steady die in whole degrees: one value for minutes
+    X[1000:, 2, TEMP] = X[999, 2, TEMP]
+    bank = _Bank(ACCEL, n, ScorerParams(), location=np.zeros(n, dtype=np.int64))
+    stuck = np.array([bank.step(x)[1][:, TEMP] for x in X])
+    assert not stuck[:, 0].any(), np.argwhere(stuck[:, 0])[:5]
+    assert stuck[1000:, 2].any(), "a frozen temperature not found while its own power climbed"
+    assert not stuck[:, [1, 3, 4, 5, 6, 7]].any()
