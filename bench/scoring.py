@@ -23,6 +23,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -45,11 +46,13 @@ def big_site(copies: int = 3):
     doc = yaml.safe_load(DEMO.read_text())
     halls = doc["halls"]
     out = []
+    names = [h["name"] for h in halls]  # every hall's name as a token of its components' names
     for k in range(copies):
         for hall in halls:
             text = json.dumps(hall)
-            for h in ("H1", "H2"):
-                text = text.replace(h, f"{h}x{k}" if k else h)
+            if k:
+                for h in names:  # H1 in H1-R1-01 or CDU-H1-2, not in an H100 model name
+                    text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(h)}(?![0-9])", f"{h}x{k}", text)
             out.append(json.loads(text))
     doc["halls"] = out
     return site_from_text(yaml.safe_dump(doc), "bench-site")
