@@ -339,9 +339,20 @@ def test_incident_driven_through_its_runbook_to_resolution(alarm_console_url, br
         box.clear()
         if note:
             box.send_keys(note)
-        button = browser.find_element(By.ID, f"incident-{action}")
-        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
-        button.click()
+        # the panel re-renders as the step is picked: a click can land on the layout still moving
+        # ("element click intercepted", which does not reach the button); try until it lands
+        from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+
+        def press(d) -> bool:
+            button = d.find_element(By.ID, f"incident-{action}")
+            d.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+            try:
+                button.click()
+            except (ElementClickInterceptedException, StaleElementReferenceException):
+                return False
+            return True
+
+        WebDriverWait(browser, 20, poll_frequency=0.25).until(press)
         outcome(browser, step_id)
 
     wait_for(browser, "#incident-state-badge", text="acknowledged")
